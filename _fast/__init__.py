@@ -1,0 +1,1 @@
+"""Compiled core of ikecore (installed as ``ikecore._fast``); see DESIGN.md, "Layers"."""

@@ -1,0 +1,54 @@
+"""ikecore: an IKEv2 core with RFC 7791 IKE SA cloning.
+
+The public names of API.md are importable from here. The compiled core lives in
+``ikecore._fast``; everything else is pure Python (see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from ikecore.constants import (
+    DhGroup,
+    EncrId,
+    ExchangeType,
+    IdType,
+    IntegId,
+    NotifyType,
+    PayloadType,
+    PrfId,
+    ProtocolId,
+    TransformType,
+)
+from ikecore.errors import (
+    CloneRefused,
+    IkeError,
+    IntegrityError,
+    LocalProtocolError,
+    MalformedMessage,
+    RemoteProtocolError,
+    ReplayError,
+    SequenceExhausted,
+)
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "CloneRefused",
+    "DhGroup",
+    "EncrId",
+    "ExchangeType",
+    "IdType",
+    "IkeError",
+    "IntegId",
+    "IntegrityError",
+    "LocalProtocolError",
+    "MalformedMessage",
+    "NotifyType",
+    "PayloadType",
+    "PrfId",
+    "ProtocolId",
+    "RemoteProtocolError",
+    "ReplayError",
+    "SequenceExhausted",
+    "TransformType",
+    "__version__",
+]
