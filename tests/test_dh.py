@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from ikecore import DhGroup, NotifyType, RemoteProtocolError
 from ikecore.dh import SUPPORTED_GROUPS, ke_data_length, key_exchange
 
-VECTORS = json.loads(
-    (pathlib.Path(__file__).parent / "vectors" / "dh_groups.json").read_text()
-)["vectors"]
+VECTORS = json.loads((pathlib.Path(__file__).parent / "vectors" / "dh_groups.json").read_text())[
+    "vectors"
+]
 
 
 def _vectors(groups: set[int]) -> list[dict[str, Any]]:
@@ -87,9 +87,7 @@ def _assert_invalid(group: int, data: bytes) -> None:
     assert caught.value.notify_type == NotifyType.INVALID_SYNTAX
 
 
-@pytest.mark.parametrize(
-    "y", [0, 1, "p-1", "p", "p+1", "2^2048-1"], ids=lambda y: f"y={y}"
-)
+@pytest.mark.parametrize("y", [0, 1, "p-1", "p", "p+1", "2^2048-1"], ids=lambda y: f"y={y}")
 def test_modp_rejects_values_outside_the_group(y: int | str) -> None:
     p = _group14_prime()
     value = {"p-1": p - 1, "p": p, "p+1": p + 1, "2^2048-1": 2**2048 - 1}.get(str(y), y)
