@@ -1,0 +1,315 @@
+"""`IkeEndpoint`: the sans-IO IKEv2 engine (aioquic's connection shape, STYLE.md §3).
+
+The user feeds it datagrams and time and takes out datagrams, events and the next timer:
+
+    endpoint.receive_datagram(data, src, dst, now)
+    for datagram in endpoint.datagrams_to_send(now): sock.sendto(datagram.data, datagram.dst)
+    while (event := endpoint.next_event()) is not None: ...
+    endpoint.handle_timer(now) once endpoint.get_timer() has passed
+
+It demultiplexes IKE messages by SPI to sessions (loading them from the store when they are not
+in memory: a restart, or a cluster node taking over an SA), answers the first IKE_SA_INIT of a
+new peer (statelessly with a COOKIE when too many SAs are half open, RFC 7296 §2.6), and
+tells IKE from ESP and keepalives on the NAT-T port (RFC 3948 §2.2, RFC 7296 §2.23).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ikecore.config import Address, EndpointConfig, PeerConfig
+from ikecore.constants import ExchangeType, NotifyType
+from ikecore.dh import KeyExchange, key_exchange
+from ikecore.errors import LocalProtocolError, MalformedMessage, RemoteProtocolError
+from ikecore.events import Event
+from ikecore.exchanges.base import find_notify
+from ikecore.exchanges.ike_auth import IkeAuthInitiator
+from ikecore.exchanges.ike_sa_init import Handshake, IkeSaInitInitiator
+from ikecore.sa import ChildSa, IkeSa
+from ikecore.session import IkeSession
+from ikecore.states import IkeState
+from ikecore.store import MemoryStore, SaStore
+from ikecore.wire import IkeMessage, Nonce, Notify, build_message, parse_message
+
+__all__ = ["Datagram", "IkeEndpoint"]
+
+_ZERO_SPI = bytes(8)
+_NON_ESP_MARKER = bytes(4)
+_KEEPALIVE = b"\xff"
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """A UDP payload and its addresses: ``src`` is ours, ``dst`` the peer's."""
+
+    data: bytes
+    src: Address
+    dst: Address
+
+
+class IkeEndpoint:
+    """All IKE SAs of one local identity set; see the module docstring for the loop.
+
+    ``random`` and ``key_exchange`` are the deterministic hooks: tests and vector replays pass
+    functions that return fixed SPIs, nonces and private keys. Nothing else is random.
+    """
+
+    def __init__(
+        self,
+        config: EndpointConfig,
+        store: SaStore | None = None,
+        *,
+        random: Callable[[int], bytes] = os.urandom,
+        key_exchange: Callable[[int], KeyExchange] = key_exchange,
+    ) -> None:
+        self.config = config
+        self.store: SaStore = MemoryStore() if store is None else store
+        self.random = random
+        self._new_key_exchange = key_exchange
+        self._sessions: dict[bytes, IkeSession] = {}
+        self._half_open: dict[tuple[bytes, Address], IkeSession] = {}
+        self._children: dict[bytes, tuple[IkeSession, ChildSa]] = {}
+        self._events: deque[Event] = deque()
+        self._outbox: list[Datagram] = []
+        self._cookie_secret = random(32)
+        self.malformed = 0
+        self.cookies_sent = 0
+        self.esp_dropped = 0
+
+    # -- services for sessions and exchanges ---------------------------------------------------
+
+    def new_key_exchange(self, group: int) -> KeyExchange:
+        return self._new_key_exchange(group)
+
+    def allocate_ike_spi(self) -> bytes:
+        while True:
+            spi = self.random(8)
+            if spi != _ZERO_SPI and self.store.claim_ike_spi(spi):
+                return spi
+
+    def allocate_esp_spi(self) -> bytes:
+        while True:
+            spi = self.random(4)
+            # SPI values 1..255 are reserved, 0 means "no SPI" (RFC 4303 §2.1).
+            if int.from_bytes(spi, "big") > 255 and self.store.claim_esp_spi(spi):
+                return spi
+
+    def release_esp_spi(self, spi: bytes) -> None:
+        self.store.release_esp_spi(spi)
+
+    def queue_event(self, event: Event) -> None:
+        self._events.append(event)
+
+    def transmit(self, session: IkeSession, raw: bytes) -> None:
+        sa = session.sa
+        self._send(raw, sa.local_address, sa.remote_address)
+
+    def _send(self, raw: bytes, src: Address, dst: Address) -> None:
+        # RFC 3948 §2.2: IKE on the NAT-T port carries the non-ESP marker.
+        if self.config.nat_port in (src[1], dst[1]):
+            raw = _NON_ESP_MARKER + raw
+        self._outbox.append(Datagram(raw, src, dst))
+
+    def adopt(self, session: IkeSession) -> None:
+        """Track a session created by an exchange (the successor of a rekey, a clone)."""
+        self._sessions[session.sa.local_spi] = session
+
+    def forget(self, session: IkeSession) -> None:
+        sa = session.sa
+        if self._sessions.get(sa.local_spi) is session:
+            del self._sessions[sa.local_spi]
+        self._half_open.pop((sa.spi_i, sa.remote_address), None)
+        for key, half_open in list(self._half_open.items()):
+            if half_open is session:
+                del self._half_open[key]
+        self.store.release_ike_spi(sa.local_spi)
+
+    def child_installed(self, session: IkeSession, child: ChildSa) -> None:
+        self._children[child.spi_in] = (session, child)
+
+    def child_removed(self, child: ChildSa) -> None:
+        self._children.pop(child.spi_in, None)
+        self.store.release_esp_spi(child.spi_in)
+
+    # -- the user's API ------------------------------------------------------------------------
+
+    @property
+    def sessions(self) -> list[IkeSession]:
+        return list(self._sessions.values())
+
+    def initiate(
+        self,
+        peer: PeerConfig,
+        now: float,
+        *,
+        local: Address | None = None,
+        remote: Address | None = None,
+    ) -> IkeSession:
+        """Start IKE_SA_INIT + IKE_AUTH towards ``peer`` (RFC 7296 §1.2)."""
+        remote = remote or peer.remote_address
+        if remote is None:
+            raise LocalProtocolError("no remote address: set PeerConfig.remote_address")
+        local = local or peer.local_address or ("0.0.0.0", 500)
+        spi_i = self.allocate_ike_spi()
+        sa = IkeSa(
+            spi_i=spi_i,
+            spi_r=_ZERO_SPI,
+            initiator=True,
+            local_address=local,
+            remote_address=remote,
+            peer_name=peer.name,
+            local_window=self.config.window_size,
+            created_at=now,
+            family=spi_i.hex(),
+        )
+        session = IkeSession(self, sa, peer)
+        session.handshake = Handshake()
+        self._sessions[spi_i] = session
+        session.start(IkeSaInitInitiator(peer), now)
+        session.start(IkeAuthInitiator(peer), now)
+        return session
+
+    def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None:
+        """One UDP payload as received on ``dst`` from ``src``."""
+        data = bytes(data)
+        if self.config.nat_port in (src[1], dst[1]):
+            if data == _KEEPALIVE:
+                return  # NAT keepalive (RFC 3948 §2.3): not even liveness
+            if data[:4] != _NON_ESP_MARKER:
+                self._receive_esp(data, now)
+                return
+            data = data[4:]
+        try:
+            message = parse_message(data)
+        except (MalformedMessage, RemoteProtocolError):
+            self.malformed += 1
+            return
+        session = self._find_session(message, src)
+        if session is not None:
+            if session.sa.state != IkeState.DELETED:
+                session.receive(message, now, src, dst)
+            return
+        if (
+            message.exchange == ExchangeType.IKE_SA_INIT
+            and message.is_initiator
+            and not message.is_response
+            and message.spi_r == _ZERO_SPI
+            and message.message_id == 0
+        ):
+            self._new_responder(message, src, dst, now)
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        out, self._outbox = self._outbox, []
+        return out
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        return min(
+            (t for s in self._sessions.values() if (t := s.get_timer()) is not None), default=None
+        )
+
+    def handle_timer(self, now: float) -> None:
+        for session in list(self._sessions.values()):
+            timer = session.get_timer()
+            if timer is not None and timer <= now:
+                session.handle_timer(now)
+
+    # -- demultiplexing ------------------------------------------------------------------------
+
+    def _find_session(self, message: IkeMessage, src: Address) -> IkeSession | None:
+        if message.is_initiator:
+            # Sent by the original initiator: we are the responder and SPIr is ours.
+            if message.spi_r == _ZERO_SPI:
+                return self._half_open.get((message.spi_i, src))
+            session = self._sessions.get(message.spi_r)
+            if session is not None:
+                return session if session.sa.spi_i == message.spi_i else None
+        else:
+            session = self._sessions.get(message.spi_i)
+            if session is not None:
+                awaiting_spi_r = session.sa.spi_r == _ZERO_SPI
+                return session if awaiting_spi_r or session.sa.spi_r == message.spi_r else None
+        return self._load(message.spi_i, message.spi_r)
+
+    def _load(self, spi_i: bytes, spi_r: bytes) -> IkeSession | None:
+        """An SA this process does not hold: from the store (restart, cluster hand-off)."""
+        sa = self.store.get_ike_sa(spi_i, spi_r)
+        if sa is None or sa.state == IkeState.DELETED:
+            return None
+        peer = next((p for p in self.config.peers if sa.peer_name and p.name == sa.peer_name), None)
+        if peer is None and sa.remote_id is not None:
+            peer = self.config.peer_for(sa.remote_id)
+        session = IkeSession(self, sa, peer)
+        self._sessions[sa.local_spi] = session
+        for child in sa.child_sas.values():
+            self.child_installed(session, child)
+        return session
+
+    # -- a new peer ----------------------------------------------------------------------------
+
+    def _cookie(self, ni: bytes, src: Address, spi_i: bytes) -> bytes:
+        # §2.6: Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>)
+        packed = ipaddress.ip_address(src[0]).packed
+        digest = hmac.new(self._cookie_secret, ni + packed + spi_i, hashlib.sha256).digest()
+        return b"\x00\x00\x00\x01" + digest
+
+    def _new_responder(self, message: IkeMessage, src: Address, dst: Address, now: float) -> None:
+        if len(self._half_open) >= self.config.cookie_threshold:
+            nonce = next((p for p in message.payloads if isinstance(p, Nonce)), None)
+            if nonce is None:
+                return
+            expected = self._cookie(nonce.data, src, message.spi_i)
+            offered = find_notify(message.payloads, NotifyType.COOKIE)
+            if offered is None or not hmac.compare_digest(offered.data, expected):
+                # Stateless: nothing is kept for this peer until it returns the cookie.
+                self.cookies_sent += 1
+                reply = build_message(
+                    message.spi_i,
+                    _ZERO_SPI,
+                    ExchangeType.IKE_SA_INIT,
+                    initiator=False,
+                    response=True,
+                    message_id=0,
+                    payloads=[Notify(NotifyType.COOKIE, expected)],
+                )
+                self._send(reply, dst, src)
+                return
+        sa = IkeSa(
+            spi_i=message.spi_i,
+            spi_r=self.allocate_ike_spi(),
+            initiator=False,
+            local_address=dst,
+            remote_address=src,
+            local_window=self.config.window_size,
+            created_at=now,
+        )
+        sa.family = sa.spi_r.hex()
+        session = IkeSession(self, sa, None)
+        session.handshake = Handshake()
+        session.half_open_deadline = now + self.config.half_open_timeout
+        self._sessions[sa.spi_r] = session
+        self._half_open[(sa.spi_i, src)] = session
+        session.receive(message, now, src, dst)
+        if sa.state != IkeState.AUTHENTICATING:
+            # Refused (NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD) or dropped: keep no state.
+            self.forget(session)
+
+    def half_open_established(self, session: IkeSession) -> None:
+        """IKE_AUTH done: the SA no longer counts as half open."""
+        for key, half_open in list(self._half_open.items()):
+            if half_open is session:
+                del self._half_open[key]
+
+    # -- ESP -----------------------------------------------------------------------------------
+
+    def _receive_esp(self, data: bytes, now: float) -> None:
+        """ESP-in-UDP (RFC 3948): not processed by this build (no ESP core yet); counted."""
+        self.esp_dropped += 1

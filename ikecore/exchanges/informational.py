@@ -1,0 +1,110 @@
+"""INFORMATIONAL (RFC 7296 §1.4): Delete of IKE and Child SAs, liveness checks.
+
+    HDR, SK {D(IKE)}                -->     <--  HDR, SK {}
+    HDR, SK {D(ESP, SPI...)}        -->     <--  HDR, SK {D(ESP, SPI...)}
+    HDR, SK {}                      -->     <--  HDR, SK {}            (liveness)
+
+A Delete names the SPIs the *sender* receives on (§3.11): for us, a Child SA's outbound SPI.
+The response to a Child SA Delete deletes the other direction; when both ends deleted the same
+Child SA at once, each answers with an empty Delete for it (§1.4.1).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ikecore.constants import ExchangeType, ProtocolId
+from ikecore.events import LivenessChecked
+from ikecore.sa import ChildSa
+from ikecore.states import ChildState, ChildTrigger, IkeTrigger
+from ikecore.wire import Delete, IkeMessage, Payload
+
+if TYPE_CHECKING:
+    from ikecore.session import IkeSession
+
+__all__ = [
+    "DeleteChildInitiator",
+    "DeleteIkeInitiator",
+    "InformationalResponder",
+    "LivenessInitiator",
+]
+
+
+class DeleteIkeInitiator:
+    exchange_type = ExchangeType.INFORMATIONAL
+
+    def __init__(self, reason: str = "deleted_locally") -> None:
+        self._reason = reason
+
+    def build_request(self, session: IkeSession, now: float) -> list[Payload]:
+        return [Delete(ProtocolId.IKE)]
+
+    def process_response(
+        self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
+    ) -> None:
+        session.terminate(IkeTrigger.DELETE_DONE, self._reason, now)
+
+    def abort(self, session: IkeSession, reason: str, now: float) -> None:
+        """An unanswered Delete still ends the SA (the session's timeout does it)."""
+
+
+class DeleteChildInitiator:
+    exchange_type = ExchangeType.INFORMATIONAL
+
+    def __init__(self, child: ChildSa, reason: str = "deleted_locally") -> None:
+        self._child = child
+        self._reason = reason
+
+    def build_request(self, session: IkeSession, now: float) -> list[Payload]:
+        return [Delete(ProtocolId.ESP, (self._child.spi_in,))]
+
+    def process_response(
+        self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
+    ) -> None:
+        # Whatever the peer answers, our inbound side is gone and it was told so.
+        session.remove_child(self._child, self._reason)
+
+    def abort(self, session: IkeSession, reason: str, now: float) -> None:
+        session.remove_child(self._child, reason)
+
+
+class LivenessInitiator:
+    exchange_type = ExchangeType.INFORMATIONAL
+
+    def build_request(self, session: IkeSession, now: float) -> list[Payload]:
+        return []
+
+    def process_response(
+        self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
+    ) -> None:
+        session.emit(LivenessChecked(session))
+
+    def abort(self, session: IkeSession, reason: str, now: float) -> None:
+        """Unanswered liveness checks end the SA through the session's timeout."""
+
+
+class InformationalResponder:
+    def process_request(
+        self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
+    ) -> list[Payload]:
+        deletes = [p for p in payloads if isinstance(p, Delete)]
+        if any(d.protocol_id == ProtocolId.IKE for d in deletes):
+            # §1.4.1: the IKE SA and all its Child SAs go; the response is empty.
+            session.close_after_response(IkeTrigger.DELETE_RECEIVED, "deleted_by_peer")
+            return []
+        ours: list[bytes] = []
+        for delete in deletes:
+            if delete.protocol_id != ProtocolId.ESP:
+                continue
+            for spi in delete.spis:
+                child = session.child_by_outbound_spi(spi)
+                if child is None:
+                    continue  # §1.4.1: an unknown SPI is ignored
+                if child.state != ChildState.DELETING:
+                    # We were not deleting it ourselves: answer with our inbound SPI.
+                    ours.append(child.spi_in)
+                session.child_transition(child, ChildTrigger.DELETE_RECEIVED)
+                session.remove_child(child, "deleted_by_peer")
+        if ours:
+            return [Delete(ProtocolId.ESP, tuple(ours))]
+        return []
