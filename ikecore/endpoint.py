@@ -73,7 +73,10 @@ class IkeEndpoint:
         self.random = random
         self._new_key_exchange = key_exchange
         self._sessions: dict[bytes, IkeSession] = {}
-        self._half_open: dict[tuple[bytes, Address], IkeSession] = {}
+        # Responder SAs by (SPIi, initiator address): a retransmitted or late IKE_SA_INIT
+        # finds its SA instead of opening a new one (§2.1). Half-open ones are also counted.
+        self._by_init: dict[tuple[bytes, Address], IkeSession] = {}
+        self._half_open: set[IkeSession] = set()
         self._children: dict[bytes, tuple[IkeSession, ChildSa]] = {}
         self._events: deque[Event] = deque()
         self._outbox: list[Datagram] = []
@@ -124,10 +127,9 @@ class IkeEndpoint:
         sa = session.sa
         if self._sessions.get(sa.local_spi) is session:
             del self._sessions[sa.local_spi]
-        self._half_open.pop((sa.spi_i, sa.remote_address), None)
-        for key, half_open in list(self._half_open.items()):
-            if half_open is session:
-                del self._half_open[key]
+        self._half_open.discard(session)
+        if session.init_source is not None:
+            self._by_init.pop((sa.spi_i, session.init_source), None)
         self.store.release_ike_spi(sa.local_spi)
 
     def child_installed(self, session: IkeSession, child: ChildSa) -> None:
@@ -228,7 +230,7 @@ class IkeEndpoint:
         if message.is_initiator:
             # Sent by the original initiator: we are the responder and SPIr is ours.
             if message.spi_r == _ZERO_SPI:
-                return self._half_open.get((message.spi_i, src))
+                return self._by_init.get((message.spi_i, src))
             session = self._sessions.get(message.spi_r)
             if session is not None:
                 return session if session.sa.spi_i == message.spi_i else None
@@ -295,8 +297,10 @@ class IkeEndpoint:
         session = IkeSession(self, sa, None)
         session.handshake = Handshake()
         session.half_open_deadline = now + self.config.half_open_timeout
+        session.init_source = src
         self._sessions[sa.spi_r] = session
-        self._half_open[(sa.spi_i, src)] = session
+        self._by_init[(sa.spi_i, src)] = session
+        self._half_open.add(session)
         session.receive(message, now, src, dst)
         if sa.state != IkeState.AUTHENTICATING:
             # Refused (NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD) or dropped: keep no state.
@@ -304,9 +308,7 @@ class IkeEndpoint:
 
     def half_open_established(self, session: IkeSession) -> None:
         """IKE_AUTH done: the SA no longer counts as half open."""
-        for key, half_open in list(self._half_open.items()):
-            if half_open is session:
-                del self._half_open[key]
+        self._half_open.discard(session)
 
     # -- ESP -----------------------------------------------------------------------------------
 

@@ -84,6 +84,8 @@ class IkeSession:
         self.retransmissions = 0
         self.cached_answers = 0
         self.half_open_deadline: float | None = None
+        # Where the peer's IKE_SA_INIT came from (responder side; the endpoint's index key).
+        self.init_source: Address | None = None
         self._queue: deque[InitiatorTask] = deque()
         self._outstanding: dict[int, _Outstanding] = {}
         self._responses: dict[int, _CachedResponse] = {}
