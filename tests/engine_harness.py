@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ikecore.config import EndpointConfig, Identity, PeerConfig
-from ikecore.constants import ExchangeType
+from ikecore.constants import ExchangeType, ProtocolId
 from ikecore.endpoint import Datagram, IkeEndpoint
 from ikecore.events import Event
 from ikecore.suites import parse_proposals
@@ -126,7 +126,7 @@ def peer_configs(
         remote_address=(RESPONDER_HOST, 500),
         local_address=(INITIATOR_HOST, 500),
         ike_proposals=parse_proposals(initiator_ike or ike),
-        esp_proposals=parse_proposals(initiator_esp or esp, 3),  # type: ignore[arg-type]
+        esp_proposals=parse_proposals(initiator_esp or esp, ProtocolId.ESP),
         clone=clone,
         mobike=mobike,
         name="to-gateway",
@@ -136,7 +136,7 @@ def peer_configs(
         remote_id=Identity.parse("client.example"),
         psk=responder_psk,
         ike_proposals=parse_proposals(responder_ike or ike),
-        esp_proposals=parse_proposals(responder_esp or esp, 3),  # type: ignore[arg-type]
+        esp_proposals=parse_proposals(responder_esp or esp, ProtocolId.ESP),
         clone=clone,
         mobike=mobike,
         name="client",
@@ -160,7 +160,9 @@ def pair(
     )
     responder = IkeEndpoint(
         EndpointConfig(
-            peers=(responder_peer,), ike_proposals=responder_peer.ike_proposals, **extra  # type: ignore[arg-type]
+            peers=(responder_peer,),
+            ike_proposals=responder_peer.ike_proposals,
+            **extra,  # type: ignore[arg-type]
         ),
         random=counter_random(2),
     )

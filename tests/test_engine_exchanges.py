@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from engine_harness import drain, of_type, pair
+from engine_harness import Network, drain, of_type, pair
 
-from ikecore import LocalProtocolError, NotifyType
+from ikecore import LocalProtocolError, NotifyType, ProtocolId
 from ikecore.config import TrafficSelector
 from ikecore.endpoint import IkeEndpoint
 from ikecore.events import (
@@ -21,8 +21,12 @@ from ikecore.session import IkeSession
 from ikecore.states import ChildState, IkeState
 from ikecore.suites import parse_proposals
 
+ESP = ProtocolId.ESP
 
-def established(**options: object) -> tuple[IkeEndpoint, IkeEndpoint, IkeSession, IkeSession, object]:
+
+def established(
+    **options: object,
+) -> tuple[IkeEndpoint, IkeEndpoint, IkeSession, IkeSession, Network]:
     initiator, responder, peer, net = pair(**options)  # type: ignore[arg-type]
     session = initiator.initiate(peer, 0.0)
     net.run(0.0)
@@ -32,21 +36,22 @@ def established(**options: object) -> tuple[IkeEndpoint, IkeEndpoint, IkeSession
 
 
 def test_create_child_sa_without_and_with_pfs() -> None:
-    initiator, responder, session, peer_session, net = established(esp="aes256gcm16,aes128gcm16-x25519")
+    initiator, responder, session, peer_session, net = established(
+        esp="aes256gcm16,aes128gcm16-x25519"
+    )
     # CREATE_CHILD_SA {SA, Ni, TSi, TSr} -->  <-- CREATE_CHILD_SA {SA, Nr, TSi, TSr}
-    session.create_child_sa(1.0, esp_proposals=parse_proposals("aes256gcm16", 3))  # type: ignore[arg-type]
-    flow = net.run(1.0)  # type: ignore[attr-defined]
+    session.create_child_sa(1.0, esp_proposals=parse_proposals("aes256gcm16", ESP))
+    flow = net.run(1.0)
     assert [str(d) for d in flow] == ["CREATE_CHILD_SA --> #2", "CREATE_CHILD_SA <-- #2"]
     (new,) = of_type(drain(initiator), ChildSaEstablished)
     assert isinstance(new, ChildSaEstablished) and new.child.transforms.dh == 0
     (theirs,) = of_type(drain(responder), ChildSaEstablished)
     assert isinstance(theirs, ChildSaEstablished) and theirs.child.spi_out == new.child.spi_in
     assert theirs.child.key_in == new.child.key_out
-    # CREATE_CHILD_SA {SA, Ni, KEi(31), TSi, TSr} -->  <-- CREATE_CHILD_SA {SA, Nr, KEr(31), TSi, TSr}
-    session.create_child_sa(
-        2.0, esp_proposals=parse_proposals("aes128gcm16-x25519", 3)  # type: ignore[arg-type]
-    )
-    net.run(2.0)  # type: ignore[attr-defined]
+    # CREATE_CHILD_SA {SA, Ni, KEi(31), TSi, TSr} -->
+    #                                     <-- CREATE_CHILD_SA {SA, Nr, KEr(31), TSi, TSr}
+    session.create_child_sa(2.0, esp_proposals=parse_proposals("aes128gcm16-x25519", ESP))
+    net.run(2.0)
     (pfs,) = of_type(drain(initiator), ChildSaEstablished)
     assert isinstance(pfs, ChildSaEstablished) and pfs.child.transforms.dh == 31
     (pfs_peer,) = of_type(drain(responder), ChildSaEstablished)
@@ -56,34 +61,34 @@ def test_create_child_sa_without_and_with_pfs() -> None:
 
 
 def test_responder_side_creates_a_child_sa_too() -> None:
-    initiator, responder, session, peer_session, net = established()
+    _initiator, _responder, session, peer_session, net = established()
     # (responder as exchange initiator) CREATE_CHILD_SA -->  <-- CREATE_CHILD_SA
     peer_session.create_child_sa(1.0)
-    flow = net.run(1.0)  # type: ignore[attr-defined]
+    flow = net.run(1.0)
     assert [str(d) for d in flow] == ["CREATE_CHILD_SA --> #0", "CREATE_CHILD_SA <-- #0"]
     assert len(session.child_sas) == 2 and len(peer_session.child_sas) == 2
     assert peer_session.sa.next_request_id == 1 and session.sa.next_peer_request_id == 1
 
 
 def test_traffic_selectors_are_narrowed_or_refused() -> None:
-    initiator, responder, session, peer_session, net = established()
+    initiator, _responder, session, _peer_session, net = established()
     host = TrafficSelector("10.1.0.2", "10.1.0.2")
     session.create_child_sa(1.0, local_ts=(host,), remote_ts=(TrafficSelector.any(),))
-    net.run(1.0)  # type: ignore[attr-defined]
+    net.run(1.0)
     (made,) = of_type(drain(initiator), ChildSaEstablished)
     assert isinstance(made, ChildSaEstablished) and made.child.local_ts == (host,)
     # A selector outside the responder's policy (it allows IPv4 only): TS_UNACCEPTABLE.
     session.create_child_sa(
         2.0, local_ts=(TrafficSelector.any(6),), remote_ts=(TrafficSelector.any(6),)
     )
-    net.run(2.0)  # type: ignore[attr-defined]
+    net.run(2.0)
     (failed,) = drain(initiator)
     assert isinstance(failed, ChildSaFailed) and failed.notify == NotifyType.TS_UNACCEPTABLE
     assert session.state == IkeState.ESTABLISHED and len(session.child_sas) == 2
 
 
 def test_pfs_group_mismatch_retries_with_invalid_ke_group() -> None:
-    initiator, responder, peer, net = pair(
+    initiator, _responder, peer, net = pair(
         initiator_esp="aes256gcm16-x25519-ecp256", responder_esp="aes256gcm16-ecp256"
     )
     session = initiator.initiate(peer, 0.0)
@@ -110,7 +115,7 @@ def test_child_sa_rekey_then_old_one_deleted() -> None:
     # INFORMATIONAL {D(ESP, old in)} -->  <-- INFORMATIONAL {D(ESP, old peer in)}
     session.rekey_child_sa(old.spi_in, 1.0)
     assert old.state == ChildState.REKEYING
-    flow = net.run(1.0)  # type: ignore[attr-defined]
+    flow = net.run(1.0)
     assert [str(d) for d in flow] == [
         "CREATE_CHILD_SA --> #2",
         "CREATE_CHILD_SA <-- #2",
@@ -135,7 +140,7 @@ def test_delete_child_sa_and_unknown_spi() -> None:
     (child,) = session.child_sas
     # INFORMATIONAL {D(ESP, spi)} -->  <-- INFORMATIONAL {D(ESP, peer spi)}
     session.delete_child_sa(child.spi_in, 1.0)
-    net.run(1.0)  # type: ignore[attr-defined]
+    net.run(1.0)
     (deleted,) = drain(initiator)
     assert isinstance(deleted, ChildSaDeleted) and deleted.reason == "deleted_locally"
     (peer_deleted,) = drain(responder)
@@ -153,7 +158,7 @@ def test_simultaneous_child_deletes() -> None:
     # INFORMATIONAL {D(ESP, a)} -->      <-- INFORMATIONAL {D(ESP, b)}   (crossing)
     session.delete_child_sa(child.spi_in, 1.0)
     peer_session.delete_child_sa(peer_child.spi_in, 1.0)
-    net.run(1.0)  # type: ignore[attr-defined]
+    net.run(1.0)
     assert session.child_sas == [] and peer_session.child_sas == []
     assert len(of_type(drain(initiator), ChildSaDeleted)) == 1
     assert len(of_type(drain(responder), ChildSaDeleted)) == 1
@@ -164,7 +169,7 @@ def test_delete_ike_sa_from_either_side() -> None:
     # INFORMATIONAL {D(IKE)} -->  <-- INFORMATIONAL {}
     session.delete(1.0)
     assert session.state == IkeState.DELETING
-    net.run(1.0)  # type: ignore[attr-defined]
+    net.run(1.0)
     assert session.state == IkeState.DELETED and peer_session.state == IkeState.DELETED
     i_events, r_events = drain(initiator), drain(responder)
     assert [type(e) for e in i_events] == [ChildSaDeleted, IkeSaDeleted]
@@ -176,29 +181,29 @@ def test_delete_ike_sa_from_either_side() -> None:
     # The responder may delete too.
     initiator, responder, session, peer_session, net = established()
     peer_session.delete(1.0)
-    net.run(1.0)  # type: ignore[attr-defined]
+    net.run(1.0)
     assert session.state == IkeState.DELETED and peer_session.state == IkeState.DELETED
 
 
 def test_liveness_check() -> None:
-    initiator, responder, session, peer_session, net = established()
+    initiator, responder, session, _peer_session, net = established()
     # INFORMATIONAL {} -->  <-- INFORMATIONAL {}
     session.check_liveness(1.0)
-    net.run(1.0)  # type: ignore[attr-defined]
+    net.run(1.0)
     (checked,) = drain(initiator)
     assert isinstance(checked, LivenessChecked) and checked.session is session
     assert drain(responder) == []
 
 
 def test_requests_queue_behind_the_window() -> None:
-    initiator, responder, session, peer_session, net = established()
+    _initiator, _responder, session, _peer_session, net = established()
     # Window 1: the second request waits for the first response (§2.3).
     session.create_child_sa(1.0)
     session.check_liveness(1.0)
-    first = net.capture(1.0)  # type: ignore[attr-defined]
+    first = net.capture(1.0)
     assert len(first) == 1
-    net.deliver(first, 1.0)  # type: ignore[attr-defined]
-    flow = net.run(1.0)  # type: ignore[attr-defined]
+    net.deliver(first, 1.0)
+    flow = net.run(1.0)
     assert [str(d) for d in flow] == [
         "CREATE_CHILD_SA <-- #2",
         "INFORMATIONAL --> #3",
@@ -207,13 +212,13 @@ def test_requests_queue_behind_the_window() -> None:
 
 
 def test_ike_sa_rekey_moves_child_sas() -> None:
-    initiator, responder, session, peer_session, net = established()
+    initiator, responder, session, _peer_session, net = established()
     (child,) = session.child_sas
     # CREATE_CHILD_SA {SA(SPIi'), Ni, KEi} -->  <-- CREATE_CHILD_SA {SA(SPIr'), Nr, KEr}
     # INFORMATIONAL(old SA) {D(IKE)} -->  <-- INFORMATIONAL(old SA) {}
     session.rekey(1.0)
     assert session.state == IkeState.REKEYING
-    flow = net.run(1.0)  # type: ignore[attr-defined]
+    flow = net.run(1.0)
     assert [str(d) for d in flow] == [
         "CREATE_CHILD_SA --> #2",
         "CREATE_CHILD_SA <-- #2",
@@ -229,30 +234,30 @@ def test_ike_sa_rekey_moves_child_sas() -> None:
     assert isinstance(i_events[1], IkeSaDeleted) and i_events[1].reason == "rekeyed"
     assert session.state == IkeState.DELETED and new.state == IkeState.ESTABLISHED
     assert new.child_sas == [child] and session.child_sas == []
-    peer_new = r_events[0].new  # type: ignore[attr-defined]
+    peer_new = r_events[0].new
     assert peer_new.sa.spis == new.sa.spis and peer_new.sa.keys == new.sa.keys
     assert new.sa.keys != session.sa.keys
     assert new.sa.next_request_id == 0 and new.sa.rekeyed_from == session.sa.spis
     assert initiator.store.ike_sas() == [new.sa] and responder.store.ike_sas() == [peer_new.sa]
     # The new SA works: a Child SA and a liveness check on it, message IDs from 0.
     new.create_child_sa(2.0)
-    flow = net.run(2.0)  # type: ignore[attr-defined]
+    flow = net.run(2.0)
     assert [str(d) for d in flow] == ["CREATE_CHILD_SA --> #0", "CREATE_CHILD_SA <-- #0"]
     assert len(new.child_sas) == 2 and len(peer_new.child_sas) == 2
     assert responder.store.find_by_esp_spi(child.spi_out) is peer_new.sa
 
 
 def test_ike_sa_rekey_by_the_responder() -> None:
-    initiator, responder, session, peer_session, net = established()
+    initiator, responder, _session, peer_session, net = established()
     peer_session.rekey(1.0)
-    net.run(1.0)  # type: ignore[attr-defined]
+    net.run(1.0)
     (new,) = initiator.sessions
     (peer_new,) = responder.sessions
     # The rekey initiator is the original initiator of the new SA (§2.18).
     assert peer_new.sa.initiator and not new.sa.initiator
     assert new.sa.spis == peer_new.sa.spis and len(new.child_sas) == 1
     new.check_liveness(2.0)
-    net.run(2.0)  # type: ignore[attr-defined]
+    net.run(2.0)
     assert of_type(drain(initiator), LivenessChecked)
 
 
@@ -263,7 +268,7 @@ def test_ike_rekey_refused_while_busy_keeps_the_sa() -> None:
     # <-- {N(TEMPORARY_FAILURE)}   {N(TEMPORARY_FAILURE)} -->
     session.rekey(1.0)
     peer_session.rekey(1.0)
-    net.run(1.0)  # type: ignore[attr-defined]
+    net.run(1.0)
     assert session.state == IkeState.ESTABLISHED and peer_session.state == IkeState.ESTABLISHED
     from ikecore.events import IkeSaRekeyFailed
 
@@ -273,12 +278,12 @@ def test_ike_rekey_refused_while_busy_keeps_the_sa() -> None:
     assert isinstance(peer_failed, IkeSaRekeyFailed)
     # A later rekey by one side goes through.
     session.rekey(10.0)
-    net.run(10.0)  # type: ignore[attr-defined]
+    net.run(10.0)
     assert len(initiator.sessions) == 1 and initiator.sessions[0] is not session
 
 
 def test_api_refuses_what_the_state_does_not_allow() -> None:
-    initiator, responder, peer, net = pair()
+    initiator, _responder, peer, net = pair()
     session = initiator.initiate(peer, 0.0)
     with pytest.raises(LocalProtocolError, match="CONNECTING"):
         session.create_child_sa(0.0)
