@@ -232,6 +232,7 @@ def test_ike_sa_rekey_moves_child_sas() -> None:
     assert isinstance(rekeyed, IkeSaRekeyed) and rekeyed.old is session
     new = rekeyed.new
     assert isinstance(i_events[1], IkeSaDeleted) and i_events[1].reason == "rekeyed"
+    assert isinstance(r_events[1], IkeSaDeleted) and r_events[1].reason == "rekeyed"
     assert session.state == IkeState.DELETED and new.state == IkeState.ESTABLISHED
     assert new.child_sas == [child] and session.child_sas == []
     peer_new = r_events[0].new

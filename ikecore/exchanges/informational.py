@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ikecore.constants import ExchangeType, ProtocolId
 from ikecore.events import LivenessChecked
 from ikecore.sa import ChildSa
-from ikecore.states import ChildState, ChildTrigger, IkeTrigger
+from ikecore.states import ChildState, ChildTrigger, IkeState, IkeTrigger
 from ikecore.wire import Delete, IkeMessage, Payload
 
 if TYPE_CHECKING:
@@ -89,8 +89,10 @@ class InformationalResponder:
     ) -> list[Payload]:
         deletes = [p for p in payloads if isinstance(p, Delete)]
         if any(d.protocol_id == ProtocolId.IKE for d in deletes):
-            # §1.4.1: the IKE SA and all its Child SAs go; the response is empty.
-            session.close_after_response(IkeTrigger.DELETE_RECEIVED, "deleted_by_peer")
+            # §1.4.1: the IKE SA and all its Child SAs go; the response is empty. The old SA of
+            # a rekey is deleted this way too (§1.3.2): its successor lives on.
+            reason = "rekeyed" if session.state == IkeState.REKEYED else "deleted_by_peer"
+            session.close_after_response(IkeTrigger.DELETE_RECEIVED, reason)
             return []
         ours: list[bytes] = []
         for delete in deletes:
