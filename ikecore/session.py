@@ -50,6 +50,7 @@ from ikecore.wire import IkeMessage, Notify, Payload, SkCipher, build_message
 
 if TYPE_CHECKING:
     from ikecore.endpoint import IkeEndpoint
+    from ikecore.exchanges.rekey_ike import RekeyCollision
 
 __all__ = ["IkeSession"]
 
@@ -93,7 +94,10 @@ class IkeSession:
         self._cipher_in: SkCipher | None = None
         self._cipher_out: SkCipher | None = None
         self._close_after_response: tuple[IkeTrigger, str] | None = None
-        self._visible = sa.initiator or sa.state not in (
+        # §2.8.2: the SA we made answering the peer's rekey while ours was in flight.
+        self.rekey_collision: RekeyCollision | None = None
+        # Whether the user has heard of this SA: only those get events when they end.
+        self.visible = sa.initiator or sa.state not in (
             IkeState.CONNECTING,
             IkeState.AUTHENTICATING,
         )
@@ -130,7 +134,7 @@ class IkeSession:
     def established(self, now: float) -> None:
         self.sa.established_at = now
         self.half_open_deadline = None
-        self._visible = True
+        self.visible = True
         self.endpoint.half_open_established(self)
 
     def float_to_nat_port(self) -> None:
@@ -512,8 +516,8 @@ class IkeSession:
         for task in tasks:
             task.abort(self, reason, now)
         for child in list(self.sa.child_sas.values()):
-            self.remove_child(child, reason, event=self._visible)
-        if self._visible:
+            self.remove_child(child, reason, event=self.visible)
+        if self.visible:
             self.emit(IkeSaDeleted(self, reason, notify))
         self.endpoint.store.delete_ike_sa(self.sa.spi_i, self.sa.spi_r)
         self.endpoint.forget(self)

@@ -15,6 +15,7 @@ from ikecore.events import (
     ChildSaRekeyed,
     IkeSaDeleted,
     IkeSaRekeyed,
+    IkeSaRekeyFailed,
     LivenessChecked,
 )
 from ikecore.session import IkeSession
@@ -262,25 +263,70 @@ def test_ike_sa_rekey_by_the_responder() -> None:
     assert of_type(drain(initiator), LivenessChecked)
 
 
-def test_ike_rekey_refused_while_busy_keeps_the_sa() -> None:
+def _single_survivor(initiator: IkeEndpoint, responder: IkeEndpoint, old: IkeSession) -> None:
+    (survivor,) = initiator.sessions
+    (peer_survivor,) = responder.sessions
+    assert survivor.sa.spis == peer_survivor.sa.spis and survivor.sa.keys == peer_survivor.sa.keys
+    assert survivor.sa.rekeyed_from == old.sa.spis
+    assert len(survivor.child_sas) == 1 and len(peer_survivor.child_sas) == 1
+    assert survivor.child_sas[0].spi_out == peer_survivor.child_sas[0].spi_in
+    for endpoint, session in ((initiator, survivor), (responder, peer_survivor)):
+        events = drain(endpoint)
+        (rekeyed,) = of_type(events, IkeSaRekeyed)
+        assert isinstance(rekeyed, IkeSaRekeyed) and rekeyed.new is session
+        (deleted,) = of_type(events, IkeSaDeleted)  # the old SA; the redundant one is silent
+        assert isinstance(deleted, IkeSaDeleted) and deleted.reason == "rekeyed"
+        assert endpoint.store.ike_sas() == [session.sa]
+        assert not of_type(events, IkeSaRekeyFailed)
+
+
+def test_simultaneous_ike_rekey_both_notice() -> None:
     initiator, responder, session, peer_session, net = established()
-    # Both ends start a rekey at once; the crossing requests find the other side busy:
-    # CREATE_CHILD_SA(rekey) -->   <-- CREATE_CHILD_SA(rekey)
-    # <-- {N(TEMPORARY_FAILURE)}   {N(TEMPORARY_FAILURE)} -->
+    # A: CREATE_CHILD_SA(rekey, Ni1) -->      <-- B: CREATE_CHILD_SA(rekey, Ni2)   (crossing)
+    # A: resp2 {SA, Nr1, KEr} -->             <-- B: resp1 {SA, Nr2, KEr}
+    # three IKE SAs now; the new one with the lowest of Ni1, Nr2, Ni2, Nr1 is redundant:
+    # its creator deletes it, the initiator of the survivor deletes the old SA (§2.8.2).
     session.rekey(1.0)
     peer_session.rekey(1.0)
+    crossing = net.capture(1.0)
+    assert len(crossing) == 2
+    net.deliver(crossing, 1.0)
+    assert session.rekey_collision is not None and peer_session.rekey_collision is not None
     net.run(1.0)
-    assert session.state == IkeState.ESTABLISHED and peer_session.state == IkeState.ESTABLISHED
-    from ikecore.events import IkeSaRekeyFailed
+    assert session.state == IkeState.DELETED and peer_session.state == IkeState.DELETED
+    _single_survivor(initiator, responder, session)
 
-    (failed,) = drain(initiator)
+
+def test_simultaneous_ike_rekey_only_one_side_notices() -> None:
+    initiator, responder, session, peer_session, net = established()
+    session.rekey(1.0)
+    peer_session.rekey(1.0)
+    a_request, b_request = sorted(net.capture(1.0), key=lambda d: d.src[0] != "192.0.2.1")
+    # <-- B: CREATE_CHILD_SA(rekey)  reaches A first; A answers (and notes the collision)
+    net.deliver([b_request], 1.0)
+    # A's answer reaches B: B completes its rekey, moves its Child SAs, deletes the old SA
+    net.deliver(net.capture(1.0), 1.0)
+    assert len(responder.sessions) == 2
+    # A: CREATE_CHILD_SA(rekey) --> arrives late: B answers TEMPORARY_FAILURE (§2.8.2)
+    net.deliver([a_request], 1.0)
+    net.run(1.0)
+    _single_survivor(initiator, responder, session)
+
+
+def test_ike_rekey_refused_while_other_exchanges_run() -> None:
+    initiator, responder, session, peer_session, net = established()
+    # B has a CREATE_CHILD_SA in flight when A's rekey arrives: TEMPORARY_FAILURE (§2.25.2)
+    peer_session.create_child_sa(1.0)
+    session.rekey(1.0)
+    net.run(1.0)
+    (failed,) = of_type(drain(initiator), IkeSaRekeyFailed)
     assert isinstance(failed, IkeSaRekeyFailed) and failed.notify == NotifyType.TEMPORARY_FAILURE
-    (peer_failed,) = drain(responder)
-    assert isinstance(peer_failed, IkeSaRekeyFailed)
-    # A later rekey by one side goes through.
+    assert session.state == IkeState.ESTABLISHED and len(session.child_sas) == 2
+    # Later the rekey goes through.
     session.rekey(10.0)
     net.run(10.0)
     assert len(initiator.sessions) == 1 and initiator.sessions[0] is not session
+    assert len(initiator.sessions[0].child_sas) == 2
 
 
 def test_api_refuses_what_the_state_does_not_allow() -> None:

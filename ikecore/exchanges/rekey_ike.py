@@ -16,6 +16,7 @@ old SA lives on).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ikecore.constants import ExchangeType, NotifyType, ProtocolId, TransformType
@@ -51,7 +52,13 @@ from ikecore.wire import (
 if TYPE_CHECKING:
     from ikecore.session import IkeSession
 
-__all__ = ["RekeyIkeInitiator", "RekeyIkeResponder", "derive_rekeyed_sa"]
+__all__ = [
+    "RekeyCollision",
+    "RekeyIkeInitiator",
+    "RekeyIkeResponder",
+    "derive_rekeyed_sa",
+    "yield_to_peer_rekey",
+]
 
 
 def derive_rekeyed_sa(
@@ -99,22 +106,48 @@ def derive_rekeyed_sa(
     )
 
 
-def _take_over(session: IkeSession, new_sa: IkeSa) -> IkeSession:
-    """The successor session gets the Child SAs; the old SA is now REKEYED (§2.8)."""
+@dataclass(slots=True)
+class RekeyCollision:
+    """§2.8.2: we answered the peer's rekey of an SA we were rekeying ourselves."""
+
+    successor: IkeSession
+    nonces: tuple[bytes, bytes]
+
+
+def _new_session(session: IkeSession, new_sa: IkeSa, *, visible: bool) -> IkeSession:
     from ikecore.session import IkeSession
 
-    old_sa = session.sa
-    new_sa.rekeyed_from = old_sa.spis
-    new_sa.child_sas, old_sa.child_sas = old_sa.child_sas, {}
+    new_sa.rekeyed_from = session.sa.spis
     successor = IkeSession(session.endpoint, new_sa, session.peer)
+    successor.visible = visible
     session.endpoint.adopt(successor)
+    successor.save()
+    return successor
+
+
+def _hand_over(session: IkeSession, successor: IkeSession) -> None:
+    """The successor gets the Child SAs; the old SA is now REKEYED (§2.8)."""
+    old_sa, new_sa = session.sa, successor.sa
+    new_sa.child_sas, old_sa.child_sas = {**new_sa.child_sas, **old_sa.child_sas}, {}
     for child in new_sa.child_sas.values():
         session.endpoint.child_installed(successor, child)
+    successor.visible = True
     successor.save()
     session.transition(IkeTrigger.REKEYED)
     session.save()
     session.emit(IkeSaRekeyed(session, successor))
-    return successor
+
+
+def yield_to_peer_rekey(session: IkeSession) -> bool:
+    """The peer's rekey won a collision it may not have seen (its Delete of the old SA or
+    a TEMPORARY_FAILURE came first, §2.8.2): its successor takes the Child SAs."""
+    collision = session.rekey_collision
+    if collision is None:
+        return False
+    session.rekey_collision = None
+    if session.state == IkeState.REKEYING:
+        _hand_over(session, collision.successor)
+    return True
 
 
 def _group_for(old: IkeSa, proposals: tuple[ProposalSpec, ...]) -> int:
@@ -154,6 +187,8 @@ class RekeyIkeInitiator:
 
     def _give_up(self, session: IkeSession, notify: int | None) -> None:
         session.endpoint.store.release_ike_spi(self._spi)
+        if yield_to_peer_rekey(session):
+            return
         if session.state == IkeState.REKEYING:
             session.transition(IkeTrigger.REKEY_ABORTED)
         session.emit(IkeSaRekeyFailed(session, notify))
@@ -202,7 +237,19 @@ class RekeyIkeInitiator:
             initiator=True,
             now=now,
         )
-        _take_over(session, new_sa)
+        ours = _new_session(session, new_sa, visible=False)
+        collision, session.rekey_collision = session.rekey_collision, None
+        if collision is not None and session.state == IkeState.REKEYING:
+            # §2.8.2: of the two new SAs, the one with the lowest of the four nonces is
+            # redundant; its creator (the initiator of its exchange) deletes it, and the
+            # initiator of the survivor deletes the old SA.
+            lowest = min(self._ni, nr, *collision.nonces)
+            if lowest in (self._ni, nr):
+                _hand_over(session, collision.successor)
+                ours.transition(IkeTrigger.DELETE_STARTED)
+                ours.start(DeleteIkeInitiator("redundant"), now)
+                return
+        _hand_over(session, ours)
         # §1.3.2: the initiator of the rekey deletes the old IKE SA.
         session.transition(IkeTrigger.DELETE_STARTED)
         session.start(DeleteIkeInitiator("rekeyed"), now)
@@ -216,9 +263,12 @@ class RekeyIkeResponder:
     def process_request(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
     ) -> list[Payload]:
-        if session.state != IkeState.ESTABLISHED or session.busy():
-            # §2.25.2: we are rekeying or deleting this SA, or have exchanges of our own in
-            # flight on it; the peer tries again later.
+        colliding = session.state == IkeState.REKEYING and any(
+            isinstance(task, RekeyIkeInitiator) for task in session.outstanding_tasks()
+        )
+        if not colliding and (session.state != IkeState.ESTABLISHED or session.busy()):
+            # §2.25.2: we are deleting this SA (or already rekeyed it), or have other
+            # exchanges of our own in flight on it; the peer tries again later.
             raise RemoteProtocolError("IKE SA busy", NotifyType.TEMPORARY_FAILURE)
         ours = (
             session.peer.ike_proposals
@@ -247,7 +297,12 @@ class RekeyIkeResponder:
         new_sa = derive_rekeyed_sa(
             session.sa, selection.ike, g_ir, ni, nr, proposal.spi, spi_r, initiator=False, now=now
         )
-        _take_over(session, new_sa)
+        if colliding:
+            # §2.8.2: answer as usual; which new SA survives is known once ours completes.
+            successor = _new_session(session, new_sa, visible=False)
+            session.rekey_collision = RekeyCollision(successor, (ni, nr))
+        else:
+            _hand_over(session, _new_session(session, new_sa, visible=True))
         return [
             answer(proposal, selection.ike.transforms(), spi_r),
             Nonce(nr),
