@@ -314,7 +314,7 @@ def test_simultaneous_ike_rekey_only_one_side_notices() -> None:
 
 
 def test_ike_rekey_refused_while_other_exchanges_run() -> None:
-    initiator, responder, session, peer_session, net = established()
+    initiator, _responder, session, peer_session, net = established()
     # B has a CREATE_CHILD_SA in flight when A's rekey arrives: TEMPORARY_FAILURE (§2.25.2)
     peer_session.create_child_sa(1.0)
     session.rekey(1.0)
