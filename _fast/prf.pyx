@@ -85,6 +85,7 @@ cdef union _HashCtx:
 cdef struct _PrfState:
     int prf_id
     size_t out_len
+    size_t hash_state_len    # bytes of each _HashCtx written so far (what _state_wipe clears)
     # HMAC: hash states after absorbing K0 ^ ipad and K0 ^ opad (RFC 2104)
     _HashCtx inner
     _HashCtx outer
@@ -172,7 +173,10 @@ cdef inline int _arg(_Arg *arg, object obj, str name) except -1:
         return 0
     if not PyObject_CheckBuffer(obj):
         raise TypeError(f"{name} must be bytes-like (bytes, bytearray, memoryview), not {type(obj).__name__}")
-    PyObject_GetBuffer(obj, &arg.view, PyBUF_SIMPLE)
+    try:
+        PyObject_GetBuffer(obj, &arg.view, PyBUF_SIMPLE)
+    except BufferError:
+        raise ValueError(f"{name} must be a C-contiguous buffer") from None
     arg.held = True
     arg.ptr = <const uchar *>arg.view.buf
     arg.len = <size_t>arg.view.len
@@ -404,7 +408,8 @@ cdef int _aes_key(_PrfState *st, const uchar *key, size_t key_len) noexcept nogi
 
 
 cdef int _state_key(_PrfState *st, int prf_id, const uchar *key, size_t key_len) except -1:
-    """Key (or re-key) ``st``; the first call on a state must come after ``_state_new``."""
+    """Key (or re-key, with the same or another PRF) ``st``, made by ``_state_new``."""
+    cdef size_t used
     st.prf_id = prf_id
     st.out_len = _output_length(prf_id)
     if prf_id == PRF_AES128_XCBC or prf_id == PRF_AES128_CMAC:
@@ -412,6 +417,14 @@ cdef int _state_key(_PrfState *st, int prf_id, const uchar *key, size_t key_len)
             ERR_clear_error()
             raise MemoryError("libcrypto could not key AES-128-CBC")
     else:
+        if prf_id == PRF_HMAC_SHA2_256:
+            used = sizeof(SHA256_CTX)
+        elif prf_id == PRF_HMAC_SHA1:
+            used = sizeof(SHA_CTX)
+        else:
+            used = sizeof(SHA512_CTX)
+        if used > st.hash_state_len:
+            st.hash_state_len = used
         _hmac_key(st, key, key_len)
     return 0
 
@@ -419,6 +432,7 @@ cdef int _state_key(_PrfState *st, int prf_id, const uchar *key, size_t key_len)
 cdef inline void _state_new(_PrfState *st) noexcept nogil:
     st.cipher = NULL
     st.prf_id = 0
+    st.hash_state_len = 0
 
 
 cdef void _state_wipe(_PrfState *st) noexcept nogil:
@@ -426,20 +440,16 @@ cdef void _state_wipe(_PrfState *st) noexcept nogil:
         EVP_CIPHER_CTX_free(st.cipher)   # frees (and clears) the AES key schedule
         st.cipher = NULL
         OPENSSL_cleanse(st.subkey_complete, 2 * AES_BLOCK)
-    elif st.prf_id == PRF_HMAC_SHA2_256:
-        # only the union member in use (wiping three SHA-512 states would cost more than a block)
-        OPENSSL_cleanse(&st.inner.sha256, sizeof(SHA256_CTX))
-        OPENSSL_cleanse(&st.outer.sha256, sizeof(SHA256_CTX))
-        OPENSSL_cleanse(&st.work.sha256, sizeof(SHA256_CTX))
-    elif st.prf_id != 0:
-        OPENSSL_cleanse(&st.inner, sizeof(_HashCtx))
-        OPENSSL_cleanse(&st.outer, sizeof(_HashCtx))
-        OPENSSL_cleanse(&st.work, sizeof(_HashCtx))
+    if st.hash_state_len:
+        # only the bytes the hash states used (three whole SHA-512 unions cost more than a block)
+        OPENSSL_cleanse(&st.inner, st.hash_state_len)
+        OPENSSL_cleanse(&st.outer, st.hash_state_len)
+        OPENSSL_cleanse(&st.work, st.hash_state_len)
     OPENSSL_cleanse(st.digest, MAX_OUT)
 
 
 cdef inline int _mac(_PrfState *st, const uchar *data, size_t n, uchar *out) except -1:
-    if st.cipher == NULL:
+    if st.prf_id != PRF_AES128_XCBC and st.prf_id != PRF_AES128_CMAC:
         _hmac(st, data, n, out)
         return 0
     if _aes_mac(st, data, n, out) < 0:
