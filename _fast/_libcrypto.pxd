@@ -19,27 +19,23 @@ cdef extern from "openssl/crypto.h" nogil:
 
 # --- prf.pyx: HMAC / AES-XCBC / AES-CMAC ------------------------------------------------------
 
-# The one-block SHA interfaces are deprecated in 3.0 but still exported; prf.pyx uses them because
-# a keyed HMAC state is then a plain struct that a memcpy reuses (EVP_MD_CTX_copy_ex allocates).
+# The low-level SHA interfaces are deprecated in 3.0 but still exported. prf.pyx keeps HMAC's
+# keyed states as the hash words of these structs and calls the one-block compression directly
+# (EVP_MD_CTX_copy_ex allocates per copy; SHA*_Update/Final add a buffer copy per call).
 cdef extern from "openssl/sha.h" nogil:
     ctypedef struct SHA_CTX:
-        pass
+        unsigned int h0, h1, h2, h3, h4
     ctypedef struct SHA256_CTX:
-        pass
+        unsigned int h[8]
     ctypedef struct SHA512_CTX:
-        pass
+        unsigned long long h[8]
     int SHA1_Init(SHA_CTX *c)
-    int SHA1_Update(SHA_CTX *c, const void *data, size_t length)
-    int SHA1_Final(unsigned char *md, SHA_CTX *c)
+    void SHA1_Transform(SHA_CTX *c, const unsigned char *data)
     int SHA256_Init(SHA256_CTX *c)
-    int SHA256_Update(SHA256_CTX *c, const void *data, size_t length)
-    int SHA256_Final(unsigned char *md, SHA256_CTX *c)
+    void SHA256_Transform(SHA256_CTX *c, const unsigned char *data)
     int SHA384_Init(SHA512_CTX *c)
-    int SHA384_Update(SHA512_CTX *c, const void *data, size_t length)
-    int SHA384_Final(unsigned char *md, SHA512_CTX *c)
     int SHA512_Init(SHA512_CTX *c)
-    int SHA512_Update(SHA512_CTX *c, const void *data, size_t length)
-    int SHA512_Final(unsigned char *md, SHA512_CTX *c)
+    void SHA512_Transform(SHA512_CTX *c, const unsigned char *data)
 
 
 cdef extern from "openssl/evp.h" nogil:

@@ -32,20 +32,15 @@ from ikecore._fast._libcrypto cimport (
     EVP_EncryptUpdate,
     ERR_clear_error,
     OPENSSL_cleanse,
-    SHA1_Final,
     SHA1_Init,
-    SHA1_Update,
+    SHA1_Transform,
     SHA256_CTX,
-    SHA256_Final,
     SHA256_Init,
-    SHA256_Update,
-    SHA384_Final,
+    SHA256_Transform,
     SHA384_Init,
-    SHA384_Update,
     SHA512_CTX,
-    SHA512_Final,
     SHA512_Init,
-    SHA512_Update,
+    SHA512_Transform,
     SHA_CTX,
 )
 
@@ -85,11 +80,12 @@ cdef union _HashCtx:
 cdef struct _PrfState:
     int prf_id
     size_t out_len
-    size_t hash_state_len    # bytes of each _HashCtx written so far (what _state_wipe clears)
+    size_t hash_state_len    # hash block size of the HMACs keyed so far (what _state_wipe clears)
     # HMAC: hash states after absorbing K0 ^ ipad and K0 ^ opad (RFC 2104)
     _HashCtx inner
     _HashCtx outer
     _HashCtx work
+    uchar tail[256]          # the padded last block(s) of a hash
     # XCBC / CMAC: AES-128-CBC keyed with K1 (XCBC) or K (CMAC); subkey XORed into a complete
     # last block (XCBC K2, CMAC K1) or into a padded one (XCBC K3, CMAC K2)
     EVP_CIPHER_CTX *cipher
@@ -228,7 +224,11 @@ cdef inline void _scratch_wipe(_Scratch *s) noexcept:
 
 # --- keyed PRF state ---------------------------------------------------------------------------
 
-cdef inline void _hash_start(int prf_id, _HashCtx *ctx) noexcept nogil:
+cdef inline size_t _hash_block(int prf_id) noexcept nogil:
+    return 128 if prf_id == PRF_HMAC_SHA2_384 or prf_id == PRF_HMAC_SHA2_512 else 64
+
+
+cdef inline void _hash_init(int prf_id, _HashCtx *ctx) noexcept nogil:
     if prf_id == PRF_HMAC_SHA2_256:
         SHA256_Init(&ctx.sha256)
     elif prf_id == PRF_HMAC_SHA2_384:
@@ -239,36 +239,79 @@ cdef inline void _hash_start(int prf_id, _HashCtx *ctx) noexcept nogil:
         SHA1_Init(&ctx.sha1)
 
 
-cdef inline void _hash_update(int prf_id, _HashCtx *ctx, const uchar *data, size_t n) noexcept nogil:
+cdef inline void _compress(int prf_id, _HashCtx *ctx, const uchar *block) noexcept nogil:
     if prf_id == PRF_HMAC_SHA2_256:
-        SHA256_Update(&ctx.sha256, data, n)
-    elif prf_id == PRF_HMAC_SHA2_384:
-        SHA384_Update(&ctx.sha512, data, n)
-    elif prf_id == PRF_HMAC_SHA2_512:
-        SHA512_Update(&ctx.sha512, data, n)
-    else:
-        SHA1_Update(&ctx.sha1, data, n)
-
-
-cdef inline void _hash_final(int prf_id, _HashCtx *ctx, uchar *out) noexcept nogil:
-    if prf_id == PRF_HMAC_SHA2_256:
-        SHA256_Final(out, &ctx.sha256)
-    elif prf_id == PRF_HMAC_SHA2_384:
-        SHA384_Final(out, &ctx.sha512)
-    elif prf_id == PRF_HMAC_SHA2_512:
-        SHA512_Final(out, &ctx.sha512)
-    else:
-        SHA1_Final(out, &ctx.sha1)
-
-
-cdef inline void _hash_copy(int prf_id, _HashCtx *dst, const _HashCtx *src) noexcept nogil:
-    # only the member in use: a SHA256_CTX is half the size of the union
-    if prf_id == PRF_HMAC_SHA2_256:
-        dst.sha256 = src.sha256
+        SHA256_Transform(&ctx.sha256, block)
     elif prf_id == PRF_HMAC_SHA1:
-        dst.sha1 = src.sha1
+        SHA1_Transform(&ctx.sha1, block)
     else:
-        dst.sha512 = src.sha512
+        SHA512_Transform(&ctx.sha512, block)
+
+
+cdef inline void _copy_words(int prf_id, _HashCtx *dst, const _HashCtx *src) noexcept nogil:
+    # only the chaining value (the first member of each struct): counters and buffers are unused
+    if prf_id == PRF_HMAC_SHA2_256:
+        memcpy(dst.sha256.h, src.sha256.h, 32)
+    elif prf_id == PRF_HMAC_SHA1:
+        dst.sha1.h0 = src.sha1.h0
+        dst.sha1.h1 = src.sha1.h1
+        dst.sha1.h2 = src.sha1.h2
+        dst.sha1.h3 = src.sha1.h3
+        dst.sha1.h4 = src.sha1.h4
+    else:
+        memcpy(dst.sha512.h, src.sha512.h, 64)
+
+
+cdef inline void _put32(uchar *out, unsigned int word) noexcept nogil:
+    out[0] = <uchar>(word >> 24)
+    out[1] = <uchar>(word >> 16)
+    out[2] = <uchar>(word >> 8)
+    out[3] = <uchar>word
+
+
+cdef inline void _put64(uchar *out, unsigned long long word) noexcept nogil:
+    _put32(out, <unsigned int>(word >> 32))
+    _put32(out + 4, <unsigned int>word)
+
+
+cdef void _hash_finish(_PrfState *st, _HashCtx *ctx, size_t prefix, const uchar *data, size_t n,
+                       uchar *out) noexcept nogil:
+    """Hash ``data`` on from ``ctx`` (which has absorbed ``prefix`` bytes) and write the digest.
+
+    FIPS 180-4 §5.1 padding: 0x80, zeros, then the message length in bits in the last 8 (SHA-1,
+    SHA-256) or 16 (SHA-384/512) bytes of the last block.
+    """
+    cdef size_t block = _hash_block(st.prf_id)
+    cdef size_t length_field = 16 if block == 128 else 8
+    cdef size_t rest, last
+    cdef int i
+    while n >= block:
+        _compress(st.prf_id, ctx, data)
+        data += block
+        n -= block
+        prefix += block
+    rest = n
+    memcpy(st.tail, data, rest)
+    st.tail[rest] = 0x80
+    last = block if rest + 1 + length_field <= block else 2 * block
+    memset(st.tail + rest + 1, 0, last - rest - 1 - 8)
+    _put64(st.tail + last - 8, <unsigned long long>(prefix + rest) * 8)
+    _compress(st.prf_id, ctx, st.tail)
+    if last > block:
+        _compress(st.prf_id, ctx, st.tail + block)
+    if st.prf_id == PRF_HMAC_SHA2_256:
+        for i in range(8):
+            _put32(out + 4 * i, ctx.sha256.h[i])
+    elif st.prf_id == PRF_HMAC_SHA1:
+        _put32(out, ctx.sha1.h0)
+        _put32(out + 4, ctx.sha1.h1)
+        _put32(out + 8, ctx.sha1.h2)
+        _put32(out + 12, ctx.sha1.h3)
+        _put32(out + 16, ctx.sha1.h4)
+    else:
+        # SHA-384 is SHA-512 with other initial words, cut to its first six
+        for i in range(<int>(st.out_len // 8)):
+            _put64(out + 8 * i, ctx.sha512.h[i])
 
 
 cdef void _hmac_key(_PrfState *st, const uchar *key, size_t key_len) noexcept nogil:
@@ -276,34 +319,32 @@ cdef void _hmac_key(_PrfState *st, const uchar *key, size_t key_len) noexcept no
     # inner = H(K0 ^ ipad | text), outer = H(K0 ^ opad | inner): keep both states after one block
     cdef uchar k0[128]
     cdef uchar pad[128]
-    cdef size_t block = 64 if st.prf_id == PRF_HMAC_SHA1 or st.prf_id == PRF_HMAC_SHA2_256 else 128
+    cdef size_t block = _hash_block(st.prf_id)
     cdef size_t i
     memset(k0, 0, block)
     if key_len > block:
-        _hash_start(st.prf_id, &st.work)
-        _hash_update(st.prf_id, &st.work, key, key_len)
-        _hash_final(st.prf_id, &st.work, k0)
+        _hash_init(st.prf_id, &st.work)
+        _hash_finish(st, &st.work, 0, key, key_len, k0)
     else:
         memcpy(k0, key, key_len)
     for i in range(block):
         pad[i] = k0[i] ^ 0x36
-    _hash_start(st.prf_id, &st.inner)
-    _hash_update(st.prf_id, &st.inner, pad, block)
+    _hash_init(st.prf_id, &st.inner)
+    _compress(st.prf_id, &st.inner, pad)
     for i in range(block):
         pad[i] = k0[i] ^ 0x5c
-    _hash_start(st.prf_id, &st.outer)
-    _hash_update(st.prf_id, &st.outer, pad, block)
-    OPENSSL_cleanse(k0, sizeof(k0))
-    OPENSSL_cleanse(pad, sizeof(pad))
+    _hash_init(st.prf_id, &st.outer)
+    _compress(st.prf_id, &st.outer, pad)
+    OPENSSL_cleanse(k0, block)
+    OPENSSL_cleanse(pad, block)
 
 
 cdef inline void _hmac(_PrfState *st, const uchar *data, size_t n, uchar *out) noexcept nogil:
-    _hash_copy(st.prf_id, &st.work, &st.inner)
-    _hash_update(st.prf_id, &st.work, data, n)
-    _hash_final(st.prf_id, &st.work, st.digest)
-    _hash_copy(st.prf_id, &st.work, &st.outer)
-    _hash_update(st.prf_id, &st.work, st.digest, st.out_len)
-    _hash_final(st.prf_id, &st.work, out)
+    cdef size_t block = _hash_block(st.prf_id)
+    _copy_words(st.prf_id, &st.work, &st.inner)
+    _hash_finish(st, &st.work, block, data, n, st.digest)
+    _copy_words(st.prf_id, &st.work, &st.outer)
+    _hash_finish(st, &st.work, block, st.digest, st.out_len, out)
 
 
 cdef int _aes_mac(_PrfState *st, const uchar *data, size_t n, uchar *out) noexcept nogil:
@@ -417,12 +458,7 @@ cdef int _state_key(_PrfState *st, int prf_id, const uchar *key, size_t key_len)
             ERR_clear_error()
             raise MemoryError("libcrypto could not key AES-128-CBC")
     else:
-        if prf_id == PRF_HMAC_SHA2_256:
-            used = sizeof(SHA256_CTX)
-        elif prf_id == PRF_HMAC_SHA1:
-            used = sizeof(SHA_CTX)
-        else:
-            used = sizeof(SHA512_CTX)
+        used = _hash_block(prf_id)    # >= the chaining value; the tail uses up to twice this
         if used > st.hash_state_len:
             st.hash_state_len = used
         _hmac_key(st, key, key_len)
@@ -441,10 +477,11 @@ cdef void _state_wipe(_PrfState *st) noexcept nogil:
         st.cipher = NULL
         OPENSSL_cleanse(st.subkey_complete, 2 * AES_BLOCK)
     if st.hash_state_len:
-        # only the bytes the hash states used (three whole SHA-512 unions cost more than a block)
+        # only the chaining values and the tail bytes the hashes used
         OPENSSL_cleanse(&st.inner, st.hash_state_len)
         OPENSSL_cleanse(&st.outer, st.hash_state_len)
         OPENSSL_cleanse(&st.work, st.hash_state_len)
+        OPENSSL_cleanse(st.tail, 2 * st.hash_state_len)
     OPENSSL_cleanse(st.digest, MAX_OUT)
 
 
