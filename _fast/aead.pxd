@@ -37,6 +37,11 @@ cdef class Aead:
     # ciphertext to dst[0:length], ICV to dst[length:length + icv_len]; dst may equal src
     cdef int seal_raw(self, const uint8_t *iv8, const uint8_t *aad, size_t aad_len,
                       const uint8_t *src, size_t length, uint8_t *dst) except -1
+    # seals head[0:head_len] | dst[head_len:length] (the rest already in place) into
+    # dst[0:length], ICV after it; head must not overlap dst
+    cdef int seal_parts(self, const uint8_t *iv8, const uint8_t *aad, size_t aad_len,
+                        const uint8_t *head, size_t head_len, uint8_t *dst,
+                        size_t length) except -1
     # ICV read from src[length:length + icv_len]; returns 1 when it verified, 0 when not (and
     # then dst[0:length] is wiped so no unauthenticated plaintext is left behind)
     cdef int open_raw(self, const uint8_t *iv8, const uint8_t *aad, size_t aad_len,

@@ -55,6 +55,10 @@ cdef extern from "ikecore_ipsec_mb.h" nogil:
     void ikecore_mb_gcm_seal(const ikecore_mb_gcm *ctx, const uint8_t *nonce, const uint8_t *aad,
                              size_t aad_len, const uint8_t *src, size_t length, uint8_t *dst,
                              uint8_t *tag, size_t tag_len)
+    void ikecore_mb_gcm_seal_parts(const ikecore_mb_gcm *ctx, const uint8_t *nonce,
+                                   const uint8_t *aad, size_t aad_len, const uint8_t *head,
+                                   size_t head_len, uint8_t *dst, size_t length, size_t tag_len,
+                                   size_t copy_below)
     void ikecore_mb_gcm_open(const ikecore_mb_gcm *ctx, const uint8_t *nonce, const uint8_t *aad,
                              size_t aad_len, const uint8_t *src, size_t length, uint8_t *dst,
                              uint8_t *tag, size_t tag_len)
@@ -78,6 +82,9 @@ cdef enum:
     SK_HEADER_LEN = 4
     SKF_HEADER_LEN = 8
     IKE_IV_LEN = 8
+    # Below this, copying the head and sealing in one ipsec-mb call beats three streaming
+    # calls (measured here: ~10% faster up to 2 KiB, ~20% slower at 9000 bytes).
+    MB_COPY_BELOW = 4096
 
 
 # Set up at import, under the GIL: afterwards the shared IMB_MGR is only read.
@@ -235,6 +242,33 @@ cdef class Aead:
         if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, nonce, 1) != 1
                 or (aad_len != 0 and EVP_CipherUpdate(ctx, NULL, &out_len, aad, <int>aad_len) != 1)
                 or (length != 0 and EVP_CipherUpdate(ctx, dst, &out_len, src, <int>length) != 1)
+                or EVP_CipherFinal_ex(ctx, dst + length, &out_len) != 1
+                or EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, self.icv_len, dst + length) != 1):
+            ERR_clear_error()
+            raise MemoryError("OpenSSL AEAD encryption failed")
+        return 0
+
+    cdef int seal_parts(self, const uint8_t *iv8, const uint8_t *aad, size_t aad_len,
+                        const uint8_t *head, size_t head_len, uint8_t *dst,
+                        size_t length) except -1:
+        cdef uint8_t nonce[12]
+        cdef int out_len
+        cdef EVP_CIPHER_CTX *ctx = self._seal_ctx
+        memcpy(nonce, self._salt, 4)
+        memcpy(nonce + 4, iv8, 8)
+        if self._mb != NULL:
+            ikecore_mb_gcm_seal_parts(self._mb, nonce, aad, aad_len, head, head_len, dst, length,
+                                      self.icv_len, MB_COPY_BELOW)
+            return 0
+        if ctx == NULL:
+            raise ValueError("the AEAD object was not initialised")
+        if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, nonce, 1) != 1
+                or (aad_len != 0 and EVP_CipherUpdate(ctx, NULL, &out_len, aad, <int>aad_len) != 1)
+                or (head_len != 0
+                    and EVP_CipherUpdate(ctx, dst, &out_len, head, <int>head_len) != 1)
+                or (length > head_len
+                    and EVP_CipherUpdate(ctx, dst + head_len, &out_len, dst + head_len,
+                                         <int>(length - head_len)) != 1)
                 or EVP_CipherFinal_ex(ctx, dst + length, &out_len) != 1
                 or EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, self.icv_len, dst + length) != 1):
             ERR_clear_error()

@@ -28,7 +28,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.ref cimport PyObject, Py_XDECREF
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
-from libc.string cimport memcpy, memmove, memset
+from libc.string cimport memcpy, memset
 
 from ikecore._fast.aead cimport Aead, acquire_buffer, buffer_clear, make_aead
 
@@ -96,6 +96,11 @@ cdef inline Py_ssize_t _padded_plaintext_len(Py_ssize_t inner_len, Py_ssize_t tf
     # Pad Length and Next Header end on a 4-byte boundary (RFC 4303 §2.4).
     cdef Py_ssize_t length = inner_len + tfc + ESP_TRAILER_LEN
     return length + ((-length) & 3)
+
+
+cdef inline bint _overlaps(const void *a, Py_ssize_t a_len, const void *b,
+                          Py_ssize_t b_len) noexcept nogil:
+    return <const char *>a < <const char *>b + b_len and <const char *>b < <const char *>a + a_len
 
 
 cdef int _check_index_buffer(Py_buffer *view, Py_ssize_t itemsize, bytes codes, Py_ssize_t count,
@@ -186,7 +191,7 @@ cdef class EspOutbound:
         iv = seq ^ self._iv_mask
         _store_be32(out + 8, <uint32_t>(iv >> 32))
         _store_be32(out + 12, <uint32_t>iv)
-        memmove(plaintext, inner, inner_len)
+        # The trailer goes in place now; the inner packet is read where it is (seal_parts).
         memset(plaintext + inner_len, 0, tfc)
         for i in range(pad_len):
             plaintext[inner_len + tfc + i] = <uint8_t>(i + 1)
@@ -197,9 +202,9 @@ cdef class EspOutbound:
             memcpy(aad, self._spi_be, 4)
             _store_be32(aad + 4, <uint32_t>(seq >> 32))
             _store_be32(aad + 8, <uint32_t>seq)
-            self.aead.seal_raw(out + 8, aad, 12, plaintext, plaintext_len, plaintext)
+            self.aead.seal_parts(out + 8, aad, 12, inner, inner_len, plaintext, plaintext_len)
         else:
-            self.aead.seal_raw(out + 8, out, 8, plaintext, plaintext_len, plaintext)
+            self.aead.seal_parts(out + 8, out, 8, inner, inner_len, plaintext, plaintext_len)
         self._seq = seq
         self.packet_count += 1
         self.byte_count += inner_len
@@ -223,8 +228,8 @@ cdef class EspOutbound:
             PyBuffer_Release(&view)
 
     def encapsulate_into(self, inner, int next_header, out, *, Py_ssize_t tfc_padding=0) -> int:
-        """Writes the packet to the start of ``out`` (which must not overlap ``inner``);
-        returns its length."""
+        """Writes the packet to the start of ``out``; returns its length. ``out`` must not
+        overlap ``inner``."""
         cdef Py_buffer view, out_view
         cdef Py_ssize_t needed
         buffer_clear(&view)
@@ -236,6 +241,8 @@ cdef class EspOutbound:
             needed = ESP_HEADER_LEN + _padded_plaintext_len(view.len, tfc_padding) + self._icv_len
             if out_view.len < needed:
                 raise ValueError(f"out holds {out_view.len} bytes, {needed} needed")
+            if _overlaps(view.buf, view.len, out_view.buf, needed):
+                raise ValueError("out must not overlap inner")
             return self._seal_one(<const uint8_t *>view.buf, view.len, next_header, tfc_padding,
                                   <uint8_t *>out_view.buf)
         finally:
@@ -253,6 +260,7 @@ cdef class EspOutbound:
         cdef object items = PySequence_Fast(inners, "inners must be a list or tuple")
         cdef Py_ssize_t count = PySequence_Fast_GET_SIZE(items)
         cdef Py_ssize_t i, inner_len, total = 0, position = 0
+        cdef bint overlap
         cdef Py_buffer out_view, ends_view, item_view
         cdef object item
         cdef int64_t *end_offsets
@@ -269,7 +277,10 @@ cdef class EspOutbound:
                 item = <object>PySequence_Fast_GET_ITEM(items, i)
                 acquire_buffer(item, &item_view, PyBUF_SIMPLE)
                 inner_len = item_view.len
+                overlap = _overlaps(item_view.buf, inner_len, out_view.buf, out_view.len)
                 PyBuffer_Release(&item_view)
+                if overlap:
+                    raise ValueError("out must not overlap the inner packets")
                 if inner_len + tfc_padding > MAX_PACKET:
                     raise ValueError("inner packet too long")
                 total += ESP_HEADER_LEN + self._icv_len + _padded_plaintext_len(inner_len,

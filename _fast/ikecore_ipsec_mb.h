@@ -25,6 +25,9 @@ typedef struct {
     struct gcm_key_data key; /* expanded AES keys + GHASH powers; must be 64-byte aligned */
     aes_gcm_enc_dec_t seal;
     aes_gcm_enc_dec_t open;
+    aes_gcm_init_t init;
+    aes_gcm_enc_dec_update_t seal_update;
+    aes_gcm_enc_dec_finalize_t seal_finalize;
 } ikecore_mb_gcm;
 
 static IMB_MGR *ikecore_mb_manager = NULL;
@@ -64,16 +67,25 @@ static ikecore_mb_gcm *ikecore_mb_gcm_new(const uint8_t *key, size_t key_len)
         IMB_AES128_GCM_PRE(ikecore_mb_manager, key, &ctx->key);
         ctx->seal = ikecore_mb_manager->gcm128_enc;
         ctx->open = ikecore_mb_manager->gcm128_dec;
+        ctx->init = ikecore_mb_manager->gcm128_init;
+        ctx->seal_update = ikecore_mb_manager->gcm128_enc_update;
+        ctx->seal_finalize = ikecore_mb_manager->gcm128_enc_finalize;
         break;
     case 24:
         IMB_AES192_GCM_PRE(ikecore_mb_manager, key, &ctx->key);
         ctx->seal = ikecore_mb_manager->gcm192_enc;
         ctx->open = ikecore_mb_manager->gcm192_dec;
+        ctx->init = ikecore_mb_manager->gcm192_init;
+        ctx->seal_update = ikecore_mb_manager->gcm192_enc_update;
+        ctx->seal_finalize = ikecore_mb_manager->gcm192_enc_finalize;
         break;
     case 32:
         IMB_AES256_GCM_PRE(ikecore_mb_manager, key, &ctx->key);
         ctx->seal = ikecore_mb_manager->gcm256_enc;
         ctx->open = ikecore_mb_manager->gcm256_dec;
+        ctx->init = ikecore_mb_manager->gcm256_init;
+        ctx->seal_update = ikecore_mb_manager->gcm256_enc_update;
+        ctx->seal_finalize = ikecore_mb_manager->gcm256_enc_finalize;
         break;
     default:
         free(memory);
@@ -94,6 +106,30 @@ static inline void ikecore_mb_gcm_seal(const ikecore_mb_gcm *ctx, const uint8_t 
 {
     struct gcm_context_data call;
     ctx->seal(&ctx->key, &call, dst, src, len, nonce, aad, aad_len, tag, tag_len);
+}
+
+/*
+ * Seals head[0:head_len] | dst[head_len:length] into dst[0:length] and the tag after it,
+ * without first copying head next to the part already in dst (ESP: the inner packet, then
+ * the trailer written in place). Three streaming calls cost more than a copy of a small
+ * packet, so below `copy_below` bytes head is copied and sealed in one call.
+ */
+static inline void ikecore_mb_gcm_seal_parts(const ikecore_mb_gcm *ctx, const uint8_t *nonce,
+                                             const uint8_t *aad, size_t aad_len,
+                                             const uint8_t *head, size_t head_len,
+                                             uint8_t *dst, size_t length, size_t tag_len,
+                                             size_t copy_below)
+{
+    struct gcm_context_data call;
+    if (head_len < copy_below) {
+        memmove(dst, head, head_len);
+        ctx->seal(&ctx->key, &call, dst, dst, length, nonce, aad, aad_len, dst + length, tag_len);
+        return;
+    }
+    ctx->init(&ctx->key, &call, nonce, aad, aad_len);
+    ctx->seal_update(&ctx->key, &call, dst, head, head_len);
+    ctx->seal_update(&ctx->key, &call, dst + head_len, dst + head_len, length - head_len);
+    ctx->seal_finalize(&ctx->key, &call, dst + length, tag_len);
 }
 
 /* Decrypts and writes the computed tag; the caller compares it in constant time. */
@@ -127,6 +163,15 @@ static inline void ikecore_mb_gcm_seal(const ikecore_mb_gcm *ctx, const uint8_t 
 {
     (void)ctx; (void)nonce; (void)aad; (void)aad_len; (void)src; (void)len; (void)dst;
     (void)tag; (void)tag_len;
+}
+static inline void ikecore_mb_gcm_seal_parts(const ikecore_mb_gcm *ctx, const uint8_t *nonce,
+                                             const uint8_t *aad, size_t aad_len,
+                                             const uint8_t *head, size_t head_len,
+                                             uint8_t *dst, size_t length, size_t tag_len,
+                                             size_t copy_below)
+{
+    (void)ctx; (void)nonce; (void)aad; (void)aad_len; (void)head; (void)head_len; (void)dst;
+    (void)length; (void)tag_len; (void)copy_below;
 }
 static inline void ikecore_mb_gcm_open(const ikecore_mb_gcm *ctx, const uint8_t *nonce,
                                        const uint8_t *aad, size_t aad_len, const uint8_t *src,
