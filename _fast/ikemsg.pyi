@@ -1,0 +1,23 @@
+from typing import Any
+
+from ikecore.payloads import Payload
+
+def bind_classes(classes: dict[str, type], critical_error: type[Exception]) -> None: ...
+def index_message(data: bytes | bytearray | memoryview, check_bodies: bool = True) -> bytes: ...
+def index_chain(
+    first_type: int,
+    data: bytes | bytearray | memoryview,
+    base_offset: int = 0,
+    check_bodies: bool = True,
+) -> bytes: ...
+def decode_payloads(data: bytes, index: bytes, base_offset: int = 0) -> list[Payload]: ...
+def decode_payload(data: bytes, index: bytes, position: int, base_offset: int = 0) -> Any: ...
+def encode_payloads(payloads: list[Payload] | tuple[Payload, ...]) -> tuple[int, bytes]: ...
+def encode_message(
+    spi_i: bytes,
+    spi_r: bytes,
+    exchange: int,
+    flags: int,
+    message_id: int,
+    payloads: list[Payload] | tuple[Payload, ...],
+) -> bytes: ...
