@@ -31,7 +31,7 @@ from cpython.bytes cimport (
 from cpython.list cimport PyList_Append
 from cpython.long cimport PyLong_Check
 from cpython.object cimport PyObject
-from cpython.ref cimport Py_INCREF
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.type cimport PyType_GenericAlloc
 from libc.stdint cimport uint32_t
@@ -77,6 +77,7 @@ DEF PT_SKF = 53
 DEF HEADER_LEN = 28
 DEF RECORD_WORDS = 3
 DEF UNSUPPORTED_CRITICAL_PAYLOAD = 1
+DEF MAX_FIELDS = 12
 
 
 # --- classes bound by ikecore.payloads ------------------------------------------------------------
@@ -85,12 +86,12 @@ cdef class _Layout:
     """A payload dataclass and the slot offsets of its fields, in the order this module uses."""
     cdef type cls
     cdef int payload_type
-    cdef Py_ssize_t off[6]
+    cdef Py_ssize_t off[MAX_FIELDS]
 
 
 cdef _Layout L_ATTR, L_TRANSFORM, L_PROPOSAL, L_SA, L_KE, L_IDI, L_IDR, L_CERT, L_CERTREQ
 cdef _Layout L_AUTH, L_NONCE, L_NOTIFY, L_DELETE, L_VENDOR, L_TS, L_TSI, L_TSR, L_SK, L_SKF
-cdef _Layout L_CFGATTR, L_CP, L_EAP, L_UNKNOWN
+cdef _Layout L_CFGATTR, L_CP, L_EAP, L_UNKNOWN, L_CHAIN, L_MESSAGE
 cdef object _critical_error = None
 cdef bint _bound = False
 
@@ -120,6 +121,10 @@ cdef dict _FIELDS = {
     "Configuration": (PT_CP, ("cfg_type", "attributes", "critical")),
     "Eap": (PT_EAP, ("code", "identifier", "data", "critical")),
     "UnknownPayload": (0, ("payload_type", "data", "critical")),
+    # plain slotted classes of ikecore.message
+    "PayloadChain": (0, ("_data", "_index", "_base", "_payloads")),
+    "IkeMessage": (0, ("_data", "_index", "_base", "_payloads", "spi_i", "spi_r", "exchange",
+                       "flags", "message_id", "is_initiator", "is_response")),
 }
 
 
@@ -128,11 +133,16 @@ cdef _Layout _make_layout(str name, type cls):
     cdef PyMemberDescrObject *member
     payload_type, names = _FIELDS[name]
     fields = getattr(cls, "__dataclass_fields__", None)
-    instance_fields = (
-        None if fields is None
-        else tuple(f for f, spec in fields.items() if spec._field_type.name == "_FIELD")
-    )
-    if instance_fields is None or sorted(instance_fields) != sorted(names):
+    if fields is None:
+        # a plain class: every slot of it and its bases, outside object
+        instance_fields = tuple(
+            slot for klass in cls.__mro__ for slot in klass.__dict__.get("__slots__", ())
+        )
+    else:
+        instance_fields = tuple(
+            f for f, spec in fields.items() if spec._field_type.name == "_FIELD"
+        )
+    if sorted(instance_fields) != sorted(names) or len(names) > MAX_FIELDS:
         raise TypeError(f"{name}: expected a dataclass with fields {names}, got {instance_fields}")
     for i, field in enumerate(names):
         descriptor = getattr(cls, field)
@@ -148,10 +158,11 @@ cdef _Layout _make_layout(str name, type cls):
 
 
 def bind_classes(dict classes, type critical_error):
-    """Called once by ikecore.payloads with its dataclasses and UnsupportedCriticalPayload."""
+    """Called once by ikecore.message with the payload dataclasses, its own message classes and
+    UnsupportedCriticalPayload."""
     global L_ATTR, L_TRANSFORM, L_PROPOSAL, L_SA, L_KE, L_IDI, L_IDR, L_CERT, L_CERTREQ
     global L_AUTH, L_NONCE, L_NOTIFY, L_DELETE, L_VENDOR, L_TS, L_TSI, L_TSR, L_SK, L_SKF
-    global L_CFGATTR, L_CP, L_EAP, L_UNKNOWN, _critical_error, _bound
+    global L_CFGATTR, L_CP, L_EAP, L_UNKNOWN, L_CHAIN, L_MESSAGE, _critical_error, _bound
     if set(classes) != set(_FIELDS):
         raise TypeError(f"bind_classes needs exactly {sorted(_FIELDS)}")
     layouts = {name: _make_layout(name, cls) for name, cls in classes.items()}
@@ -178,6 +189,8 @@ def bind_classes(dict classes, type critical_error):
     L_CP = layouts["Configuration"]
     L_EAP = layouts["Eap"]
     L_UNKNOWN = layouts["UnknownPayload"]
+    L_CHAIN = layouts["PayloadChain"]
+    L_MESSAGE = layouts["IkeMessage"]
     _critical_error = critical_error
     _bound = True
 
@@ -822,6 +835,71 @@ def decode_payload(bytes data, bytes index, Py_ssize_t position, Py_ssize_t base
     w += position * RECORD_WORDS
     return _payload(<const uchar *>PyBytes_AS_STRING(data), w[1], w[2], w[0] & 0xFF,
                     (w[0] >> 8) & 1, (w[0] >> 16) & 0xFF, base_offset, True)
+
+
+def parse_message(data):
+    """Validate an IKE message (header, chain, every payload body) and return an
+    ``ikecore.message.IkeMessage`` over it (its bytes are kept; payloads decode on access)."""
+    cdef Py_buffer view
+    cdef const uchar *d
+    cdef Py_ssize_t n
+    _require_bound()
+    if not PyBytes_CheckExact(data):
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)   # TypeError for non bytes-like objects
+        try:
+            data = PyBytes_FromStringAndSize(<const char *>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+    d = <const uchar *>PyBytes_AS_STRING(data)
+    n = PyBytes_GET_SIZE(data)
+    _check_header(d, n)
+    index = _build_index(d, HEADER_LEN, n, d[16], 0, False, True)
+    message = _new(L_MESSAGE)
+    _put(message, L_MESSAGE.off[0], data)
+    _put(message, L_MESSAGE.off[1], index)
+    _put(message, L_MESSAGE.off[2], 0)
+    _put(message, L_MESSAGE.off[3], None)
+    _put(message, L_MESSAGE.off[4], _bytes(d, 8))
+    _put(message, L_MESSAGE.off[5], _bytes(d + 8, 8))
+    _put(message, L_MESSAGE.off[6], d[18])
+    _put(message, L_MESSAGE.off[7], d[19])
+    _put(message, L_MESSAGE.off[8], _u32(d + 20))
+    _put(message, L_MESSAGE.off[9], True if d[19] & 0x08 else False)   # I flag, RFC 7296 §3.1
+    _put(message, L_MESSAGE.off[10], True if d[19] & 0x20 else False)  # R flag
+    return message
+
+
+def parse_payload_chain(unsigned int first_type, data, Py_ssize_t base_offset=0):
+    """Validate a decrypted inner chain and return an ``ikecore.message.PayloadChain``."""
+    _require_bound()
+    if not PyBytes_CheckExact(data):
+        data = bytes(memoryview(data))
+    index = index_chain(first_type, data, base_offset)
+    chain = _new(L_CHAIN)
+    _put(chain, L_CHAIN.off[0], data)
+    _put(chain, L_CHAIN.off[1], index)
+    _put(chain, L_CHAIN.off[2], base_offset)
+    _put(chain, L_CHAIN.off[3], None)
+    return chain
+
+
+def chain_payloads(chain):
+    """Decode every payload of a PayloadChain/IkeMessage once and cache the list in it."""
+    cdef PyObject **slot
+    cdef PyObject *old
+    if not isinstance(chain, L_CHAIN.cls):
+        raise TypeError("expected a PayloadChain")
+    cached = _field(chain, L_CHAIN.off[3])
+    if cached is not None:
+        return cached
+    payloads = decode_payloads(_field(chain, L_CHAIN.off[0]), _field(chain, L_CHAIN.off[1]),
+                               _field(chain, L_CHAIN.off[2]))
+    slot = <PyObject **>((<char *><PyObject *>chain) + L_CHAIN.off[3])
+    old = slot[0]
+    Py_INCREF(payloads)
+    slot[0] = <PyObject *>payloads
+    Py_XDECREF(old)
+    return payloads
 
 
 # --- encoding -------------------------------------------------------------------------------------

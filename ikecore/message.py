@@ -1,8 +1,9 @@
 """IKE messages (RFC 7296 §3.1) over the native index of ``ikecore._fast.ikemsg``.
 
 ``parse_message`` validates the whole message in one native call (header, payload chain and
-every payload body) and keeps only the bytes and a compact index; typed payload objects are made
-on first access (``payloads``, or one at a time with ``find``). Payload numbers are plain ints.
+every payload body) and keeps the bytes, the header fields and a compact index; typed payload
+objects are made on first access (``payloads`` decodes all in one native call, ``find`` one).
+Payload numbers are plain ints (compare them with the IntEnums of ``ikecore.constants``).
 
 Building: ``encode_message`` / ``encode_payload_chain`` serialize payload objects natively.
 For an SK payload the engine encrypts the inner chain and needs the AAD (RFC 5282 §5.1: from the
@@ -12,11 +13,19 @@ body: ``encode_message(..., [*clear, Encrypted(first, bytes(n))])[:-n]``.
 
 from __future__ import annotations
 
-from typing import TypeVar, Union
+from collections.abc import Callable
+from typing import NoReturn, TypeVar, Union
 
 from ikecore._fast import ikemsg as _ikemsg
-from ikecore.constants import HeaderFlag, PayloadType
-from ikecore.payloads import Encrypted, EncryptedFragment, Notify, Payload
+from ikecore.constants import PayloadType
+from ikecore.payloads import (
+    PAYLOAD_CLASSES,
+    Encrypted,
+    EncryptedFragment,
+    Notify,
+    Payload,
+    UnsupportedCriticalPayload,
+)
 
 __all__ = [
     "IkeMessage",
@@ -30,33 +39,32 @@ __all__ = [
 P = TypeVar("P")
 BytesLike = Union[bytes, bytearray, memoryview]
 
-_RECORD = 12  # index record: 3 native uint32 (type | C << 8 | next << 16, offset, length)
-
-
-def _as_bytes(data: BytesLike) -> bytes:
-    if type(data) is bytes:
-        return data
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return bytes(data)
-    raise TypeError(f"expected bytes, bytearray or memoryview, not {type(data).__name__}")
+_RESPONSE = 0x20  # header flags, RFC 7296 §3.1 (plain ints: IntFlag arithmetic is slow)
+_INITIATOR = 0x08
 
 
 class PayloadChain:
-    """A validated payload chain: the outer payloads of a message or a decrypted inner chain."""
+    """A validated payload chain: the payloads of a message, or a decrypted inner chain.
+
+    Made only by ``parse_message`` / ``parse_payload_chain``; read-only.
+    """
 
     __slots__ = ("_base", "_data", "_index", "_payloads")
 
     _data: bytes
-    _index: bytes
+    _index: bytes  # per payload 3 native uint32: type | C << 8 | next << 16, offset, length
     _base: int
     _payloads: list[Payload] | None
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        raise AttributeError(f"{type(self).__name__} is read-only")
 
     @property
     def payloads(self) -> list[Payload]:
         """All payloads, decoded on first access (the list is shared: do not modify it)."""
         payloads = self._payloads
         if payloads is None:
-            payloads = self._payloads = _ikemsg.decode_payloads(self._data, self._index, self._base)
+            payloads = _ikemsg.chain_payloads(self)
         return payloads
 
     @property
@@ -66,11 +74,11 @@ class PayloadChain:
         return tuple(words[i] & 0xFF for i in range(0, len(words), 3))
 
     def __len__(self) -> int:
-        return len(self._index) // _RECORD
+        return len(self._index) // 12
 
     def find(self, kind: type[P]) -> P | None:
-        """The first payload of class ``kind`` (decodes only that payload when the class fixes
-        the payload type and the chain has not been decoded yet)."""
+        """The first payload of class ``kind``; before ``payloads`` was read, only that payload
+        is decoded (when the class fixes the payload type)."""
         payload_type = getattr(kind, "type", None)
         if self._payloads is None and isinstance(payload_type, int):
             for position, found in enumerate(self.payload_types):
@@ -96,6 +104,7 @@ class PayloadChain:
         ]
 
     def notify(self, notify_type: int) -> Notify | None:
+        """The first Notify of ``notify_type``, or None."""
         for p in self.payloads:
             if isinstance(p, Notify) and p.notify_type == notify_type:
                 return p
@@ -104,22 +113,28 @@ class PayloadChain:
     def to_bytes(self) -> bytes:
         return self._data
 
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.to_bytes() == other.to_bytes()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._data)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.payloads!r})"
 
 
 class IkeMessage(PayloadChain):
-    """A parsed IKE message. ``to_bytes()`` returns the received bytes unchanged."""
+    """A parsed IKE message (RFC 7296 §3.1). ``to_bytes()`` returns the received bytes."""
 
-    __slots__ = ()
+    __slots__ = ("exchange", "flags", "is_initiator", "is_response", "message_id", "spi_i", "spi_r")
 
-    @property
-    def spi_i(self) -> bytes:
-        return self._data[0:8]
-
-    @property
-    def spi_r(self) -> bytes:
-        return self._data[8:16]
+    spi_i: bytes
+    spi_r: bytes
+    exchange: int
+    flags: int
+    message_id: int
+    is_initiator: bool  # the I flag: sent by the original initiator of the IKE SA
+    is_response: bool  # the R flag
 
     @property
     def next_payload(self) -> int:
@@ -134,36 +149,19 @@ class IkeMessage(PayloadChain):
         return self._data[17] & 0x0F
 
     @property
-    def exchange(self) -> int:
-        return self._data[18]
-
-    @property
-    def flags(self) -> int:
-        return self._data[19]
-
-    @property
-    def is_initiator(self) -> bool:
-        """The I flag: sent by the original initiator of the IKE SA (RFC 7296 §3.1)."""
-        return bool(self._data[19] & HeaderFlag.INITIATOR)
-
-    @property
-    def is_response(self) -> bool:
-        return bool(self._data[19] & HeaderFlag.RESPONSE)
-
-    @property
-    def message_id(self) -> int:
-        return int.from_bytes(self._data[20:24], "big")
-
-    @property
     def length(self) -> int:
         return len(self._data)
 
+    def _last(self) -> tuple[int, int]:
+        if not self._index:
+            return 0, 0
+        words = memoryview(self._index).cast("I")
+        return words[-3] & 0xFF, words[-2]
+
     @property
     def encrypted(self) -> Encrypted | EncryptedFragment | None:
-        """The SK or SKF payload (always last), or None."""
-        if not self._index:
-            return None
-        last = memoryview(self._index).cast("I")[-3] & 0xFF
+        """The SK or SKF payload (always the last one), or None."""
+        last, _ = self._last()
         if last == PayloadType.SK:
             return self.find(Encrypted)
         if last == PayloadType.SKF:
@@ -173,12 +171,9 @@ class IkeMessage(PayloadChain):
     @property
     def encrypted_aad(self) -> bytes:
         """The AAD of the SK/SKF payload: the message up to the end of the SK payload header
-        (RFC 5282 §5.1), including the SKF Fragment Number and Total Fragments (RFC 7383 §2.5).
+        (RFC 5282 §5.1), with the SKF Fragment Number and Total Fragments (RFC 7383 §2.5).
         Raises LookupError when the message has no encrypted payload."""
-        if not self._index:
-            raise LookupError("message has no encrypted payload")
-        words = memoryview(self._index).cast("I")
-        last, offset = words[-3] & 0xFF, words[-2]
+        last, offset = self._last()
         if last == PayloadType.SK:
             return self._data[: offset + 4]
         if last == PayloadType.SKF:
@@ -193,41 +188,33 @@ class IkeMessage(PayloadChain):
         )
 
 
-def parse_message(data: BytesLike) -> IkeMessage:
-    """Validate an IKE message and index its payloads (RFC 7296 §3).
+_ikemsg.bind_classes(
+    {**PAYLOAD_CLASSES, "PayloadChain": PayloadChain, "IkeMessage": IkeMessage},
+    UnsupportedCriticalPayload,
+)
 
-    Raises MalformedMessage (with ``.offset``) for anything not well formed, and
-    UnsupportedCriticalPayload (a RemoteProtocolError carrying UNSUPPORTED_CRITICAL_PAYLOAD) for
-    a well-formed message with a critical payload of an unknown type (§2.5).
-    """
-    raw = _as_bytes(data)
-    index = _ikemsg.index_message(raw)
-    message = IkeMessage.__new__(IkeMessage)
-    message._data = raw
-    message._index = index
-    message._base = 0
-    message._payloads = None
-    return message
+
+# parse_message(data) -> IkeMessage: validate an IKE message and index its payloads (RFC 7296
+# §3). Raises MalformedMessage (with ``.offset``) for anything not well formed, and
+# UnsupportedCriticalPayload (a RemoteProtocolError carrying UNSUPPORTED_CRITICAL_PAYLOAD, with
+# ``.payload_type`` and ``.offset``) for a well-formed message with a critical payload of an
+# unknown type (§2.5); TypeError when ``data`` is not bytes-like. It is the native function
+# itself: a Python wrapper would cost a tenth of the whole parse.
+parse_message: Callable[[BytesLike], IkeMessage] = _ikemsg.parse_message
 
 
 def parse_payload_chain(first_type: int, data: BytesLike, base_offset: int = 0) -> PayloadChain:
     """Validate a decrypted inner chain: ``first_type`` is the SK payload's Next Payload;
-    ``base_offset`` is added to error offsets (e.g. where the plaintext sits in the message)."""
-    raw = _as_bytes(data)
-    index = _ikemsg.index_chain(first_type, raw, base_offset)
-    chain = PayloadChain.__new__(PayloadChain)
-    chain._data = raw
-    chain._index = index
-    chain._base = base_offset
-    chain._payloads = None
+    ``base_offset`` is added to error offsets (where the plaintext sits in the message)."""
+    chain: PayloadChain = _ikemsg.parse_payload_chain(first_type, data, base_offset)
     return chain
 
 
 def encode_payload_chain(payloads: list[Payload] | tuple[Payload, ...]) -> tuple[int, bytes]:
-    """Serialize payloads: returns (type of the first payload, or 0 when empty; the bytes).
-    The first type goes in the Next Payload field of the header or of the SK payload."""
-    first, data = _ikemsg.encode_payloads(payloads)
-    return first, data
+    """Serialize payloads: (type of the first payload, 0 when empty; the bytes). The first type
+    goes in the Next Payload field of the IKE header or of the SK payload."""
+    result: tuple[int, bytes] = _ikemsg.encode_payloads(payloads)
+    return result
 
 
 def encode_message(
@@ -240,7 +227,10 @@ def encode_message(
     initiator: bool,
     response: bool,
 ) -> bytes:
-    """Serialize an IKE message, version 2.0, Length computed, X and V flag bits zero."""
-    flags = (HeaderFlag.INITIATOR if initiator else 0) | (HeaderFlag.RESPONSE if response else 0)
-    data: bytes = _ikemsg.encode_message(spi_i, spi_r, exchange, int(flags), message_id, payloads)
+    """Serialize an IKE message: version 2.0, Length computed, only the I and R flags set as
+    asked (RFC 7296 §3.1: V and X bits zero on send)."""
+    flags = (_INITIATOR if initiator else 0) | (_RESPONSE if response else 0)
+    data: bytes = _ikemsg.encode_message(spi_i, spi_r, exchange, flags, message_id, payloads)
     return data
+
+

@@ -3,7 +3,7 @@
 Decoding and encoding are done by the compiled core (``ikecore._fast.ikemsg``): it builds these
 objects directly (filling their slots, the stores ``__init__`` would make) and reads them back
 when encoding, so one native call turns a whole payload chain into objects or bytes. The classes
-are registered with it at the bottom of this module.
+are registered with it by ``ikecore.message`` (``PAYLOAD_CLASSES``).
 
 Conventions:
 - Numbers decoded from the wire are plain ints (compare them with the IntEnums of
@@ -23,7 +23,6 @@ import struct
 from dataclasses import dataclass
 from typing import ClassVar, Union
 
-from ikecore._fast import ikemsg as _ikemsg
 from ikecore.constants import NotifyType, PayloadType, TsType
 from ikecore.errors import RemoteProtocolError
 
@@ -489,31 +488,13 @@ Payload = Union[
     UnknownPayload,
 ]
 
-_ikemsg.bind_classes(
-    {
-        "Attribute": Attribute,
-        "Transform": Transform,
-        "Proposal": Proposal,
-        "SecurityAssociation": SecurityAssociation,
-        "KeyExchange": KeyExchange,
-        "IDi": IDi,
-        "IDr": IDr,
-        "Certificate": Certificate,
-        "CertificateRequest": CertificateRequest,
-        "Authentication": Authentication,
-        "Nonce": Nonce,
-        "Notify": Notify,
-        "Delete": Delete,
-        "VendorId": VendorId,
-        "TrafficSelector": TrafficSelector,
-        "TSi": TSi,
-        "TSr": TSr,
-        "Encrypted": Encrypted,
-        "EncryptedFragment": EncryptedFragment,
-        "ConfigAttribute": ConfigAttribute,
-        "Configuration": Configuration,
-        "Eap": Eap,
-        "UnknownPayload": UnknownPayload,
-    },
-    UnsupportedCriticalPayload,
-)
+# Registered with the native core by ikecore.message (with the message classes).
+PAYLOAD_CLASSES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (
+        Attribute, Transform, Proposal, SecurityAssociation, KeyExchange, IDi, IDr, Certificate,
+        CertificateRequest, Authentication, Nonce, Notify, Delete, VendorId, TrafficSelector,
+        TSi, TSr, Encrypted, EncryptedFragment, ConfigAttribute, Configuration, Eap,
+        UnknownPayload,
+    )
+}
