@@ -85,7 +85,8 @@ class Message:
 def _sa(body: bytes, pos: int, end: int) -> SecurityAssociation:
     proposals = []
     while pos < end:
-        last, _, plen, number, protocol_id, spi_size, n_transforms = _PROPOSAL.unpack_from(body, pos)
+        fields = _PROPOSAL.unpack_from(body, pos)
+        last, _, plen, number, protocol_id, spi_size, n_transforms = fields
         if plen < 8 or pos + plen > end:
             raise ValueError("bad proposal length")
         spi = body[pos + 8 : pos + 8 + spi_size]

@@ -14,7 +14,7 @@ body: ``encode_message(..., [*clear, Encrypted(first, bytes(n))])[:-n]``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NoReturn, TypeVar, Union
+from typing import NoReturn, TypeVar
 
 from ikecore._fast import ikemsg as _ikemsg
 from ikecore.constants import PayloadType
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 P = TypeVar("P")
-BytesLike = Union[bytes, bytearray, memoryview]
+BytesLike = bytes | bytearray | memoryview
 
 _RESPONSE = 0x20  # header flags, RFC 7296 §3.1 (plain ints: IntFlag arithmetic is slow)
 _INITIATOR = 0x08
@@ -114,7 +114,9 @@ class PayloadChain:
         return self._data
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.to_bytes() == other.to_bytes()  # type: ignore[attr-defined]
+        return isinstance(other, PayloadChain) and type(other) is type(self) and (
+            self._data == other._data
+        )
 
     def __hash__(self) -> int:
         return hash(self._data)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from ikecore.constants import NotifyType, PayloadType, TsType
 from ikecore.errors import RemoteProtocolError
@@ -56,7 +56,7 @@ __all__ = [
     "VendorId",
 ]
 
-IpAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class UnsupportedCriticalPayload(RemoteProtocolError):
@@ -467,26 +467,26 @@ class UnknownPayload:
         return self.payload_type
 
 
-Payload = Union[
-    SecurityAssociation,
-    KeyExchange,
-    IDi,
-    IDr,
-    Certificate,
-    CertificateRequest,
-    Authentication,
-    Nonce,
-    Notify,
-    Delete,
-    VendorId,
-    TSi,
-    TSr,
-    Encrypted,
-    EncryptedFragment,
-    Configuration,
-    Eap,
-    UnknownPayload,
-]
+Payload = (
+    SecurityAssociation
+    | KeyExchange
+    | IDi
+    | IDr
+    | Certificate
+    | CertificateRequest
+    | Authentication
+    | Nonce
+    | Notify
+    | Delete
+    | VendorId
+    | TSi
+    | TSr
+    | Encrypted
+    | EncryptedFragment
+    | Configuration
+    | Eap
+    | UnknownPayload
+)
 
 # Registered with the native core by ikecore.message (with the message classes).
 PAYLOAD_CLASSES: dict[str, type] = {

@@ -25,9 +25,9 @@ from ikecore.payloads import (
     Proposal,
     SecurityAssociation,
     TrafficSelector,
+    Transform,
     TSi,
     TSr,
-    Transform,
     UnknownPayload,
     VendorId,
 )

@@ -322,7 +322,7 @@ def test_find_decodes_one_payload_and_payloads_is_cached():
     assert len(parsed) == 3
     assert parsed.encrypted is None
     with pytest.raises(LookupError):
-        parsed.encrypted_aad
+        _ = parsed.encrypted_aad
 
 
 def test_message_is_read_only():
