@@ -264,3 +264,23 @@ def encode_message(spi_i: bytes, spi_r: bytes, exchange: int, flags: int, messag
     first = payloads[0][0] if payloads else 0
     return _HEADER.pack(spi_i, spi_r, first, 0x20, exchange, flags, message_id,
                         28 + len(chain)) + chain
+
+
+def encode_notify(protocol_id: int, spi: bytes, notify_type: int, data: bytes = b"") -> bytes:
+    return _NOTIFY.pack(protocol_id, len(spi), notify_type) + spi + data
+
+
+def encode_ke(group: int, data: bytes) -> bytes:
+    return struct.pack("!HH", group, 0) + data
+
+
+def encode_id(id_type: int, data: bytes) -> bytes:
+    return struct.pack("!B3x", id_type) + data
+
+
+def encode_ts(selectors: list[tuple[int, int, int, int, bytes, bytes]]) -> bytes:
+    out = [struct.pack("!B3x", len(selectors))]
+    for ts_type, protocol, start_port, end_port, start, end in selectors:
+        out.append(_TS.pack(ts_type, protocol, 8 + len(start) + len(end), start_port, end_port)
+                   + start + end)
+    return b"".join(out)
