@@ -280,7 +280,7 @@ class IkeEndpoint:
                     initiator=False,
                     response=True,
                     message_id=0,
-                    payloads=[Notify(NotifyType.COOKIE, expected)],
+                    payloads=[Notify.status(NotifyType.COOKIE, expected)],
                 )
                 self._send(reply, dst, src)
                 return

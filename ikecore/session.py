@@ -46,7 +46,15 @@ from ikecore.states import (
     ike_transition,
 )
 from ikecore.suites import ProposalSpec
-from ikecore.wire import IkeMessage, Notify, Payload, SkCipher, build_message
+from ikecore.wire import (
+    IkeCipher,
+    IkeMessage,
+    Notify,
+    Payload,
+    build_message,
+    ike_cipher,
+    open_message,
+)
 
 if TYPE_CHECKING:
     from ikecore.endpoint import IkeEndpoint
@@ -91,8 +99,8 @@ class IkeSession:
         self._outstanding: dict[int, _Outstanding] = {}
         self._responses: dict[int, _CachedResponse] = {}
         self._answered: set[int] = set()
-        self._cipher_in: SkCipher | None = None
-        self._cipher_out: SkCipher | None = None
+        self._cipher_in: IkeCipher | None = None
+        self._cipher_out: IkeCipher | None = None
         self._close_after_response: tuple[IkeTrigger, str] | None = None
         # §2.8.2: the SA we made answering the peer's rekey while ours was in flight.
         self.rekey_collision: RekeyCollision | None = None
@@ -128,8 +136,9 @@ class IkeSession:
         ours, theirs = (
             (sa.keys.sk_ei, sa.keys.sk_er) if sa.initiator else (sa.keys.sk_er, sa.keys.sk_ei)
         )
-        self._cipher_out = SkCipher(sa.transforms.encr, ours, icv)
-        self._cipher_in = SkCipher(sa.transforms.encr, theirs, icv)
+        # Our explicit IVs continue from the record's counter (never reused, RFC 5282 §3.1).
+        self._cipher_out = ike_cipher(sa.transforms.encr, ours, icv, sa.sk_iv)
+        self._cipher_in = ike_cipher(sa.transforms.encr, theirs, icv, 0)
 
     def established(self, now: float) -> None:
         self.sa.established_at = now
@@ -337,9 +346,7 @@ class IkeSession:
                 payloads=payloads,
             )
         assert self._cipher_out is not None
-        # The explicit IV is a counter under our key: never repeated (RFC 5282 §3.1).
-        sa.sk_iv += 1
-        return build_message(
+        raw = build_message(
             sa.spi_i,
             sa.spi_r,
             ExchangeType(exchange),
@@ -348,8 +355,9 @@ class IkeSession:
             message_id=message_id,
             payloads=payloads,
             cipher=self._cipher_out,
-            iv=sa.sk_iv,
         )
+        sa.sk_iv = self._cipher_out.iv_counter
+        return raw
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -365,11 +373,11 @@ class IkeSession:
 
     def _open(self, message: IkeMessage) -> list[Payload] | None:
         if message.exchange == ExchangeType.IKE_SA_INIT:
-            return message.payloads if message.sk_offset is None else None
-        if self._cipher_in is None or message.sk_offset is None:
+            return None if message.encrypted is not None else list(message.payloads)
+        if self._cipher_in is None or message.encrypted is None:
             return None
         try:
-            return self._cipher_in.open(message)
+            return open_message(self._cipher_in, message)
         except IntegrityError:
             self.integrity_failures += 1
             return None
@@ -385,7 +393,7 @@ class IkeSession:
             return
         del self._outstanding[message.message_id]
         if out.task.exchange_type == ExchangeType.IKE_SA_INIT and self.handshake is not None:
-            self.handshake.response = message.raw
+            self.handshake.response = message.to_bytes()
         try:
             retry = out.task.process_response(self, message, payloads, now)
         except RemoteProtocolError as refused:
@@ -402,7 +410,7 @@ class IkeSession:
     def _receive_request(self, message: IkeMessage, now: float, src: Address, dst: Address) -> None:
         sa = self.sa
         message_id = message.message_id
-        digest = hashlib.sha256(message.raw).digest()
+        digest = hashlib.sha256(message.to_bytes()).digest()
         cached = self._responses.get(message_id)
         if cached is not None:
             if cached.request_digest == digest:
@@ -426,9 +434,9 @@ class IkeSession:
         except DropMessage:
             return
         except NotifyError as refused:
-            response = [Notify(refused.notify_type, refused.data)]
+            response = [Notify.status(refused.notify_type, refused.data)]
         except RemoteProtocolError as refused:
-            response = [Notify(refused.notify_type)]
+            response = [Notify.status(refused.notify_type)]
             fatal = refused.notify_type in _FATAL_NOTIFIES
         refused_init = (
             message.exchange == ExchangeType.IKE_SA_INIT and sa.state == IkeState.CONNECTING
@@ -436,7 +444,7 @@ class IkeSession:
         # A refused IKE_SA_INIT is answered as HDR(SPIi, 0): the responder keeps nothing (§2.6).
         raw = self._build(message.exchange, True, message_id, response, zero_spi_r=refused_init)
         if message.exchange == ExchangeType.IKE_SA_INIT and self.handshake is not None:
-            self.handshake.request = message.raw
+            self.handshake.request = message.to_bytes()
             self.handshake.response = raw
         self._remember_response(message_id, digest, raw)
         self.endpoint.transmit(self, raw)

@@ -59,6 +59,9 @@ def test_full_setup_default_proposal() -> None:
         ("aes256gcm16-prfsha384-ecp384", "aes256gcm16-noesn", 36),
         ("aes256gcm16-prfsha512-ecp521", "aes128gcm16", 20),
         ("aes256gcm16-prfsha256-modp2048", "aes256gcm16-esn", 36),
+        ("aes128gcm8-prfsha256-x25519", "aes128gcm8", 20),
+        ("aes256gcm12-prfsha384-ecp256", "aes256gcm12-esn", 36),
+        ("aes192gcm16-prfsha256-ecp384", "aes192gcm16", 28),
     ],
 )
 def test_setup_for_each_proposal_and_group(ike: str, esp: str, key_length: int) -> None:

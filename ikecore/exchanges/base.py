@@ -16,18 +16,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from ikecore.config import TrafficSelector
-from ikecore.constants import ExchangeType, NotifyType, PayloadType, ProtocolId
+from ikecore.constants import ExchangeType, NotifyType, ProtocolId
 from ikecore.errors import RemoteProtocolError
 from ikecore.suites import ProposalSpec, Transform
 from ikecore.wire import (
     IkeMessage,
-    KeyExchange,
     Nonce,
     Notify,
     Payload,
     Proposal,
     SecurityAssociation,
-    TrafficSelectors,
+    TSi,
+    TSr,
+    selectors_to_wire,
+    wire_transforms,
 )
 
 if TYPE_CHECKING:
@@ -105,21 +107,18 @@ def find_notify(payloads: Sequence[Payload], notify_type: int) -> Notify | None:
     return None
 
 
-def first_of(
-    payloads: Sequence[Payload], kind: type[P], payload_type: int | None = None
-) -> P | None:
+def first_of(payloads: Sequence[Payload], kind: type[P]) -> P | None:
     for payload in payloads:
-        if isinstance(payload, kind) and (payload_type is None or payload.type == payload_type):
+        if isinstance(payload, kind):
             return payload
     return None
 
 
-def require(payloads: Sequence[Payload], kind: type[P], payload_type: int | None = None) -> P:
+def require(payloads: Sequence[Payload], kind: type[P]) -> P:
     """The payload the exchange cannot do without; INVALID_SYNTAX when it is missing."""
-    found = first_of(payloads, kind, payload_type)
+    found = first_of(payloads, kind)
     if found is None:
-        name = kind.__name__ if payload_type is None else PayloadType(payload_type).name
-        raise RemoteProtocolError(f"missing {name} payload", NotifyType.INVALID_SYNTAX)
+        raise RemoteProtocolError(f"missing {kind.__name__} payload", NotifyType.INVALID_SYNTAX)
     return found
 
 
@@ -135,7 +134,7 @@ def offer(specs: Sequence[ProposalSpec], spi: bytes = b"") -> SecurityAssociatio
     """An SA payload offering our configured proposals, numbered from 1 (RFC 7296 §3.3.1)."""
     return SecurityAssociation(
         tuple(
-            Proposal(number, spec.protocol, spi, spec.transforms)
+            Proposal(number, spec.protocol, spi, wire_transforms(spec.transforms))
             for number, spec in enumerate(specs, start=1)
         )
     )
@@ -145,7 +144,8 @@ def answer(
     proposal: Proposal, transforms: tuple[Transform, ...], spi: bytes
 ) -> SecurityAssociation:
     """The responder's SA payload: the accepted proposal's number, one transform per type."""
-    return SecurityAssociation((Proposal(proposal.number, proposal.protocol_id, spi, transforms),))
+    chosen = Proposal(proposal.number, proposal.protocol_id, spi, wire_transforms(transforms))
+    return SecurityAssociation((chosen,))
 
 
 def proposals_for(sa: SecurityAssociation, protocol: ProtocolId) -> list[Proposal]:
@@ -154,10 +154,6 @@ def proposals_for(sa: SecurityAssociation, protocol: ProtocolId) -> list[Proposa
 
 def nonce(session: IkeSession) -> Nonce:
     return Nonce(session.endpoint.random(NONCE_LENGTH))
-
-
-def key_exchange_payload(group: int, data: bytes) -> KeyExchange:
-    return KeyExchange(group, data)
 
 
 def narrow(
@@ -174,10 +170,7 @@ def narrow(
 
 
 def ts_payloads(ts_i: Sequence[TrafficSelector], ts_r: Sequence[TrafficSelector]) -> list[Payload]:
-    return [
-        TrafficSelectors(tuple(ts_i), PayloadType.TSI),
-        TrafficSelectors(tuple(ts_r), PayloadType.TSR),
-    ]
+    return [TSi(selectors_to_wire(ts_i)), TSr(selectors_to_wire(ts_r))]
 
 
 def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: tuple[str, int]) -> bytes:
@@ -191,8 +184,10 @@ def nat_detection_payloads(
     spi_i: bytes, spi_r: bytes, local: tuple[str, int], remote: tuple[str, int]
 ) -> list[Payload]:
     return [
-        Notify(NotifyType.NAT_DETECTION_SOURCE_IP, nat_detection_hash(spi_i, spi_r, local)),
-        Notify(NotifyType.NAT_DETECTION_DESTINATION_IP, nat_detection_hash(spi_i, spi_r, remote)),
+        Notify.status(NotifyType.NAT_DETECTION_SOURCE_IP, nat_detection_hash(spi_i, spi_r, local)),
+        Notify.status(
+            NotifyType.NAT_DETECTION_DESTINATION_IP, nat_detection_hash(spi_i, spi_r, remote)
+        ),
     ]
 
 

@@ -6,12 +6,20 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ikecore.config import TrafficSelector
-from ikecore.constants import NotifyType, PayloadType, ProtocolId
+from ikecore.constants import NotifyType, ProtocolId
 from ikecore.errors import RemoteProtocolError
 from ikecore.exchanges.base import narrow, proposals_for, require
 from ikecore.sa import ChildSa
 from ikecore.suites import EspTransforms, ProposalSpec, select_proposal
-from ikecore.wire import Payload, Proposal, SecurityAssociation, TrafficSelectors, child_keys
+from ikecore.wire import (
+    Payload,
+    Proposal,
+    SecurityAssociation,
+    TSi,
+    TSr,
+    child_keys,
+    selectors_from_wire,
+)
 
 if TYPE_CHECKING:
     from ikecore.session import IkeSession
@@ -77,8 +85,8 @@ def responder_child_choice(
     proposal = offered[selection.index]
     if len(proposal.spi) != 4:
         raise RemoteProtocolError("ESP proposal SPI is not 4 bytes", NotifyType.INVALID_SYNTAX)
-    ts_i = require(payloads, TrafficSelectors, PayloadType.TSI).selectors
-    ts_r = require(payloads, TrafficSelectors, PayloadType.TSR).selectors
+    ts_i = selectors_from_wire(require(payloads, TSi).selectors)
+    ts_r = selectors_from_wire(require(payloads, TSr).selectors)
     # TSi describes the initiator's side: our remote; TSr our local side.
     narrowed_i = narrow(ts_i, remote_ts)
     narrowed_r = narrow(ts_r, local_ts)
@@ -110,8 +118,8 @@ def accepted_esp_choice(
         raise RemoteProtocolError(
             "responder chose what we did not offer", NotifyType.NO_PROPOSAL_CHOSEN
         )
-    ts_i = require(payloads, TrafficSelectors, PayloadType.TSI).selectors
-    ts_r = require(payloads, TrafficSelectors, PayloadType.TSR).selectors
+    ts_i = selectors_from_wire(require(payloads, TSi).selectors)
+    ts_r = selectors_from_wire(require(payloads, TSr).selectors)
     # The responder may only narrow (§2.9): every returned selector must lie inside ours.
     if narrow(ts_i, our_ts_i) != ts_i or narrow(ts_r, our_ts_r) != ts_r or not ts_i or not ts_r:
         raise RemoteProtocolError("responder widened the selectors", NotifyType.TS_UNACCEPTABLE)

@@ -91,7 +91,7 @@ class CreateChildInitiator:
         payloads: list[Payload] = []
         if self._rekey is not None:
             # §1.3.3: REKEY_SA names the SA being replaced by our inbound SPI.
-            payloads.append(Notify(NotifyType.REKEY_SA, b"", ProtocolId.ESP, self._rekey.spi_in))
+            payloads.append(Notify.rekey_sa(ProtocolId.ESP, self._rekey.spi_in))
         payloads += [offer(self._proposals, self._spi_in), Nonce(self._ni)]
         if self._group is not None:
             self._key_exchange = session.endpoint.new_key_exchange(self._group)

@@ -18,7 +18,7 @@ import hmac
 from typing import TYPE_CHECKING
 
 from ikecore.config import Identity, PeerConfig
-from ikecore.constants import AuthMethod, ExchangeType, IdType, NotifyType, PayloadType
+from ikecore.constants import AuthMethod, ExchangeType, IdType, NotifyType
 from ikecore.errors import RemoteProtocolError
 from ikecore.events import ChildSaEstablished, ChildSaFailed, IkeSaEstablished
 from ikecore.exchanges.base import (
@@ -33,11 +33,13 @@ from ikecore.exchanges.child import accepted_esp_choice, make_child, responder_c
 from ikecore.states import IkeTrigger
 from ikecore.wire import (
     Authentication,
-    Identification,
+    IDi,
+    IDr,
     IkeMessage,
     Notify,
     Payload,
     SecurityAssociation,
+    id_body,
     prf,
     psk_auth,
 )
@@ -57,7 +59,7 @@ def _auth_value(
     return psk_auth(prf_id, psk, signed_octets)
 
 
-def _identity(payload: Identification) -> Identity:
+def _identity(payload: IDi | IDr) -> Identity:
     try:
         return Identity(IdType(payload.id_type), payload.data)
     except ValueError:
@@ -74,11 +76,11 @@ def _announcements(
     out: list[Payload] = []
     if peer.clone:
         sa.local_clone_supported = True
-        out.append(Notify(NotifyType.CLONE_IKE_SA_SUPPORTED))
+        out.append(Notify.status(NotifyType.CLONE_IKE_SA_SUPPORTED))
     peer_mobike = payloads is None or find_notify(payloads, NotifyType.MOBIKE_SUPPORTED) is not None
     if peer.mobike and peer_mobike:
         sa.local_mobike_supported = True
-        out.append(Notify(NotifyType.MOBIKE_SUPPORTED))
+        out.append(Notify.status(NotifyType.MOBIKE_SUPPORTED))
     return out
 
 
@@ -98,9 +100,14 @@ class IkeAuthInitiator:
     def build_request(self, session: IkeSession, now: float) -> list[Payload]:
         sa, peer, handshake = session.sa, self._peer, session.handshake
         assert sa.keys is not None and sa.transforms is not None and handshake is not None
-        id_i = Identification(peer.local_id.type, peer.local_id.data, PayloadType.IDI)
+        id_i = IDi(peer.local_id.type, peer.local_id.data)
         auth = _auth_value(
-            sa.transforms.prf, peer.psk, handshake.request, handshake.nr, sa.keys.sk_pi, id_i.body
+            sa.transforms.prf,
+            peer.psk,
+            handshake.request,
+            handshake.nr,
+            sa.keys.sk_pi,
+            id_body(id_i),
         )
         self._spi_in = session.endpoint.allocate_esp_spi()
         sa.local_id = peer.local_id
@@ -122,12 +129,17 @@ class IkeAuthInitiator:
             error = error_notify(payloads)
             notify = NotifyType.AUTHENTICATION_FAILED if error is None else error.notify_type
             raise RemoteProtocolError(f"IKE_AUTH refused: {notify}", notify)
-        id_r = require(payloads, Identification, PayloadType.IDR)
+        id_r = require(payloads, IDr)
         identity = _identity(id_r)
         if peer.remote_id is not None and identity != peer.remote_id:
             raise RemoteProtocolError(f"peer is {identity}", NotifyType.AUTHENTICATION_FAILED)
         expected = _auth_value(
-            sa.transforms.prf, peer.psk, handshake.response, handshake.ni, sa.keys.sk_pr, id_r.body
+            sa.transforms.prf,
+            peer.psk,
+            handshake.response,
+            handshake.ni,
+            sa.keys.sk_pr,
+            id_body(id_r),
         )
         if auth.method != AuthMethod.SHARED_KEY_MIC or not hmac.compare_digest(auth.data, expected):
             raise RemoteProtocolError(
@@ -179,7 +191,7 @@ class IkeAuthResponder:
     ) -> list[Payload]:
         sa, handshake = session.sa, session.handshake
         assert sa.keys is not None and sa.transforms is not None and handshake is not None
-        id_i = require(payloads, Identification, PayloadType.IDI)
+        id_i = require(payloads, IDi)
         auth = require(payloads, Authentication)
         identity = _identity(id_i)
         peer = session.endpoint.config.peer_for(identity)
@@ -188,7 +200,12 @@ class IkeAuthResponder:
                 f"no configuration for {identity}", NotifyType.AUTHENTICATION_FAILED
             )
         expected = _auth_value(
-            sa.transforms.prf, peer.psk, handshake.request, handshake.nr, sa.keys.sk_pi, id_i.body
+            sa.transforms.prf,
+            peer.psk,
+            handshake.request,
+            handshake.nr,
+            sa.keys.sk_pi,
+            id_body(id_i),
         )
         if auth.method != AuthMethod.SHARED_KEY_MIC or not hmac.compare_digest(auth.data, expected):
             raise RemoteProtocolError(
@@ -199,9 +216,14 @@ class IkeAuthResponder:
         sa.remote_id = identity
         sa.local_id = peer.local_id
         _remember_peer(session, payloads)
-        id_r = Identification(peer.local_id.type, peer.local_id.data, PayloadType.IDR)
+        id_r = IDr(peer.local_id.type, peer.local_id.data)
         our_auth = _auth_value(
-            sa.transforms.prf, peer.psk, handshake.response, handshake.ni, sa.keys.sk_pr, id_r.body
+            sa.transforms.prf,
+            peer.psk,
+            handshake.response,
+            handshake.ni,
+            sa.keys.sk_pr,
+            id_body(id_r),
         )
         response: list[Payload] = [
             id_r,
@@ -219,7 +241,7 @@ class IkeAuthResponder:
             )
         except RemoteProtocolError as refused:
             # §1.2: the IKE SA stands; only the Child SA is refused, in this same response.
-            return [*response, Notify(refused.notify_type)]
+            return [*response, Notify.status(refused.notify_type)]
         spi_in = session.endpoint.allocate_esp_spi()
         child = make_child(
             session,

@@ -132,7 +132,7 @@ class IkeSaInitInitiator:
         payloads: list[Payload] = []
         if self._cookie is not None:
             # §2.6: the COOKIE notify goes first, the rest unchanged.
-            payloads.append(Notify(NotifyType.COOKIE, self._cookie))
+            payloads.append(Notify.status(NotifyType.COOKIE, self._cookie))
         payloads += [
             offer(self._peer.ike_proposals),
             KePayload(self._group, self._key_exchange.public_data),

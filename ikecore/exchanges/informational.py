@@ -37,7 +37,7 @@ class DeleteIkeInitiator:
         self._reason = reason
 
     def build_request(self, session: IkeSession, now: float) -> list[Payload]:
-        return [Delete(ProtocolId.IKE)]
+        return [Delete(ProtocolId.IKE, 0, ())]
 
     def process_response(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
@@ -56,7 +56,7 @@ class DeleteChildInitiator:
         self._reason = reason
 
     def build_request(self, session: IkeSession, now: float) -> list[Payload]:
-        return [Delete(ProtocolId.ESP, (self._child.spi_in,))]
+        return [Delete(ProtocolId.ESP, 4, (self._child.spi_in,))]
 
     def process_response(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
@@ -111,5 +111,5 @@ class InformationalResponder:
                 session.child_transition(child, ChildTrigger.DELETE_RECEIVED)
                 session.remove_child(child, "deleted_by_peer")
         if ours:
-            return [Delete(ProtocolId.ESP, tuple(ours))]
+            return [Delete(ProtocolId.ESP, 4, tuple(ours))]
         return []
