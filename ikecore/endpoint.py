@@ -24,10 +24,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ikecore.config import Address, EndpointConfig, PeerConfig
-from ikecore.constants import ExchangeType, NotifyType
+from ikecore.constants import EncrId, ExchangeType, NotifyType
 from ikecore.dh import KeyExchange, key_exchange
-from ikecore.errors import LocalProtocolError, MalformedMessage, RemoteProtocolError
-from ikecore.events import Event
+from ikecore.errors import (
+    IntegrityError,
+    LocalProtocolError,
+    MalformedMessage,
+    RemoteProtocolError,
+    ReplayError,
+)
+from ikecore.esp import DUMMY_NEXT_HEADER, EspInbound, EspOutbound
+from ikecore.events import EspPacketReceived, Event
 from ikecore.exchanges.base import find_notify
 from ikecore.exchanges.ike_auth import IkeAuthInitiator
 from ikecore.exchanges.ike_sa_init import Handshake, IkeSaInitInitiator
@@ -37,11 +44,31 @@ from ikecore.states import IkeState
 from ikecore.store import MemoryStore, SaStore
 from ikecore.wire import IkeMessage, Nonce, Notify, build_message, parse_message
 
-__all__ = ["Datagram", "IkeEndpoint"]
+__all__ = ["Datagram", "EspState", "IkeEndpoint"]
 
 _ZERO_SPI = bytes(8)
 _NON_ESP_MARKER = bytes(4)
 _KEEPALIVE = b"\xff"
+
+
+@dataclass(slots=True)
+class EspState:
+    """The native ESP objects of one Child SA (built from its record, RFC 4303/4106)."""
+
+    session: IkeSession
+    child: ChildSa
+    inbound: EspInbound
+    outbound: EspOutbound
+
+
+def _esp_state(session: IkeSession, child: ChildSa) -> EspState:
+    t = child.transforms
+    algorithm = "chacha20-poly1305" if t.encr == EncrId.CHACHA20_POLY1305 else "aes-gcm"
+    inbound = EspInbound(child.spi_in, child.key_in, t.icv_length, t.esn, algorithm=algorithm)
+    outbound = EspOutbound(
+        child.spi_out, child.key_out, t.icv_length, t.esn, child.seq_out, algorithm=algorithm
+    )
+    return EspState(session, child, inbound, outbound)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +104,7 @@ class IkeEndpoint:
         # finds its SA instead of opening a new one (§2.1). Half-open ones are also counted.
         self._by_init: dict[tuple[bytes, Address], IkeSession] = {}
         self._half_open: set[IkeSession] = set()
-        self._children: dict[bytes, tuple[IkeSession, ChildSa]] = {}
+        self._esp: dict[bytes, EspState] = {}
         self._events: deque[Event] = deque()
         self._outbox: list[Datagram] = []
         self._cookie_secret = random(32)
@@ -133,10 +160,15 @@ class IkeEndpoint:
         self.store.release_ike_spi(sa.local_spi)
 
     def child_installed(self, session: IkeSession, child: ChildSa) -> None:
-        self._children[child.spi_in] = (session, child)
+        state = self._esp.get(child.spi_in)
+        if state is None:
+            self._esp[child.spi_in] = _esp_state(session, child)
+        else:
+            # Moved to the successor of an IKE SA rekey: same keys, counters continue.
+            state.session = session
 
     def child_removed(self, child: ChildSa) -> None:
-        self._children.pop(child.spi_in, None)
+        self._esp.pop(child.spi_in, None)
         self.store.release_esp_spi(child.spi_in)
 
     # -- the user's API ------------------------------------------------------------------------
@@ -312,6 +344,37 @@ class IkeEndpoint:
 
     # -- ESP -----------------------------------------------------------------------------------
 
+    def esp(self, spi_in: bytes) -> EspState:
+        """The ESP objects of a Child SA (by our inbound SPI), for a daemon's data path."""
+        try:
+            return self._esp[spi_in]
+        except KeyError:
+            raise LocalProtocolError(f"no Child SA with inbound SPI {spi_in.hex()}") from None
+
+    def send_esp(self, spi_in: bytes, inner: bytes, next_header: int, now: float) -> None:
+        """Encapsulate one inner packet on the Child SA and queue it as ESP-in-UDP to the
+        peer's NAT-T port (RFC 3948 §2.1). Raises SequenceExhausted instead of wrapping."""
+        state = self.esp(spi_in)
+        packet = state.outbound.encapsulate(inner, next_header)
+        state.child.seq_out = state.outbound.seq
+        sa = state.session.sa
+        port = self.config.nat_port
+        self._outbox.append(
+            Datagram(packet, (sa.local_address[0], port), (sa.remote_address[0], port))
+        )
+
     def _receive_esp(self, data: bytes, now: float) -> None:
-        """ESP-in-UDP (RFC 3948): not processed by this build (no ESP core yet); counted."""
-        self.esp_dropped += 1
+        """ESP-in-UDP (RFC 3948): routed by SPI; replay check, then ICV, then the window
+        (the native core's order); anything that fails is counted and dropped."""
+        state = self._esp.get(data[:4])
+        if state is None:
+            self.esp_dropped += 1
+            return
+        try:
+            next_header, inner = state.inbound.decapsulate(data)
+        except (IntegrityError, ReplayError, MalformedMessage):
+            self.esp_dropped += 1
+            return
+        if next_header == DUMMY_NEXT_HEADER:
+            return  # RFC 4303 §2.6: authentic, counted, discarded
+        self.queue_event(EspPacketReceived(state.session, state.child, next_header, inner))
