@@ -26,7 +26,7 @@ def established(
 
 @pytest.mark.parametrize("esp", ["aes256gcm16", "aes128gcm8-esn", "chacha20poly1305"])
 def test_esp_both_ways(esp: str) -> None:
-    initiator, responder, session, net = established(esp)
+    initiator, responder, session, _net = established(esp)
     (child,) = session.child_sas
     (peer_session,) = responder.sessions
     (peer_child,) = peer_session.child_sas
@@ -49,7 +49,7 @@ def test_esp_both_ways(esp: str) -> None:
 
 
 def test_replayed_corrupted_and_unknown_esp_dropped() -> None:
-    initiator, responder, session, net = established()
+    initiator, responder, session, _net = established()
     (child,) = session.child_sas
     initiator.send_esp(child.spi_in, PACKET, IPV4, 1.0)
     (datagram,) = initiator.datagrams_to_send(1.0)
@@ -101,7 +101,7 @@ def test_esp_continues_across_ike_rekey_and_follows_child_rekey() -> None:
 
 
 def test_child_sa_established_event_carries_what_esp_needs() -> None:
-    initiator, responder, peer, net = pair()
+    initiator, _responder, peer, net = pair()
     initiator.initiate(peer, 0.0)
     net.run(0.0)
     (event,) = of_type(drain(initiator), ChildSaEstablished)
