@@ -37,7 +37,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         peer = impls.get("peer")
         for impl, median in sorted(impls.items()):
             if impl.startswith("ikecore") and peer:
-                rows.append(f"{group:<44} {impl:<16} {median * 1e9:>12.0f} ns  x{peer / median:6.2f}")
+                ratio = peer / median
+                rows.append(f"{group:<44} {impl:<16} {median * 1e9:>12.0f} ns  x{ratio:6.2f}")
     if rows:
         terminalreporter.section("ikecore vs peer (median, same run)")
         for row in rows:
