@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 ARTIFACTS ?= ci-artifacts
 # Debian packages the build and the suite use (installed only when missing). The one place to
 # name them: helpers add theirs here (e.g. redis-server, strongswan, tshark).
-DEB_PACKAGES = build-essential libssl-dev libipsec-mb-dev valgrind
+DEB_PACKAGES = build-essential python3-dev python3-venv libssl-dev libipsec-mb-dev valgrind
 # Same pins as [build-system] requires in pyproject.toml (the venv builds without isolation).
 BUILD_REQUIRES = "setuptools>=77" "Cython>=3.0.8,<4"
 # Everything a rebuild of the installed package depends on.
@@ -19,7 +19,9 @@ INSTALLED = $(VENV)/.ikecore-installed
 .PHONY: deps venv install test lint bench demo wheel wheel-check clean
 
 deps:
-	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt-get install:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
