@@ -10,7 +10,7 @@ ARTIFACTS ?= ci-artifacts
 # name them: helpers add theirs here (e.g. redis-server, strongswan, tshark).
 DEB_PACKAGES = build-essential python3-dev python3-venv libssl-dev libipsec-mb-dev valgrind
 # Same pins as [build-system] requires in pyproject.toml (the venv builds without isolation).
-BUILD_REQUIRES = "setuptools>=77" "Cython>=3.0.8,<4"
+BUILD_REQUIRES = "setuptools>=68" wheel "Cython>=3.0.8,<4"
 # Everything a rebuild of the installed package depends on.
 PACKAGE_SOURCES = setup.py pyproject.toml MANIFEST.in \
 	$(wildcard ikecore/*.py ikecore/py.typed _fast/*.py _fast/*.pyx _fast/*.pxd _fast/*.pyi _fast/*.h)
