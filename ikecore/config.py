@@ -9,6 +9,7 @@ timing, the COOKIE threshold and the message-ID window.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass, field
 
 from ikecore.constants import IdType, ProtocolId
@@ -68,13 +69,55 @@ class Identity:
 
 @dataclass(frozen=True, slots=True)
 class TrafficSelector:
-    """An address range with an IP protocol and port range (RFC 7296 §3.13.1)."""
+    """An address range with an IP protocol and port range (RFC 7296 §3.13.1).
+
+    Addresses are text (what configuration and records hold); the packed forms are computed
+    once, so that narrowing and encoding never parse text again.
+    """
 
     start: str
     end: str
     ip_protocol: int = 0
     start_port: int = 0
     end_port: int = 65535
+    packed_start: bytes = field(init=False, repr=False, compare=False)
+    packed_end: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        family = socket.AF_INET6 if ":" in self.start else socket.AF_INET
+        try:
+            low = socket.inet_pton(family, self.start)
+            high = socket.inet_pton(family, self.end)
+        except OSError:
+            raise ValueError(f"bad traffic selector range {self.start} - {self.end}") from None
+        object.__setattr__(self, "packed_start", low)
+        object.__setattr__(self, "packed_end", high)
+
+    @classmethod
+    def from_packed(
+        cls,
+        start: bytes,
+        end: bytes,
+        ip_protocol: int = 0,
+        start_port: int = 0,
+        end_port: int = 65535,
+    ) -> TrafficSelector:
+        if len(start) not in (4, 16) or len(end) != len(start):
+            raise ValueError("packed addresses must both be 4 or 16 bytes")
+        family = socket.AF_INET if len(start) == 4 else socket.AF_INET6
+        # Filled in directly: the packed forms are already known (no text parsing).
+        selector = object.__new__(cls)
+        for name, value in (
+            ("start", socket.inet_ntop(family, start)),
+            ("end", socket.inet_ntop(family, end)),
+            ("ip_protocol", ip_protocol),
+            ("start_port", start_port),
+            ("end_port", end_port),
+            ("packed_start", start),
+            ("packed_end", end),
+        ):
+            object.__setattr__(selector, name, value)
+        return selector
 
     @classmethod
     def any(cls, version: int = 4) -> TrafficSelector:
@@ -89,31 +132,31 @@ class TrafficSelector:
 
     @property
     def version(self) -> int:
-        return ipaddress.ip_address(self.start).version
-
-    def _bounds(self) -> tuple[int, int]:
-        return int(ipaddress.ip_address(self.start)), int(ipaddress.ip_address(self.end))
+        return 4 if len(self.packed_start) == 4 else 6
 
     def intersect(self, other: TrafficSelector) -> TrafficSelector | None:
         """The common part of two selectors (RFC 7296 §2.9 narrowing), None if disjoint."""
-        if self.version != other.version:
+        if len(self.packed_start) != len(other.packed_start):
             return None
         if self.ip_protocol and other.ip_protocol and self.ip_protocol != other.ip_protocol:
             return None
-        low_a, high_a = self._bounds()
-        low_b, high_b = other._bounds()
-        low, high = max(low_a, low_b), min(high_a, high_b)
+        # Equal-length big-endian addresses compare as bytes exactly as they do as numbers.
+        low = max(self.packed_start, other.packed_start)
+        high = min(self.packed_end, other.packed_end)
         port_low = max(self.start_port, other.start_port)
         port_high = min(self.end_port, other.end_port)
         if low > high or port_low > port_high:
             return None
-        return TrafficSelector(
-            str(ipaddress.ip_address(low)),
-            str(ipaddress.ip_address(high)),
-            self.ip_protocol or other.ip_protocol,
-            port_low,
-            port_high,
-        )
+        protocol = self.ip_protocol or other.ip_protocol
+        for candidate in (self, other):
+            if (
+                candidate.packed_start == low
+                and candidate.packed_end == high
+                and (candidate.ip_protocol, candidate.start_port, candidate.end_port)
+                == (protocol, port_low, port_high)
+            ):
+                return candidate
+        return TrafficSelector.from_packed(low, high, protocol, port_low, port_high)
 
 
 def _ike(text: str) -> tuple[ProposalSpec, ...]:

@@ -104,6 +104,9 @@ class IkeEndpoint:
         # finds its SA instead of opening a new one (§2.1). Half-open ones are also counted.
         self._by_init: dict[tuple[bytes, Address], IkeSession] = {}
         self._half_open: set[IkeSession] = set()
+        # Child SAs by inbound SPI; their native ESP objects are made on first use, so a
+        # daemon with its own data path never pays for them.
+        self._children: dict[bytes, tuple[IkeSession, ChildSa]] = {}
         self._esp: dict[bytes, EspState] = {}
         self._events: deque[Event] = deque()
         self._outbox: list[Datagram] = []
@@ -160,14 +163,14 @@ class IkeEndpoint:
         self.store.release_ike_spi(sa.local_spi)
 
     def child_installed(self, session: IkeSession, child: ChildSa) -> None:
+        self._children[child.spi_in] = (session, child)
         state = self._esp.get(child.spi_in)
-        if state is None:
-            self._esp[child.spi_in] = _esp_state(session, child)
-        else:
+        if state is not None:
             # Moved to the successor of an IKE SA rekey: same keys, counters continue.
             state.session = session
 
     def child_removed(self, child: ChildSa) -> None:
+        self._children.pop(child.spi_in, None)
         self._esp.pop(child.spi_in, None)
         self.store.release_esp_spi(child.spi_in)
 
@@ -346,10 +349,13 @@ class IkeEndpoint:
 
     def esp(self, spi_in: bytes) -> EspState:
         """The ESP objects of a Child SA (by our inbound SPI), for a daemon's data path."""
-        try:
-            return self._esp[spi_in]
-        except KeyError:
-            raise LocalProtocolError(f"no Child SA with inbound SPI {spi_in.hex()}") from None
+        state = self._esp.get(spi_in)
+        if state is None:
+            route = self._children.get(spi_in)
+            if route is None:
+                raise LocalProtocolError(f"no Child SA with inbound SPI {spi_in.hex()}")
+            state = self._esp[spi_in] = _esp_state(*route)
+        return state
 
     def send_esp(self, spi_in: bytes, inner: bytes, next_header: int, now: float) -> None:
         """Encapsulate one inner packet on the Child SA and queue it as ESP-in-UDP to the
@@ -366,10 +372,14 @@ class IkeEndpoint:
     def _receive_esp(self, data: bytes, now: float) -> None:
         """ESP-in-UDP (RFC 3948): routed by SPI; replay check, then ICV, then the window
         (the native core's order); anything that fails is counted and dropped."""
-        state = self._esp.get(data[:4])
+        spi = data[:4]
+        state = self._esp.get(spi)
         if state is None:
-            self.esp_dropped += 1
-            return
+            route = self._children.get(spi)
+            if route is None:
+                self.esp_dropped += 1
+                return
+            state = self._esp[spi] = _esp_state(*route)
         try:
             next_header, inner = state.inbound.decapsulate(data)
         except (IntegrityError, ReplayError, MalformedMessage):

@@ -114,8 +114,10 @@ class PayloadChain:
         return self._data
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, PayloadChain) and type(other) is type(self) and (
-            self._data == other._data
+        return (
+            isinstance(other, PayloadChain)
+            and type(other) is type(self)
+            and (self._data == other._data)
         )
 
     def __hash__(self) -> int:
@@ -234,5 +236,3 @@ def encode_message(
     flags = (_INITIATOR if initiator else 0) | (_RESPONSE if response else 0)
     data: bytes = _ikemsg.encode_message(spi_i, spi_r, exchange, flags, message_id, payloads)
     return data
-
-

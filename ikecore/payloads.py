@@ -492,9 +492,28 @@ Payload = (
 PAYLOAD_CLASSES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
-        Attribute, Transform, Proposal, SecurityAssociation, KeyExchange, IDi, IDr, Certificate,
-        CertificateRequest, Authentication, Nonce, Notify, Delete, VendorId, TrafficSelector,
-        TSi, TSr, Encrypted, EncryptedFragment, ConfigAttribute, Configuration, Eap,
+        Attribute,
+        Transform,
+        Proposal,
+        SecurityAssociation,
+        KeyExchange,
+        IDi,
+        IDr,
+        Certificate,
+        CertificateRequest,
+        Authentication,
+        Nonce,
+        Notify,
+        Delete,
+        VendorId,
+        TrafficSelector,
+        TSi,
+        TSr,
+        Encrypted,
+        EncryptedFragment,
+        ConfigAttribute,
+        Configuration,
+        Eap,
         UnknownPayload,
     )
 }

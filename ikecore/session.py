@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ikecore.config import Address, PeerConfig, TrafficSelector
-from ikecore.constants import ExchangeType, NotifyType
+from ikecore.constants import ExchangeType, NotifyType, PayloadType
 from ikecore.errors import (
     IntegrityError,
     LocalProtocolError,
@@ -373,8 +373,8 @@ class IkeSession:
 
     def _open(self, message: IkeMessage) -> list[Payload] | None:
         if message.exchange == ExchangeType.IKE_SA_INIT:
-            return None if message.encrypted is not None else list(message.payloads)
-        if self._cipher_in is None or message.encrypted is None:
+            return None if _protected(message) else list(message.payloads)
+        if self._cipher_in is None or not _protected(message):
             return None
         try:
             return open_message(self._cipher_in, message)
@@ -529,6 +529,12 @@ class IkeSession:
             self.emit(IkeSaDeleted(self, reason, notify))
         self.endpoint.store.delete_ike_sa(self.sa.spi_i, self.sa.spi_r)
         self.endpoint.forget(self)
+
+
+def _protected(message: IkeMessage) -> bool:
+    """The message ends with an SK payload (read from the index, nothing decoded)."""
+    types = message.payload_types
+    return bool(types) and types[-1] == PayloadType.SK
 
 
 _CHILD_CAPABLE = (IkeState.ESTABLISHED, IkeState.REKEYING, IkeState.REKEYED)

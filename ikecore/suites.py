@@ -11,7 +11,7 @@ their key lengths (RFC 5282 §7.1, RFC 4106 §8.1, RFC 7634 §2).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from ikecore.constants import DhGroup, EncrId, EsnId, PrfId, ProtocolId, TransformType
@@ -92,6 +92,14 @@ class ProposalSpec:
 
     protocol: ProtocolId
     transforms: tuple[Transform, ...]
+    # (type, id, key length) of every transform: what selection looks up, made once.
+    acceptable: frozenset[tuple[int, int, int | None]] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        keys = frozenset((t.type, t.id, t.key_length) for t in self.transforms)
+        object.__setattr__(self, "acceptable", keys)
 
     def of_type(self, transform_type: int) -> tuple[Transform, ...]:
         return tuple(t for t in self.transforms if t.type == transform_type)
@@ -238,13 +246,12 @@ _KNOWN_TYPES: Final = {
 def _first_accepted(
     received: Sequence[TransformLike], transform_type: int, ours: ProposalSpec
 ) -> Transform | None:
-    acceptable = ours.of_type(transform_type)
+    acceptable = ours.acceptable
     for offered in received:
-        if offered.type != transform_type:
-            continue
-        candidate = Transform(offered.type, offered.id, offered.key_length)
-        if candidate in acceptable:
-            return candidate
+        if offered.type == transform_type and (
+            (transform_type, offered.id, offered.key_length) in acceptable
+        ):
+            return Transform(transform_type, offered.id, offered.key_length)
     return None
 
 
@@ -254,11 +261,10 @@ def _choose_dh(
     # The group of the KE payload wins when both sides accept it, which avoids an
     # INVALID_KE_PAYLOAD round trip (RFC 7296 §1.2).
     if prefer_dh is not None:
-        preferred = Transform(TransformType.DH, prefer_dh)
-        if preferred in ours.of_type(TransformType.DH) and any(
+        if (TransformType.DH, prefer_dh, None) in ours.acceptable and any(
             t.type == TransformType.DH and t.id == prefer_dh for t in received
         ):
-            return preferred
+            return Transform(TransformType.DH, prefer_dh)
     return _first_accepted(received, TransformType.DH, ours)
 
 
@@ -288,7 +294,7 @@ def _select_from(
     else:
         # A missing ESN transform is read as "no ESN" (what every peer in the field means).
         esn = Transform(TransformType.ESN, EsnId.NO_ESN)
-        if esn not in ours.of_type(TransformType.ESN):
+        if (TransformType.ESN, EsnId.NO_ESN, None) not in ours.acceptable:
             return None
     dh_id: int = DhGroup.NONE
     offered_dh = [t for t in received if t.type == TransformType.DH and t.id != DhGroup.NONE]

@@ -9,12 +9,12 @@ addresses) and the wire form (`ikecore.payloads.TrafficSelector`, packed address
 
 from __future__ import annotations
 
-import ipaddress
+import functools
 from collections.abc import Sequence
 
 from ikecore import config
 from ikecore.aead import IkeCipher
-from ikecore.constants import EncrId, ExchangeType
+from ikecore.constants import EncrId, ExchangeType, TsType
 from ikecore.errors import MalformedMessage
 from ikecore.keys import IkeSuite, child_keys, ike_keys, prf, psk_auth, skeyseed, skeyseed_rekey
 from ikecore.message import (
@@ -140,18 +140,21 @@ def id_body(payload: IDi | IDr) -> bytes:
     return bytes((payload.id_type, 0, 0, 0)) + payload.data
 
 
-def wire_transforms(transforms: Sequence[PolicyTransform]) -> tuple[Transform, ...]:
+@functools.lru_cache(maxsize=256)
+def wire_transforms(transforms: tuple[PolicyTransform, ...]) -> tuple[Transform, ...]:
+    """Payload transforms for configured ones (immutable, so made once per proposal)."""
     return tuple(Transform(t.type, t.id, t.key_length) for t in transforms)
 
 
 def selectors_to_wire(selectors: Sequence[config.TrafficSelector]) -> tuple[TrafficSelector, ...]:
     return tuple(
-        TrafficSelector.from_range(
-            ipaddress.ip_address(ts.start),
-            ipaddress.ip_address(ts.end),
+        TrafficSelector(
+            TsType.IPV4_ADDR_RANGE if ts.version == 4 else TsType.IPV6_ADDR_RANGE,
             ts.ip_protocol,
             ts.start_port,
             ts.end_port,
+            ts.packed_start,
+            ts.packed_end,
         )
         for ts in selectors
     )
@@ -161,8 +164,8 @@ def selectors_from_wire(
     selectors: Sequence[TrafficSelector],
 ) -> tuple[config.TrafficSelector, ...]:
     return tuple(
-        config.TrafficSelector(
-            str(ts.start), str(ts.end), ts.ip_protocol, ts.start_port, ts.end_port
+        config.TrafficSelector.from_packed(
+            ts.start_address, ts.end_address, ts.ip_protocol, ts.start_port, ts.end_port
         )
         for ts in selectors
     )

@@ -10,7 +10,7 @@ work the same for every exchange.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -176,7 +176,7 @@ def ts_payloads(ts_i: Sequence[TrafficSelector], ts_r: Sequence[TrafficSelector]
 def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: tuple[str, int]) -> bytes:
     """RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | Port) (RFC 4555 §3.8: with the SA's SPIs)."""
     host, port = address
-    packed = ipaddress.ip_address(host).packed
+    packed = socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
     return hashlib.sha1(spi_i + spi_r + packed + port.to_bytes(2, "big")).digest()
 
 
