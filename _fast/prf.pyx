@@ -790,7 +790,7 @@ def ike_sa_rekey_keys(type result_type, old_prf_id, sk_d_old, prf_id, g_ir, ni, 
     """
     cdef int old_alg = _prf_id(old_prf_id, "old_prf_id")
     cdef int alg = _prf_id(prf_id, "prf_id")
-    cdef size_t integ_len, encr_len, seed_len, seed_key_len
+    cdef size_t integ_len, encr_len, seed_len, seed_key_len, keymat_len, message_len
     cdef _Arg args[6]
     cdef _PrfState st
     cdef _Scratch work
@@ -807,7 +807,9 @@ def ike_sa_rekey_keys(type result_type, old_prf_id, sk_d_old, prf_id, g_ir, ni, 
         _spi(&args[4], spi_i, "spi_i")
         _spi(&args[5], spi_r, "spi_r")
         # room for the keymat and, in the same place beforehand, g^ir | Ni | Nr
-        seed_len = _ike_seed(&work, 3 * _output_length(alg) + 2 * integ_len + 2 * encr_len + args[1].len,
+        keymat_len = 3 * _output_length(alg) + 2 * integ_len + 2 * encr_len
+        message_len = args[1].len + args[2].len + args[3].len
+        seed_len = _ike_seed(&work, keymat_len if keymat_len > message_len else message_len,
                              &args[2], &args[3], &args[4], &args[5])
         seed_key_len = _skeyseed_rekey_into(&st, old_alg, &args[0], &args[1], &args[2], &args[3],
                                             work.ptr + MAX_OUT + seed_len + 1, seed_key)
@@ -851,7 +853,8 @@ def child_keys(type result_type, prf_id, sk_d, ni, nr, encr_key_len, integ_key_l
         seed_len = args[3].len + args[1].len + args[2].len
         _scratch(&work, MAX_OUT + seed_len + 1 + keymat_len)
         seed = work.ptr + MAX_OUT
-        memcpy(seed, args[3].ptr, args[3].len)
+        if args[3].len:
+            memcpy(seed, args[3].ptr, args[3].len)
         memcpy(seed + args[3].len, args[1].ptr, args[1].len)
         memcpy(seed + args[3].len + args[1].len, args[2].ptr, args[2].len)
         keymat = seed + seed_len + 1

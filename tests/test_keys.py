@@ -417,3 +417,26 @@ def test_child_keys_match_the_reference(
     expected = ref.split(keymat, [encr_len, integ_len, encr_len, integ_len])
     keys = child_keys(prf_id, sk_d, ni, nr, encr_len, integ_len, g_ir)
     assert [keys.encr_i, keys.integ_i, keys.encr_r, keys.integ_r] == expected
+
+
+@pytest.mark.parametrize("prf_id", ref.ALL_PRFS)
+def test_largest_inputs_take_the_heap_scratch_path(prf_id: PrfId) -> None:
+    # 256-byte nonces (the RFC 7296 §3.9 maximum) and a 1024-byte g^ir (MODP group 18) overflow
+    # the 1 KiB stack scratch in every schedule
+    ni, nr, g_ir = bytes(range(256)), bytes(255 - i for i in range(256)), b"\x5a" * 1024
+    spi_i, spi_r = b"I" * 8, b"R" * 8
+    suite = IkeSuite(EncrId.AES_CBC, 256, prf_id, IntegId.HMAC_SHA2_512_256)
+    lengths = (suite.integ_key_len, suite.encr_key_len)
+    expected = ref.ike_keys(
+        prf_id, ref.skeyseed(prf_id, ni, nr, g_ir), ni, nr, spi_i, spi_r, *lengths
+    )
+    keys = ike_keys_initial(suite, ni, nr, g_ir, spi_i, spi_r)
+    assert [getattr(keys, n) for n in SK_NAMES] == expected
+    old_sk_d = b"D" * 48
+    rekey_seed = ref.prf(prf_id, old_sk_d, g_ir + ni + nr)
+    expected = ref.ike_keys(prf_id, rekey_seed, ni, nr, spi_i, spi_r, *lengths)
+    keys = ike_keys_rekey(prf_id, old_sk_d, suite, g_ir, ni, nr, spi_i, spi_r)
+    assert [getattr(keys, n) for n in SK_NAMES] == expected
+    child = child_keys(prf_id, keys.sk_d, ni, nr, 36, 64, g_ir=g_ir)
+    keymat = ref.prf_plus(prf_id, keys.sk_d, g_ir + ni + nr, 200)
+    assert _child_keymat(child) == keymat
