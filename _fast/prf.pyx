@@ -3,9 +3,11 @@
 
 The keyed state of a PRF is computed once per key and reused for every prf+ block:
 
-* HMAC (RFC 2104): the hash states after the ipad and opad blocks are kept as plain SHA structs;
-  each block copies them (a struct copy, no allocation) and hashes only the message and the
-  inner digest: three compressions per SHA-256 block of prf+, the minimum.
+* HMAC (RFC 2104): the chaining values after the K0 ^ ipad and K0 ^ opad blocks are kept; each
+  MAC copies them (32 or 64 bytes, no allocation), pads the message tail itself and calls the
+  one-block SHA compression of libcrypto directly (SHA*_Transform, deprecated in OpenSSL 3.0 but
+  exported; EVP_MD_CTX_copy_ex allocates per copy and EVP_MAC costs more than the hashing). A
+  prf+ block of HMAC-SHA-256 over Ni | Nr | SPIi | SPIr is three compressions, the minimum.
 * AES-XCBC-PRF-128 (RFC 3566, RFC 4434) and AES-CMAC-PRF-128 (RFC 4493, RFC 4615): one AES-128-CBC
   context keyed once; each MAC resets its IV to zero, CBC-encrypts all but the last block and
   XORs the last block with the subkey the algorithm picks for a complete or a padded block.
@@ -46,7 +48,7 @@ from ikecore._fast._libcrypto cimport (
 
 cdef extern from *:
     """
-    /* SHA*_Init/Update/Final are deprecated in OpenSSL 3.0 but exported; see the module docstring. */
+    /* SHA*_Init/_Transform are deprecated in OpenSSL 3.0 but exported; see the module docstring. */
     #if defined(__GNUC__)
     #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
     #elif defined(_MSC_VER)
@@ -146,7 +148,7 @@ cdef Py_ssize_t _length(object value, str name) except -1:
 
 
 cdef int _check_blocks(size_t wanted, size_t out_len, int prf_id) except -1:
-    if wanted > MAX_BLOCKS * out_len:
+    if wanted > <size_t>(MAX_BLOCKS * out_len):
         raise ValueError(
             f"prf+ of PRF {prf_id} is limited to 255 blocks ({MAX_BLOCKS * out_len} bytes); "
             f"{wanted} bytes were requested (RFC 7296 §2.13)"
@@ -700,9 +702,13 @@ cdef object _ike_sa_keys(type result_type, _PrfState *st, int alg, const uchar *
 
 cdef int _key_lengths(object integ_key_len, object encr_key_len, size_t *integ_len, size_t *encr_len,
                       int alg) except -1:
+    cdef size_t h = _output_length(alg)
     integ_len[0] = _length(integ_key_len, "integ_key_len")
     encr_len[0] = _length(encr_key_len, "encr_key_len")
-    _check_blocks(3 * _output_length(alg) + 2 * integ_len[0] + 2 * encr_len[0], _output_length(alg), alg)
+    # each length on its own first, so that the sum cannot wrap around
+    _check_blocks(integ_len[0], h, alg)
+    _check_blocks(encr_len[0], h, alg)
+    _check_blocks(3 * h + 2 * integ_len[0] + 2 * encr_len[0], h, alg)
     return 0
 
 
@@ -828,12 +834,16 @@ def child_keys(type result_type, prf_id, sk_d, ni, nr, encr_key_len, integ_key_l
     cdef size_t encr_len = _length(encr_key_len, "encr_key_len")
     cdef size_t integ_len = _length(integ_key_len, "integ_key_len")
     cdef size_t lengths[4]
-    cdef size_t seed_len, keymat_len = 2 * (encr_len + integ_len)
+    cdef size_t seed_len, keymat_len
     cdef _Arg args[4]
     cdef _PrfState st
     cdef _Scratch work
     cdef uchar *seed
     cdef uchar *keymat
+    # each length on its own first, so that the sum cannot wrap around
+    _check_blocks(encr_len, _output_length(alg), alg)
+    _check_blocks(integ_len, _output_length(alg), alg)
+    keymat_len = 2 * (encr_len + integ_len)
     _check_blocks(keymat_len, _output_length(alg), alg)
     lengths[0] = lengths[2] = encr_len
     lengths[1] = lengths[3] = integ_len

@@ -320,6 +320,13 @@ def test_bad_key_schedule_arguments() -> None:
     )
     with pytest.raises(ValueError, match="encr_key_len"):
         child_keys(PrfId.HMAC_SHA2_256, b"d", b"n", b"r", -1, 0)
+    for huge in (2**63 - 1, 2**62):  # 2 * (encr + integ) would wrap around in 64 bits
+        with pytest.raises(ValueError, match="255 blocks"):
+            child_keys(PrfId.HMAC_SHA2_256, b"d", b"n", b"r", huge, 10)
+        with pytest.raises(ValueError, match="255 blocks"):
+            ikecore._fast.prf.ike_keys(  # the native call, with lengths no IkeSuite has
+                IkeKeys, PrfId.HMAC_SHA2_256, b"k", b"n", b"r", b"i" * 8, b"j" * 8, huge, 2
+            )
     with pytest.raises(TypeError, match="g_ir must be bytes-like"):
         child_keys(PrfId.HMAC_SHA2_256, b"d", b"n", b"r", 32, 32, g_ir="abc")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="sk_d must be bytes-like"):
