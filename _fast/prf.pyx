@@ -360,6 +360,7 @@ cdef int _aes_mac(_PrfState *st, const uchar *data, size_t n, uchar *out) noexce
     cdef size_t pos = 0, step, i
     cdef int outl
     cdef const uchar *subkey
+    cdef int rc = -1
     if EVP_EncryptInit_ex2(st.cipher, NULL, NULL, _ZERO_BLOCK, NULL) != 1:
         return -1
     while pos < lead:
@@ -367,24 +368,25 @@ cdef int _aes_mac(_PrfState *st, const uchar *data, size_t n, uchar *out) noexce
         if step > CHAIN_BYTES:
             step = CHAIN_BYTES
         if EVP_EncryptUpdate(st.cipher, chain, &outl, data + pos, <int>step) != 1:
-            return -1
+            break
         pos += step
-    if rest == AES_BLOCK:
-        memcpy(last, data + lead, AES_BLOCK)
-        subkey = st.subkey_complete
     else:
-        memset(last, 0, AES_BLOCK)
-        memcpy(last, data + lead, rest)
-        last[rest] = 0x80
-        subkey = st.subkey_padded
-    for i in range(AES_BLOCK):
-        last[i] ^= subkey[i]
-    if EVP_EncryptUpdate(st.cipher, out, &outl, last, AES_BLOCK) != 1:
-        return -1
+        if rest == AES_BLOCK:
+            memcpy(last, data + lead, AES_BLOCK)
+            subkey = st.subkey_complete
+        else:
+            memset(last, 0, AES_BLOCK)
+            memcpy(last, data + lead, rest)
+            last[rest] = 0x80
+            subkey = st.subkey_padded
+        for i in range(AES_BLOCK):
+            last[i] ^= subkey[i]
+        if EVP_EncryptUpdate(st.cipher, out, &outl, last, AES_BLOCK) == 1:
+            rc = 0
     OPENSSL_cleanse(last, AES_BLOCK)
     if lead:
         OPENSSL_cleanse(chain, CHAIN_BYTES if lead > CHAIN_BYTES else lead)
-    return 0
+    return rc
 
 
 cdef inline void _cmac_double(const uchar *src, uchar *dst) noexcept nogil:
@@ -401,7 +403,7 @@ cdef inline void _cmac_double(const uchar *src, uchar *dst) noexcept nogil:
 cdef int _aes_key16(_PrfState *st, const uchar *key) noexcept nogil:
     cdef uchar constants[3 * AES_BLOCK]
     cdef uchar derived[3 * AES_BLOCK]
-    cdef int outl, i
+    cdef int outl, i, rc = -1
     if st.cipher == NULL:
         st.cipher = EVP_CIPHER_CTX_new()
         if st.cipher == NULL:
@@ -411,25 +413,26 @@ cdef int _aes_key16(_PrfState *st, const uchar *key) noexcept nogil:
     EVP_CIPHER_CTX_set_padding(st.cipher, 0)
     if st.prf_id == PRF_AES128_CMAC:
         # RFC 4493 §2.3: L = AES-128(K, 0^128); K1 = double(L); K2 = double(K1)
-        if EVP_EncryptUpdate(st.cipher, derived, &outl, _ZERO_BLOCK, AES_BLOCK) != 1:
-            return -1
-        _cmac_double(derived, st.subkey_complete)
-        _cmac_double(st.subkey_complete, st.subkey_padded)
-        OPENSSL_cleanse(derived, sizeof(derived))
-        return 0
+        if EVP_EncryptUpdate(st.cipher, derived, &outl, _ZERO_BLOCK, AES_BLOCK) == 1:
+            _cmac_double(derived, st.subkey_complete)
+            _cmac_double(st.subkey_complete, st.subkey_padded)
+            rc = 0
+        OPENSSL_cleanse(derived, AES_BLOCK)
+        return rc
     # RFC 3566 §4: K1 = E(K, 0x01^16), K2 = E(K, 0x02^16), K3 = E(K, 0x03^16); MAC keyed with K1
     for i in range(3):
         memset(constants + i * AES_BLOCK, i + 1, AES_BLOCK)
-        if EVP_EncryptInit_ex2(st.cipher, NULL, NULL, _ZERO_BLOCK, NULL) != 1:
-            return -1
-        if EVP_EncryptUpdate(st.cipher, derived + i * AES_BLOCK, &outl, constants + i * AES_BLOCK,
-                             AES_BLOCK) != 1:
-            return -1
-    memcpy(st.subkey_complete, derived + AES_BLOCK, AES_BLOCK)
-    memcpy(st.subkey_padded, derived + 2 * AES_BLOCK, AES_BLOCK)
-    i = EVP_EncryptInit_ex2(st.cipher, NULL, derived, _ZERO_BLOCK, NULL)
+        if (EVP_EncryptInit_ex2(st.cipher, NULL, NULL, _ZERO_BLOCK, NULL) != 1
+                or EVP_EncryptUpdate(st.cipher, derived + i * AES_BLOCK, &outl,
+                                     constants + i * AES_BLOCK, AES_BLOCK) != 1):
+            break
+    else:
+        memcpy(st.subkey_complete, derived + AES_BLOCK, AES_BLOCK)
+        memcpy(st.subkey_padded, derived + 2 * AES_BLOCK, AES_BLOCK)
+        if EVP_EncryptInit_ex2(st.cipher, NULL, derived, _ZERO_BLOCK, NULL) == 1:
+            rc = 0
     OPENSSL_cleanse(derived, sizeof(derived))
-    return 0 if i == 1 else -1
+    return rc
 
 
 cdef int _aes_key(_PrfState *st, const uchar *key, size_t key_len) noexcept nogil:
