@@ -267,6 +267,7 @@ def test_key_records_are_frozen_slotted_and_never_show_keys() -> None:
 
 
 def test_public_names_are_importable_from_the_package() -> None:
+    assert ikecore.keys.SUPPORTED_PRFS == set(ref.ALL_PRFS)
     for name in (
         "prf",
         "prf_plus",
