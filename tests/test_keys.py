@@ -334,8 +334,12 @@ def test_bad_key_schedule_arguments() -> None:
         child_keys(PrfId.HMAC_SHA2_256, 5, b"n", b"r", 32, 32)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="g_ir must be bytes-like"):
         skeyseed(PrfId.HMAC_SHA2_256, b"n", b"r", [1, 2])  # type: ignore[arg-type]
-    with pytest.raises(AttributeError):
+    with pytest.raises(TypeError, match="suite must be an IkeSuite, not str"):
         ike_keys("suite", b"k", b"n", b"r", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="suite must be an IkeSuite, not tuple"):
+        ike_keys_initial((20, 256, 5), b"n", b"r", b"g", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="suite must be an IkeSuite, not NoneType"):
+        ike_keys_rekey(5, b"d", None, b"g", b"n", b"r", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]
 
 
 # --- differential: every schedule against the reference ----------------------------------------
