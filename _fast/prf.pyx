@@ -3,9 +3,11 @@
 
 The keyed state of a PRF is computed once per key and reused for every prf+ block:
 
-* HMAC (RFC 2104): the hash states after the ipad and opad blocks are kept as plain SHA structs;
-  each block copies them (a struct copy, no allocation) and hashes only the message and the
-  inner digest: three compressions per SHA-256 block of prf+, the minimum.
+* HMAC (RFC 2104): the chaining values after the K0 ^ ipad and K0 ^ opad blocks are kept; each
+  MAC copies them (32 or 64 bytes, no allocation), pads the message tail itself and calls the
+  one-block SHA compression of libcrypto directly (SHA*_Transform, deprecated in OpenSSL 3.0 but
+  exported; EVP_MD_CTX_copy_ex allocates per copy and EVP_MAC costs more than the hashing). A
+  prf+ block of HMAC-SHA-256 over Ni | Nr | SPIi | SPIr is three compressions, the minimum.
 * AES-XCBC-PRF-128 (RFC 3566, RFC 4434) and AES-CMAC-PRF-128 (RFC 4493, RFC 4615): one AES-128-CBC
   context keyed once; each MAC resets its IV to zero, CBC-encrypts all but the last block and
   XORs the last block with the subkey the algorithm picks for a complete or a padded block.
@@ -46,7 +48,7 @@ from ikecore._fast._libcrypto cimport (
 
 cdef extern from *:
     """
-    /* SHA*_Init/Update/Final are deprecated in OpenSSL 3.0 but exported; see the module docstring. */
+    /* SHA*_Init/_Transform are deprecated in OpenSSL 3.0 but exported; see the module docstring. */
     #if defined(__GNUC__)
     #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
     #elif defined(_MSC_VER)
@@ -146,7 +148,7 @@ cdef Py_ssize_t _length(object value, str name) except -1:
 
 
 cdef int _check_blocks(size_t wanted, size_t out_len, int prf_id) except -1:
-    if wanted > MAX_BLOCKS * out_len:
+    if wanted > <size_t>(MAX_BLOCKS * out_len):
         raise ValueError(
             f"prf+ of PRF {prf_id} is limited to 255 blocks ({MAX_BLOCKS * out_len} bytes); "
             f"{wanted} bytes were requested (RFC 7296 §2.13)"
@@ -358,6 +360,7 @@ cdef int _aes_mac(_PrfState *st, const uchar *data, size_t n, uchar *out) noexce
     cdef size_t pos = 0, step, i
     cdef int outl
     cdef const uchar *subkey
+    cdef int rc = -1
     if EVP_EncryptInit_ex2(st.cipher, NULL, NULL, _ZERO_BLOCK, NULL) != 1:
         return -1
     while pos < lead:
@@ -365,24 +368,25 @@ cdef int _aes_mac(_PrfState *st, const uchar *data, size_t n, uchar *out) noexce
         if step > CHAIN_BYTES:
             step = CHAIN_BYTES
         if EVP_EncryptUpdate(st.cipher, chain, &outl, data + pos, <int>step) != 1:
-            return -1
+            break
         pos += step
-    if rest == AES_BLOCK:
-        memcpy(last, data + lead, AES_BLOCK)
-        subkey = st.subkey_complete
     else:
-        memset(last, 0, AES_BLOCK)
-        memcpy(last, data + lead, rest)
-        last[rest] = 0x80
-        subkey = st.subkey_padded
-    for i in range(AES_BLOCK):
-        last[i] ^= subkey[i]
-    if EVP_EncryptUpdate(st.cipher, out, &outl, last, AES_BLOCK) != 1:
-        return -1
+        if rest == AES_BLOCK:
+            memcpy(last, data + lead, AES_BLOCK)
+            subkey = st.subkey_complete
+        else:
+            memset(last, 0, AES_BLOCK)
+            memcpy(last, data + lead, rest)
+            last[rest] = 0x80
+            subkey = st.subkey_padded
+        for i in range(AES_BLOCK):
+            last[i] ^= subkey[i]
+        if EVP_EncryptUpdate(st.cipher, out, &outl, last, AES_BLOCK) == 1:
+            rc = 0
     OPENSSL_cleanse(last, AES_BLOCK)
     if lead:
         OPENSSL_cleanse(chain, CHAIN_BYTES if lead > CHAIN_BYTES else lead)
-    return 0
+    return rc
 
 
 cdef inline void _cmac_double(const uchar *src, uchar *dst) noexcept nogil:
@@ -399,7 +403,7 @@ cdef inline void _cmac_double(const uchar *src, uchar *dst) noexcept nogil:
 cdef int _aes_key16(_PrfState *st, const uchar *key) noexcept nogil:
     cdef uchar constants[3 * AES_BLOCK]
     cdef uchar derived[3 * AES_BLOCK]
-    cdef int outl, i
+    cdef int outl, i, rc = -1
     if st.cipher == NULL:
         st.cipher = EVP_CIPHER_CTX_new()
         if st.cipher == NULL:
@@ -409,25 +413,26 @@ cdef int _aes_key16(_PrfState *st, const uchar *key) noexcept nogil:
     EVP_CIPHER_CTX_set_padding(st.cipher, 0)
     if st.prf_id == PRF_AES128_CMAC:
         # RFC 4493 §2.3: L = AES-128(K, 0^128); K1 = double(L); K2 = double(K1)
-        if EVP_EncryptUpdate(st.cipher, derived, &outl, _ZERO_BLOCK, AES_BLOCK) != 1:
-            return -1
-        _cmac_double(derived, st.subkey_complete)
-        _cmac_double(st.subkey_complete, st.subkey_padded)
-        OPENSSL_cleanse(derived, sizeof(derived))
-        return 0
+        if EVP_EncryptUpdate(st.cipher, derived, &outl, _ZERO_BLOCK, AES_BLOCK) == 1:
+            _cmac_double(derived, st.subkey_complete)
+            _cmac_double(st.subkey_complete, st.subkey_padded)
+            rc = 0
+        OPENSSL_cleanse(derived, AES_BLOCK)
+        return rc
     # RFC 3566 §4: K1 = E(K, 0x01^16), K2 = E(K, 0x02^16), K3 = E(K, 0x03^16); MAC keyed with K1
     for i in range(3):
         memset(constants + i * AES_BLOCK, i + 1, AES_BLOCK)
-        if EVP_EncryptInit_ex2(st.cipher, NULL, NULL, _ZERO_BLOCK, NULL) != 1:
-            return -1
-        if EVP_EncryptUpdate(st.cipher, derived + i * AES_BLOCK, &outl, constants + i * AES_BLOCK,
-                             AES_BLOCK) != 1:
-            return -1
-    memcpy(st.subkey_complete, derived + AES_BLOCK, AES_BLOCK)
-    memcpy(st.subkey_padded, derived + 2 * AES_BLOCK, AES_BLOCK)
-    i = EVP_EncryptInit_ex2(st.cipher, NULL, derived, _ZERO_BLOCK, NULL)
+        if (EVP_EncryptInit_ex2(st.cipher, NULL, NULL, _ZERO_BLOCK, NULL) != 1
+                or EVP_EncryptUpdate(st.cipher, derived + i * AES_BLOCK, &outl,
+                                     constants + i * AES_BLOCK, AES_BLOCK) != 1):
+            break
+    else:
+        memcpy(st.subkey_complete, derived + AES_BLOCK, AES_BLOCK)
+        memcpy(st.subkey_padded, derived + 2 * AES_BLOCK, AES_BLOCK)
+        if EVP_EncryptInit_ex2(st.cipher, NULL, derived, _ZERO_BLOCK, NULL) == 1:
+            rc = 0
     OPENSSL_cleanse(derived, sizeof(derived))
-    return 0 if i == 1 else -1
+    return rc
 
 
 cdef int _aes_key(_PrfState *st, const uchar *key, size_t key_len) noexcept nogil:
@@ -700,9 +705,13 @@ cdef object _ike_sa_keys(type result_type, _PrfState *st, int alg, const uchar *
 
 cdef int _key_lengths(object integ_key_len, object encr_key_len, size_t *integ_len, size_t *encr_len,
                       int alg) except -1:
+    cdef size_t h = _output_length(alg)
     integ_len[0] = _length(integ_key_len, "integ_key_len")
     encr_len[0] = _length(encr_key_len, "encr_key_len")
-    _check_blocks(3 * _output_length(alg) + 2 * integ_len[0] + 2 * encr_len[0], _output_length(alg), alg)
+    # each length on its own first, so that the sum cannot wrap around
+    _check_blocks(integ_len[0], h, alg)
+    _check_blocks(encr_len[0], h, alg)
+    _check_blocks(3 * h + 2 * integ_len[0] + 2 * encr_len[0], h, alg)
     return 0
 
 
@@ -790,7 +799,7 @@ def ike_sa_rekey_keys(type result_type, old_prf_id, sk_d_old, prf_id, g_ir, ni, 
     """
     cdef int old_alg = _prf_id(old_prf_id, "old_prf_id")
     cdef int alg = _prf_id(prf_id, "prf_id")
-    cdef size_t integ_len, encr_len, seed_len, seed_key_len
+    cdef size_t integ_len, encr_len, seed_len, seed_key_len, keymat_len, message_len
     cdef _Arg args[6]
     cdef _PrfState st
     cdef _Scratch work
@@ -807,7 +816,9 @@ def ike_sa_rekey_keys(type result_type, old_prf_id, sk_d_old, prf_id, g_ir, ni, 
         _spi(&args[4], spi_i, "spi_i")
         _spi(&args[5], spi_r, "spi_r")
         # room for the keymat and, in the same place beforehand, g^ir | Ni | Nr
-        seed_len = _ike_seed(&work, 3 * _output_length(alg) + 2 * integ_len + 2 * encr_len + args[1].len,
+        keymat_len = 3 * _output_length(alg) + 2 * integ_len + 2 * encr_len
+        message_len = args[1].len + args[2].len + args[3].len
+        seed_len = _ike_seed(&work, keymat_len if keymat_len > message_len else message_len,
                              &args[2], &args[3], &args[4], &args[5])
         seed_key_len = _skeyseed_rekey_into(&st, old_alg, &args[0], &args[1], &args[2], &args[3],
                                             work.ptr + MAX_OUT + seed_len + 1, seed_key)
@@ -826,12 +837,16 @@ def child_keys(type result_type, prf_id, sk_d, ni, nr, encr_key_len, integ_key_l
     cdef size_t encr_len = _length(encr_key_len, "encr_key_len")
     cdef size_t integ_len = _length(integ_key_len, "integ_key_len")
     cdef size_t lengths[4]
-    cdef size_t seed_len, keymat_len = 2 * (encr_len + integ_len)
+    cdef size_t seed_len, keymat_len
     cdef _Arg args[4]
     cdef _PrfState st
     cdef _Scratch work
     cdef uchar *seed
     cdef uchar *keymat
+    # each length on its own first, so that the sum cannot wrap around
+    _check_blocks(encr_len, _output_length(alg), alg)
+    _check_blocks(integ_len, _output_length(alg), alg)
+    keymat_len = 2 * (encr_len + integ_len)
     _check_blocks(keymat_len, _output_length(alg), alg)
     lengths[0] = lengths[2] = encr_len
     lengths[1] = lengths[3] = integ_len
@@ -851,7 +866,8 @@ def child_keys(type result_type, prf_id, sk_d, ni, nr, encr_key_len, integ_key_l
         seed_len = args[3].len + args[1].len + args[2].len
         _scratch(&work, MAX_OUT + seed_len + 1 + keymat_len)
         seed = work.ptr + MAX_OUT
-        memcpy(seed, args[3].ptr, args[3].len)
+        if args[3].len:
+            memcpy(seed, args[3].ptr, args[3].len)
         memcpy(seed + args[3].len, args[1].ptr, args[1].len)
         memcpy(seed + args[3].len + args[1].len, args[2].ptr, args[2].len)
         keymat = seed + seed_len + 1

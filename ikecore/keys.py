@@ -160,6 +160,11 @@ class ChildKeys:
     __repr__ = _key_repr
 
 
+def _not_a_suite(suite: object) -> TypeError:
+    # the schedules read the suite's attributes without an isinstance check on the hot path
+    return TypeError(f"suite must be an IkeSuite, not {type(suite).__name__}")
+
+
 def prf(prf_id: int, key: Bytes, data: Bytes) -> bytes:
     """prf(K, S) (RFC 7296 §2.13); XCBC/CMAC keys follow RFC 4434 / RFC 4615."""
     return _prf.prf(prf_id, key, data)
@@ -191,9 +196,20 @@ def ike_keys(
     """The seven SK_* keys from SKEYSEED (RFC 7296 §2.14); SPIs are the 8-byte IKE SPIs."""
     # {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
     #                   = prf+ (SKEYSEED, Ni | Nr | SPIi | SPIr)
-    return _prf.ike_keys(
-        IkeKeys, suite.prf, skeyseed, ni, nr, spi_i, spi_r, suite.integ_key_len, suite.encr_key_len
-    )
+    try:
+        return _prf.ike_keys(
+            IkeKeys,
+            suite.prf,
+            skeyseed,
+            ni,
+            nr,
+            spi_i,
+            spi_r,
+            suite.integ_key_len,
+            suite.encr_key_len,
+        )
+    except AttributeError:
+        raise _not_a_suite(suite) from None
 
 
 def ike_keys_initial(
@@ -207,9 +223,12 @@ def ike_keys_initial(
     # SKEYSEED = prf(Ni | Nr, g^ir)   (Ni[0:8] | Nr[0:8] for XCBC/CMAC)
     # {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
     #                   = prf+ (SKEYSEED, Ni | Nr | SPIi | SPIr)
-    return _prf.ike_sa_init_keys(
-        IkeKeys, suite.prf, ni, nr, g_ir, spi_i, spi_r, suite.integ_key_len, suite.encr_key_len
-    )
+    try:
+        return _prf.ike_sa_init_keys(
+            IkeKeys, suite.prf, ni, nr, g_ir, spi_i, spi_r, suite.integ_key_len, suite.encr_key_len
+        )
+    except AttributeError:
+        raise _not_a_suite(suite) from None
 
 
 def ike_keys_rekey(
@@ -230,19 +249,22 @@ def ike_keys_rekey(
     # SKEYSEED = prf_old(SK_d (old), g^ir (new) | Ni | Nr)
     # {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
     #                   = prf+_new(SKEYSEED, Ni | Nr | SPIi | SPIr)
-    return _prf.ike_sa_rekey_keys(
-        IkeKeys,
-        old_prf_id,
-        sk_d_old,
-        suite.prf,
-        g_ir,
-        ni,
-        nr,
-        spi_i,
-        spi_r,
-        suite.integ_key_len,
-        suite.encr_key_len,
-    )
+    try:
+        return _prf.ike_sa_rekey_keys(
+            IkeKeys,
+            old_prf_id,
+            sk_d_old,
+            suite.prf,
+            g_ir,
+            ni,
+            nr,
+            spi_i,
+            spi_r,
+            suite.integ_key_len,
+            suite.encr_key_len,
+        )
+    except AttributeError:
+        raise _not_a_suite(suite) from None
 
 
 def child_keys(

@@ -267,6 +267,7 @@ def test_key_records_are_frozen_slotted_and_never_show_keys() -> None:
 
 
 def test_public_names_are_importable_from_the_package() -> None:
+    assert ikecore.keys.SUPPORTED_PRFS == set(ref.ALL_PRFS)
     for name in (
         "prf",
         "prf_plus",
@@ -320,14 +321,25 @@ def test_bad_key_schedule_arguments() -> None:
     )
     with pytest.raises(ValueError, match="encr_key_len"):
         child_keys(PrfId.HMAC_SHA2_256, b"d", b"n", b"r", -1, 0)
+    for huge in (2**63 - 1, 2**62):  # 2 * (encr + integ) would wrap around in 64 bits
+        with pytest.raises(ValueError, match="255 blocks"):
+            child_keys(PrfId.HMAC_SHA2_256, b"d", b"n", b"r", huge, 10)
+        with pytest.raises(ValueError, match="255 blocks"):
+            ikecore._fast.prf.ike_keys(  # the native call, with lengths no IkeSuite has
+                IkeKeys, PrfId.HMAC_SHA2_256, b"k", b"n", b"r", b"i" * 8, b"j" * 8, huge, 2
+            )
     with pytest.raises(TypeError, match="g_ir must be bytes-like"):
         child_keys(PrfId.HMAC_SHA2_256, b"d", b"n", b"r", 32, 32, g_ir="abc")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="sk_d must be bytes-like"):
         child_keys(PrfId.HMAC_SHA2_256, 5, b"n", b"r", 32, 32)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="g_ir must be bytes-like"):
         skeyseed(PrfId.HMAC_SHA2_256, b"n", b"r", [1, 2])  # type: ignore[arg-type]
-    with pytest.raises(AttributeError):
+    with pytest.raises(TypeError, match="suite must be an IkeSuite, not str"):
         ike_keys("suite", b"k", b"n", b"r", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="suite must be an IkeSuite, not tuple"):
+        ike_keys_initial((20, 256, 5), b"n", b"r", b"g", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="suite must be an IkeSuite, not NoneType"):
+        ike_keys_rekey(5, b"d", None, b"g", b"n", b"r", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]
 
 
 # --- differential: every schedule against the reference ----------------------------------------
@@ -417,3 +429,26 @@ def test_child_keys_match_the_reference(
     expected = ref.split(keymat, [encr_len, integ_len, encr_len, integ_len])
     keys = child_keys(prf_id, sk_d, ni, nr, encr_len, integ_len, g_ir)
     assert [keys.encr_i, keys.integ_i, keys.encr_r, keys.integ_r] == expected
+
+
+@pytest.mark.parametrize("prf_id", ref.ALL_PRFS)
+def test_largest_inputs_take_the_heap_scratch_path(prf_id: PrfId) -> None:
+    # 256-byte nonces (the RFC 7296 §3.9 maximum) and a 1024-byte g^ir (MODP group 18) overflow
+    # the 1 KiB stack scratch in every schedule
+    ni, nr, g_ir = bytes(range(256)), bytes(255 - i for i in range(256)), b"\x5a" * 1024
+    spi_i, spi_r = b"I" * 8, b"R" * 8
+    suite = IkeSuite(EncrId.AES_CBC, 256, prf_id, IntegId.HMAC_SHA2_512_256)
+    lengths = (suite.integ_key_len, suite.encr_key_len)
+    expected = ref.ike_keys(
+        prf_id, ref.skeyseed(prf_id, ni, nr, g_ir), ni, nr, spi_i, spi_r, *lengths
+    )
+    keys = ike_keys_initial(suite, ni, nr, g_ir, spi_i, spi_r)
+    assert [getattr(keys, n) for n in SK_NAMES] == expected
+    old_sk_d = b"D" * 48
+    rekey_seed = ref.prf(prf_id, old_sk_d, g_ir + ni + nr)
+    expected = ref.ike_keys(prf_id, rekey_seed, ni, nr, spi_i, spi_r, *lengths)
+    keys = ike_keys_rekey(prf_id, old_sk_d, suite, g_ir, ni, nr, spi_i, spi_r)
+    assert [getattr(keys, n) for n in SK_NAMES] == expected
+    child = child_keys(prf_id, keys.sk_d, ni, nr, 36, 64, g_ir=g_ir)
+    keymat = ref.prf_plus(prf_id, keys.sk_d, g_ir + ni + nr, 200)
+    assert _child_keymat(child) == keymat
