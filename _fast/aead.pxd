@@ -56,6 +56,12 @@ cdef inline int acquire_buffer(object obj, Py_buffer *view, int flags) except -1
         view.buf = PyBytes_AS_STRING(obj)
         view.len = PyBytes_GET_SIZE(obj)
         return 0
+    if flags & PyBUF_WRITABLE:
+        try:
+            return PyObject_GetBuffer(obj, view, flags)
+        except BufferError:
+            raise TypeError(f"a writable bytes-like object is required, not "
+                            f"{type(obj).__name__!r}") from None
     return PyObject_GetBuffer(obj, view, flags)
 
 
