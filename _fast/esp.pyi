@@ -13,7 +13,9 @@ ICV -> padding check (1, 2, 3, ...) -> then the window moves and the counters co
 that fails raises MalformedMessage (short packet, other SPI, bad Pad Length or padding; with
 ``.offset``), ReplayError (seen, left of the window, or seq 0) or IntegrityError (ICV, or an
 ESN that cannot exist: before the SA start or past 2^64), and changes nothing.
-``highest_seq`` (T) restores a receiver; the window is then empty apart from T itself.
+``highest_seq`` (T) and ``replay_bitmap`` (bit i: T - i received) save and restore a
+receiver; with ``highest_seq`` alone the whole window up to T counts as received (safe: never
+accepts a replay, may drop late packets).
 Anti-replay window: ``window`` packets (32..65536, default 64), a ring of 64-bit words
 (RFC 6479). Not done: ESN re-synchronisation after 2^32 lost packets (RFC 4303 A3).
 
@@ -74,7 +76,8 @@ class EspOutbound:
 class EspInbound:
     def __init__(self, spi: int | Buffer, key_and_salt: Buffer, icv_len: int = 16,
                  esn: bool = False, window: int = 64, *, algorithm: Algorithm = "aes-gcm",
-                 engine: Engine | None = None, highest_seq: int = 0) -> None: ...
+                 engine: Engine | None = None, highest_seq: int = 0,
+                 replay_bitmap: int | None = None) -> None: ...
     @property
     def aead(self) -> Aead: ...
     @property
@@ -85,6 +88,8 @@ class EspInbound:
     def window(self) -> int: ...
     @property
     def highest_seq(self) -> int: ...
+    @property
+    def replay_bitmap(self) -> int: ...
     @property
     def icv_len(self) -> int: ...
     @property

@@ -305,7 +305,10 @@ cdef class EspOutbound:
 
 cdef class EspInbound:
     """Receiver side of one ESP SA with an anti-replay window of ``window`` packets
-    (default 64, 32..65536). ``highest_seq`` restores T, the highest authenticated number."""
+    (default 64, 32..65536). ``highest_seq`` and ``replay_bitmap`` restore a saved receiver
+    (see the ``replay_bitmap`` property); with ``highest_seq`` alone every number of the
+    window up to T counts as received, which can drop late packets but never accepts a
+    replay."""
 
     cdef readonly Aead aead
     cdef readonly uint32_t spi
@@ -320,7 +323,7 @@ cdef class EspInbound:
     cdef uint8_t _spi_be[4]
 
     def __init__(self, spi, key_and_salt, int icv_len=16, bint esn=False, int window=64, *,
-                 algorithm="aes-gcm", engine=None, highest_seq=0):
+                 algorithm="aes-gcm", engine=None, highest_seq=0, replay_bitmap=None):
         cdef Py_ssize_t blocks = 1
         if not MIN_WINDOW <= window <= MAX_WINDOW:
             raise ValueError(f"window must be {MIN_WINDOW}..{MAX_WINDOW}, got {window}")
@@ -343,13 +346,44 @@ cdef class EspInbound:
         memset(self._bitmap, 0, blocks * sizeof(uint64_t))
         self._block_mask = blocks - 1
         self._top = highest_seq
-        if highest_seq != 0:
-            self._mark(highest_seq)
+        self._restore(replay_bitmap)
         self.packet_count = 0
         self.byte_count = 0
 
     def __dealloc__(self):
         PyMem_Free(self._bitmap)
+
+    cdef int _restore(self, object replay_bitmap) except -1:
+        cdef uint64_t offset, span = self.window
+        if self._top < span:
+            span = self._top  # numbers below 1 are never valid
+        if replay_bitmap is None:
+            for offset in range(span):
+                self._mark(self._top - offset)
+            return 0
+        if not isinstance(replay_bitmap, int):
+            raise TypeError("replay_bitmap must be an int")
+        if replay_bitmap < 0 or replay_bitmap.bit_length() > self.window:
+            raise ValueError("replay_bitmap must be a non-negative int of at most window bits")
+        bits = replay_bitmap.to_bytes((self.window + 7) // 8, "little")
+        for offset in range(span):
+            if (<bytes>bits)[offset >> 3] >> (offset & 7) & 1:
+                self._mark(self._top - offset)
+        return 0
+
+    @property
+    def replay_bitmap(self) -> int:
+        """The window as an int: bit i set when T - i was received (i < window). Save it with
+        ``highest_seq`` to move the SA; pass both back to the constructor to restore it."""
+        cdef uint64_t offset, seq, span = self.window
+        cdef bytearray bits = bytearray((self.window + 7) // 8)
+        if self._top < span:
+            span = self._top
+        for offset in range(span):
+            seq = self._top - offset
+            if self._bitmap[(seq >> 6) & self._block_mask] >> (seq & 63) & 1:
+                bits[offset >> 3] |= 1 << (offset & 7)
+        return int.from_bytes(bits, "little")
 
     @property
     def highest_seq(self) -> int:

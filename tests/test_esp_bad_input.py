@@ -284,3 +284,35 @@ def test_large_window_4096(engine: str) -> None:
         inbound.decapsulate(packets[4998])
     late = EspOutbound(SPI, KEYMAT[:20], seq=100_001 - 4096, engine=engine).encapsulate(b"", 59)
     assert inbound.decapsulate(late) == (59, b"")  # exactly B
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("window", [32, 64, 100, 4096])
+def test_window_saved_and_restored(engine: str, window: int) -> None:
+    outbound = EspOutbound(SPI, KEYMAT[:20], engine=engine)
+    packets = [outbound.encapsulate(b"", 59) for _ in range(window + 300)]
+    inbound = EspInbound(SPI, KEYMAT[:20], window=window, engine=engine)
+    received = [n for n in range(1, window + 301) if n % 3 == 0 or n % 7 == 0]
+    for n in reversed(received):  # out of order
+        if n > window + 300 - window:
+            inbound.decapsulate(packets[n - 1])
+    saved = (inbound.highest_seq, inbound.replay_bitmap)
+    assert saved[1] & 1 and saved[1] < 1 << window
+    restored = EspInbound(SPI, KEYMAT[:20], window=window, engine=engine,
+                          highest_seq=saved[0], replay_bitmap=saved[1])
+    cautious = EspInbound(SPI, KEYMAT[:20], window=window, engine=engine, highest_seq=saved[0])
+    assert restored.replay_bitmap == saved[1]
+    assert cautious.replay_bitmap == (1 << window) - 1
+    for n in range(saved[0] - window - 2, saved[0] + 1):
+        for receiver, seen in ((inbound, True), (restored, True), (cautious, False)):
+            try:
+                receiver.decapsulate(packets[n - 1])
+                accepted = True
+            except ReplayError:
+                accepted = False
+            if seen:
+                assert accepted == (n > saved[0] - window and not (saved[1] >> (saved[0] - n)) & 1)
+            else:
+                assert not accepted
+    with pytest.raises(ValueError, match="replay_bitmap"):
+        EspInbound(SPI, KEYMAT[:20], window=window, highest_seq=5, replay_bitmap=1 << window)
