@@ -3,7 +3,7 @@
 
 from cpython.buffer cimport PyBUF_WRITABLE, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
-from libc.stdint cimport uint8_t, uint64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from ikecore._fast._libcrypto cimport EVP_CIPHER_CTX
 
@@ -11,9 +11,19 @@ from ikecore._fast._libcrypto cimport EVP_CIPHER_CTX
 cdef extern from *:
     """
     static inline void ikecore_buffer_clear(Py_buffer *view) { view->obj = NULL; view->buf = NULL; view->len = 0; }
+    static inline void ikecore_buffer_release(Py_buffer *view) { if (view->obj != NULL) PyBuffer_Release(view); }
     """
-    # Marks a Py_buffer as holding nothing, so that PyBuffer_Release on it is a no-op.
+    # Marks a Py_buffer as holding nothing, so that releasing it is a no-op.
     void buffer_clear "ikecore_buffer_clear"(Py_buffer *view) noexcept nogil
+    # PyBuffer_Release, skipped for the bytes shortcut of acquire_buffer (nothing to release).
+    void buffer_release "ikecore_buffer_release"(Py_buffer *view) noexcept
+
+
+cdef extern from "ikecore_bytes.h" nogil:
+    void store_be32 "ikecore_store_be32"(uint8_t *out, uint32_t value) noexcept
+    void store_be64 "ikecore_store_be64"(uint8_t *out, uint64_t value) noexcept
+    uint32_t load_be32 "ikecore_load_be32"(const uint8_t *data) noexcept
+    uint16_t load_be16 "ikecore_load_be16"(const uint8_t *data) noexcept
 
 
 cdef extern from "ikecore_ipsec_mb.h" nogil:
@@ -56,6 +66,12 @@ cdef inline int acquire_buffer(object obj, Py_buffer *view, int flags) except -1
         view.buf = PyBytes_AS_STRING(obj)
         view.len = PyBytes_GET_SIZE(obj)
         return 0
+    if flags & PyBUF_WRITABLE:
+        try:
+            return PyObject_GetBuffer(obj, view, flags)
+        except BufferError:
+            raise TypeError(f"a writable bytes-like object is required, not "
+                            f"{type(obj).__name__!r}") from None
     return PyObject_GetBuffer(obj, view, flags)
 
 

@@ -18,7 +18,7 @@ The IKE Encrypted payload (RFC 5282 §5, RFC 7383 §2.5) is sealed and opened by
 
 import os
 
-from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release
+from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.ref cimport PyObject, Py_XDECREF
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
@@ -125,20 +125,6 @@ cdef int _resolve_engine(object engine, int algorithm) except -1:
     raise ValueError(f"unknown AEAD engine {engine!r}: expected 'auto', 'openssl' or 'ipsec-mb'")
 
 
-cdef inline void _store_be64(uint8_t *out, uint64_t value) noexcept nogil:
-    cdef int i
-    for i in range(8):
-        out[7 - i] = <uint8_t>(value >> (8 * i))
-
-
-cdef inline uint32_t _load_be32(const uint8_t *p) noexcept nogil:
-    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
-
-
-cdef inline uint16_t _load_be16(const uint8_t *p) noexcept nogil:
-    return <uint16_t>((p[0] << 8) | p[1])
-
-
 cdef class Aead:
     """Base of AesGcm and ChaCha20Poly1305: nonce = salt (4) | explicit IV (8)."""
 
@@ -213,7 +199,7 @@ cdef class Aead:
             self._algorithm = algorithm
             self._engine = engine_id
         finally:
-            PyBuffer_Release(&key_view)
+            buffer_release(&key_view)
         return 0
 
     @property
@@ -333,9 +319,9 @@ cdef class Aead:
                           <uint8_t *>PyBytes_AS_STRING(result))
             return result
         finally:
-            PyBuffer_Release(&iv_view)
-            PyBuffer_Release(&aad_view)
-            PyBuffer_Release(&pt_view)
+            buffer_release(&iv_view)
+            buffer_release(&aad_view)
+            buffer_release(&pt_view)
 
     def seal_into(self, iv, aad, plaintext, out) -> int:
         """Writes ciphertext | ICV to the start of ``out``; returns its length."""
@@ -358,10 +344,10 @@ cdef class Aead:
                           <uint8_t *>out_view.buf)
             return pt_view.len + self.icv_len
         finally:
-            PyBuffer_Release(&iv_view)
-            PyBuffer_Release(&aad_view)
-            PyBuffer_Release(&pt_view)
-            PyBuffer_Release(&out_view)
+            buffer_release(&iv_view)
+            buffer_release(&aad_view)
+            buffer_release(&pt_view)
+            buffer_release(&out_view)
 
     def open(self, iv, aad, data) -> bytes:
         """``data`` is ciphertext | ICV; returns the plaintext or raises IntegrityError."""
@@ -386,9 +372,9 @@ cdef class Aead:
                 raise IntegrityError()
             return result
         finally:
-            PyBuffer_Release(&iv_view)
-            PyBuffer_Release(&aad_view)
-            PyBuffer_Release(&ct_view)
+            buffer_release(&iv_view)
+            buffer_release(&aad_view)
+            buffer_release(&ct_view)
 
     def open_into(self, iv, aad, data, out) -> int:
         """Writes the plaintext to the start of ``out``; returns its length. On IntegrityError
@@ -416,10 +402,10 @@ cdef class Aead:
                 raise IntegrityError()
             return length
         finally:
-            PyBuffer_Release(&iv_view)
-            PyBuffer_Release(&aad_view)
-            PyBuffer_Release(&ct_view)
-            PyBuffer_Release(&out_view)
+            buffer_release(&iv_view)
+            buffer_release(&aad_view)
+            buffer_release(&ct_view)
+            buffer_release(&out_view)
 
 
 cdef class AesGcm(Aead):
@@ -482,7 +468,6 @@ cdef class IkeCipher:
         cdef uint8_t *out
         cdef uint8_t iv[8]
         cdef object result
-        cdef uint32_t total32
         if not 0 <= pad_length <= 255:
             raise ValueError(f"pad_length must be 0..255, got {pad_length}")
         buffer_clear(&prefix_view)
@@ -502,16 +487,12 @@ cdef class IkeCipher:
             if self._iv_counter == 0xFFFFFFFFFFFFFFFF:
                 raise SequenceExhausted("IKE IV counter exhausted: rekey the IKE SA")
             self._iv_counter += 1
-            _store_be64(iv, self._iv_counter)
+            store_be64(iv, self._iv_counter)
             result = PyBytes_FromStringAndSize(NULL, total)
             out = <uint8_t *>PyBytes_AS_STRING(result)
             memcpy(out, prefix_view.buf, prefix_len)
             # The IKE header Length covers IV, ciphertext and ICV, and it is in the AAD.
-            total32 = <uint32_t>total
-            out[24] = total32 >> 24
-            out[25] = (total32 >> 16) & 0xFF
-            out[26] = (total32 >> 8) & 0xFF
-            out[27] = total32 & 0xFF
+            store_be32(out + 24, <uint32_t>total)
             memcpy(out + prefix_len, header, header_len)
             out[prefix_len + 2] = <uint8_t>(payload_len >> 8)
             out[prefix_len + 3] = <uint8_t>(payload_len & 0xFF)
@@ -525,8 +506,8 @@ cdef class IkeCipher:
                                prefix_len + header_len, out, plaintext_len, out)
             return result
         finally:
-            PyBuffer_Release(&prefix_view)
-            PyBuffer_Release(&inner_view)
+            buffer_release(&prefix_view)
+            buffer_release(&inner_view)
 
     cdef object _open(self, object message, Py_ssize_t offset, Py_ssize_t header_len,
                       int *fragment):
@@ -545,14 +526,14 @@ cdef class IkeCipher:
                 raise ValueError("the Encrypted payload cannot start inside the IKE header")
             if offset + header_len > total:
                 raise MalformedMessage("truncated Encrypted payload header", offset)
-            if _load_be32(data + 24) != total:
+            if load_be32(data + 24) != total:
                 raise MalformedMessage("IKE header Length differs from the message size", 24)
-            if _load_be16(data + offset + 2) != total - offset:
+            if load_be16(data + offset + 2) != total - offset:
                 # RFC 7296 §3.14: the Encrypted payload is the last one in the message.
                 raise MalformedMessage("Encrypted payload does not end the message", offset + 2)
             if header_len == SKF_HEADER_LEN:
-                number = _load_be16(data + offset + 4)
-                count = _load_be16(data + offset + 6)
+                number = load_be16(data + offset + 4)
+                count = load_be16(data + offset + 6)
                 if number == 0 or number > count:
                     raise MalformedMessage("fragment number outside 1..Total Fragments",
                                            offset + 4)
@@ -578,7 +559,7 @@ cdef class IkeCipher:
             return (data[offset], <object>plain)
         finally:
             Py_XDECREF(plain)
-            PyBuffer_Release(&view)
+            buffer_release(&view)
 
     def seal_sk(self, prefix, int next_payload, inner, *, int pad_length=0) -> bytes:
         """``prefix`` = IKE header (+ unprotected payloads), with the Next Payload chain

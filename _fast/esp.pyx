@@ -20,7 +20,6 @@ from cpython.buffer cimport (
     PyBUF_FORMAT,
     PyBUF_SIMPLE,
     PyBUF_WRITABLE,
-    PyBuffer_Release,
     PyObject_GetBuffer,
 )
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -30,7 +29,16 @@ from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_ITEM, PySeque
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from ikecore._fast.aead cimport Aead, acquire_buffer, buffer_clear, make_aead
+from ikecore._fast.aead cimport (
+    Aead,
+    acquire_buffer,
+    buffer_clear,
+    buffer_release,
+    load_be32,
+    make_aead,
+    store_be32,
+    store_be64,
+)
 
 from ikecore.errors import IntegrityError, MalformedMessage, ReplayError, SequenceExhausted
 
@@ -69,16 +77,7 @@ DECAP_MALFORMED = BAD_MALFORMED
 
 DUMMY_NEXT_HEADER = 59
 
-
-cdef inline void _store_be32(uint8_t *out, uint32_t value) noexcept nogil:
-    out[0] = <uint8_t>(value >> 24)
-    out[1] = <uint8_t>(value >> 16)
-    out[2] = <uint8_t>(value >> 8)
-    out[3] = <uint8_t>value
-
-
-cdef inline uint32_t _load_be32(const uint8_t *p) noexcept nogil:
-    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+cdef const uint8_t *PADDING = b"\x01\x02\x03\x00"
 
 
 cdef uint32_t _spi_value(object spi) except? 0xFFFFFFFF:
@@ -89,7 +88,7 @@ cdef uint32_t _spi_value(object spi) except? 0xFFFFFFFF:
     spi_bytes = bytes(spi)
     if len(spi_bytes) != 4:
         raise ValueError(f"spi must be an int or 4 bytes, got {len(spi_bytes)} bytes")
-    return _load_be32(<const uint8_t *>PyBytes_AS_STRING(spi_bytes))
+    return load_be32(<const uint8_t *>PyBytes_AS_STRING(spi_bytes))
 
 
 cdef inline Py_ssize_t _padded_plaintext_len(Py_ssize_t inner_len, Py_ssize_t tfc) noexcept nogil:
@@ -137,7 +136,7 @@ cdef class EspOutbound:
             raise ValueError("iv_mask must fit in 64 bits")
         self.spi = _spi_value(spi)
         self.aead = make_aead(algorithm, key_and_salt, icv_len, engine)
-        _store_be32(self._spi_be, self.spi)
+        store_be32(self._spi_be, self.spi)
         self.esn = esn
         self._seq = seq
         self._max_seq = max_seq
@@ -180,28 +179,27 @@ cdef class EspOutbound:
         cdef uint8_t *plaintext = out + ESP_HEADER_LEN
         cdef Py_ssize_t plaintext_len = _padded_plaintext_len(inner_len, tfc)
         cdef Py_ssize_t pad_len = plaintext_len - inner_len - tfc - ESP_TRAILER_LEN
-        cdef Py_ssize_t i
         if self._seq >= self._max_seq:
             # RFC 4303 §3.3.3: the counter MUST NOT cycle; a new SA is needed.
             raise SequenceExhausted("ESP sequence number space exhausted: rekey the Child SA")
         seq = self._seq + 1
         memcpy(out, self._spi_be, 4)
-        _store_be32(out + 4, <uint32_t>seq)
+        store_be32(out + 4, <uint32_t>seq)
         # RFC 4106 §3.1: the IV must not repeat under a key; seq never repeats, XOR is 1:1.
         iv = seq ^ self._iv_mask
-        _store_be32(out + 8, <uint32_t>(iv >> 32))
-        _store_be32(out + 12, <uint32_t>iv)
+        store_be64(out + 8, iv)
         # The trailer goes in place now; the inner packet is read where it is (seal_parts).
-        memset(plaintext + inner_len, 0, tfc)
-        for i in range(pad_len):
-            plaintext[inner_len + tfc + i] = <uint8_t>(i + 1)
+        if tfc:
+            memset(plaintext + inner_len, 0, tfc)
+        # RFC 4303 §2.4: pad bytes 1, 2, 3 (fewer than 4 are ever needed for alignment)
+        memcpy(plaintext + inner_len + tfc, PADDING, 4)
         plaintext[plaintext_len - 2] = <uint8_t>pad_len
         plaintext[plaintext_len - 1] = <uint8_t>next_header
         if self.esn:
             # RFC 4106 §5: AAD = SPI | Seq high | Seq low; the high half is not sent.
             memcpy(aad, self._spi_be, 4)
-            _store_be32(aad + 4, <uint32_t>(seq >> 32))
-            _store_be32(aad + 8, <uint32_t>seq)
+            store_be32(aad + 4, <uint32_t>(seq >> 32))
+            store_be32(aad + 8, <uint32_t>seq)
             self.aead.seal_parts(out + 8, aad, 12, inner, inner_len, plaintext, plaintext_len)
         else:
             self.aead.seal_parts(out + 8, out, 8, inner, inner_len, plaintext, plaintext_len)
@@ -225,7 +223,7 @@ cdef class EspOutbound:
                            <uint8_t *>PyBytes_AS_STRING(result))
             return result
         finally:
-            PyBuffer_Release(&view)
+            buffer_release(&view)
 
     def encapsulate_into(self, inner, int next_header, out, *, Py_ssize_t tfc_padding=0) -> int:
         """Writes the packet to the start of ``out``; returns its length. ``out`` must not
@@ -246,8 +244,8 @@ cdef class EspOutbound:
             return self._seal_one(<const uint8_t *>view.buf, view.len, next_header, tfc_padding,
                                   <uint8_t *>out_view.buf)
         finally:
-            PyBuffer_Release(&view)
-            PyBuffer_Release(&out_view)
+            buffer_release(&view)
+            buffer_release(&out_view)
 
     def encapsulate_batch(self, inners, int next_header, out, ends, *,
                           Py_ssize_t tfc_padding=0) -> int:
@@ -278,7 +276,7 @@ cdef class EspOutbound:
                 acquire_buffer(item, &item_view, PyBUF_SIMPLE)
                 inner_len = item_view.len
                 overlap = _overlaps(item_view.buf, inner_len, out_view.buf, out_view.len)
-                PyBuffer_Release(&item_view)
+                buffer_release(&item_view)
                 if overlap:
                     raise ValueError("out must not overlap the inner packets")
                 if inner_len + tfc_padding > MAX_PACKET:
@@ -297,17 +295,20 @@ cdef class EspOutbound:
                                                next_header, tfc_padding,
                                                <uint8_t *>out_view.buf + position)
                 finally:
-                    PyBuffer_Release(&item_view)
+                    buffer_release(&item_view)
                 end_offsets[i] = position
             return position
         finally:
-            PyBuffer_Release(&out_view)
-            PyBuffer_Release(&ends_view)
+            buffer_release(&out_view)
+            buffer_release(&ends_view)
 
 
 cdef class EspInbound:
     """Receiver side of one ESP SA with an anti-replay window of ``window`` packets
-    (default 64, 32..65536). ``highest_seq`` restores T, the highest authenticated number."""
+    (default 64, 32..65536). ``highest_seq`` and ``replay_bitmap`` restore a saved receiver
+    (see the ``replay_bitmap`` property); with ``highest_seq`` alone every number of the
+    window up to T counts as received, which can drop late packets but never accepts a
+    replay."""
 
     cdef readonly Aead aead
     cdef readonly uint32_t spi
@@ -322,7 +323,7 @@ cdef class EspInbound:
     cdef uint8_t _spi_be[4]
 
     def __init__(self, spi, key_and_salt, int icv_len=16, bint esn=False, int window=64, *,
-                 algorithm="aes-gcm", engine=None, highest_seq=0):
+                 algorithm="aes-gcm", engine=None, highest_seq=0, replay_bitmap=None):
         cdef Py_ssize_t blocks = 1
         if not MIN_WINDOW <= window <= MAX_WINDOW:
             raise ValueError(f"window must be {MIN_WINDOW}..{MAX_WINDOW}, got {window}")
@@ -330,7 +331,7 @@ cdef class EspInbound:
             raise ValueError("highest_seq out of range")
         self.spi = _spi_value(spi)
         self.aead = make_aead(algorithm, key_and_salt, icv_len, engine)
-        _store_be32(self._spi_be, self.spi)
+        store_be32(self._spi_be, self.spi)
         self.esn = esn
         self.window = window
         self._icv_len = self.aead.icv_len
@@ -345,13 +346,44 @@ cdef class EspInbound:
         memset(self._bitmap, 0, blocks * sizeof(uint64_t))
         self._block_mask = blocks - 1
         self._top = highest_seq
-        if highest_seq != 0:
-            self._mark(highest_seq)
+        self._restore(replay_bitmap)
         self.packet_count = 0
         self.byte_count = 0
 
     def __dealloc__(self):
         PyMem_Free(self._bitmap)
+
+    cdef int _restore(self, object replay_bitmap) except -1:
+        cdef uint64_t offset, span = self.window
+        if self._top < span:
+            span = self._top  # numbers below 1 are never valid
+        if replay_bitmap is None:
+            for offset in range(span):
+                self._mark(self._top - offset)
+            return 0
+        if not isinstance(replay_bitmap, int):
+            raise TypeError("replay_bitmap must be an int")
+        if replay_bitmap < 0 or replay_bitmap.bit_length() > self.window:
+            raise ValueError("replay_bitmap must be a non-negative int of at most window bits")
+        bits = replay_bitmap.to_bytes((self.window + 7) // 8, "little")
+        for offset in range(span):
+            if (<bytes>bits)[offset >> 3] >> (offset & 7) & 1:
+                self._mark(self._top - offset)
+        return 0
+
+    @property
+    def replay_bitmap(self) -> int:
+        """The window as an int: bit i set when T - i was received (i < window). Save it with
+        ``highest_seq`` to move the SA; pass both back to the constructor to restore it."""
+        cdef uint64_t offset, seq, span = self.window
+        cdef bytearray bits = bytearray((self.window + 7) // 8)
+        if self._top < span:
+            span = self._top
+        for offset in range(span):
+            seq = self._top - offset
+            if self._bitmap[(seq >> 6) & self._block_mask] >> (seq & 63) & 1:
+                bits[offset >> 3] |= 1 << (offset & 7)
+        return int.from_bytes(bits, "little")
 
     @property
     def highest_seq(self) -> int:
@@ -434,7 +466,7 @@ cdef class EspInbound:
         if memcmp4(packet, self._spi_be):
             bad_offset[0] = 0
             return BAD_SPI
-        status = self._infer_seq(_load_be32(packet + 4), &seq)
+        status = self._infer_seq(load_be32(packet + 4), &seq)
         if status:
             return status
         # Replay check before any decryption (RFC 4303 §3.4.3).
@@ -443,7 +475,7 @@ cdef class EspInbound:
             return status
         if self.esn:
             memcpy(aad, packet, 4)
-            _store_be32(aad + 4, <uint32_t>(seq >> 32))
+            store_be32(aad + 4, <uint32_t>(seq >> 32))
             memcpy(aad + 8, packet + 4, 4)
             status = self.aead.open_raw(packet + 8, aad, 12, packet + ESP_HEADER_LEN,
                                         plaintext_len, out)
@@ -510,7 +542,7 @@ cdef class EspInbound:
             return (status, <object>plain)
         finally:
             Py_XDECREF(plain)
-            PyBuffer_Release(&view)
+            buffer_release(&view)
 
     def decapsulate_into(self, packet, out) -> tuple:
         """Decrypts into ``out`` (room for len(packet) - 16 - icv_len bytes, not overlapping
@@ -534,8 +566,8 @@ cdef class EspInbound:
                 self._raise_for(status, bad_offset)
             return (status, inner_len)
         finally:
-            PyBuffer_Release(&view)
-            PyBuffer_Release(&out_view)
+            buffer_release(&view)
+            buffer_release(&out_view)
 
     def decapsulate_batch(self, packets, out, ends, results) -> int:
         """Decapsulates every packet of ``packets`` (list or tuple of bytes-like), in order,
@@ -574,7 +606,7 @@ cdef class EspInbound:
                 else:
                     acquire_buffer(item, &item_view, PyBUF_SIMPLE)
                     inner_len = item_view.len
-                    PyBuffer_Release(&item_view)
+                    buffer_release(&item_view)
                 inner_len -= ESP_HEADER_LEN + self._icv_len
                 if inner_len > 0:
                     room += inner_len
@@ -589,7 +621,7 @@ cdef class EspInbound:
                                             <uint8_t *>out_view.buf + position, &inner_len,
                                             &bad_offset)
                 finally:
-                    PyBuffer_Release(&item_view)
+                    buffer_release(&item_view)
                 if status >= 0:
                     position += inner_len
                     accepted += 1
@@ -603,9 +635,9 @@ cdef class EspInbound:
                 end_offsets[i] = position
             return accepted
         finally:
-            PyBuffer_Release(&out_view)
-            PyBuffer_Release(&ends_view)
-            PyBuffer_Release(&results_view)
+            buffer_release(&out_view)
+            buffer_release(&ends_view)
+            buffer_release(&results_view)
 
 
 cdef inline bint memcmp4(const uint8_t *a, const uint8_t *b) noexcept nogil:

@@ -108,7 +108,12 @@ class CLoop:
         library.c_loop_new.restype = ctypes.c_void_p
         library.c_loop_new.argtypes = [ctypes.c_int]
         library.c_loop_run.restype = ctypes.c_long
-        library.c_loop_run.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long, ctypes.c_int]
+        library.c_loop_run.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_long,
+            ctypes.c_int,
+        ]
         library.c_loop_free.argtypes = [ctypes.c_void_p]
         self._library = library
         self._state = library.c_loop_new(32)

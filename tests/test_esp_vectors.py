@@ -74,8 +74,9 @@ SCENARIOS = replay_scenarios()
 def test_replay_and_esn_scenario(scenario, engine: str) -> None:  # type: ignore[no-untyped-def]
     keymat = bytes(range(20))
     spi = 0x1234ABCD
+    # the scenarios start from a receiver that has seen T and nothing else in its window
     inbound = EspInbound(spi, keymat, esn=True, window=scenario.window, engine=engine,
-                         highest_seq=scenario.initial_highest)
+                         highest_seq=scenario.initial_highest, replay_bitmap=1)
     for number, step in enumerate(scenario.steps):
         sender = EspOutbound(spi, keymat, esn=True, seq=step.sent_seq - 1, engine=engine)
         packet = sender.encapsulate(b"step %d" % number, 4)
