@@ -28,7 +28,7 @@ from cpython.bytes cimport (
     PyBytes_FromStringAndSize,
     PyBytes_GET_SIZE,
 )
-from cpython.list cimport PyList_Append
+from cpython.list cimport PyList_Append, PyList_New, PyList_SET_ITEM
 from cpython.long cimport PyLong_Check
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
@@ -811,18 +811,24 @@ cdef const uint32_t *_index_words(bytes index, Py_ssize_t data_len, Py_ssize_t *
     return words
 
 
-def decode_payloads(bytes data, bytes index, Py_ssize_t base_offset=0):
-    """Every payload of an index as typed objects (a list, in message order)."""
+cdef list _decode_all(bytes data, bytes index, Py_ssize_t base_offset):
     cdef Py_ssize_t count, i
-    _require_bound()
     cdef const uint32_t *w = _index_words(index, PyBytes_GET_SIZE(data), &count)
     cdef const uchar *d = <const uchar *>PyBytes_AS_STRING(data)
-    cdef list result = []
+    cdef list result = PyList_New(count)
     for i in range(count):
-        PyList_Append(result, _payload(d, w[1], w[2], w[0] & 0xFF, (w[0] >> 8) & 1,
-                                       (w[0] >> 16) & 0xFF, base_offset, True))
+        payload = _payload(d, w[1], w[2], w[0] & 0xFF, (w[0] >> 8) & 1, (w[0] >> 16) & 0xFF,
+                           base_offset, True)
+        Py_INCREF(payload)
+        PyList_SET_ITEM(result, i, payload)
         w += RECORD_WORDS
     return result
+
+
+def decode_payloads(bytes data, bytes index, Py_ssize_t base_offset=0):
+    """Every payload of an index as typed objects (a list, in message order)."""
+    _require_bound()
+    return _decode_all(data, index, base_offset)
 
 
 def decode_payload(bytes data, bytes index, Py_ssize_t position, Py_ssize_t base_offset=0):
@@ -892,8 +898,8 @@ def chain_payloads(chain):
     cached = _field(chain, L_CHAIN.off[3])
     if cached is not None:
         return cached
-    payloads = decode_payloads(_field(chain, L_CHAIN.off[0]), _field(chain, L_CHAIN.off[1]),
-                               _field(chain, L_CHAIN.off[2]))
+    payloads = _decode_all(_field(chain, L_CHAIN.off[0]), _field(chain, L_CHAIN.off[1]),
+                           _field(chain, L_CHAIN.off[2]))
     slot = <PyObject **>((<char *><PyObject *>chain) + L_CHAIN.off[3])
     old = slot[0]
     Py_INCREF(payloads)

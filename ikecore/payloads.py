@@ -8,7 +8,8 @@ are registered with it by ``ikecore.message`` (``PAYLOAD_CLASSES``).
 Conventions:
 - Numbers decoded from the wire are plain ints (compare them with the IntEnums of
   ``ikecore.constants``); unknown values are kept, never rejected here.
-- ``type`` is the payload type (a class attribute, except for ``UnknownPayload``); ``critical``
+- ``type`` is the payload type, a plain int (a class attribute, except for ``UnknownPayload``);
+  ``critical``
   is the received C bit (RFC 7296 §3.2: ignored for known types, sent as given: False by default).
 - RESERVED fields are ignored on receipt and sent as zero; a decoded message keeps its exact
   bytes (``IkeMessage.to_bytes``), a re-encoded payload is canonical.
@@ -116,7 +117,7 @@ class Proposal:
 class SecurityAssociation:
     """SA payload: one or more proposals numbered 1, 2, … (a response: the chosen one)."""
 
-    type: ClassVar[PayloadType] = PayloadType.SA
+    type: ClassVar[int] = PayloadType.SA.value
     proposals: tuple[Proposal, ...]
     critical: bool = False
 
@@ -128,7 +129,7 @@ class SecurityAssociation:
 class KeyExchange:
     """KE payload (RFC 7296 §3.4); the data length is checked for the groups ikecore knows."""
 
-    type: ClassVar[PayloadType] = PayloadType.KE
+    type: ClassVar[int] = PayloadType.KE.value
     group: int
     data: bytes
     critical: bool = False
@@ -138,7 +139,7 @@ class KeyExchange:
 class Identification:
     """IDi/IDr body (RFC 7296 §3.5): IPV4_ADDR must be 4 bytes, IPV6_ADDR 16, data non-empty."""
 
-    type: ClassVar[PayloadType]
+    type: ClassVar[int]
     id_type: int
     data: bytes
     critical: bool = False
@@ -146,19 +147,19 @@ class Identification:
 
 @dataclass(frozen=True, slots=True)
 class IDi(Identification):
-    type: ClassVar[PayloadType] = PayloadType.IDI
+    type: ClassVar[int] = PayloadType.IDI.value
 
 
 @dataclass(frozen=True, slots=True)
 class IDr(Identification):
-    type: ClassVar[PayloadType] = PayloadType.IDR
+    type: ClassVar[int] = PayloadType.IDR.value
 
 
 @dataclass(frozen=True, slots=True)
 class Certificate:
     """CERT payload (RFC 7296 §3.6)."""
 
-    type: ClassVar[PayloadType] = PayloadType.CERT
+    type: ClassVar[int] = PayloadType.CERT.value
     encoding: int
     data: bytes
     critical: bool = False
@@ -168,7 +169,7 @@ class Certificate:
 class CertificateRequest:
     """CERTREQ payload (RFC 7296 §3.7): ``data`` is the Certification Authority field."""
 
-    type: ClassVar[PayloadType] = PayloadType.CERTREQ
+    type: ClassVar[int] = PayloadType.CERTREQ.value
     encoding: int
     data: bytes
     critical: bool = False
@@ -178,7 +179,7 @@ class CertificateRequest:
 class Authentication:
     """AUTH payload (RFC 7296 §3.8)."""
 
-    type: ClassVar[PayloadType] = PayloadType.AUTH
+    type: ClassVar[int] = PayloadType.AUTH.value
     method: int
     data: bytes
     critical: bool = False
@@ -188,7 +189,7 @@ class Authentication:
 class Nonce:
     """Ni/Nr (RFC 7296 §3.9): 16 to 256 bytes."""
 
-    type: ClassVar[PayloadType] = PayloadType.NONCE
+    type: ClassVar[int] = PayloadType.NONCE.value
     data: bytes
     critical: bool = False
 
@@ -219,7 +220,7 @@ class Notify:
     other type is kept as received.
     """
 
-    type: ClassVar[PayloadType] = PayloadType.NOTIFY
+    type: ClassVar[int] = PayloadType.NOTIFY.value
     protocol_id: int
     spi: bytes
     notify_type: int
@@ -321,7 +322,7 @@ class Delete:
     """Delete payload (RFC 7296 §3.11): IKE = protocol 1, ``spi_size`` 0, no SPIs; ESP/AH =
     protocol 3/2, ``spi_size`` 4, the sender's inbound SPIs."""
 
-    type: ClassVar[PayloadType] = PayloadType.DELETE
+    type: ClassVar[int] = PayloadType.DELETE.value
     protocol_id: int
     spi_size: int
     spis: tuple[bytes, ...] = ()
@@ -330,7 +331,7 @@ class Delete:
 
 @dataclass(frozen=True, slots=True)
 class VendorId:
-    type: ClassVar[PayloadType] = PayloadType.VENDOR_ID
+    type: ClassVar[int] = PayloadType.VENDOR_ID.value
     data: bytes
     critical: bool = False
 
@@ -375,19 +376,19 @@ class TrafficSelector:
 
 @dataclass(frozen=True, slots=True)
 class TrafficSelectors:
-    type: ClassVar[PayloadType]
+    type: ClassVar[int]
     selectors: tuple[TrafficSelector, ...]
     critical: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class TSi(TrafficSelectors):
-    type: ClassVar[PayloadType] = PayloadType.TSI
+    type: ClassVar[int] = PayloadType.TSI.value
 
 
 @dataclass(frozen=True, slots=True)
 class TSr(TrafficSelectors):
-    type: ClassVar[PayloadType] = PayloadType.TSR
+    type: ClassVar[int] = PayloadType.TSR.value
 
 
 # --- Encrypted payloads ---------------------------------------------------------------------------
@@ -399,7 +400,7 @@ class Encrypted:
     (the SK payload's Next Payload field); ``data`` is IV ‖ ciphertext ‖ ICV, opened by the
     AEAD core. Always the last payload of a message."""
 
-    type: ClassVar[PayloadType] = PayloadType.SK
+    type: ClassVar[int] = PayloadType.SK.value
     first_payload: int
     data: bytes
     critical: bool = False
@@ -409,7 +410,7 @@ class Encrypted:
 class EncryptedFragment:
     """SKF payload (RFC 7383 §2.5); ``first_payload`` is 0 in every fragment but the first."""
 
-    type: ClassVar[PayloadType] = PayloadType.SKF
+    type: ClassVar[int] = PayloadType.SKF.value
     first_payload: int
     fragment_number: int
     total_fragments: int
@@ -432,7 +433,7 @@ class ConfigAttribute:
 class Configuration:
     """CP payload (RFC 7296 §3.15)."""
 
-    type: ClassVar[PayloadType] = PayloadType.CP
+    type: ClassVar[int] = PayloadType.CP.value
     cfg_type: int
     attributes: tuple[ConfigAttribute, ...] = ()
     critical: bool = False
@@ -443,7 +444,7 @@ class Eap:
     """EAP payload (RFC 7296 §3.16): the EAP message is Code, Identifier, Length (computed) and
     ``data`` (Type and Type-Data for Request/Response, empty for Success/Failure)."""
 
-    type: ClassVar[PayloadType] = PayloadType.EAP
+    type: ClassVar[int] = PayloadType.EAP.value
     code: int
     identifier: int
     data: bytes = b""
