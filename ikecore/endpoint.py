@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ikecore.config import Address, EndpointConfig, PeerConfig
-from ikecore.constants import EncrId, ExchangeType, NotifyType
+from ikecore.constants import ExchangeType, NotifyType
 from ikecore.dh import KeyExchange, key_exchange
 from ikecore.errors import (
     IntegrityError,
@@ -42,7 +42,14 @@ from ikecore.sa import ChildSa, IkeSa
 from ikecore.session import IkeSession
 from ikecore.states import IkeState
 from ikecore.store import MemoryStore, SaStore
-from ikecore.wire import IkeMessage, Nonce, Notify, build_message, parse_message
+from ikecore.wire import (
+    IkeMessage,
+    Nonce,
+    Notify,
+    aead_algorithm,
+    build_message,
+    parse_message,
+)
 
 __all__ = ["Datagram", "EspState", "IkeEndpoint"]
 
@@ -63,7 +70,7 @@ class EspState:
 
 def _esp_state(session: IkeSession, child: ChildSa) -> EspState:
     t = child.transforms
-    algorithm = "chacha20-poly1305" if t.encr == EncrId.CHACHA20_POLY1305 else "aes-gcm"
+    algorithm = aead_algorithm(t.encr)
     inbound = EspInbound(child.spi_in, child.key_in, t.icv_length, t.esn, algorithm=algorithm)
     outbound = EspOutbound(
         child.spi_out, child.key_out, t.icv_length, t.esn, child.seq_out, algorithm=algorithm

@@ -43,7 +43,6 @@ __all__ = [
     "RESPOND_HELP",
     "add_initiate_arguments",
     "add_respond_arguments",
-    "main",
     "run_initiate",
     "run_respond",
 ]
@@ -328,7 +327,7 @@ def _run(coroutine_factory: Callable[[], Any], args: argparse.Namespace) -> int:
     try:
         result = asyncio.run(coroutine_factory())
     except _Failure as failure:
-        print(f"ikecore: {failure}", file=sys.stderr)
+        print(f"ikecore {args.command}: {failure}", file=sys.stderr)
         if args.json:
             print(json.dumps({"error": str(failure)}))
         return 1
@@ -346,17 +345,3 @@ def run_initiate(args: argparse.Namespace) -> int:
 
 def run_respond(args: argparse.Namespace) -> int:
     return _run(lambda: _respond(args), args)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m ikecore.peer_commands initiate|respond ...``)."""
-    parser = argparse.ArgumentParser(prog="ikecore")
-    commands = parser.add_subparsers(dest="command", required=True)
-    add_initiate_arguments(commands.add_parser("initiate", help=INITIATE_HELP))
-    add_respond_arguments(commands.add_parser("respond", help=RESPOND_HELP))
-    args = parser.parse_args(argv)
-    return run_initiate(args) if args.command == "initiate" else run_respond(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

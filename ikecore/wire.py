@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Literal
 
 from ikecore import config
 from ikecore.aead import IkeCipher
@@ -59,6 +60,7 @@ __all__ = [
     "SecurityAssociation",
     "TSi",
     "TSr",
+    "aead_algorithm",
     "build_message",
     "child_keys",
     "id_body",
@@ -79,10 +81,16 @@ _SK_HEADER_LENGTH = 4
 _IV_LENGTH = 8
 
 
+def aead_algorithm(encr: int) -> Literal["aes-gcm", "chacha20-poly1305"]:
+    """The AEAD core's name for an ENCR transform (AES-GCM-8/12/16 or ChaCha20-Poly1305)."""
+    return "chacha20-poly1305" if encr == EncrId.CHACHA20_POLY1305 else "aes-gcm"
+
+
 def ike_cipher(encr: int, key_and_salt: bytes, icv_length: int, iv_counter: int) -> IkeCipher:
     """The SK cipher of one direction; ``iv_counter`` continues a restored SA's IVs."""
-    algorithm = "chacha20-poly1305" if encr == EncrId.CHACHA20_POLY1305 else "aes-gcm"
-    return IkeCipher(key_and_salt, icv_length, algorithm=algorithm, iv_counter=iv_counter)
+    return IkeCipher(
+        key_and_salt, icv_length, algorithm=aead_algorithm(encr), iv_counter=iv_counter
+    )
 
 
 def build_message(

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from test_aio import CLIENT, GATEWAY, free_port_pair
 
-from ikecore.peer_commands import _host_port, _ping_packet, main
+from ikecore.cli import main
+from ikecore.peer_commands import _host_port, _ping_packet
 
 
 def _command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "ikecore.peer_commands", *args]
+    return [sys.executable, "-m", "ikecore", *args]
 
 
 def test_respond_and_initiate_exchange_esp(tmp_path: Path) -> None:
@@ -114,7 +115,7 @@ def test_initiate_fails_with_a_one_line_reason(
     )
     assert status == 1
     err = capsys.readouterr().err.strip()
-    assert err == "ikecore: timed out"
+    assert err == "ikecore initiate: timed out"
     assert (
         main(
             [
