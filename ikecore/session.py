@@ -384,6 +384,17 @@ class IkeSession:
         except (MalformedMessage, RemoteProtocolError):
             return None
 
+    def _note_window(self, payloads: list[Payload]) -> None:
+        """§2.3: SET_WINDOW_SIZE in an authenticated message sets how many requests of ours
+        may be in flight (never below 1)."""
+        for payload in payloads:
+            if (
+                isinstance(payload, Notify)
+                and payload.notify_type == NotifyType.SET_WINDOW_SIZE
+                and len(payload.data) == 4
+            ):
+                self.sa.peer_window = max(1, int.from_bytes(payload.data, "big"))
+
     def _receive_response(self, message: IkeMessage, now: float) -> None:
         out = self._outstanding.get(message.message_id)
         if out is None or message.exchange != out.task.exchange_type:
@@ -391,6 +402,7 @@ class IkeSession:
         payloads = self._open(message)
         if payloads is None:
             return
+        self._note_window(payloads)
         del self._outstanding[message.message_id]
         if out.task.exchange_type == ExchangeType.IKE_SA_INIT and self.handshake is not None:
             self.handshake.response = message.to_bytes()
@@ -423,6 +435,7 @@ class IkeSession:
         payloads = self._open(message)
         if payloads is None:
             return
+        self._note_window(payloads)
         if not sa.initiator and (message.exchange == ExchangeType.IKE_AUTH or sa.remote_behind_nat):
             # §2.23: follow the initiator's move to the NAT-T port (and a NAT's rebinding),
             # from authenticated requests only.

@@ -158,3 +158,23 @@ def test_reordered_duplicate_of_an_old_request_is_dropped() -> None:
     assert net.capture(5.0) == []
     assert session.state == IkeState.ESTABLISHED
     assert of_type(drain(responder), IkeSaEstablished)
+
+
+def test_set_window_size_lets_several_requests_fly() -> None:
+    initiator, responder, peer, net = pair(endpoint_options={"window_size": 3})
+    session = initiator.initiate(peer, 0.0)
+    # IKE_AUTH {..., N(SET_WINDOW_SIZE, 3)} -->  <-- IKE_AUTH {..., N(SET_WINDOW_SIZE, 3)}
+    net.run(0.0)
+    (peer_session,) = responder.sessions
+    assert session.sa.peer_window == 3 and peer_session.sa.peer_window == 3
+    drain(initiator), drain(responder)
+    # CREATE_CHILD_SA #2, #3, #4 -->  all in flight at once (window 3), #5 waits
+    for _ in range(4):
+        session.create_child_sa(1.0)
+    in_flight = net.capture(1.0)
+    assert [describe(d).message_id for d in in_flight] == [2, 3, 4]
+    # Answered out of order: the responder processes any ID inside its window.
+    net.deliver(in_flight[::-1], 1.0)
+    net.run(1.0)
+    assert len(of_type(drain(initiator), ChildSaEstablished)) == 4
+    assert len(session.child_sas) == 5 and peer_session.sa.next_peer_request_id == 6

@@ -81,6 +81,9 @@ def _announcements(
     if peer.mobike and peer_mobike:
         sa.local_mobike_supported = True
         out.append(Notify.status(NotifyType.MOBIKE_SUPPORTED))
+    if sa.local_window > 1:
+        # §2.3: the peer may have this many of its requests in flight towards us.
+        out.append(Notify.set_window_size(sa.local_window))
     return out
 
 
