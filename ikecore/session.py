@@ -58,6 +58,7 @@ from ikecore.wire import (
 
 if TYPE_CHECKING:
     from ikecore.endpoint import IkeEndpoint
+    from ikecore.exchanges.create_child import ChildCollision
     from ikecore.exchanges.rekey_ike import RekeyCollision
 
 __all__ = ["IkeSession"]
@@ -104,6 +105,11 @@ class IkeSession:
         self._close_after_response: tuple[IkeTrigger, str] | None = None
         # §2.8.2: the SA we made answering the peer's rekey while ours was in flight.
         self.rekey_collision: RekeyCollision | None = None
+        # §2.8.1: per Child SA being rekeyed by both ends, the one the peer's request made.
+        self.child_collisions: dict[bytes, ChildCollision] = {}
+        # Child SAs the user has not been told about (made in a collision, maybe redundant):
+        # they go without an event.
+        self.unannounced: set[bytes] = set()
         # Whether the user has heard of this SA: only those get events when they end.
         self.visible = sa.initiator or sa.state not in (
             IkeState.CONNECTING,
@@ -165,6 +171,9 @@ class IkeSession:
             return
         child.state = ChildState.DELETED
         self.endpoint.child_removed(child)
+        if child.spi_in in self.unannounced:
+            self.unannounced.discard(child.spi_in)
+            return
         if event:
             self.emit(ChildSaDeleted(self, child, reason))
 

@@ -340,3 +340,54 @@ def test_api_refuses_what_the_state_does_not_allow() -> None:
     session.delete(1.0)
     with pytest.raises(LocalProtocolError, match="DELETING"):
         session.check_liveness(1.0)
+
+
+def _one_child_pair(
+    initiator: IkeEndpoint, responder: IkeEndpoint, session: IkeSession, peer_session: IkeSession
+) -> None:
+    (child,) = session.child_sas
+    (peer_child,) = peer_session.child_sas
+    assert child.spi_out == peer_child.spi_in and child.spi_in == peer_child.spi_out
+    assert child.key_out == peer_child.key_in
+    for endpoint, survivor in ((initiator, child), (responder, peer_child)):
+        events = drain(endpoint)
+        (rekeyed,) = of_type(events, ChildSaRekeyed)
+        assert isinstance(rekeyed, ChildSaRekeyed) and rekeyed.new is survivor
+        # Exactly the old Child SA is reported deleted; the redundant one goes silently.
+        (deleted,) = of_type(events, ChildSaDeleted)
+        assert isinstance(deleted, ChildSaDeleted) and deleted.child is rekeyed.old
+        assert deleted.reason == "rekeyed"
+        assert not of_type(events, ChildSaFailed)
+
+
+def test_simultaneous_child_rekey_both_notice() -> None:
+    initiator, responder, session, peer_session, net = established()
+    (child,) = session.child_sas
+    (peer_child,) = peer_session.child_sas
+    # A: CREATE_CHILD_SA {N(REKEY_SA,a1), SA(a2), Ni1} -->  <-- B: {N(REKEY_SA,b1), SA(b2), Ni2}
+    # A: resp2 {SA(a3), Nr1} -->                             <-- B: resp1 {SA(b3), Nr2}
+    # lowest of the four nonces: its creator deletes the redundant pair, the initiator of
+    # the surviving pair deletes the old one (§2.8.1).
+    session.rekey_child_sa(child.spi_in, 1.0)
+    peer_session.rekey_child_sa(peer_child.spi_in, 1.0)
+    net.deliver(net.capture(1.0), 1.0)
+    assert session.child_collisions and peer_session.child_collisions
+    net.run(1.0)
+    _one_child_pair(initiator, responder, session, peer_session)
+    assert not session.child_collisions and not peer_session.child_collisions
+
+
+def test_simultaneous_child_rekey_only_one_side_notices() -> None:
+    initiator, responder, session, peer_session, net = established()
+    (child,) = session.child_sas
+    (peer_child,) = peer_session.child_sas
+    session.rekey_child_sa(child.spi_in, 1.0)
+    peer_session.rekey_child_sa(peer_child.spi_in, 1.0)
+    a_request, b_request = sorted(net.capture(1.0), key=lambda d: d.src[0] != "192.0.2.1")
+    # <-- B's rekey reaches A first; A answers; B completes and deletes the old Child SA
+    net.deliver([b_request], 1.0)
+    net.run(1.0)
+    # A's request arrives late: B answers CHILD_SA_NOT_FOUND, A ignores it (§2.8.1)
+    net.deliver([a_request], 1.0)
+    net.run(1.0)
+    _one_child_pair(initiator, responder, session, peer_session)

@@ -12,6 +12,7 @@ The responder's dispatch looks at the SA payload: an IKE proposal means an IKE S
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ikecore.config import TrafficSelector
@@ -51,7 +52,13 @@ from ikecore.wire import (
 if TYPE_CHECKING:
     from ikecore.session import IkeSession
 
-__all__ = ["CreateChildInitiator", "CreateChildResponder", "responder_for_create_child"]
+__all__ = [
+    "ChildCollision",
+    "peer_rekey_won",
+    "CreateChildInitiator",
+    "CreateChildResponder",
+    "responder_for_create_child",
+]
 
 
 def _pfs_group(proposals: tuple[ProposalSpec, ...]) -> int | None:
@@ -60,6 +67,26 @@ def _pfs_group(proposals: tuple[ProposalSpec, ...]) -> int | None:
             if transform.id in SUPPORTED_GROUPS:
                 return transform.id
     return None
+
+
+@dataclass(slots=True)
+class ChildCollision:
+    """§2.8.1: the Child SA we made answering the peer's rekey of one we were rekeying."""
+
+    child: ChildSa
+    nonces: tuple[bytes, bytes]
+
+
+def peer_rekey_won(session: IkeSession, old: ChildSa) -> bool:
+    """The peer's replacement of ``old`` survives: announce it (the peer deletes ``old``)."""
+    collision = session.child_collisions.pop(old.spi_in, None)
+    if collision is None:
+        return False
+    session.unannounced.discard(collision.child.spi_in)
+    if old.state == ChildState.REKEYING:
+        session.child_transition(old, ChildTrigger.REKEYED)
+    session.emit(ChildSaRekeyed(session, old, collision.child))
+    return True
 
 
 class CreateChildInitiator:
@@ -109,6 +136,13 @@ class CreateChildInitiator:
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
     ) -> None:
         error = error_notify(payloads)
+        old = self._rekey
+        if error is not None and old is not None and old.state != ChildState.INSTALLED:
+            # §2.8.1: the peer rekeyed (and maybe deleted) this Child SA itself before it saw
+            # our request; its CHILD_SA_NOT_FOUND / TEMPORARY_FAILURE is ignored.
+            if peer_rekey_won(session, old) or old.state == ChildState.DELETED:
+                session.endpoint.release_esp_spi(self._spi_in)
+                return
         if error is not None:
             if error.notify_type == NotifyType.INVALID_KE_PAYLOAD and len(error.data) >= 2:
                 wanted = int.from_bytes(error.data[:2], "big")
@@ -164,13 +198,23 @@ class CreateChildInitiator:
             remote_ts=ts_r,
             now=now,
         )
-        old = self._rekey
         if old is None:
             session.add_child(child)
             session.emit(ChildSaEstablished(session, child))
             return
         child.rekeyed_from = old.spi_in
         session.add_child(child)
+        collision = session.child_collisions.get(old.spi_in)
+        if collision is not None and min(self._ni, nr, *collision.nonces) in (self._ni, nr):
+            # §2.8.1: ours holds the lowest nonce, so it is redundant and we close it; the
+            # peer, initiator of the survivor, deletes the old Child SA.
+            session.unannounced.add(child.spi_in)
+            session.child_transition(child, ChildTrigger.DELETE_STARTED)
+            session.start(DeleteChildInitiator(child, "redundant"), now)
+            peer_rekey_won(session, old)
+            return
+        # Ours survives; a redundant one of the peer's (if any) is closed by the peer.
+        session.child_collisions.pop(old.spi_in, None)
         if old.state == ChildState.REKEYING:
             session.child_transition(old, ChildTrigger.REKEYED)
             session.emit(ChildSaRekeyed(session, old, child))
@@ -242,6 +286,12 @@ class CreateChildResponder:
         session.add_child(child)
         if old is None:
             session.emit(ChildSaEstablished(session, child))
+        elif old.state == ChildState.REKEYING:
+            # §2.8.1: we are rekeying it too; which replacement survives is known when ours
+            # completes. Until then the user hears nothing of this one.
+            child.rekeyed_from = old.spi_in
+            session.unannounced.add(child.spi_in)
+            session.child_collisions[old.spi_in] = ChildCollision(child, (ni, nr))
         else:
             child.rekeyed_from = old.spi_in
             # The initiator deletes the old Child SA next (§1.3.3).

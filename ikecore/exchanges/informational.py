@@ -108,8 +108,15 @@ class InformationalResponder:
                 if child.state != ChildState.DELETING:
                     # We were not deleting it ourselves: answer with our inbound SPI.
                     ours.append(child.spi_in)
+                if child.spi_in in session.child_collisions:
+                    # §2.8.1: the peer won a rekey collision it may not have noticed and now
+                    # deletes the old Child SA: its replacement is the survivor.
+                    from ikecore.exchanges.create_child import peer_rekey_won
+
+                    peer_rekey_won(session, child)
+                replaced = child.state == ChildState.REKEYED
                 session.child_transition(child, ChildTrigger.DELETE_RECEIVED)
-                session.remove_child(child, "deleted_by_peer")
+                session.remove_child(child, "rekeyed" if replaced else "deleted_by_peer")
         if ours:
             return [Delete(ProtocolId.ESP, 4, tuple(ours))]
         return []
