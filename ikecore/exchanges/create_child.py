@@ -54,9 +54,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChildCollision",
-    "peer_rekey_won",
     "CreateChildInitiator",
     "CreateChildResponder",
+    "peer_rekey_won",
     "responder_for_create_child",
 ]
 
