@@ -372,9 +372,13 @@ class IkeEndpoint:
         state.child.seq_out = state.outbound.seq
         sa = state.session.sa
         port = self.config.nat_port
-        self._outbox.append(
-            Datagram(packet, (sa.local_address[0], port), (sa.remote_address[0], port))
-        )
+        if sa.local_address[1] == port:
+            # The IKE SA floated: ESP uses exactly its addresses and ports (RFC 3948 §2.1),
+            # which behind a NAT are the NAT's mapping, not 4500.
+            src, dst = sa.local_address, sa.remote_address
+        else:
+            src, dst = (sa.local_address[0], port), (sa.remote_address[0], port)
+        self._outbox.append(Datagram(packet, src, dst))
 
     def _receive_esp(self, data: bytes, now: float) -> None:
         """ESP-in-UDP (RFC 3948): routed by SPI; replay check, then ICV, then the window
