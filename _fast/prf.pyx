@@ -391,10 +391,9 @@ cdef int _aes_mac(_PrfState *st, const uchar *data, size_t n, uchar *out) noexce
     cdef uchar chain[CHAIN_BYTES]
     cdef size_t lead = ((n - 1) // AES_BLOCK) * AES_BLOCK if n else 0
     cdef size_t rest = n - lead
-    cdef size_t pos = 0, step, i
-    cdef int outl
+    cdef size_t pos = 0, step
+    cdef int outl, i, rc = -1
     cdef const uchar *subkey
-    cdef int rc = -1
     if EVP_EncryptInit_ex2(st.cipher, NULL, NULL, _ZERO_BLOCK, NULL) != 1:
         return -1
     while pos < lead:
