@@ -71,6 +71,7 @@ cdef enum:
     AES_BLOCK = 16
     STACK_BYTES = 1024    # scratch kept on the stack; larger requests are allocated
     CHAIN_BYTES = 256     # CBC-MAC output is discarded in chunks of this size
+    PAD_ROOM = 256        # room after a prf+ message for its hash padding (<= 128 + 16 bytes)
 
 ctypedef unsigned char uchar
 
@@ -88,6 +89,7 @@ cdef struct _PrfState:
     _HashCtx outer
     _HashCtx work
     uchar tail[256]          # the padded last block(s) of a hash
+    uchar outer_tail[128]    # the outer hash's only block: inner digest | padding (set at keying)
     # XCBC / CMAC: AES-128-CBC keyed with K1 (XCBC) or K (CMAC); subkey XORed into a complete
     # last block (XCBC K2, CMAC K1) or into a padded one (XCBC K3, CMAC K2)
     EVP_CIPHER_CTX *cipher
@@ -276,31 +278,9 @@ cdef inline void _put64(uchar *out, unsigned long long word) noexcept nogil:
     _put32(out + 4, <unsigned int>word)
 
 
-cdef void _hash_finish(_PrfState *st, _HashCtx *ctx, size_t prefix, const uchar *data, size_t n,
-                       uchar *out) noexcept nogil:
-    """Hash ``data`` on from ``ctx`` (which has absorbed ``prefix`` bytes) and write the digest.
-
-    FIPS 180-4 §5.1 padding: 0x80, zeros, then the message length in bits in the last 8 (SHA-1,
-    SHA-256) or 16 (SHA-384/512) bytes of the last block.
-    """
-    cdef size_t block = _hash_block(st.prf_id)
-    cdef size_t length_field = 16 if block == 128 else 8
-    cdef size_t rest, last
+cdef void _words_out(_PrfState *st, const _HashCtx *ctx, uchar *out) noexcept nogil:
+    """The digest: the chaining value in big-endian byte order."""
     cdef int i
-    while n >= block:
-        _compress(st.prf_id, ctx, data)
-        data += block
-        n -= block
-        prefix += block
-    rest = n
-    memcpy(st.tail, data, rest)
-    st.tail[rest] = 0x80
-    last = block if rest + 1 + length_field <= block else 2 * block
-    memset(st.tail + rest + 1, 0, last - rest - 1 - 8)
-    _put64(st.tail + last - 8, <unsigned long long>(prefix + rest) * 8)
-    _compress(st.prf_id, ctx, st.tail)
-    if last > block:
-        _compress(st.prf_id, ctx, st.tail + block)
     if st.prf_id == PRF_HMAC_SHA2_256:
         for i in range(8):
             _put32(out + 4 * i, ctx.sha256.h[i])
@@ -314,6 +294,42 @@ cdef void _hash_finish(_PrfState *st, _HashCtx *ctx, size_t prefix, const uchar 
         # SHA-384 is SHA-512 with other initial words, cut to its first six
         for i in range(<int>(st.out_len // 8)):
             _put64(out + 8 * i, ctx.sha512.h[i])
+
+
+cdef inline size_t _pad(int prf_id, uchar *message, size_t n, size_t prefix) noexcept nogil:
+    """Write the FIPS 180-4 §5.1 padding after ``message[:n]`` (which has absorbed ``prefix``
+    bytes before it): 0x80, zeros, the length in bits in the last 8 (SHA-1, SHA-256) or 16
+    (SHA-384/512) bytes of the last block. Needs up to a block + 16 bytes of room; returns the
+    padded length."""
+    cdef size_t block = _hash_block(prf_id)
+    cdef size_t length_field = 16 if block == 128 else 8
+    cdef size_t total = ((n + 1 + length_field + block - 1) // block) * block
+    message[n] = 0x80
+    memset(message + n + 1, 0, total - n - 1 - 8)
+    _put64(message + total - 8, <unsigned long long>(prefix + n) * 8)
+    return total
+
+
+cdef void _hash_finish(_PrfState *st, _HashCtx *ctx, size_t prefix, const uchar *data, size_t n,
+                       uchar *out) noexcept nogil:
+    """Hash ``data`` on from ``ctx`` (which has absorbed ``prefix`` bytes) and write the digest.
+
+    FIPS 180-4 §5.1 padding: 0x80, zeros, then the message length in bits in the last 8 (SHA-1,
+    SHA-256) or 16 (SHA-384/512) bytes of the last block.
+    """
+    cdef size_t block = _hash_block(st.prf_id)
+    cdef size_t padded
+    while n >= block:
+        _compress(st.prf_id, ctx, data)
+        data += block
+        n -= block
+        prefix += block
+    memcpy(st.tail, data, n)
+    padded = _pad(st.prf_id, st.tail, n, prefix)
+    _compress(st.prf_id, ctx, st.tail)
+    if padded > block:
+        _compress(st.prf_id, ctx, st.tail + block)
+    _words_out(st, ctx, out)
 
 
 cdef void _hmac_key(_PrfState *st, const uchar *key, size_t key_len) noexcept nogil:
@@ -339,14 +355,32 @@ cdef void _hmac_key(_PrfState *st, const uchar *key, size_t key_len) noexcept no
     _compress(st.prf_id, &st.outer, pad)
     OPENSSL_cleanse(k0, block)
     OPENSSL_cleanse(pad, block)
+    # the outer hash always covers K0 ^ opad and one digest: its padding never changes
+    _pad(st.prf_id, st.outer_tail, st.out_len, block)
+
+
+cdef inline void _hmac_outer(_PrfState *st, uchar *out) noexcept nogil:
+    # the inner digest is already in outer_tail, in front of its padding
+    _copy_words(st.prf_id, &st.work, &st.outer)
+    _compress(st.prf_id, &st.work, st.outer_tail)
+    _words_out(st, &st.work, out)
 
 
 cdef inline void _hmac(_PrfState *st, const uchar *data, size_t n, uchar *out) noexcept nogil:
-    cdef size_t block = _hash_block(st.prf_id)
     _copy_words(st.prf_id, &st.work, &st.inner)
-    _hash_finish(st, &st.work, block, data, n, st.digest)
-    _copy_words(st.prf_id, &st.work, &st.outer)
-    _hash_finish(st, &st.work, block, st.digest, st.out_len, out)
+    _hash_finish(st, &st.work, _hash_block(st.prf_id), data, n, st.outer_tail)
+    _hmac_outer(st, out)
+
+
+cdef inline void _hmac_padded(_PrfState *st, const uchar *message, size_t padded, uchar *out) noexcept nogil:
+    """HMAC of a message already followed by its padding (see ``_pad``)."""
+    cdef size_t block = _hash_block(st.prf_id), offset = 0
+    _copy_words(st.prf_id, &st.work, &st.inner)
+    while offset < padded:
+        _compress(st.prf_id, &st.work, message + offset)
+        offset += block
+    _words_out(st, &st.work, st.outer_tail)
+    _hmac_outer(st, out)
 
 
 cdef int _aes_mac(_PrfState *st, const uchar *data, size_t n, uchar *out) noexcept nogil:
@@ -357,10 +391,9 @@ cdef int _aes_mac(_PrfState *st, const uchar *data, size_t n, uchar *out) noexce
     cdef uchar chain[CHAIN_BYTES]
     cdef size_t lead = ((n - 1) // AES_BLOCK) * AES_BLOCK if n else 0
     cdef size_t rest = n - lead
-    cdef size_t pos = 0, step, i
-    cdef int outl
+    cdef size_t pos = 0, step
+    cdef int outl, i, rc = -1
     cdef const uchar *subkey
-    cdef int rc = -1
     if EVP_EncryptInit_ex2(st.cipher, NULL, NULL, _ZERO_BLOCK, NULL) != 1:
         return -1
     while pos < lead:
@@ -487,6 +520,7 @@ cdef void _state_wipe(_PrfState *st) noexcept nogil:
         OPENSSL_cleanse(&st.outer, st.hash_state_len)
         OPENSSL_cleanse(&st.work, st.hash_state_len)
         OPENSSL_cleanse(st.tail, 2 * st.hash_state_len)
+        OPENSSL_cleanse(st.outer_tail, st.hash_state_len)
     OPENSSL_cleanse(st.digest, MAX_OUT)
 
 
@@ -503,17 +537,26 @@ cdef inline int _mac(_PrfState *st, const uchar *data, size_t n, uchar *out) exc
 cdef int _expand(_PrfState *st, uchar *work, size_t seed_len, uchar *out, size_t out_len) except -1:
     """prf+ (RFC 7296 §2.13) of the keyed ``st`` over the seed at ``work + MAX_OUT``.
 
-    ``work`` is MAX_OUT bytes of room for T(n-1), then the seed, then one byte for the counter,
-    so that every block's input is contiguous and the seed is written once.
+    ``work`` holds MAX_OUT bytes of room for T(n-1), the seed, one byte for the counter and
+    PAD_ROOM bytes, so that every block's input is contiguous, the seed is written once, and an
+    HMAC hashes the input in place: T2, T3, ... have the same length, so their padding (written
+    after the counter) is the same and is written once.
     """
-    cdef size_t h = st.out_len, done = 0, take
+    cdef size_t h = st.out_len, done = 0, take, padded = 0
+    cdef size_t block = _hash_block(st.prf_id)
+    cdef bint hmac = st.prf_id != PRF_AES128_XCBC and st.prf_id != PRF_AES128_CMAC
     cdef uchar *message = work + MAX_OUT
     cdef size_t message_len = seed_len + 1
     cdef uchar n = 1
     while done < out_len:
         # T1 = prf(K, S | 0x01);  Tn = prf(K, T(n-1) | S | n)
         work[MAX_OUT + seed_len] = n
-        _mac(st, message, message_len, st.digest)
+        if not hmac:
+            _mac(st, message, message_len, st.digest)
+        else:
+            if n <= 2:
+                padded = _pad(st.prf_id, message, message_len, block)
+            _hmac_padded(st, message, padded, st.digest)
         take = out_len - done
         if take > h:
             take = h
@@ -572,7 +615,7 @@ def prf_plus(prf_id, key, seed, length) -> bytes:
     try:
         _arg(&args[0], key, "key")
         _arg(&args[1], seed, "seed")
-        _scratch(&work, MAX_OUT + args[1].len + 1)
+        _scratch(&work, MAX_OUT + args[1].len + 1 + PAD_ROOM)
         memcpy(work.ptr + MAX_OUT, args[1].ptr, args[1].len)
         _state_key(&st, alg, args[0].ptr, args[0].len)
         result = PyBytes_FromStringAndSize(NULL, wanted)
@@ -697,7 +740,7 @@ cdef object _ike_sa_keys(type result_type, _PrfState *st, int alg, const uchar *
     lengths[0] = lengths[5] = lengths[6] = prf_len
     lengths[1] = lengths[2] = integ_len
     lengths[3] = lengths[4] = encr_len
-    cdef uchar *keymat = work.ptr + MAX_OUT + seed_len + 1
+    cdef uchar *keymat = work.ptr + MAX_OUT + seed_len + 1 + PAD_ROOM
     _state_key(st, alg, key, key_len)
     _expand(st, work.ptr, seed_len, keymat, 3 * prf_len + 2 * integ_len + 2 * encr_len)
     return _record(result_type, _IKE_KEY_FIELDS, keymat, lengths)
@@ -720,7 +763,7 @@ cdef inline size_t _ike_seed(_Scratch *work, size_t keymat_len, const _Arg *ni, 
     """Allocate ``work`` and write the seed Ni | Nr | SPIi | SPIr at ``work + MAX_OUT``."""
     cdef size_t seed_len = ni.len + nr.len + 16
     cdef uchar *seed
-    _scratch(work, MAX_OUT + seed_len + 1 + keymat_len)
+    _scratch(work, MAX_OUT + seed_len + 1 + PAD_ROOM + keymat_len)
     seed = work.ptr + MAX_OUT
     memcpy(seed, ni.ptr, ni.len)
     memcpy(seed + ni.len, nr.ptr, nr.len)
@@ -821,7 +864,7 @@ def ike_sa_rekey_keys(type result_type, old_prf_id, sk_d_old, prf_id, g_ir, ni, 
         seed_len = _ike_seed(&work, keymat_len if keymat_len > message_len else message_len,
                              &args[2], &args[3], &args[4], &args[5])
         seed_key_len = _skeyseed_rekey_into(&st, old_alg, &args[0], &args[1], &args[2], &args[3],
-                                            work.ptr + MAX_OUT + seed_len + 1, seed_key)
+                                            work.ptr + MAX_OUT + seed_len + 1 + PAD_ROOM, seed_key)
         return _ike_sa_keys(result_type, &st, alg, seed_key, seed_key_len, &work, seed_len, integ_len, encr_len)
     finally:
         _release(args, 6)
@@ -864,13 +907,13 @@ def child_keys(type result_type, prf_id, sk_d, ni, nr, encr_key_len, integ_key_l
         #                 KEYMAT = prf+(SK_d, g^ir (new) | Ni | Nr)   with PFS
         # taken in order: initiator-to-responder keys (encryption, integrity), then the reverse
         seed_len = args[3].len + args[1].len + args[2].len
-        _scratch(&work, MAX_OUT + seed_len + 1 + keymat_len)
+        _scratch(&work, MAX_OUT + seed_len + 1 + PAD_ROOM + keymat_len)
         seed = work.ptr + MAX_OUT
         if args[3].len:
             memcpy(seed, args[3].ptr, args[3].len)
         memcpy(seed + args[3].len, args[1].ptr, args[1].len)
         memcpy(seed + args[3].len + args[1].len, args[2].ptr, args[2].len)
-        keymat = seed + seed_len + 1
+        keymat = seed + seed_len + 1 + PAD_ROOM
         _state_key(&st, alg, args[0].ptr, args[0].len)
         _expand(&st, work.ptr, seed_len, keymat, keymat_len)
         return _record(result_type, _CHILD_KEY_FIELDS, keymat, lengths)
