@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from engine_harness import INITIATOR_HOST, RESPONDER_HOST, Delivery, describe, drain, of_type, pair
 
+from ikecore import ExchangeType, NotifyType
 from ikecore.endpoint import Datagram
 from ikecore.events import ChildSaEstablished, IkeSaDeleted, IkeSaEstablished
+from ikecore.payloads import Notify
 from ikecore.states import IkeState
+from ikecore.wire import build_message
 
 
 def _drop_first(predicate: object) -> object:
@@ -178,3 +181,30 @@ def test_set_window_size_lets_several_requests_fly() -> None:
     net.run(1.0)
     assert len(of_type(drain(initiator), ChildSaEstablished)) == 4
     assert len(session.child_sas) == 5 and peer_session.sa.next_peer_request_id == 6
+
+
+def test_a_responder_answering_nonsense_ends_the_attempt() -> None:
+    initiator, responder, peer, net = pair()
+    session = initiator.initiate(peer, 0.0)
+    request = net.capture(0.0)[0]
+    # <-- IKE_SA_INIT {N(NAT_D..)} only: well-formed, but without SA, KEr and Nr
+    nonsense = build_message(
+        request.data[:8],
+        b"\x42" * 8,
+        ExchangeType.IKE_SA_INIT,
+        initiator=False,
+        response=True,
+        message_id=0,
+        payloads=[Notify.status(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)],
+    )
+    initiator.receive_datagram(nonsense, request.dst, request.src, 0.1)
+    assert session.state == IkeState.DELETED
+    (deleted,) = drain(initiator)
+    assert isinstance(deleted, IkeSaDeleted) and deleted.notify == NotifyType.INVALID_SYNTAX
+    # Random bytes as an answer are only counted (MalformedMessage), never a crash.
+    session = initiator.initiate(peer, 1.0)
+    request = net.capture(1.0)[0]
+    for junk in (b"\x00" * 27, request.data[:40], bytes(range(256))):
+        initiator.receive_datagram(junk, request.dst, request.src, 1.1)
+    assert session.state == IkeState.CONNECTING and initiator.malformed == 3
+    assert responder.sessions == []
