@@ -102,7 +102,7 @@ class IkeSession:
         self._answered: set[int] = set()
         self._cipher_in: IkeCipher | None = None
         self._cipher_out: IkeCipher | None = None
-        self._close_after_response: tuple[IkeTrigger, str] | None = None
+        self._close_after_response: tuple[IkeTrigger, str, int | None] | None = None
         # §2.8.2: the SA we made answering the peer's rekey while ours was in flight.
         self.rekey_collision: RekeyCollision | None = None
         # §2.8.1: per Child SA being rekeyed by both ends, the one the peer's request made.
@@ -186,9 +186,11 @@ class IkeSession:
     def child_transition(self, child: ChildSa, trigger: ChildTrigger) -> None:
         child.state = child_transition(child.state, trigger)
 
-    def close_after_response(self, trigger: IkeTrigger, reason: str) -> None:
+    def close_after_response(
+        self, trigger: IkeTrigger, reason: str, notify: int | None = None
+    ) -> None:
         """End the SA once the response being built has been sent (a Delete of this SA)."""
-        self._close_after_response = (trigger, reason)
+        self._close_after_response = (trigger, reason, notify)
 
     def save(self) -> None:
         if self.sa.state in (IkeState.CONNECTING, IkeState.AUTHENTICATING, IkeState.DELETED):
@@ -473,9 +475,9 @@ class IkeSession:
         if fatal:
             self.terminate(IkeTrigger.FAILED, _reason(NotifyType.INVALID_SYNTAX), now)
         elif self._close_after_response is not None:
-            trigger, reason = self._close_after_response
+            trigger, reason, notify = self._close_after_response
             self._close_after_response = None
-            self.terminate(trigger, reason, now)
+            self.terminate(trigger, reason, now, notify)
         else:
             self._pump(now)
 
