@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-_FATAL = {
+_FATAL: dict[int, str] = {
     NotifyType.AUTHENTICATION_FAILED: "authentication_failed",
     NotifyType.INVALID_SYNTAX: "invalid_syntax",
 }
