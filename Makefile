@@ -5,7 +5,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 # Debian packages the build and the suite use (installed only when missing).
-DEB_PACKAGES = build-essential libssl-dev libipsec-mb-dev valgrind
+DEB_PACKAGES = build-essential libssl-dev libipsec-mb-dev valgrind \
+  charon-systemd strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins \
+  libstrongswan-extra-plugins tshark tcpdump iproute2
 
 .PHONY: deps venv install test lint bench bench-full demo wheel clean
 
