@@ -179,11 +179,15 @@ def parse_pdml(pdml: bytes) -> Dissection:
         protos = packet.findall("proto")
         frame = next(p for p in protos if p.get("name") == "frame")
         number = int(_show(frame, "frame.number") or "0")
+        # Only the outermost IKE or ESP layer: under a wrong key the garbage plaintext's random
+        # next header can make tshark dissect a bogus inner ESP or IKE layer.
         for index, proto in enumerate(protos):
             if proto.get("name") == "isakmp":
                 ike.append(_ike_frame(number, proto))
-            elif proto.get("name") == "esp":
+                break
+            if proto.get("name") == "esp":
                 esp.append(_esp_frame(number, protos, index))
+                break
     return Dissection(tuple(ike), tuple(esp))
 
 
