@@ -23,8 +23,10 @@ cannot express, so the reason is visible in the file.
 
 from __future__ import annotations
 
+import csv
 import ipaddress
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,9 +37,12 @@ from ikecore.constants import EncrId, IntegId
 __all__ = [
     "ESP_TABLE",
     "IKEV2_TABLE",
+    "EspSaKeys",
+    "IkeSaKeys",
     "KeyLog",
     "esp_record",
     "ikev2_record",
+    "read_key_tables",
     "wireshark_can_decrypt",
 ]
 
@@ -289,3 +294,94 @@ def _replace(path: Path, lines: Iterable[str]) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+# --- reading the tables back (e.g. for `ikecore decode --keylog DIR`) -----------------------
+
+_IKE_GCM_NAME = re.compile(r"AES-GCM-(128|192|256) with (8|12|16) octet ICV \[RFC5282\]")
+_ESP_GCM_NAME = re.compile(r"AES-GCM with (8|12|16) octet ICV \[RFC4106\]")
+_ICV_ENCR = {icv: encr for encr, icv in _GCM_ICV_LEN.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaKeys:
+    """One ``ikev2_decryption_table`` record: SK_ei/SK_er are key‖salt."""
+
+    spi_i: bytes
+    spi_r: bytes
+    encr: EncrId
+    key_bits: int
+    sk_ei: bytes
+    sk_er: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EspSaKeys:
+    """One ``esp_sa`` record: packets from ``src`` to ``dst`` under ``spi``; key is key‖salt."""
+
+    src: str
+    dst: str
+    spi: int
+    encr: EncrId
+    key_bits: int
+    key: bytes
+
+
+def _records(path: Path) -> list[tuple[int, list[str]]]:
+    if not path.exists():
+        return []
+    rows = []
+    with path.open(encoding="ascii", newline="") as table:
+        for number, line in enumerate(table, start=1):
+            if line.strip() and not line.startswith("#"):
+                rows.append((number, next(csv.reader([line]))))
+    return rows
+
+
+def _hex(path: Path, number: int, text: str) -> bytes:
+    try:
+        return bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        raise ValueError(f"{path}:{number}: {text!r} is not hex") from None
+
+
+def read_key_tables(directory: str | os.PathLike[str]) -> tuple[list[IkeSaKeys], list[EspSaKeys]]:
+    """The AES-GCM records of both tables in ``directory`` (missing files: no records).
+
+    Records of algorithms ikecore does not write are skipped; a malformed record raises
+    ValueError naming the file and line.
+    """
+    directory = Path(directory)
+    ike: list[IkeSaKeys] = []
+    ike_path = directory / IKEV2_TABLE
+    for number, fields in _records(ike_path):
+        if len(fields) != 8:
+            raise ValueError(f"{ike_path}:{number}: {len(fields)} fields, expected 8")
+        name = _IKE_GCM_NAME.fullmatch(fields[4])
+        if name is None:
+            continue
+        spi_i, spi_r = _hex(ike_path, number, fields[0]), _hex(ike_path, number, fields[1])
+        sk_ei, sk_er = _hex(ike_path, number, fields[2]), _hex(ike_path, number, fields[3])
+        encr, key_bits = _ICV_ENCR[int(name.group(2))], int(name.group(1))
+        try:
+            ikev2_record(spi_i, spi_r, encr, key_bits, sk_ei, sk_er)  # same checks as writing
+        except ValueError as exc:
+            raise ValueError(f"{ike_path}:{number}: {exc}") from None
+        ike.append(IkeSaKeys(spi_i, spi_r, encr, key_bits, sk_ei, sk_er))
+    esp: list[EspSaKeys] = []
+    esp_path = directory / ESP_TABLE
+    for number, fields in _records(esp_path):
+        if len(fields) != 8:
+            raise ValueError(f"{esp_path}:{number}: {len(fields)} fields, expected 8")
+        name = _ESP_GCM_NAME.fullmatch(fields[4])
+        if name is None:
+            continue
+        key = _hex(esp_path, number, fields[5])
+        encr, key_bits = _ICV_ENCR[int(name.group(1))], (len(key) - _SALT_LEN) * 8
+        try:
+            spi = int(fields[3], 16)
+            esp_record(fields[1], fields[2], spi, encr, key_bits, key)
+        except ValueError as exc:
+            raise ValueError(f"{esp_path}:{number}: {exc}") from None
+        esp.append(EspSaKeys(fields[1], fields[2], spi, encr, key_bits, key))
+    return ike, esp

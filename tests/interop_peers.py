@@ -11,6 +11,7 @@ its derived keys as hex dumps; swanctl.conf takes one `key = value` per line.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
@@ -28,8 +29,10 @@ DEBIAN_PACKAGES = (
     "charon-systemd strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins "
     "libstrongswan-extra-plugins tshark tcpdump iproute2"
 )
-# One token per test run: namespace and interface names never collide with another run.
-RUN_TOKEN = f"{os.getpid() % 100000:05d}"
+# One token per test run (the test process's PID): names never collide with another run, and
+# a namespace left by a run that was killed can be recognised as stale.
+RUN_TOKEN = str(os.getpid())
+_OUR_NETNS = re.compile(r"^ikc(\d+)[a-z]-[ir]$")
 
 # The two-namespace layout: veth between the IKE peers, inner addresses on lo for the tunnels.
 INITIATOR_ADDR = "192.0.2.1"
@@ -39,6 +42,7 @@ INITIATOR_ID = "init@ikecore.test"
 RESPONDER_ID = "resp@ikecore.test"
 
 STOP_TIMEOUT = 5.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class InteropSetupError(RuntimeError):
@@ -90,6 +94,12 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> in
     return proc.returncode
 
 
+def _die_with_test_process() -> None:
+    """Popen preexec_fn: the child gets SIGTERM when the test process dies, even by SIGKILL
+    (prctl PR_SET_PDEATHSIG survives the exec of `ip netns exec` and of the daemon)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 @dataclass
 class Netns:
     name: str
@@ -106,8 +116,25 @@ class Netns:
     ) -> subprocess.Popen[bytes]:
         with stdout.open("wb") as out:
             return subprocess.Popen(
-                [*self.exec_args(), *args], stdout=out, stderr=subprocess.STDOUT, env=env
+                [*self.exec_args(), *args], stdout=out, stderr=subprocess.STDOUT, env=env,
+                preexec_fn=_die_with_test_process,
             )
+
+
+def remove_stale_namespaces() -> list[str]:
+    """Delete namespaces of earlier runs of this suite that were killed before their teardown
+    (creating process gone, no process left inside). Returns the names deleted."""
+    removed = []
+    for line in run(["ip", "netns", "list"]).stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        match = _OUR_NETNS.match(name)
+        if match is None or Path(f"/proc/{int(match.group(1))}").exists():
+            continue
+        if run(["ip", "netns", "pids", name], check=False).stdout.strip():
+            continue  # something still runs in it: not ours to judge
+        run(["ip", "netns", "del", name], check=False)
+        removed.append(name)
+    return removed
 
 
 @dataclass

@@ -11,6 +11,7 @@ which the README's Interoperability table is generated.
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +31,7 @@ from interop_peers import (
     StrongSwanPair,
     connection_name,
     environment_problem,
+    remove_stale_namespaces,
     strongswan_version,
 )
 from interop_tshark import tshark_version
@@ -37,13 +39,24 @@ from interop_tshark import tshark_version
 CASES_KEY = pytest.StashKey[list[dict[str, Any]]]()
 REPORT_PATH = Path("ci-artifacts") / "interop.json"
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @pytest.fixture(scope="session", autouse=True)
-def interop_environment() -> dict[str, str]:
-    """Fail (never skip) when the machine cannot run the suite: the reason says what to do."""
+def interop_environment() -> Iterator[dict[str, str]]:
+    """Fail (never skip) when the machine cannot run the suite: the reason says what to do.
+
+    While the suite runs, SIGTERM (e.g. a CI timeout) is turned into KeyboardInterrupt so that
+    pytest still runs the finalizers: daemons stopped, namespaces deleted.
+    """
     problem = environment_problem()
     if problem is not None:
         pytest.fail(f"interop suite cannot run: {problem}", pytrace=False)
-    return {"strongswan": strongswan_version(), "tshark": tshark_version()}
+    remove_stale_namespaces()
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    yield {"strongswan": strongswan_version(), "tshark": tshark_version()}
+    signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture(scope="session")

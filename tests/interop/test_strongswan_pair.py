@@ -56,7 +56,7 @@ from interop_tshark import (
 )
 
 from ikecore.constants import EncrId, ExchangeType, NotifyType, PayloadType
-from ikecore.wireshark import KeyLog
+from ikecore.wireshark import KeyLog, read_key_tables
 
 ECHOES_FROM_INITIATOR = 2
 ECHOES_FROM_RESPONDER = 1
@@ -288,6 +288,12 @@ def test_tshark_verifies_every_esp_packet(run: StrongSwanRun, interop_case) -> N
         assert frozenset((frame.inner_src, frame.inner_dst)) in inner, frame
     requests = [f for f in result.esp if f.icmp_type == ICMP_ECHO_REQUEST]
     assert len(requests) == len(result.esp) // 2
+    # ikecore.wireshark reads back exactly the SAs tshark just used.
+    ike_records, esp_records = read_key_tables(run.workdir / "keys")
+    assert [(r.spi_i, r.spi_r) for r in ike_records] == (
+        [] if run.encr[0] == EncrId.CHACHA20_POLY1305 else [(run.sa_init.spi_i, run.sa_init.spi_r)]
+    )
+    assert {r.spi for r in esp_records} == {f.spi for f in result.esp}
     for _, esp in INSTALLABLE:
         interop_case(
             initiator="strongSwan", responder="strongSwan", ike=run.ike, esp=esp,
