@@ -298,6 +298,7 @@ def test_tshark_verifies_every_esp_packet(run: StrongSwanRun, interop_case) -> N
         interop_case(
             initiator="strongSwan", responder="strongSwan", ike=run.ike, esp=esp,
             exercised="tshark decrypts every ESP packet with ikecore.wireshark keys, ICVs good",
+            decoder="tshark",
         )
 
 
@@ -358,19 +359,22 @@ def test_every_ike_message_decrypts_with_icv_correct(run: StrongSwanRun, interop
         assert "CHACHA20_POLY1305 not decryptable" in table
         assert not any(frame.decrypted for frame in result.ike)
         frames = _chacha_inner_payloads(run, flip=False)
-        decoder = "cryptography ChaCha20Poly1305 (tshark 4.0 lacks it)"
+        decoder = "cryptography"
+        how = "cryptography with the logged keys (tshark 4.0 has no ChaCha20-Poly1305)"
     else:
         for frame in result.encrypted_ike:
             assert frame.decrypted and frame.icv_correct is True, frame
         frames = [(f.exchange, f.message_id, f.is_response, f.payloads[1:], f.notify_types)
                   for f in result.encrypted_ike]
         decoder = "tshark"
+        how = "tshark with ikecore.wireshark's tables"
     assert len(frames) == len(encrypted)
     _check_ike_payloads(frames)
     interop_case(
         initiator="strongSwan", responder="strongSwan", ike=run.ike, esp=None,
-        exercised=f"every IKE message decrypted by {decoder} with ikecore.wireshark keys, "
-                  "ICVs correct, inner payloads/notifies as sent",
+        exercised=f"every IKE message decrypted by {how}, ICVs correct, inner payloads and "
+                  "notifies as sent",
+        decoder=decoder,
     )
 
 
@@ -417,5 +421,8 @@ def test_one_flipped_key_byte_flags_every_icv(run: StrongSwanRun, interop_case) 
             assert frame.icv_correct is False, frame
     interop_case(
         initiator="strongSwan", responder="strongSwan", ike=run.ike, esp=None,
-        exercised="one key byte flipped: every IKE and ESP ICV flagged bad",
+        exercised="one key byte flipped: tshark accepts no ICV, cryptography rejects every "
+                  "ESP packet" + (" and IKE message" if encr == EncrId.CHACHA20_POLY1305 else
+                                  ", tshark flags every IKE ICV"),
+        decoder="tshark, cryptography",
     )

@@ -100,6 +100,7 @@ def test_tshark_decrypts_every_ike_record(decoded: Dissection, interop_case) -> 
         initiator="synthetic (cryptography)", responder="tshark", ike="AES-GCM-8/12/16, "
         "128/192/256-bit", esp=None,
         exercised="tshark decrypts SK payloads with ikecore.wireshark records; N(16432) shown",
+        decoder="tshark",
     )
 
 
@@ -115,6 +116,7 @@ def test_tshark_decrypts_every_esp_record(decoded: Dissection, interop_case) -> 
         initiator="synthetic (cryptography)", responder="tshark", ike=None,
         esp="AES-GCM-8/12/16, 128/192/256-bit",
         exercised="tshark decrypts ESP with ikecore.wireshark records, ICVs good",
+        decoder="tshark",
     )
 
 
@@ -127,4 +129,5 @@ def test_tshark_cannot_verify_esn_icvs(decoded: Dissection, interop_case) -> Non
     interop_case(
         initiator="synthetic (cryptography)", responder="tshark", ike=None,
         esp="aes128gcm16-esn", exercised="tshark 4.0 cannot verify ESN ICVs (no ESN support)",
+        decoder="tshark",
     )
