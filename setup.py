@@ -90,6 +90,8 @@ def _extensions() -> list[Extension]:
 
 
 setup(
+    # Compile the extensions side by side (CI has 2 cores; each module is one large C file).
+    options={"build_ext": {"parallel": os.cpu_count() or 1}},
     ext_modules=cythonize(
         _extensions(),
         language_level=3,
