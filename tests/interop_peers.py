@@ -196,17 +196,6 @@ class NetnsPair:
         for ns in (self.initiator, self.responder):
             run(["ip", "netns", "del", ns.name], check=False)
 
-    def __enter__(self) -> NetnsPair:
-        try:
-            self.create()
-        except BaseException:
-            self.delete()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.delete()
-
 
 # --- strongSwan configuration -------------------------------------------------------------
 
