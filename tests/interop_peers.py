@@ -41,6 +41,23 @@ PSK = "interop-test-psk-0123456789"
 INITIATOR_ID = "init@ikecore.test"
 RESPONDER_ID = "resp@ikecore.test"
 
+# The matrix of issue 8: IKE proposals of the groups and ciphers ikecore supports, and ESP
+# proposals each on its own Child SA (own inner address pair, so the responder picks the child
+# config by traffic selector).
+IKE_PROPOSALS = (
+    "aes128gcm16-prfsha256-x25519",
+    "aes256gcm16-prfsha384-ecp384",
+    "aes256gcm16-prfsha256-modp2048",
+    "chacha20poly1305-prfsha256-x25519",
+)
+ESP_CHILDREN = (
+    ("esp128", "aes128gcm16"),
+    ("esp256", "aes256gcm16"),
+    ("esp128esn", "aes128gcm16-esn"),
+    ("esp256esn", "aes256gcm16-esn"),
+    ("esp128either", "aes128gcm16-esn-noesn"),  # ESN or not: strongSwan still picks ESN
+)
+
 STOP_TIMEOUT = 5.0
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -147,7 +164,7 @@ class NetnsPair:
     """
 
     tag: str
-    inner_pairs: int = 4
+    inner_pairs: int = len(ESP_CHILDREN)
     initiator: Netns = field(init=False)
     responder: Netns = field(init=False)
     initiator_if: str = field(init=False)
@@ -302,23 +319,6 @@ charon-systemd {{
   }}
 }}
 """
-
-
-# The matrix of issue 8: IKE proposals of the groups and ciphers ikecore supports, and ESP
-# proposals each on its own Child SA (own inner address pair, so the responder picks the child
-# config by traffic selector).
-IKE_PROPOSALS = (
-    "aes128gcm16-prfsha256-x25519",
-    "aes256gcm16-prfsha384-ecp384",
-    "aes256gcm16-prfsha256-modp2048",
-    "chacha20poly1305-prfsha256-x25519",
-)
-ESP_CHILDREN = (
-    ("esp128", "aes128gcm16"),
-    ("esp256", "aes256gcm16"),
-    ("esp128esn", "aes128gcm16-esn"),
-    ("esp256esn", "aes256gcm16-esn"),
-)
 
 
 def connection_name(ike_proposal: str) -> str:
