@@ -28,16 +28,33 @@ from ikecore.errors import (
     ReplayError,
     SequenceExhausted,
 )
+from ikecore.keys import (
+    ChildKeys,
+    IkeKeys,
+    IkeSuite,
+    child_keys,
+    ike_keys,
+    ike_keys_initial,
+    ike_keys_rekey,
+    prf,
+    prf_plus,
+    psk_auth,
+    skeyseed,
+    skeyseed_rekey,
+)
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "ChildKeys",
     "CloneRefused",
     "DhGroup",
     "EncrId",
     "ExchangeType",
     "IdType",
     "IkeError",
+    "IkeKeys",
+    "IkeSuite",
     "IntegId",
     "IntegrityError",
     "LocalProtocolError",
@@ -51,4 +68,13 @@ __all__ = [
     "SequenceExhausted",
     "TransformType",
     "__version__",
+    "child_keys",
+    "ike_keys",
+    "ike_keys_initial",
+    "ike_keys_rekey",
+    "prf",
+    "prf_plus",
+    "psk_auth",
+    "skeyseed",
+    "skeyseed_rekey",
 ]

@@ -1,0 +1,294 @@
+"""IKEv2 key derivation: prf, prf+, SKEYSEED, SK_*, rekey/clone, Child SA KEYMAT, PSK AUTH.
+
+RFC 7296 §2.13-2.18 (and RFC 7791, whose clone uses the rekey formulas unchanged). The PRFs and
+each whole key schedule run in one call into ``ikecore._fast.prf``: the keyed PRF state is made
+once and reused for every prf+ block, and intermediate secrets (SKEYSEED, KEYMAT) stay in native
+buffers that are wiped. The results hold the keys as ``bytes``; their repr never shows them.
+
+Byte arguments accept bytes, bytearray or memoryview; bad arguments raise TypeError/ValueError
+naming the problem (an unknown PRF id, more than 255 prf+ blocks, SPIs that are not 8 bytes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from ikecore._fast import prf as _prf
+from ikecore.constants import EncrId, IntegId, PrfId
+
+__all__ = [
+    "SUPPORTED_PRFS",
+    "ChildKeys",
+    "IkeKeys",
+    "IkeSuite",
+    "child_keys",
+    "ike_keys",
+    "ike_keys_initial",
+    "ike_keys_rekey",
+    "prf",
+    "prf_plus",
+    "psk_auth",
+    "skeyseed",
+    "skeyseed_rekey",
+]
+
+Bytes = bytes | bytearray | memoryview
+
+# The PRFs implemented here (for callers that validate proposals).
+SUPPORTED_PRFS = frozenset(
+    {
+        PrfId.HMAC_SHA1,
+        PrfId.AES128_XCBC,
+        PrfId.HMAC_SHA2_256,
+        PrfId.HMAC_SHA2_384,
+        PrfId.HMAC_SHA2_512,
+        PrfId.AES128_CMAC,
+    }
+)
+
+# Encryption key material per ENCR transform, in bytes, as a function of the Key Length attribute.
+# AEAD keys carry their salt at the end: RFC 4106 §8.1, RFC 5282 §7.1 (GCM); RFC 7634 §2 (ChaCha20).
+_AES_KEY_BITS = frozenset({128, 192, 256})
+_GCM = frozenset({EncrId.AES_GCM_8, EncrId.AES_GCM_12, EncrId.AES_GCM_16})
+_SALT_LEN = 4
+
+# Integrity key length per INTEG transform (RFC 7296 §3.3.2, RFC 3566, RFC 4494, RFC 4868 §2.1.1).
+_INTEG_KEY_LEN: dict[int, int] = {
+    IntegId.HMAC_SHA1_96: 20,
+    IntegId.AES_XCBC_96: 16,
+    IntegId.AES_CMAC_96: 16,
+    IntegId.HMAC_SHA2_256_128: 32,
+    IntegId.HMAC_SHA2_384_192: 48,
+    IntegId.HMAC_SHA2_512_256: 64,
+}
+
+
+def _key_repr(record: object) -> str:
+    """``Name(field=<N bytes>, ...)``: lengths only, so keys never reach a log."""
+    shown = ", ".join(
+        f"{f.name}=<{len(getattr(record, f.name))} bytes>"
+        for f in fields(record)  # type: ignore[arg-type]
+    )
+    return f"{type(record).__name__}({shown})"
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSuite:
+    """The transforms of an IKE SA that decide its key lengths.
+
+    ``encr``: EncrId (AES_GCM_8/12/16, CHACHA20_POLY1305, AES_CBC); ``key_bits``: its Key Length
+    attribute (128/192/256 for AES; None or 256 for ChaCha20-Poly1305, which has none);
+    ``prf``: PrfId; ``integ``: IntegId, None (or NONE) for AEAD ciphers; ``dh``: DhGroup.
+    """
+
+    encr: int
+    key_bits: int | None
+    prf: int
+    integ: int | None = None
+    dh: int | None = None
+    encr_key_len: int = field(init=False, repr=False, compare=False)
+    integ_key_len: int = field(init=False, repr=False, compare=False)
+    prf_key_len: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("encr", "key_bits", "prf", "integ", "dh"):
+            value = getattr(self, name)
+            optional = name not in ("encr", "prf")
+            if not isinstance(value, int) and not (optional and value is None):
+                wanted = "an int or None" if optional else "an int"
+                raise TypeError(f"IkeSuite.{name} must be {wanted}, not {type(value).__name__}")
+        bits = self.key_bits
+        aead = self.encr in _GCM or self.encr == EncrId.CHACHA20_POLY1305
+        if self.encr in _GCM:
+            if bits is None or bits not in _AES_KEY_BITS:
+                raise ValueError(f"AES-GCM needs key_bits 128, 192 or 256, got {bits!r}")
+            encr_key_len = bits // 8 + _SALT_LEN
+        elif self.encr == EncrId.CHACHA20_POLY1305:
+            if bits not in (None, 256):
+                raise ValueError(f"ChaCha20-Poly1305 has a 256-bit key, got key_bits {bits!r}")
+            encr_key_len = 32 + _SALT_LEN
+        elif self.encr == EncrId.AES_CBC:
+            if bits is None or bits not in _AES_KEY_BITS:
+                raise ValueError(f"AES-CBC needs key_bits 128, 192 or 256, got {bits!r}")
+            encr_key_len = bits // 8
+        else:
+            raise ValueError(f"unsupported encryption transform {self.encr!r}")
+        if aead:
+            # RFC 5282 §8: an AEAD cipher has no separate integrity transform (SK_ai/SK_ar empty)
+            if self.integ not in (None, IntegId.NONE):
+                raise ValueError(
+                    f"AEAD cipher {self.encr!r} takes no integrity transform, got {self.integ!r}"
+                )
+            integ_key_len = 0
+        elif self.integ is not None and self.integ in _INTEG_KEY_LEN:
+            integ_key_len = _INTEG_KEY_LEN[self.integ]
+        else:
+            raise ValueError(
+                f"cipher {self.encr!r} needs a supported integrity transform, got {self.integ!r}"
+            )
+        object.__setattr__(self, "encr_key_len", encr_key_len)
+        object.__setattr__(self, "integ_key_len", integ_key_len)
+        object.__setattr__(self, "prf_key_len", _prf.output_length(self.prf))
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class IkeKeys:
+    """The seven keys of an IKE SA (RFC 7296 §2.14). *_i protect what the original initiator
+    sends, *_r the other direction; AEAD encryption keys end with their 4-byte salt."""
+
+    sk_d: bytes
+    sk_ai: bytes
+    sk_ar: bytes
+    sk_ei: bytes
+    sk_er: bytes
+    sk_pi: bytes
+    sk_pr: bytes
+
+    __repr__ = _key_repr
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class ChildKeys:
+    """The keys of a Child SA pair (RFC 7296 §2.17). *_i protect initiator-to-responder traffic
+    (the SA whose SPI the responder chose), *_r the reverse; AEAD keys end with their salt."""
+
+    encr_i: bytes
+    integ_i: bytes
+    encr_r: bytes
+    integ_r: bytes
+
+    __repr__ = _key_repr
+
+
+def _not_a_suite(suite: object) -> TypeError:
+    # the schedules read the suite's attributes without an isinstance check on the hot path
+    return TypeError(f"suite must be an IkeSuite, not {type(suite).__name__}")
+
+
+def prf(prf_id: int, key: Bytes, data: Bytes) -> bytes:
+    """prf(K, S) (RFC 7296 §2.13); XCBC/CMAC keys follow RFC 4434 / RFC 4615."""
+    return _prf.prf(prf_id, key, data)
+
+
+def prf_plus(prf_id: int, key: Bytes, seed: Bytes, length: int) -> bytes:
+    """``length`` bytes of prf+(K, S); ValueError past 255 blocks (RFC 7296 §2.13)."""
+    # prf+ (K,S) = T1 | T2 | T3 | T4 | ...
+    # T1 = prf (K, S | 0x01);  Tn = prf (K, T(n-1) | S | n)
+    return _prf.prf_plus(prf_id, key, seed, length)
+
+
+def skeyseed(prf_id: int, ni: Bytes, nr: Bytes, g_ir: Bytes) -> bytes:
+    """SKEYSEED of an initial IKE SA (RFC 7296 §2.14)."""
+    # SKEYSEED = prf(Ni | Nr, g^ir)
+    # PRF_AES128_XCBC / PRF_AES128_CMAC: SKEYSEED = prf(Ni[0:8] | Nr[0:8], g^ir)
+    return _prf.skeyseed(prf_id, ni, nr, g_ir)
+
+
+def skeyseed_rekey(old_prf_id: int, sk_d_old: Bytes, g_ir: Bytes, ni: Bytes, nr: Bytes) -> bytes:
+    """SKEYSEED of a rekeyed IKE SA or an RFC 7791 clone, with the old SA's PRF (§2.18)."""
+    # SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr)
+    return _prf.skeyseed_rekey(old_prf_id, sk_d_old, g_ir, ni, nr)
+
+
+def ike_keys(
+    suite: IkeSuite, skeyseed: Bytes, ni: Bytes, nr: Bytes, spi_i: Bytes, spi_r: Bytes
+) -> IkeKeys:
+    """The seven SK_* keys from SKEYSEED (RFC 7296 §2.14); SPIs are the 8-byte IKE SPIs."""
+    # {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
+    #                   = prf+ (SKEYSEED, Ni | Nr | SPIi | SPIr)
+    try:
+        return _prf.ike_keys(
+            IkeKeys,
+            suite.prf,
+            skeyseed,
+            ni,
+            nr,
+            spi_i,
+            spi_r,
+            suite.integ_key_len,
+            suite.encr_key_len,
+        )
+    except AttributeError:
+        raise _not_a_suite(suite) from None
+
+
+def ike_keys_initial(
+    suite: IkeSuite, ni: Bytes, nr: Bytes, g_ir: Bytes, spi_i: Bytes, spi_r: Bytes
+) -> IkeKeys:
+    """The whole key schedule of an initial IKE SA in one native call (RFC 7296 §2.14).
+
+    Same result as ``ike_keys(suite, skeyseed(suite.prf, ni, nr, g_ir), ni, nr, spi_i, spi_r)``;
+    SKEYSEED itself never becomes a Python object.
+    """
+    # SKEYSEED = prf(Ni | Nr, g^ir)   (Ni[0:8] | Nr[0:8] for XCBC/CMAC)
+    # {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
+    #                   = prf+ (SKEYSEED, Ni | Nr | SPIi | SPIr)
+    try:
+        return _prf.ike_sa_init_keys(
+            IkeKeys, suite.prf, ni, nr, g_ir, spi_i, spi_r, suite.integ_key_len, suite.encr_key_len
+        )
+    except AttributeError:
+        raise _not_a_suite(suite) from None
+
+
+def ike_keys_rekey(
+    old_prf_id: int,
+    sk_d_old: Bytes,
+    suite: IkeSuite,
+    g_ir: Bytes,
+    ni: Bytes,
+    nr: Bytes,
+    spi_i: Bytes,
+    spi_r: Bytes,
+) -> IkeKeys:
+    """The keys of a rekeyed IKE SA or an RFC 7791 clone in one native call (RFC 7296 §2.18).
+
+    ``old_prf_id``/``sk_d_old`` belong to the SA being rekeyed or cloned, ``suite`` to the new
+    SA; ``spi_i``/``spi_r`` are the new SA's SPIs (the Proposal SPI fields of the exchange).
+    """
+    # SKEYSEED = prf_old(SK_d (old), g^ir (new) | Ni | Nr)
+    # {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
+    #                   = prf+_new(SKEYSEED, Ni | Nr | SPIi | SPIr)
+    try:
+        return _prf.ike_sa_rekey_keys(
+            IkeKeys,
+            old_prf_id,
+            sk_d_old,
+            suite.prf,
+            g_ir,
+            ni,
+            nr,
+            spi_i,
+            spi_r,
+            suite.integ_key_len,
+            suite.encr_key_len,
+        )
+    except AttributeError:
+        raise _not_a_suite(suite) from None
+
+
+def child_keys(
+    prf_id: int,
+    sk_d: Bytes,
+    ni: Bytes,
+    nr: Bytes,
+    encr_key_len: int,
+    integ_key_len: int,
+    g_ir: Bytes | None = None,
+) -> ChildKeys:
+    """KEYMAT of a Child SA pair (RFC 7296 §2.17), with PFS when ``g_ir`` is given.
+
+    ``encr_key_len`` includes an AEAD salt (e.g. 36 for AES-GCM-256); ``integ_key_len`` is 0
+    for AEAD. Ni/Nr are those of the exchange that creates the Child SA (IKE_SA_INIT's for the
+    Child SA of IKE_AUTH).
+    """
+    # KEYMAT = prf+(SK_d, Ni | Nr)                 without PFS
+    # KEYMAT = prf+(SK_d, g^ir (new) | Ni | Nr)    with PFS
+    # KEYMAT = encr_i | integ_i | encr_r | integ_r (initiator-to-responder SA first)
+    return _prf.child_keys(ChildKeys, prf_id, sk_d, ni, nr, encr_key_len, integ_key_len, g_ir)
+
+
+def psk_auth(prf_id: int, psk: Bytes, signed_octets: Bytes) -> bytes:
+    """AUTH data of the shared-key method (Auth Method 2, RFC 7296 §2.15)."""
+    # AUTH = prf( prf(Shared Secret, "Key Pad for IKEv2"), <InitiatorSignedOctets>)
+    return _prf.psk_auth(prf_id, psk, signed_octets)
