@@ -55,7 +55,8 @@ from interop_tshark import (
     sa_inits,
 )
 
-from ikecore.constants import EncrId, ExchangeType, NotifyType, PayloadType
+from ikecore.constants import DhGroup, EncrId, ExchangeType, NotifyType, PayloadType, PrfId
+from ikecore.keys import IkeSuite, child_keys, ike_keys, skeyseed
 from ikecore.wireshark import KeyLog, read_key_tables
 
 ECHOES_FROM_INITIATOR = 2
@@ -71,6 +72,9 @@ ENCR = {
     "chacha20poly1305": (EncrId.CHACHA20_POLY1305, 256),
 }
 PRF = {"prfsha256": "sha256", "prfsha384": "sha384"}  # hashlib names for the hmac oracle
+PRF_ID = {"prfsha256": PrfId.HMAC_SHA2_256, "prfsha384": PrfId.HMAC_SHA2_384}
+DH_GROUP = {"x25519": DhGroup.CURVE25519, "ecp384": DhGroup.ECP_384,
+            "modp2048": DhGroup.MODP_2048}
 STRONGSWAN_IKE_NAMES = {
     "aes128gcm16": "AES_GCM_16-128",
     "aes256gcm16": "AES_GCM_16-256",
@@ -261,6 +265,35 @@ def test_capture_nonces_and_spis_reproduce_the_logged_keys(run: StrongSwanRun) -
     child: LoggedChildKeys = run.initiator_keys.child(INSTALLABLE[0][0])
     keymat = _prf_plus(prf, keys.sk_d, ni + nr, 2 * len(child.encr_i))
     assert keymat == child.encr_i + child.encr_r
+
+
+def test_ikecore_key_schedule_equals_strongswans(run: StrongSwanRun, interop_case) -> None:
+    """ikecore.keys, fed the shared DH secret strongSwan logged and the nonces and SPIs of the
+    capture, derives exactly the keys strongSwan derived (RFC 7296 §2.14, §2.17)."""
+    cipher, prf_name, dh_name = run.ike.split("-")
+    encr, key_bits = ENCR[cipher]
+    prf_id = PRF_ID[prf_name]
+    logged = run.initiator_keys.ike[0]
+    ni, nr = run.sa_init.ni, run.sa_init.nr
+    seed = skeyseed(prf_id, ni, nr, logged.g_ir)
+    assert seed == logged.skeyseed
+    suite = IkeSuite(encr, key_bits, prf_id, dh=DH_GROUP[dh_name])
+    ours = ike_keys(suite, seed, ni, nr, run.sa_init.spi_i, run.sa_init.spi_r)
+    assert (ours.sk_d, ours.sk_ai, ours.sk_ar, ours.sk_ei, ours.sk_er, ours.sk_pi, ours.sk_pr) == (
+        logged.sk_d, logged.sk_ai, logged.sk_ar, logged.sk_ei, logged.sk_er, logged.sk_pi,
+        logged.sk_pr,
+    )
+    # The Child SA of IKE_AUTH: KEYMAT = prf+(SK_d, Ni | Nr), no integrity key for AES-GCM.
+    first = run.initiator_keys.child(INSTALLABLE[0][0])
+    keymat = child_keys(prf_id, ours.sk_d, ni, nr, len(first.encr_i), 0)
+    assert (keymat.encr_i, keymat.integ_i, keymat.encr_r, keymat.integ_r) == (
+        first.encr_i, b"", first.encr_r, b""
+    )
+    interop_case(
+        initiator="strongSwan", responder="strongSwan", ike=run.ike, esp=INSTALLABLE[0][1],
+        exercised="ikecore.keys reproduces strongSwan's SKEYSEED, SK_* and first Child SA "
+                  "KEYMAT from its logged g^ir and the captured nonces/SPIs",
+    )
 
 
 # --- tshark ---------------------------------------------------------------------------------
