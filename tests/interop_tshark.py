@@ -302,22 +302,36 @@ def sa_inits(messages: Sequence[WireIke]) -> list[SaInit]:
     return result
 
 
-def open_sk_chacha20_poly1305(message: bytes, sk_e: bytes) -> bytes:
-    """Decrypt the SK payload of ``message`` (ENCR_CHACHA20_POLY1305, RFC 7634 §3).
-
-    Key = first 32 bytes of SK_e, salt = last 4; nonce = salt || 8-byte IV; AAD = IKE header
-    and SK payload header (RFC 5282 §5.1); ICV 16 bytes. Returns the inner payloads, padding
-    stripped (RFC 7296 §3.14). Raises InvalidTag for a wrong key or a modified message.
-    """
+def open_sk(message: bytes, sk_e: bytes, chacha20_poly1305: bool = False) -> bytes:
+    """Decrypt the SK payload of ``message`` with AES-GCM-16 (RFC 5282) or
+    ENCR_CHACHA20_POLY1305 (RFC 7634 §3): key = SK_e without its last 4 bytes, salt = those 4;
+    nonce = salt || 8-byte IV; AAD = IKE header and SK payload header (RFC 5282 §5.1); ICV 16
+    bytes. Returns the inner payloads, padding stripped (RFC 7296 §3.14). Raises InvalidTag
+    for a wrong key or a modified message."""
     if message[16] != PAYLOAD_SK:
         raise ValueError("the first payload is not SK")
-    key, salt = sk_e[:32], sk_e[32:36]
+    key, salt = sk_e[:-4], sk_e[-4:]
     payload_length = int.from_bytes(message[30:32], "big")
     iv = message[32:40]
     body = message[40:28 + payload_length]
-    plain = ChaCha20Poly1305(key).decrypt(salt + iv, body, message[:32])
+    aead = ChaCha20Poly1305(key) if chacha20_poly1305 else AESGCM(key)
+    plain = aead.decrypt(salt + iv, body, message[:32])
     pad_length = plain[-1]
     return plain[: len(plain) - 1 - pad_length]
+
+
+def payload_chain(first_type: int, data: bytes) -> list[tuple[int, bytes]]:
+    """(type, body) of each payload of a chain (RFC 7296 §3.2 generic headers)."""
+    payloads, next_type, offset = [], first_type, 0
+    while next_type != 0:
+        length = int.from_bytes(data[offset + 2:offset + 4], "big")
+        if length < 4 or offset + length > len(data):
+            raise ValueError(f"payload {next_type} at {offset}: bad length {length}")
+        payloads.append((next_type, data[offset + 4:offset + length]))
+        next_type, offset = data[offset], offset + length
+    if offset != len(data):
+        raise ValueError(f"{len(data) - offset} bytes after the last payload")
+    return payloads
 
 
 __all__ = [
@@ -331,7 +345,8 @@ __all__ = [
     "dissect",
     "ike_messages",
     "open_esp_aes_gcm",
-    "open_sk_chacha20_poly1305",
+    "open_sk",
+    "payload_chain",
     "read_pcap",
     "sa_inits",
     "tshark_version",

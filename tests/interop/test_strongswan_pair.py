@@ -50,7 +50,8 @@ from interop_tshark import (
     WireIke,
     dissect,
     open_esp_aes_gcm,
-    open_sk_chacha20_poly1305,
+    open_sk,
+    payload_chain,
     read_pcap,
     sa_inits,
 )
@@ -296,6 +297,33 @@ def test_ikecore_key_schedule_equals_strongswans(run: StrongSwanRun, interop_cas
     )
 
 
+def test_ikecore_keymat_of_create_child_sa_equals_strongswans(
+    run: StrongSwanRun, interop_case
+) -> None:
+    """The second Child SA comes from CREATE_CHILD_SA {SA, Ni, TSi, TSr} (no PFS): its nonces
+    are inside SK payloads, opened with the logged keys; KEYMAT = prf+(SK_d, Ni | Nr)."""
+    name, esp = INSTALLABLE[1]
+    message_id = [child for child, _ in ESP_CHILDREN].index(name) + 1
+    nonces = {}
+    for message in run.messages:
+        if (message.exchange, int.from_bytes(message.data[20:24], "big")) == (
+            ExchangeType.CREATE_CHILD_SA, message_id
+        ):
+            [nonce] = [body for kind, body in _open(run, message) if kind == PayloadType.NONCE]
+            nonces[message.is_response] = nonce
+    ni, nr = nonces[False], nonces[True]
+    assert ni != run.sa_init.ni and nr != run.sa_init.nr  # fresh nonces (RFC 7296 §1.3.1)
+    logged = run.initiator_keys.child(name)
+    prf_id = PRF_ID[run.ike.split("-")[1]]
+    keymat = child_keys(prf_id, run.initiator_keys.ike[0].sk_d, ni, nr, len(logged.encr_i), 0)
+    assert (keymat.encr_i, keymat.encr_r) == (logged.encr_i, logged.encr_r)
+    interop_case(
+        initiator="strongSwan", responder="strongSwan", ike=run.ike, esp=esp,
+        exercised="ikecore.keys reproduces the KEYMAT of a CREATE_CHILD_SA Child SA (nonces "
+                  "from the decrypted exchange)",
+    )
+
+
 # --- tshark ---------------------------------------------------------------------------------
 
 
@@ -360,27 +388,33 @@ def _check_ike_payloads(frames: list[tuple[int, int, bool, tuple[int, ...], tupl
     assert by_exchange[(ExchangeType.INFORMATIONAL, delete_id, False)][0][-1] == PayloadType.DELETE
 
 
-def _chacha_inner_payloads(run: StrongSwanRun, flip: bool
-                           ) -> list[tuple[int, int, bool, tuple[int, ...], tuple[int, ...]]]:
-    """Open every SK payload with the logged keys (`cryptography`) and walk the payload chain."""
+def _sk_e(run: StrongSwanRun, message: WireIke, flip: bool = False) -> bytes:
+    """The SK_e that sealed ``message``: SK_ei if the original initiator sent it (§3.1 I flag)."""
     keys = run.initiator_keys.ike[0]
-    change = flip_first_byte if flip else (lambda key: key)
+    sk_e = keys.sk_ei if message.data[19] & FLAG_INITIATOR else keys.sk_er
+    return flip_first_byte(sk_e) if flip else sk_e
+
+
+def _open(run: StrongSwanRun, message: WireIke, flip: bool = False) -> list[tuple[int, bytes]]:
+    chacha = run.encr[0] == EncrId.CHACHA20_POLY1305
+    return payload_chain(message.data[28], open_sk(message.data, _sk_e(run, message, flip), chacha))
+
+
+def _inner_payloads_by_cryptography(
+    run: StrongSwanRun,
+) -> list[tuple[int, int, bool, tuple[int, ...], tuple[int, ...]]]:
+    """Open every SK payload with the logged keys (`cryptography`) and walk the payload chain."""
     frames = []
     for message in run.messages:
         if message.data[16] != PayloadType.SK:
             continue
-        sk_e = keys.sk_ei if message.data[19] & FLAG_INITIATOR else keys.sk_er
-        plain = open_sk_chacha20_poly1305(message.data, change(sk_e))
-        types, notifies, next_type, offset = [], [], message.data[28], 0
-        while next_type != PayloadType.NONE:
-            types.append(next_type)
-            length = int.from_bytes(plain[offset + 2:offset + 4], "big")
-            if next_type == PayloadType.NOTIFY:
-                notifies.append(int.from_bytes(plain[offset + 6:offset + 8], "big"))
-            next_type, offset = plain[offset], offset + length
-        assert offset == len(plain) and all(t in PayloadType.__members__.values() for t in types)
+        payloads = _open(run, message)
+        types = tuple(payload_type for payload_type, _ in payloads)
+        notifies = tuple(int.from_bytes(body[2:4], "big")
+                         for payload_type, body in payloads if payload_type == PayloadType.NOTIFY)
+        assert all(t in PayloadType.__members__.values() for t in types)
         frames.append((message.exchange, int.from_bytes(message.data[20:24], "big"),
-                       message.is_response, tuple(types), tuple(notifies)))
+                       message.is_response, types, notifies))
     return frames
 
 
@@ -395,7 +429,7 @@ def test_every_ike_message_decrypts_with_icv_correct(run: StrongSwanRun, interop
         table = (run.workdir / "keys" / "ikev2_decryption_table").read_text()
         assert "CHACHA20_POLY1305 not decryptable" in table
         assert not any(frame.decrypted for frame in result.ike)
-        frames = _chacha_inner_payloads(run, flip=False)
+        frames = _inner_payloads_by_cryptography(run)
         decoder = "cryptography"
         how = "cryptography with the logged keys (tshark 4.0 has no ChaCha20-Poly1305)"
     else:
@@ -448,10 +482,8 @@ def test_one_flipped_key_byte_flags_every_icv(run: StrongSwanRun, interop_case) 
     if encr == EncrId.CHACHA20_POLY1305:
         for message in run.messages:
             if message.data[16] == PayloadType.SK:
-                sk_e = run.initiator_keys.ike[0].sk_ei if message.data[19] & FLAG_INITIATOR \
-                    else run.initiator_keys.ike[0].sk_er
                 with pytest.raises(InvalidTag):
-                    open_sk_chacha20_poly1305(message.data, flip_first_byte(sk_e))
+                    _open(run, message, flip=True)
     else:
         assert len(result.encrypted_ike) >= 10
         for frame in result.encrypted_ike:
