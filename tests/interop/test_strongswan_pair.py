@@ -91,8 +91,6 @@ ESN_CHILDREN = [(name, esp) for name, esp in ESP_CHILDREN if "esn" in esp]
 
 
 @dataclass
-
-
 class StrongSwanRun:
     ike: str
     pcap: Path
@@ -113,8 +111,6 @@ class StrongSwanRun:
 
 
 @pytest.fixture(scope="module", params=IKE_PROPOSALS)
-
-
 def run(
     request: pytest.FixtureRequest,
     strongswan_pair: StrongSwanPair,
