@@ -494,7 +494,7 @@ class IkeSession:
             del self._responses[old]
 
     def _responder_for(self, message: IkeMessage) -> ResponderTask:
-        from ikecore.exchanges.create_child import responder_for_create_child
+        from ikecore.exchanges.create_child import CreateChildDispatch
         from ikecore.exchanges.ike_auth import IkeAuthResponder
         from ikecore.exchanges.ike_sa_init import IkeSaInitResponder
         from ikecore.exchanges.informational import InformationalResponder
@@ -505,7 +505,7 @@ class IkeSession:
         if exchange == ExchangeType.IKE_AUTH and state == IkeState.AUTHENTICATING:
             return IkeAuthResponder()
         if exchange == ExchangeType.CREATE_CHILD_SA and state in _CHILD_CAPABLE:
-            return responder_for_create_child(self)
+            return CreateChildDispatch()
         if exchange == ExchangeType.INFORMATIONAL and state in _INFORMATIONAL_CAPABLE:
             return InformationalResponder()
         raise DropMessage(f"{exchange} request in state {state.value}")

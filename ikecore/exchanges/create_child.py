@@ -54,10 +54,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChildCollision",
+    "CreateChildDispatch",
     "CreateChildInitiator",
     "CreateChildResponder",
     "peer_rekey_won",
-    "responder_for_create_child",
 ]
 
 
@@ -305,12 +305,9 @@ class CreateChildResponder:
         ]
 
 
-def responder_for_create_child(session: IkeSession) -> ResponderTask:
-    return _CreateChildDispatch()
-
-
-class _CreateChildDispatch:
-    """Picks the task by the request's content; the role is the responder's throughout."""
+class CreateChildDispatch:
+    """The responder's CREATE_CHILD_SA: picks the task by the request's content (a Child SA,
+    an IKE SA rekey, an RFC 7791 clone); the role is the responder's throughout."""
 
     def process_request(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
