@@ -141,8 +141,11 @@ class IkeSaInitInitiator:
             offer(self._peer.ike_proposals),
             KePayload(self._group, self._key_exchange.public_data),
             Nonce(self._ni),
-            *nat_detection_payloads(sa.spi_i, _ZERO_SPI, sa.local_address, sa.remote_address),
         ]
+        if session.endpoint.config.nat_detection:
+            payloads += nat_detection_payloads(
+                sa.spi_i, _ZERO_SPI, sa.local_address, sa.remote_address
+            )
         return payloads
 
     def process_response(
