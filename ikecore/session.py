@@ -36,6 +36,7 @@ from ikecore.errors import (
 from ikecore.events import ChildSaDeleted, Event, IkeSaDeleted
 from ikecore.exchanges.base import DropMessage, InitiatorTask, NotifyError, ResponderTask
 from ikecore.exchanges.ike_sa_init import Handshake
+from ikecore.payloads import UnsupportedCriticalPayload
 from ikecore.sa import ChildSa, IkeSa
 from ikecore.states import (
     ChildState,
@@ -392,6 +393,8 @@ class IkeSession:
         except IntegrityError:
             self.integrity_failures += 1
             return None
+        except UnsupportedCriticalPayload:
+            raise  # authentic, but with a critical payload we do not know: the caller answers
         except (MalformedMessage, RemoteProtocolError):
             return None
 
@@ -410,7 +413,10 @@ class IkeSession:
         out = self._outstanding.get(message.message_id)
         if out is None or message.exchange != out.task.exchange_type:
             return  # unsolicited or duplicate response
-        payloads = self._open(message)
+        try:
+            payloads = self._open(message)
+        except UnsupportedCriticalPayload:
+            payloads = None  # a response we cannot read: as good as lost
         if payloads is None:
             return
         self._note_window(payloads)
@@ -443,25 +449,35 @@ class IkeSession:
         lowest = sa.next_peer_request_id
         if not lowest <= message_id < lowest + sa.local_window or message_id in self._answered:
             return
-        payloads = self._open(message)
-        if payloads is None:
-            return
-        self._note_window(payloads)
-        if not sa.initiator and (message.exchange == ExchangeType.IKE_AUTH or sa.remote_behind_nat):
-            # §2.23: follow the initiator's move to the NAT-T port (and a NAT's rebinding),
-            # from authenticated requests only.
-            sa.remote_address, sa.local_address = src, dst
-        fatal = False
+        fatal: int | None = None
+        response: list[Payload]
         try:
-            task = self._responder_for(message)
-            response = task.process_request(self, message, payloads, now)
-        except DropMessage:
-            return
-        except NotifyError as refused:
-            response = [Notify.status(refused.notify_type, refused.data)]
-        except RemoteProtocolError as refused:
-            response = [Notify.status(refused.notify_type)]
-            fatal = refused.notify_type in _FATAL_NOTIFIES
+            payloads = self._open(message)
+        except UnsupportedCriticalPayload as unsupported:
+            # §2.5: the whole request is refused, naming the payload type; nothing runs.
+            payloads = None
+            response = [Notify.status(unsupported.notify_type, unsupported.notify_data)]
+        else:
+            if payloads is None:
+                return
+            self._note_window(payloads)
+            if not sa.initiator and (
+                message.exchange == ExchangeType.IKE_AUTH or sa.remote_behind_nat
+            ):
+                # §2.23: follow the initiator's move to the NAT-T port (and a NAT's
+                # rebinding), from authenticated requests only.
+                sa.remote_address, sa.local_address = src, dst
+            try:
+                task = self._responder_for(message)
+                response = task.process_request(self, message, payloads, now)
+            except DropMessage:
+                return
+            except NotifyError as refused:
+                response = [Notify.status(refused.notify_type, refused.data)]
+            except RemoteProtocolError as refused:
+                response = [Notify.status(refused.notify_type)]
+                if refused.notify_type in _FATAL_NOTIFIES:
+                    fatal = refused.notify_type
         refused_init = (
             message.exchange == ExchangeType.IKE_SA_INIT and sa.state == IkeState.CONNECTING
         )
@@ -472,8 +488,8 @@ class IkeSession:
             self.handshake.response = raw
         self._remember_response(message_id, digest, raw)
         self.endpoint.transmit(self, raw)
-        if fatal:
-            self.terminate(IkeTrigger.FAILED, _reason(NotifyType.INVALID_SYNTAX), now)
+        if fatal is not None:
+            self.terminate(IkeTrigger.FAILED, _reason(fatal), now)
         elif self._close_after_response is not None:
             trigger, reason, notify = self._close_after_response
             self._close_after_response = None

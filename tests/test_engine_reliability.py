@@ -7,9 +7,9 @@ from engine_harness import INITIATOR_HOST, RESPONDER_HOST, Delivery, describe, d
 from ikecore import ExchangeType, NotifyType
 from ikecore.endpoint import Datagram
 from ikecore.events import ChildSaEstablished, IkeSaDeleted, IkeSaEstablished
-from ikecore.payloads import Notify
+from ikecore.payloads import Notify, UnknownPayload
 from ikecore.states import IkeState
-from ikecore.wire import build_message
+from ikecore.wire import build_message, ike_cipher, open_message, parse_message
 
 
 def _drop_first(predicate: object) -> object:
@@ -208,3 +208,32 @@ def test_a_responder_answering_nonsense_ends_the_attempt() -> None:
         initiator.receive_datagram(junk, request.dst, request.src, 1.1)
     assert session.state == IkeState.CONNECTING and initiator.malformed == 3
     assert responder.sessions == []
+
+
+def test_unknown_critical_payload_in_a_request_is_refused_naming_it() -> None:
+    initiator, responder, peer, net = pair()
+    session = initiator.initiate(peer, 0.0)
+    net.run(0.0)
+    (peer_session,) = responder.sessions
+    sa = session.sa
+    assert sa.keys is not None and sa.transforms is not None
+    cipher = ike_cipher(sa.transforms.encr, sa.keys.sk_ei, sa.transforms.icv_length, 10**6)
+    # INFORMATIONAL #2 {UNKNOWN(200, critical)} -->  <-- {N(UNSUPPORTED_CRITICAL_PAYLOAD, 200)}
+    request = build_message(
+        sa.spi_i,
+        sa.spi_r,
+        ExchangeType.INFORMATIONAL,
+        initiator=True,
+        response=False,
+        message_id=2,
+        payloads=[UnknownPayload(200, b"x", True)],
+        cipher=cipher,
+    )
+    responder.receive_datagram(bytes(4) + request, ("192.0.2.1", 4500), ("198.51.100.1", 4500), 1.0)
+    (answer,) = responder.datagrams_to_send(1.0)
+    peer_cipher = ike_cipher(sa.transforms.encr, sa.keys.sk_er, sa.transforms.icv_length, 0)
+    (notify,) = open_message(peer_cipher, parse_message(answer.data[4:]))
+    assert isinstance(notify, Notify)
+    assert notify.notify_type == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD and notify.data == b"\xc8"
+    assert peer_session.state == IkeState.ESTABLISHED
+    assert peer_session.sa.next_peer_request_id == 3
