@@ -101,7 +101,8 @@ class EspInbound:
     def decapsulate_into(self, packet: Buffer, out: Buffer) -> tuple[int, int]:
         """(next_header, inner length) with the payload at the start of ``out``, which needs
         len(packet) - 16 - icv_len bytes (the trailer is decrypted there too) and must not
-        overlap ``packet``. After an IntegrityError that part of ``out`` is zeroed."""
+        overlap ``packet`` unless exactly in place (``memoryview(packet)[16:]``). After an
+        IntegrityError that part of ``out`` is zeroed."""
     def decapsulate_batch(self, packets: Sequence[Buffer], out: Buffer, ends: Buffer,
                           results: Buffer) -> int:
         """Decapsulates each packet in order (the window moves between them) into ``out``:

@@ -545,8 +545,9 @@ cdef class EspInbound:
             buffer_release(&view)
 
     def decapsulate_into(self, packet, out) -> tuple:
-        """Decrypts into ``out`` (room for len(packet) - 16 - icv_len bytes, not overlapping
-        ``packet``); returns ``(next_header, inner_length)``."""
+        """Decrypts into ``out`` (room for len(packet) - 16 - icv_len bytes; not overlapping
+        ``packet``, or exactly in place: ``memoryview(packet)[16:]``); returns
+        ``(next_header, inner_length)``."""
         cdef Py_buffer view, out_view
         cdef Py_ssize_t plaintext_len, inner_len = 0, bad_offset = -1
         cdef int status
@@ -560,6 +561,9 @@ cdef class EspInbound:
             plaintext_len = view.len - ESP_HEADER_LEN - self._icv_len
             if out_view.len < plaintext_len:
                 raise ValueError(f"out holds {out_view.len} bytes, {plaintext_len} needed")
+            if (_overlaps(view.buf, view.len, out_view.buf, out_view.len)
+                    and <char *>out_view.buf != <char *>view.buf + ESP_HEADER_LEN):
+                raise ValueError("out must not overlap packet (except in place, at byte 16)")
             status = self._open_one(<const uint8_t *>view.buf, view.len,
                                     <uint8_t *>out_view.buf, &inner_len, &bad_offset)
             if status < 0:
@@ -585,6 +589,7 @@ cdef class EspInbound:
         cdef int64_t *end_offsets
         cdef int32_t *statuses
         cdef int status
+        cdef bint overlap
         buffer_clear(&out_view)
         buffer_clear(&ends_view)
         buffer_clear(&results_view)
@@ -606,7 +611,10 @@ cdef class EspInbound:
                 else:
                     acquire_buffer(item, &item_view, PyBUF_SIMPLE)
                     inner_len = item_view.len
+                    overlap = _overlaps(item_view.buf, inner_len, out_view.buf, out_view.len)
                     buffer_release(&item_view)
+                    if overlap:
+                        raise ValueError("out must not overlap the packets")
                 inner_len -= ESP_HEADER_LEN + self._icv_len
                 if inner_len > 0:
                     room += inner_len

@@ -316,3 +316,17 @@ def test_window_saved_and_restored(engine: str, window: int) -> None:
                 assert not accepted
     with pytest.raises(ValueError, match="replay_bitmap"):
         EspInbound(SPI, KEYMAT[:20], window=window, highest_seq=5, replay_bitmap=1 << window)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_decapsulate_in_place_and_overlaps(engine: str) -> None:
+    outbound, inbound = _pair(engine, "aes-gcm", 16)
+    buffer = bytearray(outbound.encapsulate(b"in place payload", 4))
+    assert inbound.decapsulate_into(buffer, memoryview(buffer)[16:]) == (4, 16)
+    assert buffer[16:32] == b"in place payload"
+    second = bytearray(outbound.encapsulate(b"shifted", 4))
+    with pytest.raises(ValueError, match="overlap"):
+        inbound.decapsulate_into(second, memoryview(second)[8:])
+    with pytest.raises(ValueError, match="overlap"):
+        inbound.decapsulate_batch([memoryview(second)], second, array("q", [0]), array("i", [0]))
+    assert inbound.decapsulate(bytes(second)) == (4, b"shifted")
