@@ -308,7 +308,9 @@ cdef class EspInbound:
     (default 64, 32..65536). ``highest_seq`` and ``replay_bitmap`` restore a saved receiver
     (see the ``replay_bitmap`` property); with ``highest_seq`` alone every number of the
     window up to T counts as received, which can drop late packets but never accepts a
-    replay."""
+    replay. With ESN, ``resync_after`` > 0 turns on the re-synchronisation of RFC 4303 A3:
+    after that many consecutive ICV failures the failing packet is retried with the next
+    ``resync_limit`` values of the high half."""
 
     cdef readonly Aead aead
     cdef readonly uint32_t spi
@@ -320,13 +322,19 @@ cdef class EspInbound:
     cdef uint64_t *_bitmap
     cdef uint64_t _block_mask
     cdef int _icv_len
+    cdef uint32_t _resync_after
+    cdef uint32_t _resync_limit
+    cdef uint32_t _failures
     cdef uint8_t _spi_be[4]
 
     def __init__(self, spi, key_and_salt, int icv_len=16, bint esn=False, int window=64, *,
-                 algorithm="aes-gcm", engine=None, highest_seq=0, replay_bitmap=None):
+                 algorithm="aes-gcm", engine=None, highest_seq=0, replay_bitmap=None,
+                 int resync_after=0, int resync_limit=8):
         cdef Py_ssize_t blocks = 1
         if not MIN_WINDOW <= window <= MAX_WINDOW:
             raise ValueError(f"window must be {MIN_WINDOW}..{MAX_WINDOW}, got {window}")
+        if resync_after < 0 or not 0 < resync_limit <= 1024:
+            raise ValueError("resync_after must be >= 0 and resync_limit 1..1024")
         if not 0 <= highest_seq <= (0xFFFFFFFFFFFFFFFF if esn else 0xFFFFFFFF):
             raise ValueError("highest_seq out of range")
         self.spi = _spi_value(spi)
@@ -335,6 +343,9 @@ cdef class EspInbound:
         self.esn = esn
         self.window = window
         self._icv_len = self.aead.icv_len
+        self._resync_after = resync_after if esn else 0
+        self._resync_limit = resync_limit
+        self._failures = 0
         # RFC 6479: enough 64-bit words for the window plus the one being filled, rounded up
         # to a power of two so that a word index is a mask.
         while blocks < (window + 63) // 64 + 1:
@@ -482,6 +493,14 @@ cdef class EspInbound:
         else:
             status = self.aead.open_raw(packet + 8, packet, 8, packet + ESP_HEADER_LEN,
                                         plaintext_len, out)
+        if not status and self._resync_after:
+            # RFC 4303 A3.1: count consecutive authentication failures; at the trigger, try
+            # this packet in the following subspaces (A3.2). Resetting the count bounds the
+            # extra work a forger can cause to resync_limit tries per resync_after packets.
+            self._failures += 1
+            if self._failures >= self._resync_after:
+                self._failures = 0
+                status = self._resync(packet, plaintext_len, out, &seq)
         if not status:
             return BAD_INTEGRITY
         pad_len = out[plaintext_len - 2]
@@ -496,10 +515,31 @@ cdef class EspInbound:
                 return BAD_PAD_CONTENT
         # Authentic and well formed: only now does the window move.
         self._commit(seq)
+        self._failures = 0
         self.packet_count += 1
         self.byte_count += payload_len
         inner_len[0] = payload_len
         return out[plaintext_len - 1]
+
+    cdef int _resync(self, const uint8_t *packet, Py_ssize_t plaintext_len, uint8_t *out,
+                     uint64_t *seq) except -1:
+        """RFC 4303 A3.2: retries authentication with Seqh + 1, + 2, ... (bounded); on
+        success ``seq`` is the packet's full number, which lies right of the window."""
+        cdef uint8_t aad[12]
+        cdef uint64_t seq_high = seq[0] >> 32
+        cdef uint32_t attempt
+        memcpy(aad, packet, 4)
+        memcpy(aad + 8, packet + 4, 4)
+        for attempt in range(self._resync_limit):
+            if seq_high == 0xFFFFFFFF:
+                return 0
+            seq_high += 1
+            store_be32(aad + 4, <uint32_t>seq_high)
+            if self.aead.open_raw(packet + 8, aad, 12, packet + ESP_HEADER_LEN, plaintext_len,
+                                  out):
+                seq[0] = (seq_high << 32) | (seq[0] & 0xFFFFFFFF)
+                return 1
+        return 0
 
     cdef int _raise_for(self, int status, Py_ssize_t bad_offset) except -1:
         if status == BAD_INTEGRITY or status == BAD_ESN_IMPOSSIBLE:
