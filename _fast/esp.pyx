@@ -20,9 +20,13 @@ from cpython.buffer cimport (
     PyBUF_FORMAT,
     PyBUF_SIMPLE,
     PyBUF_WRITABLE,
-    PyObject_GetBuffer,
 )
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.bytes cimport (
+    PyBytes_AS_STRING,
+    PyBytes_CheckExact,
+    PyBytes_FromStringAndSize,
+    PyBytes_GET_SIZE,
+)
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.ref cimport PyObject, Py_XDECREF
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
@@ -267,7 +271,7 @@ cdef class EspOutbound:
         buffer_clear(&item_view)
         try:
             acquire_buffer(out, &out_view, PyBUF_WRITABLE)
-            PyObject_GetBuffer(ends, &ends_view, PyBUF_WRITABLE | PyBUF_FORMAT)
+            acquire_buffer(ends, &ends_view, PyBUF_WRITABLE | PyBUF_FORMAT)
             _check_index_buffer(&ends_view, 8, b"qQlL", count, "ends")
             end_offsets = <int64_t *>ends_view.buf
             self._check_args(next_header, 0, tfc_padding)
@@ -291,6 +295,10 @@ cdef class EspOutbound:
                 item = <object>PySequence_Fast_GET_ITEM(items, i)
                 acquire_buffer(item, &item_view, PyBUF_SIMPLE)
                 try:
+                    # re-checked: a buffer exporter could report another size the second time
+                    if (position + ESP_HEADER_LEN + self._icv_len
+                            + _padded_plaintext_len(item_view.len, tfc_padding) > out_view.len):
+                        raise ValueError("an inner packet changed size during the call")
                     position += self._seal_one(<const uint8_t *>item_view.buf, item_view.len,
                                                next_header, tfc_padding,
                                                <uint8_t *>out_view.buf + position)
@@ -636,10 +644,11 @@ cdef class EspInbound:
         buffer_clear(&item_view)
         try:
             acquire_buffer(out, &out_view, PyBUF_WRITABLE)
-            PyObject_GetBuffer(ends, &ends_view, PyBUF_WRITABLE | PyBUF_FORMAT)
-            PyObject_GetBuffer(results, &results_view, PyBUF_WRITABLE | PyBUF_FORMAT)
+            acquire_buffer(ends, &ends_view, PyBUF_WRITABLE | PyBUF_FORMAT)
+            acquire_buffer(results, &results_view, PyBUF_WRITABLE | PyBUF_FORMAT)
             _check_index_buffer(&ends_view, 8, b"qQlL", count, "ends")
-            _check_index_buffer(&results_view, 4, b"iIlL", count, "results")
+            # signed only: the rejection codes are negative
+            _check_index_buffer(&results_view, 4, b"il", count, "results")
             if self.aead is None:
                 raise ValueError("EspInbound was not initialised")
             end_offsets = <int64_t *>ends_view.buf
@@ -664,6 +673,9 @@ cdef class EspInbound:
                 item = <object>PySequence_Fast_GET_ITEM(items, i)
                 acquire_buffer(item, &item_view, PyBUF_SIMPLE)
                 try:
+                    # re-checked: a buffer exporter could report another size the second time
+                    if item_view.len - ESP_HEADER_LEN - self._icv_len > out_view.len - position:
+                        raise ValueError("a packet changed size during the call")
                     inner_len = 0
                     status = self._open_one(<const uint8_t *>item_view.buf, item_view.len,
                                             <uint8_t *>out_view.buf + position, &inner_len,

@@ -236,6 +236,10 @@ def test_batch_arguments_checked_before_anything_is_sent(engine: str) -> None:
         outbound.encapsulate_batch([b"a", b"b"], 4, bytearray(100), array("q", [0]))
     with pytest.raises(TypeError, match="64-bit"):
         outbound.encapsulate_batch([b"a"], 4, bytearray(100), array("i", [0]))
+    with pytest.raises(TypeError, match="writable"):
+        outbound.encapsulate_batch([b"a"], 4, bytearray(100), bytes(8))
+    with pytest.raises(TypeError, match="32-bit"):
+        EspInbound(SPI, KEYMAT[:20]).decapsulate_batch([], bytearray(0), array("q"), array("I"))
     with pytest.raises(TypeError):
         outbound.encapsulate_batch([b"a", 7], 4, bytearray(100), array("q", [0, 0]))
     shared = bytearray(200)
