@@ -109,7 +109,8 @@ cdef inline bint _overlaps(const void *a, Py_ssize_t a_len, const void *b,
 cdef int _check_index_buffer(Py_buffer *view, Py_ssize_t itemsize, bytes codes, Py_ssize_t count,
                              str name) except -1:
     cdef bytes fmt = view.format if view.format != NULL else b"B"
-    if view.itemsize != itemsize or fmt[-1:] not in codes:
+    # the last character is the type code ("<q", "=q", "q" all name the same layout here)
+    if view.itemsize != itemsize or fmt[len(fmt) - 1:] not in codes:
         raise TypeError(f"{name} must be a buffer of {itemsize * 8}-bit integers "
                         f"(array('{'q' if itemsize == 8 else 'i'}')), got format {fmt!r}")
     if view.len // itemsize < count:
