@@ -56,5 +56,30 @@ cdef extern from "openssl/evp.h" nogil:
 
 # --- aead.pyx, esp.pyx: AES-GCM and ChaCha20-Poly1305 ---------------------------------------
 
+cdef extern from "openssl/evp.h" nogil:
+    ctypedef struct EVP_CIPHER:
+        pass
+    ctypedef struct EVP_CIPHER_CTX:
+        pass
+    const EVP_CIPHER *EVP_aes_128_gcm()
+    const EVP_CIPHER *EVP_aes_192_gcm()
+    const EVP_CIPHER *EVP_aes_256_gcm()
+    const EVP_CIPHER *EVP_chacha20_poly1305()
+    EVP_CIPHER_CTX *EVP_CIPHER_CTX_new()
+    void EVP_CIPHER_CTX_free(EVP_CIPHER_CTX *ctx)
+    int EVP_CipherInit_ex(EVP_CIPHER_CTX *ctx, const EVP_CIPHER *cipher, void *impl,
+                          const unsigned char *key, const unsigned char *iv, int enc)
+    int EVP_CipherUpdate(EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl,
+                         const unsigned char *in_, int inl)
+    int EVP_CipherFinal_ex(EVP_CIPHER_CTX *ctx, unsigned char *outm, int *outl)
+    int EVP_CIPHER_CTX_ctrl(EVP_CIPHER_CTX *ctx, int type, int arg, void *ptr)
+    int EVP_CTRL_AEAD_SET_IVLEN
+    int EVP_CTRL_AEAD_GET_TAG
+    int EVP_CTRL_AEAD_SET_TAG
+
+
+cdef extern from "openssl/crypto.h" nogil:
+    int CRYPTO_memcmp(const void *a, const void *b, size_t len)
+
 
 # --- ikemsg.pyx --------------------------------------------------------------------------------

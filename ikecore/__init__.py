@@ -6,6 +6,7 @@ The public names of API.md are importable from here. The compiled core lives in
 
 from __future__ import annotations
 
+from ikecore.aead import AesGcm, ChaCha20Poly1305, IkeCipher
 from ikecore.constants import (
     DhGroup,
     EncrId,
@@ -28,6 +29,7 @@ from ikecore.errors import (
     ReplayError,
     SequenceExhausted,
 )
+from ikecore.esp import EspInbound, EspOutbound
 from ikecore.keys import (
     ChildKeys,
     IkeKeys,
@@ -46,12 +48,17 @@ from ikecore.keys import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "AesGcm",
+    "ChaCha20Poly1305",
     "ChildKeys",
     "CloneRefused",
     "DhGroup",
     "EncrId",
+    "EspInbound",
+    "EspOutbound",
     "ExchangeType",
     "IdType",
+    "IkeCipher",
     "IkeError",
     "IkeKeys",
     "IkeSuite",
