@@ -241,6 +241,8 @@ def test_ike_sa_rekey_moves_child_sas() -> None:
     assert new.sa.keys != session.sa.keys
     assert new.sa.next_request_id == 0 and new.sa.rekeyed_from == session.sa.spis
     assert initiator.store.ike_sas() == [new.sa] and responder.store.ike_sas() == [peer_new.sa]
+    assert initiator.store.find_by_esp_spi(child.spi_in) is new.sa
+    assert responder.store.find_by_esp_spi(child.spi_out) is peer_new.sa
     # The new SA works: a Child SA and a liveness check on it, message IDs from 0.
     new.create_child_sa(2.0)
     flow = net.run(2.0)
