@@ -362,9 +362,12 @@ async def _initiate(args: argparse.Namespace) -> dict[str, Any]:
             result["echo_requests"] = args.ping
             result["echo_replies"] = await _ping(runner, session, args, deadline)
         if args.hold > 0:
+            # Hold (answering echoes, liveness checks...) unless the peer ends the SA first.
             hold_until = driver.now() + args.hold
             with contextlib.suppress(_Failure):
-                await runner.wait_for(lambda e: False, hold_until)
+                await runner.wait_for(
+                    lambda e: isinstance(e, IkeSaDeleted) and e.session is session, hold_until
+                )
         if session.state == IkeState.ESTABLISHED:
             session.delete(driver.now())
             driver.pump()

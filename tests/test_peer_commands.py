@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -169,3 +170,54 @@ def test_argument_helpers() -> None:
     assert reply[12:16] == request[16:20] and reply[16:20] == request[12:16]
     assert reply[24:] == request[24:]  # identifier, sequence and data unchanged
     assert echo_reply_for(reply) is None and echo_reply_for(b"\x60" + bytes(40)) is None
+
+
+def test_respond_deletes_its_sas_and_reports_on_sigterm(tmp_path: Path) -> None:
+    ike_port, nat_port = free_port_pair()
+    psk = tmp_path / "psk"
+    psk.write_text("another-test-psk\n")
+    common = ["--nat-port", str(nat_port), "--psk-file", str(psk), "--json"]
+    responder = subprocess.Popen(
+        _command("respond", "--listen", f"{GATEWAY}:{ike_port}", "--local-id", "gw", *common),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    initiator: subprocess.Popen[str] | None = None
+    try:
+        time.sleep(0.5)
+        initiator = subprocess.Popen(
+            _command(
+                "initiate",
+                "--local",
+                f"{CLIENT}:{ike_port}",
+                "--remote",
+                f"{GATEWAY}:{ike_port}",
+                "--local-id",
+                "client",
+                "--remote-id",
+                "gw",
+                "--hold",
+                "20",
+                *common,
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1.5)  # established and holding
+        # SIGTERM: the responder deletes its IKE SA (INFORMATIONAL {D(IKE)} <--), reports.
+        responder.send_signal(signal.SIGTERM)
+        out, err = responder.communicate(timeout=10)
+        assert responder.returncode == 0, err
+        summary = json.loads(out)
+        assert summary["ike_sas"] == 1 and summary["ended"] == 0
+        # The initiator stops holding as soon as the peer ended the SA (well before 20 s).
+        out, err = initiator.communicate(timeout=10)
+        assert initiator.returncode == 0, err
+        result = json.loads(out)
+        assert result["established"] and result["deleted"]
+    finally:
+        for process in (responder, initiator):
+            if process is not None and process.poll() is None:
+                process.kill()
