@@ -444,7 +444,7 @@ class IkeSession:
         if cached is not None:
             if cached.request_digest == digest:
                 self.cached_answers += 1
-                self.endpoint.transmit(self, cached.raw)
+                self.endpoint.transmit(self, cached.raw, (src, dst))
             return
         lowest = sa.next_peer_request_id
         if not lowest <= message_id < lowest + sa.local_window or message_id in self._answered:
@@ -487,7 +487,7 @@ class IkeSession:
             self.handshake.request = message.to_bytes()
             self.handshake.response = raw
         self._remember_response(message_id, digest, raw)
-        self.endpoint.transmit(self, raw)
+        self.endpoint.transmit(self, raw, (src, dst))
         if fatal is not None:
             self.terminate(IkeTrigger.FAILED, _reason(fatal), now)
         elif self._close_after_response is not None:

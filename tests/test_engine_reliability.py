@@ -237,3 +237,19 @@ def test_unknown_critical_payload_in_a_request_is_refused_naming_it() -> None:
     assert notify.notify_type == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD and notify.data == b"\xc8"
     assert peer_session.state == IkeState.ESTABLISHED
     assert peer_session.sa.next_peer_request_id == 3
+
+
+def test_responses_go_where_the_request_came_from() -> None:
+    initiator, responder, peer, net = pair(mobike=False)
+    session = initiator.initiate(peer, 0.0)
+    net.run(0.0)
+    (peer_session,) = responder.sessions
+    # INFORMATIONAL #2 arrives from another source port (§2.11: answer it there), and the
+    # SA's own address is not changed by it (no NAT was detected, no MOBIKE).
+    session.check_liveness(1.0)
+    (request,) = net.capture(1.0)
+    elsewhere = ("192.0.2.1", 5555)
+    responder.receive_datagram(request.data, elsewhere, request.dst, 1.0)
+    (answer,) = responder.datagrams_to_send(1.0)
+    assert answer.dst == elsewhere and answer.src == request.dst
+    assert peer_session.sa.remote_address == ("192.0.2.1", 500)
