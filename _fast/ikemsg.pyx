@@ -34,7 +34,7 @@ from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.type cimport PyType_GenericAlloc
-from libc.stdint cimport uint32_t
+from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from ikecore.errors import MalformedMessage, RemoteProtocolError
@@ -192,6 +192,7 @@ def bind_classes(dict classes, type critical_error):
     L_CHAIN = layouts["PayloadChain"]
     L_MESSAGE = layouts["IkeMessage"]
     _critical_error = critical_error
+    _clear_transform_cache()
     _bound = True
 
 
@@ -310,6 +311,31 @@ cdef bint _ts_length_ok(unsigned int ts_type, unsigned int length) noexcept nogi
     return (ts_type == 7 and length == 16) or (ts_type == 8 and length == 40)
 
 
+# Decoded transforms are immutable values and peers repeat the same few in every SA payload
+# (every IKE_SA_INIT of an attack too), so those without attributes other than Key Length are
+# shared, like CPython's small ints: a direct-mapped cache keyed by (type, id, key length),
+# with 1 in bit 0 so that 0 means an empty slot. Emptied by bind_classes.
+DEF TRANSFORM_CACHE_BITS = 6
+cdef uint64_t _transform_keys[1 << TRANSFORM_CACHE_BITS]
+cdef PyObject *_transform_objects[1 << TRANSFORM_CACHE_BITS]
+
+
+cdef void _clear_transform_cache() noexcept:
+    cdef Py_ssize_t i
+    for i in range(1 << TRANSFORM_CACHE_BITS):
+        Py_XDECREF(_transform_objects[i])
+        _transform_objects[i] = NULL
+        _transform_keys[i] = 0
+
+
+# The status notify types in use (16384-16447, RFC 7296 §3.10.1 and its extensions) as shared
+# int objects: CPython caches ints only up to 256.
+DEF STATUS_NOTIFY_FIRST = 16384
+DEF STATUS_NOTIFY_COUNT = 64
+cdef tuple _status_notify_types = tuple(range(STATUS_NOTIFY_FIRST,
+                                              STATUS_NOTIFY_FIRST + STATUS_NOTIFY_COUNT))
+
+
 # Transform attribute types seen in the transform being read (RFC 7296 §3.3: no two of one
 # type). Always all-zero between calls: bits are cleared by re-walking the attributes read.
 cdef uchar _seen_attribute[4096]
@@ -374,11 +400,25 @@ cdef object _transform(const uchar *d, Py_ssize_t pos, Py_ssize_t end, Py_ssize_
         _forget_attributes(d, start, apos)
     if not build:
         return None
+    cdef uint64_t key = 0
+    cdef Py_ssize_t slot = 0
+    if attributes is None:
+        # RFC 7296 transform without other attributes: look in the cache of shared objects
+        key = (1 | (<uint64_t>d[pos + 4] << 8) | (<uint64_t>_u16(d + pos + 6) << 16)
+               | ((0 if key_length is None else (0x10000 | <uint64_t>key_length)) << 32))
+        slot = <Py_ssize_t>((key * 0x9E3779B97F4A7C15ULL) >> (64 - TRANSFORM_CACHE_BITS))
+        if _transform_keys[slot] == key:
+            return <object>_transform_objects[slot]
     transform = _new(L_TRANSFORM)
     _put(transform, L_TRANSFORM.off[0], d[pos + 4])
     _put(transform, L_TRANSFORM.off[1], _u16(d + pos + 6))
     _put(transform, L_TRANSFORM.off[2], key_length)
     _put(transform, L_TRANSFORM.off[3], () if attributes is None else tuple(attributes))
+    if key:
+        Py_INCREF(transform)
+        Py_XDECREF(_transform_objects[slot])
+        _transform_objects[slot] = <PyObject *>transform
+        _transform_keys[slot] = key
     return transform
 
 
@@ -536,7 +576,10 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         obj = _new(L_NOTIFY)
         _put(obj, L_NOTIFY.off[0], d[pos])
         _put(obj, L_NOTIFY.off[1], _bytes(d + pos + 4, spi_size))
-        _put(obj, L_NOTIFY.off[2], value)
+        if STATUS_NOTIFY_FIRST <= value < STATUS_NOTIFY_FIRST + STATUS_NOTIFY_COUNT:
+            _put(obj, L_NOTIFY.off[2], _status_notify_types[value - STATUS_NOTIFY_FIRST])
+        else:
+            _put(obj, L_NOTIFY.off[2], value)
         _put(obj, L_NOTIFY.off[3], _bytes(d + pos + 4 + spi_size, n - 4 - spi_size))
         _put(obj, L_NOTIFY.off[4], crit)
         return obj
@@ -889,12 +932,9 @@ def parse_payload_chain(unsigned int first_type, data, Py_ssize_t base_offset=0)
     return chain
 
 
-def chain_payloads(chain):
-    """Decode every payload of a PayloadChain/IkeMessage once and cache the list in it."""
+cdef object _chain_payloads(object chain):
     cdef PyObject **slot
     cdef PyObject *old
-    if not isinstance(chain, L_CHAIN.cls):
-        raise TypeError("expected a PayloadChain")
     cached = _field(chain, L_CHAIN.off[3])
     if cached is not None:
         return cached
@@ -906,6 +946,27 @@ def chain_payloads(chain):
     slot[0] = <PyObject *>payloads
     Py_XDECREF(old)
     return payloads
+
+
+def chain_payloads(chain):
+    """Decode every payload of a PayloadChain/IkeMessage once and cache the list in it."""
+    _require_bound()
+    if not isinstance(chain, L_CHAIN.cls):
+        raise TypeError("expected a PayloadChain")
+    return _chain_payloads(chain)
+
+
+cdef class PayloadsAttribute:
+    """``PayloadChain.payloads`` as a native (non-data) descriptor: all payloads, decoded on
+    first access and cached in the chain. A Python property would cost as much as decoding
+    a small payload."""
+
+    def __get__(self, instance, owner):
+        if instance is None:
+            return self
+        if not _bound or not isinstance(instance, L_CHAIN.cls):
+            raise TypeError("PayloadsAttribute belongs to ikecore.message.PayloadChain")
+        return _chain_payloads(instance)
 
 
 # --- encoding -------------------------------------------------------------------------------------

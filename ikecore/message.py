@@ -14,7 +14,7 @@ body: ``encode_message(..., [*clear, Encrypted(first, bytes(n))])[:-n]``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from ikecore._fast import ikemsg as _ikemsg
 from ikecore.constants import PayloadType
@@ -59,13 +59,14 @@ class PayloadChain:
     def __setattr__(self, name: str, value: object) -> NoReturn:
         raise AttributeError(f"{type(self).__name__} is read-only")
 
-    @property
-    def payloads(self) -> list[Payload]:
-        """All payloads, decoded on first access (the list is shared: do not modify it)."""
-        payloads = self._payloads
-        if payloads is None:
-            payloads = _ikemsg.chain_payloads(self)
-        return payloads
+    if TYPE_CHECKING:
+
+        @property
+        def payloads(self) -> list[Payload]:
+            """All payloads, decoded on first access (the list is shared: do not modify it)."""
+
+    else:
+        payloads = _ikemsg.PayloadsAttribute()
 
     @property
     def payload_types(self) -> tuple[int, ...]:
