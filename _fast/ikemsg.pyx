@@ -99,28 +99,29 @@ cdef dict _FIELDS = {
     "Attribute": (0, ("type", "value")),
     "Transform": (0, ("type", "id", "key_length", "attributes")),
     "Proposal": (0, ("number", "protocol_id", "spi", "transforms")),
-    "SecurityAssociation": (PT_SA, ("proposals", "critical")),
-    "KeyExchange": (PT_KE, ("group", "data", "critical")),
-    "IDi": (PT_IDI, ("id_type", "data", "critical")),
-    "IDr": (PT_IDR, ("id_type", "data", "critical")),
-    "Certificate": (PT_CERT, ("encoding", "data", "critical")),
-    "CertificateRequest": (PT_CERTREQ, ("encoding", "data", "critical")),
-    "Authentication": (PT_AUTH, ("method", "data", "critical")),
-    "Nonce": (PT_NONCE, ("data", "critical")),
-    "Notify": (PT_NOTIFY, ("protocol_id", "spi", "notify_type", "data", "critical")),
-    "Delete": (PT_DELETE, ("protocol_id", "spi_size", "spis", "critical")),
-    "VendorId": (PT_VENDOR, ("data", "critical")),
+    "SecurityAssociation": (PT_SA, ("proposals", "critical", "type")),
+    "KeyExchange": (PT_KE, ("group", "data", "critical", "type")),
+    "IDi": (PT_IDI, ("id_type", "data", "critical", "type")),
+    "IDr": (PT_IDR, ("id_type", "data", "critical", "type")),
+    "Certificate": (PT_CERT, ("encoding", "data", "critical", "type")),
+    "CertificateRequest": (PT_CERTREQ, ("encoding", "data", "critical", "type")),
+    "Authentication": (PT_AUTH, ("method", "data", "critical", "type")),
+    "Nonce": (PT_NONCE, ("data", "critical", "type")),
+    "Notify": (PT_NOTIFY, ("protocol_id", "spi", "notify_type", "data", "critical",
+                          "type")),
+    "Delete": (PT_DELETE, ("protocol_id", "spi_size", "spis", "critical", "type")),
+    "VendorId": (PT_VENDOR, ("data", "critical", "type")),
     "TrafficSelector": (0, ("ts_type", "ip_protocol", "start_port", "end_port",
                             "start_address", "end_address")),
-    "TSi": (PT_TSI, ("selectors", "critical")),
-    "TSr": (PT_TSR, ("selectors", "critical")),
-    "Encrypted": (PT_SK, ("first_payload", "data", "critical")),
+    "TSi": (PT_TSI, ("selectors", "critical", "type")),
+    "TSr": (PT_TSR, ("selectors", "critical", "type")),
+    "Encrypted": (PT_SK, ("first_payload", "data", "critical", "type")),
     "EncryptedFragment": (PT_SKF, ("first_payload", "fragment_number", "total_fragments",
-                                   "data", "critical")),
+                                   "data", "critical", "type")),
     "ConfigAttribute": (0, ("type", "value")),
-    "Configuration": (PT_CP, ("cfg_type", "attributes", "critical")),
-    "Eap": (PT_EAP, ("code", "identifier", "data", "critical")),
-    "UnknownPayload": (0, ("payload_type", "data", "critical")),
+    "Configuration": (PT_CP, ("cfg_type", "attributes", "critical", "type")),
+    "Eap": (PT_EAP, ("code", "identifier", "data", "critical", "type")),
+    "UnknownPayload": (0, ("type", "data", "critical")),
     # plain slotted classes of ikecore.message
     "PayloadChain": (0, ("_data", "_index", "_base", "_payloads")),
     "IkeMessage": (0, ("_data", "_index", "_base", "_payloads", "spi_i", "spi_r", "exchange",
@@ -561,6 +562,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         obj = _new(L_SA)
         _put(obj, L_SA.off[0], proposals)
         _put(obj, L_SA.off[1], crit)
+        _put(obj, L_SA.off[2], ptype)
         return obj
     if ptype == PT_NOTIFY:
         if n < 4:
@@ -582,6 +584,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
             _put(obj, L_NOTIFY.off[2], value)
         _put(obj, L_NOTIFY.off[3], _bytes(d + pos + 4 + spi_size, n - 4 - spi_size))
         _put(obj, L_NOTIFY.off[4], crit)
+        _put(obj, L_NOTIFY.off[5], ptype)
         return obj
     if ptype == PT_KE:
         if n < 4:
@@ -596,6 +599,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         _put(obj, L_KE.off[0], value)
         _put(obj, L_KE.off[1], _bytes(d + pos + 4, n - 4))
         _put(obj, L_KE.off[2], crit)
+        _put(obj, L_KE.off[3], ptype)
         return obj
     if ptype == PT_NONCE:
         if n < 16 or n > 256:
@@ -605,6 +609,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         obj = _new(L_NONCE)
         _put(obj, L_NONCE.off[0], _bytes(d + pos, n))
         _put(obj, L_NONCE.off[1], crit)
+        _put(obj, L_NONCE.off[2], ptype)
         return obj
     if ptype == PT_IDI or ptype == PT_IDR or ptype == PT_AUTH:
         if n < 4:
@@ -618,6 +623,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         _put(obj, layout.off[0], d[pos])
         _put(obj, layout.off[1], _bytes(d + pos + 4, n - 4))
         _put(obj, layout.off[2], crit)
+        _put(obj, layout.off[3], ptype)
         return obj
     if ptype == PT_TSI or ptype == PT_TSR:
         selectors = _traffic_selectors(d, pos, end, base, build)
@@ -627,6 +633,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         obj = _new(layout)
         _put(obj, layout.off[0], selectors)
         _put(obj, layout.off[1], crit)
+        _put(obj, layout.off[2], ptype)
         return obj
     if ptype == PT_SK:
         if not build:
@@ -635,6 +642,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         _put(obj, L_SK.off[0], next_payload)
         _put(obj, L_SK.off[1], _bytes(d + pos, n))
         _put(obj, L_SK.off[2], crit)
+        _put(obj, L_SK.off[3], ptype)
         return obj
     if ptype == PT_SKF:
         if n < 4:
@@ -647,6 +655,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         _put(obj, L_SKF.off[2], _u16(d + pos + 2))
         _put(obj, L_SKF.off[3], _bytes(d + pos + 4, n - 4))
         _put(obj, L_SKF.off[4], crit)
+        _put(obj, L_SKF.off[5], ptype)
         return obj
     if ptype == PT_CERT or ptype == PT_CERTREQ:
         if n < 1:
@@ -658,6 +667,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         _put(obj, layout.off[0], d[pos])
         _put(obj, layout.off[1], _bytes(d + pos + 1, n - 1))
         _put(obj, layout.off[2], crit)
+        _put(obj, layout.off[3], ptype)
         return obj
     if ptype == PT_DELETE:
         if n < 4:
@@ -678,6 +688,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         _put(obj, L_DELETE.off[1], spi_size)
         _put(obj, L_DELETE.off[2], spis)
         _put(obj, L_DELETE.off[3], crit)
+        _put(obj, L_DELETE.off[4], ptype)
         return obj
     if ptype == PT_VENDOR:
         if not build:
@@ -685,6 +696,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         obj = _new(L_VENDOR)
         _put(obj, L_VENDOR.off[0], _bytes(d + pos, n))
         _put(obj, L_VENDOR.off[1], crit)
+        _put(obj, L_VENDOR.off[2], ptype)
         return obj
     if ptype == PT_CP:
         if n < 4:
@@ -696,6 +708,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         _put(obj, L_CP.off[0], d[pos])
         _put(obj, L_CP.off[1], attributes)
         _put(obj, L_CP.off[2], crit)
+        _put(obj, L_CP.off[3], ptype)
         return obj
     if ptype == PT_EAP:
         # RFC 7296 §3.16, RFC 3748 §4: Length covers the EAP message = the payload body
@@ -715,6 +728,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         _put(obj, L_EAP.off[1], d[pos + 1])
         _put(obj, L_EAP.off[2], _bytes(d + pos + 4, n - 4))
         _put(obj, L_EAP.off[3], crit)
+        _put(obj, L_EAP.off[4], ptype)
         return obj
     # unknown, non-critical (the walk rejected critical ones): kept raw (RFC 7296 §2.5)
     if not build:
@@ -919,11 +933,21 @@ def parse_message(data):
 
 
 def parse_payload_chain(unsigned int first_type, data, Py_ssize_t base_offset=0):
-    """Validate a decrypted inner chain and return an ``ikecore.message.PayloadChain``."""
+    """Validate a decrypted inner chain (first payload type from the SK payload's Next
+    Payload; error offsets are base_offset + position) and return an
+    ``ikecore.message.PayloadChain`` over it."""
+    cdef Py_buffer view
     _require_bound()
+    if first_type > 255:
+        raise ValueError("first_type must be a payload type (0..255)")
     if not PyBytes_CheckExact(data):
-        data = bytes(memoryview(data))
-    index = index_chain(first_type, data, base_offset)
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)   # TypeError for non bytes-like objects
+        try:
+            data = PyBytes_FromStringAndSize(<const char *>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+    index = _build_index(<const uchar *>PyBytes_AS_STRING(data), 0, PyBytes_GET_SIZE(data),
+                         first_type, base_offset, True, True)
     chain = _new(L_CHAIN)
     _put(chain, L_CHAIN.off[0], data)
     _put(chain, L_CHAIN.off[1], index)
@@ -1287,9 +1311,9 @@ cdef Py_ssize_t _enc_body(object p, uchar *out, unsigned int *ptype, unsigned in
             _w16(out + 2, <unsigned int>(4 + m))
         return 4 + m
     if cls is L_UNKNOWN.cls:
-        kind = _uint(_field(p, L_UNKNOWN.off[0]), 255, "UnknownPayload.payload_type")
+        kind = _uint(_field(p, L_UNKNOWN.off[0]), 255, "UnknownPayload.type")
         if kind == 0 or _known_type(<unsigned int>kind):
-            raise ValueError(f"UnknownPayload.payload_type {kind} is a known or reserved type")
+            raise ValueError(f"UnknownPayload.type {kind} is a known or reserved type")
         ptype[0] = <unsigned int>kind
         critical[0] = _field(p, L_UNKNOWN.off[2])
         return _put_data(out, _field(p, L_UNKNOWN.off[1]), "UnknownPayload.data", 65535)

@@ -163,7 +163,8 @@ def _jsonable(value: Any, field: str = "", owner: Any = None) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out: dict[str, Any] = {}
         for f in dataclasses.fields(value):
-            out[f.name] = _jsonable(getattr(value, f.name), f.name, value)
+            if f.repr:  # the payload type fixed by the class is shown as "payload"
+                out[f.name] = _jsonable(getattr(value, f.name), f.name, value)
         if isinstance(value, Notify):
             typed = value.value
             out["value"] = (

@@ -20,6 +20,7 @@ from ikecore._fast import ikemsg as _ikemsg
 from ikecore.constants import PayloadType
 from ikecore.payloads import (
     PAYLOAD_CLASSES,
+    PAYLOAD_TYPE_OF,
     Encrypted,
     EncryptedFragment,
     Notify,
@@ -80,8 +81,8 @@ class PayloadChain:
     def find(self, kind: type[P]) -> P | None:
         """The first payload of class ``kind``; before ``payloads`` was read, only that payload
         is decoded (when the class fixes the payload type)."""
-        payload_type = getattr(kind, "type", None)
-        if self._payloads is None and isinstance(payload_type, int):
+        payload_type = PAYLOAD_TYPE_OF.get(kind)
+        if self._payloads is None and payload_type is not None:
             for position, found in enumerate(self.payload_types):
                 if found == payload_type:
                     payload = _ikemsg.decode_payload(self._data, self._index, position, self._base)
@@ -206,11 +207,10 @@ _ikemsg.bind_classes(
 parse_message: Callable[[BytesLike], IkeMessage] = _ikemsg.parse_message
 
 
-def parse_payload_chain(first_type: int, data: BytesLike, base_offset: int = 0) -> PayloadChain:
-    """Validate a decrypted inner chain: ``first_type`` is the SK payload's Next Payload;
-    ``base_offset`` is added to error offsets (where the plaintext sits in the message)."""
-    chain: PayloadChain = _ikemsg.parse_payload_chain(first_type, data, base_offset)
-    return chain
+# parse_payload_chain(first_type, data, base_offset=0) -> PayloadChain: validate a decrypted
+# inner chain; ``first_type`` is the SK payload's Next Payload, ``base_offset`` is added to
+# error offsets (where the plaintext sits in the message). Same errors as parse_message.
+parse_payload_chain: Callable[..., PayloadChain] = _ikemsg.parse_payload_chain
 
 
 def encode_payload_chain(payloads: list[Payload] | tuple[Payload, ...]) -> tuple[int, bytes]:

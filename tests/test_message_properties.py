@@ -166,8 +166,8 @@ def _ours(data: bytes) -> list[tuple[int, int, object]]:
 def _scapy_readable(payload: Payload) -> Payload:
     """scapy's IKEv2_Transform knows only the Key Length attribute, and it dissects unassigned
     payload types below 54 (IKEv1's 1..32, 49..52) as something else: map those to 200."""
-    if isinstance(payload, UnknownPayload) and payload.payload_type < 54:
-        return replace(payload, payload_type=200)
+    if isinstance(payload, UnknownPayload) and payload.type < 54:
+        return replace(payload, type=200)
     if not isinstance(payload, SecurityAssociation):
         return payload
     return replace(payload, proposals=tuple(
