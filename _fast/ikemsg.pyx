@@ -841,16 +841,15 @@ def index_message(data, bint check_bodies=True):
         PyBuffer_Release(&view)
 
 
-def index_chain(unsigned int first_type, data, Py_ssize_t base_offset=0, bint check_bodies=True):
+def index_chain(first_type, data, base_offset=0, bint check_bodies=True):
     """Validate a decrypted inner payload chain (first payload type from the SK payload's Next
     Payload) and return its index; error offsets are reported as base_offset + position."""
     cdef Py_buffer view
-    if first_type > 255:
-        raise ValueError("first_type must be a payload type (0..255)")
+    cdef unsigned int first = <unsigned int>_uint(first_type, 255, "first_type")
+    cdef Py_ssize_t base = <Py_ssize_t>_uint(base_offset, 0xFFFFFFFF, "base_offset")
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
-        return _build_index(<const uchar *>view.buf, 0, view.len, first_type, base_offset, True,
-                            check_bodies)
+        return _build_index(<const uchar *>view.buf, 0, view.len, first, base, True, check_bodies)
     finally:
         PyBuffer_Release(&view)
 
@@ -932,14 +931,14 @@ def parse_message(data):
     return message
 
 
-def parse_payload_chain(unsigned int first_type, data, Py_ssize_t base_offset=0):
+def parse_payload_chain(first_type, data, base_offset=0):
     """Validate a decrypted inner chain (first payload type from the SK payload's Next
     Payload; error offsets are base_offset + position) and return an
     ``ikecore.message.PayloadChain`` over it."""
     cdef Py_buffer view
     _require_bound()
-    if first_type > 255:
-        raise ValueError("first_type must be a payload type (0..255)")
+    cdef unsigned int first = <unsigned int>_uint(first_type, 255, "first_type")
+    cdef Py_ssize_t base = <Py_ssize_t>_uint(base_offset, 0xFFFFFFFF, "base_offset")
     if not PyBytes_CheckExact(data):
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)   # TypeError for non bytes-like objects
         try:
@@ -947,11 +946,11 @@ def parse_payload_chain(unsigned int first_type, data, Py_ssize_t base_offset=0)
         finally:
             PyBuffer_Release(&view)
     index = _build_index(<const uchar *>PyBytes_AS_STRING(data), 0, PyBytes_GET_SIZE(data),
-                         first_type, base_offset, True, True)
+                         first, base, True, True)
     chain = _new(L_CHAIN)
     _put(chain, L_CHAIN.off[0], data)
     _put(chain, L_CHAIN.off[1], index)
-    _put(chain, L_CHAIN.off[2], base_offset)
+    _put(chain, L_CHAIN.off[2], base)
     _put(chain, L_CHAIN.off[3], None)
     return chain
 
@@ -1360,8 +1359,7 @@ def encode_payloads(payloads):
     return first, result
 
 
-def encode_message(spi_i, spi_r, unsigned int exchange, unsigned int flags, message_id,
-                   payloads):
+def encode_message(spi_i, spi_r, exchange, flags, message_id, payloads):
     """Encode an IKE message (RFC 7296 §3.1): version 2.0, Length computed."""
     cdef unsigned int first
     cdef Py_ssize_t si, sr
@@ -1369,8 +1367,8 @@ def encode_message(spi_i, spi_r, unsigned int exchange, unsigned int flags, mess
     cdef const uchar *pr = _data(spi_r, &sr, "spi_r")
     if si != 8 or sr != 8:
         raise ValueError("SPIs must be 8 bytes")
-    if exchange > 255 or flags > 255:
-        raise ValueError("exchange type and flags are 1 byte each")
+    cdef uchar exchange_type = <uchar>_uint(exchange, 255, "exchange")
+    cdef uchar header_flags = <uchar>_uint(flags, 255, "flags")
     cdef uint32_t mid = <uint32_t>_uint(message_id, 0xFFFFFFFF, "message_id")
     _require_bound()
     cdef Py_ssize_t n = HEADER_LEN + _enc_chain(payloads, NULL, &first)
@@ -1383,8 +1381,8 @@ def encode_message(spi_i, spi_r, unsigned int exchange, unsigned int flags, mess
     _enc_chain(payloads, out + HEADER_LEN, &first)
     out[16] = <uchar>first
     out[17] = 0x20
-    out[18] = <uchar>exchange
-    out[19] = <uchar>flags
+    out[18] = exchange_type
+    out[19] = header_flags
     _w32(out + 20, mid)
     _w32(out + 24, <uint32_t>n)
     return result
