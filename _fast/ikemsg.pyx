@@ -201,7 +201,7 @@ cdef inline object _new(_Layout layout):
     return PyType_GenericAlloc(layout.cls, 0)
 
 
-cdef inline void _put(object obj, Py_ssize_t offset, object value):
+cdef inline void _put(object obj, Py_ssize_t offset, object value) noexcept:
     """Store a new reference in an empty slot of a freshly allocated object."""
     Py_INCREF(value)
     (<PyObject **>((<char *><PyObject *>obj) + offset))[0] = <PyObject *>value
