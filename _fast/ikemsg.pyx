@@ -33,7 +33,6 @@ from cpython.long cimport PyLong_Check
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
-from cpython.type cimport PyType_GenericAlloc
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
@@ -50,6 +49,8 @@ cdef extern from "structmember.h":
 cdef extern from "Python.h":
     ctypedef struct PyMemberDescrObject:
         PyMemberDef *d_member
+    ctypedef struct PyTypeObject
+    object PyType_GenericAlloc(PyTypeObject *type, Py_ssize_t nitems)
     long long PyLong_AsLongLongAndOverflow(object obj, int *overflow) except? -1
 
 
@@ -78,6 +79,7 @@ DEF HEADER_LEN = 28
 DEF RECORD_WORDS = 3
 DEF UNSUPPORTED_CRITICAL_PAYLOAD = 1
 DEF MAX_FIELDS = 12
+DEF HEAPTYPE_FLAG = 1 << 9  # Py_TPFLAGS_HEAPTYPE
 
 
 # --- classes bound by ikecore.payloads ------------------------------------------------------------
@@ -143,6 +145,9 @@ cdef _Layout _make_layout(str name, type cls):
         instance_fields = tuple(
             f for f, spec in fields.items() if spec._field_type.name == "_FIELD"
         )
+    if any(not (klass.__flags__ & HEAPTYPE_FLAG) for klass in cls.__mro__[:-1]):
+        # only plain Python classes over object are allocated with PyType_GenericAlloc
+        raise TypeError(f"{name} must be a Python class deriving from object only")
     if sorted(instance_fields) != sorted(names) or len(names) > MAX_FIELDS:
         raise TypeError(f"{name}: expected a dataclass with fields {names}, got {instance_fields}")
     for i, field in enumerate(names):
@@ -198,7 +203,7 @@ def bind_classes(dict classes, type critical_error):
 
 
 cdef inline object _new(_Layout layout):
-    return PyType_GenericAlloc(layout.cls, 0)
+    return PyType_GenericAlloc(<PyTypeObject *>layout.cls, 0)
 
 
 cdef inline void _put(object obj, Py_ssize_t offset, object value) noexcept:
