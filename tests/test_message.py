@@ -439,3 +439,21 @@ def test_transform_objects_are_shared_values():
     sa2 = SecurityAssociation((Proposal(1, 1, b"", (with_attribute,)),))
     decoded = parse_payload_chain(*encode_payload_chain([sa2])).payloads[0]
     assert decoded.proposals[0].transforms == (with_attribute,)
+
+
+def test_bind_classes_checks_fields_and_keeps_the_bound_ones():
+    from dataclasses import dataclass
+
+    from ikecore._fast import ikemsg
+    from ikecore.payloads import PAYLOAD_CLASSES
+
+    @dataclass(frozen=True, slots=True)
+    class Nonce2:  # wrong fields
+        nonce: bytes
+
+    classes = dict(PAYLOAD_CLASSES, Nonce=Nonce2)
+    with pytest.raises(TypeError):
+        ikemsg.bind_classes(classes, UnsupportedCriticalPayload)
+    with pytest.raises(TypeError):
+        ikemsg.bind_classes({"Nonce": Nonce}, UnsupportedCriticalPayload)
+    assert parse_message(message(40, NONCE)).payloads == [Nonce(bytes(16))]
