@@ -1,0 +1,360 @@
+"""The ``ikecore`` command (also ``python -m ikecore``).
+
+Subcommands live in the ``COMMANDS`` table: a name, its help, a function that adds its
+arguments and one that runs it and returns the exit status. Every command exits 0 on success
+and non-zero with a one-line reason on stderr on failure; ``--json`` puts a machine-readable
+result on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from ikecore.constants import (
+    AuthMethod,
+    ConfigAttributeType,
+    ConfigType,
+    DhGroup,
+    EncrId,
+    EsnId,
+    ExchangeType,
+    IdType,
+    IntegId,
+    NotifyType,
+    PayloadType,
+    PrfId,
+    ProtocolId,
+    TransformType,
+    TsType,
+)
+from ikecore.errors import IkeError, MalformedMessage
+from ikecore.message import IkeMessage, parse_message
+from ikecore.payloads import (
+    ConfigAttribute,
+    Notify,
+    Payload,
+    SecurityAssociation,
+    TrafficSelectors,
+)
+from ikecore.pcap import CaptureError, is_capture, read_capture
+
+__all__ = ["COMMANDS", "Command", "CommandError", "main"]
+
+
+class CommandError(Exception):
+    """A failure to report as the one-line reason of a non-zero exit."""
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# --- decode ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Input:
+    """One IKE message to decode and where it came from."""
+
+    label: str
+    data: bytes
+
+
+def _read_source(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise CommandError(f"cannot read {path}: {e.strerror}") from None
+
+
+def _looks_like_hex(data: bytes) -> bool:
+    text = data.strip()
+    return bool(text) and all(c in b"0123456789abcdefABCDEF \t\r\n:" for c in text)
+
+
+def _split_messages(data: bytes, label: str) -> list[_Input]:
+    """Raw bytes: one IKE message, or several back to back (split on the header Length).
+    A leading non-ESP marker (4 zero bytes, port 4500) is dropped; the Initiator SPI of an
+    IKE message is never zero, so the two cannot be confused."""
+    if data[:4] == b"\x00\x00\x00\x00":
+        data = data[4:]
+    found, pos = [], 0
+    while pos < len(data):
+        length = int.from_bytes(data[pos + 24 : pos + 28], "big") if len(data) - pos >= 28 else 0
+        if length < 28 or length > len(data) - pos:
+            length = len(data) - pos  # not a sequence: decode the rest as one (and say why)
+        found.append(_Input(label if pos == 0 and length == len(data) else
+                            f"{label} @{pos}", data[pos : pos + length]))
+        pos += length
+    return found
+
+
+def _inputs(path: str) -> list[_Input]:
+    data = _read_source(path)
+    name = "stdin" if path == "-" else path
+    if is_capture(data):
+        try:
+            datagrams = read_capture(data)
+        except CaptureError as e:
+            raise CommandError(f"{name}: {e}") from None
+        return [
+            _Input(f"frame {d.frame} {d.src[0]}:{d.src[1]} -> {d.dst[0]}:{d.dst[1]}", d.data)
+            for d in datagrams
+        ]
+    if _looks_like_hex(data):
+        text = b"".join(data.split()).replace(b":", b"")
+        try:
+            data = bytes.fromhex(text.decode("ascii"))
+        except ValueError:
+            raise CommandError(f"{name}: odd number of hex digits") from None
+    if not data:
+        raise CommandError(f"{name}: empty input")
+    return _split_messages(data, name)
+
+
+_TRANSFORM_IDS: dict[int, type[IntEnum]] = {
+    TransformType.ENCR: EncrId,
+    TransformType.PRF: PrfId,
+    TransformType.INTEG: IntegId,
+    TransformType.DH: DhGroup,
+    TransformType.ESN: EsnId,
+}
+
+_FIELD_NAMES: dict[str, type[IntEnum]] = {
+    "protocol_id": ProtocolId,
+    "notify_type": NotifyType,
+    "group": DhGroup,
+    "id_type": IdType,
+    "method": AuthMethod,
+    "ts_type": TsType,
+    "cfg_type": ConfigType,
+    "first_payload": PayloadType,
+}
+
+
+def _name(enum: type[IntEnum], value: int) -> str:
+    try:
+        return enum(value).name
+    except ValueError:
+        return str(value)
+
+
+def _payload_json(p: Payload) -> dict[str, Any]:
+    out: dict[str, Any] = {"payload": _name(PayloadType, p.type)}
+    out.update(_jsonable(p))
+    return out
+
+
+def _jsonable(value: Any, field: str = "", owner: Any = None) -> Any:
+    """Payload objects as JSON values: bytes as hex, known numbers with their IANA name."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(value):
+            if f.repr:  # the payload type fixed by the class is shown as "payload"
+                out[f.name] = _jsonable(getattr(value, f.name), f.name, value)
+        if isinstance(value, Notify):
+            typed = value.value
+            out["value"] = (
+                typed.hex() if isinstance(typed, bytes)
+                else list(typed) if isinstance(typed, tuple)
+                else typed if typed is None or isinstance(typed, int)
+                else str(typed)
+            )
+        return out
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        enum = _FIELD_NAMES.get(field)
+        if field == "id" and owner is not None:
+            enum = _TRANSFORM_IDS.get(owner.type)
+        elif field == "type" and owner is not None and hasattr(owner, "key_length"):
+            enum = TransformType
+        elif field == "type" and isinstance(owner, ConfigAttribute):
+            enum = ConfigAttributeType
+        if enum is not None:
+            name = _name(enum, value)
+            return value if name == str(value) else {"value": value, "name": name}
+    return value
+
+
+def _describe_payload(p: Payload, indent: str) -> list[str]:
+    """Lines of the readable tree for one payload."""
+    title = _name(PayloadType, p.type) + (" (critical)" if p.critical else "")
+    fields = _jsonable(p)
+    lines = [f"{indent}{title}"]
+    if isinstance(p, Notify):
+        lines[0] += f" {_name(NotifyType, p.notify_type)}"
+        if p.spi:
+            lines[0] += f" protocol={_name(ProtocolId, p.protocol_id)} spi={p.spi.hex()}"
+        if fields["value"] not in (None, ""):
+            lines[0] += f" {fields['value']}"
+        return lines
+    if isinstance(p, SecurityAssociation):
+        for proposal in p.proposals:
+            spi = proposal.spi.hex() or "-"
+            lines.append(f"{indent}  proposal {proposal.number} "
+                         f"{_name(ProtocolId, proposal.protocol_id)} spi={spi}")
+            for t in proposal.transforms:
+                ids = _TRANSFORM_IDS.get(t.type)
+                line = f"{indent}    {_name(TransformType, t.type)} "
+                line += _name(ids, t.id) if ids else str(t.id)
+                if t.key_length is not None:
+                    line += f" key_length={t.key_length}"
+                for a in t.attributes:
+                    shown = a.value.hex() if isinstance(a.value, bytes) else a.value
+                    line += f" attr{a.type}={shown}"
+                lines.append(line)
+        return lines
+    if isinstance(p, TrafficSelectors):
+        for ts in p.selectors:
+            lines.append(f"{indent}  {_name(TsType, ts.ts_type)} protocol={ts.ip_protocol} "
+                         f"ports={ts.start_port}-{ts.end_port} {ts.start}-{ts.end}")
+        return lines
+    fields.pop("critical", None)
+    for key, value in fields.items():
+        lines.extend(_describe_value(key, value, indent + "  "))
+    return lines
+
+
+def _describe_value(key: str, value: Any, indent: str) -> list[str]:
+    if isinstance(value, dict) and set(value) == {"value", "name"}:
+        return [f"{indent}{key}: {value['name']} ({value['value']})"]
+    if isinstance(value, list):
+        lines = [f"{indent}{key}: {len(value)}"]
+        for i, item in enumerate(value, start=1):
+            if isinstance(item, dict):
+                lines.append(f"{indent}  [{i}]")
+                for k, v in item.items():
+                    lines.extend(_describe_value(k, v, indent + "    "))
+            else:
+                lines.append(f"{indent}  [{i}] {item}")
+        return lines
+    if isinstance(value, dict):
+        lines = [f"{indent}{key}:"]
+        for k, v in value.items():
+            lines.extend(_describe_value(k, v, indent + "  "))
+        return lines
+    return [f"{indent}{key}: {value}"]
+
+
+def _header_summary(m: IkeMessage) -> dict[str, Any]:
+    return {
+        "spi_i": m.spi_i.hex(),
+        "spi_r": m.spi_r.hex(),
+        "exchange": _name(ExchangeType, m.exchange),
+        "message_id": m.message_id,
+        "is_initiator": m.is_initiator,
+        "is_response": m.is_response,
+        "version": f"{m.major_version}.{m.minor_version}",
+        "length": m.length,
+    }
+
+
+def _run_decode(args: argparse.Namespace) -> int:
+    if args.keylog is not None:
+        raise CommandError(
+            "--keylog: decrypting SK payloads is not implemented yet (pending the AEAD issue)"
+        )
+    inputs = _inputs(args.file)
+    if not inputs:
+        raise CommandError(f"no IKE messages found in {args.file}")
+    results: list[dict[str, Any]] = []
+    failures = 0
+    for item in inputs:
+        try:
+            m = parse_message(item.data)
+        except (MalformedMessage, IkeError) as e:
+            failures += 1
+            offset = getattr(e, "offset", None)
+            results.append({"source": item.label, "error": str(e), "offset": offset})
+            continue
+        results.append({
+            "source": item.label,
+            **_header_summary(m),
+            "payloads": [_payload_json(p) for p in m.payloads],
+            "_message": m,
+        })
+    if args.json:
+        for r in results:
+            r.pop("_message", None)
+        json.dump({"messages": results, "malformed": failures}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for r in results:
+            _print_tree(r)
+    if failures:
+        raise CommandError(f"{failures} of {len(results)} messages malformed")
+    return 0
+
+
+def _print_tree(result: dict[str, Any]) -> None:
+    print(f"# {result['source']}")
+    if "error" in result:
+        print(f"  malformed: {result['error']}")
+        return
+    m: IkeMessage = result["_message"]
+    role = "response" if m.is_response else "request"
+    side = "initiator" if m.is_initiator else "responder"
+    print(f"{_name(ExchangeType, m.exchange)} {role} from the {side}, message ID "
+          f"{m.message_id}, {m.length} bytes, version {m.major_version}.{m.minor_version}")
+    print(f"  SPIi {m.spi_i.hex()}  SPIr {m.spi_r.hex()}")
+    for p in m.payloads:
+        for line in _describe_payload(p, "  "):
+            print(line)
+
+
+def _decode_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "file", metavar="FILE|-",
+        help="hex text, raw message bytes, or a pcap/pcapng capture (UDP 500/4500); - = stdin",
+    )
+    parser.add_argument(
+        "--keylog", metavar="DIR",
+        help="decrypt SK payloads with the keys in DIR (not implemented yet: pending the AEAD "
+             "issue; given, the command fails)",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+COMMANDS: dict[str, Command] = {
+    "decode": Command(
+        "decode IKE messages (hex, raw, pcap/pcapng) into a readable tree",
+        _decode_arguments,
+        _run_decode,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ikecore", description="IKEv2 core tools")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in COMMANDS.items():
+        command.add_arguments(sub.add_parser(name, help=command.help, description=command.help))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command].run(args)
+    except CommandError as e:
+        print(f"ikecore {args.command}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"ikecore {args.command}: interrupted", file=sys.stderr)
+        return 130
