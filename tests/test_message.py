@@ -445,7 +445,6 @@ def test_bind_classes_checks_fields_and_keeps_the_bound_ones():
     from dataclasses import dataclass
 
     from ikecore._fast import ikemsg
-
     from ikecore.payloads import PAYLOAD_CLASSES
 
     @dataclass(frozen=True, slots=True)
