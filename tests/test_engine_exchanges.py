@@ -396,7 +396,7 @@ def test_simultaneous_child_rekey_only_one_side_notices() -> None:
 
 
 def test_delete_while_a_rekey_is_in_flight() -> None:
-    initiator, responder, session, peer_session, net = established()
+    initiator, responder, session, _peer_session, net = established()
     # CREATE_CHILD_SA(rekey) -->  ... the user deletes the SA before the answer comes:
     # <-- CREATE_CHILD_SA {SA(SPIr'), Nr, KEr}   (the new SA exists at the peer: delete it too)
     # INFORMATIONAL(old) {D(IKE)} -->  <--    INFORMATIONAL(new) {D(IKE)} -->  <--
