@@ -1,4 +1,5 @@
-"""Random interleavings of API calls on both ends with a reordering network (hypothesis).
+"""Random interleavings of API calls on both ends with a reordering (and, in the second
+test, lossy and duplicating) network, under hypothesis.
 
 Whatever the order of creates, rekeys, deletes and liveness checks on either side, and
 whatever order the datagrams arrive in, no exception other than the caller's own
@@ -96,3 +97,73 @@ def test_random_interleavings_keep_both_ends_consistent(
         ours = sorted((c.spi_in, c.spi_out) for c in session.child_sas)
         theirs = sorted((c.spi_out, c.spi_in) for c in peer_session.child_sas)
         assert ours == theirs
+
+
+faulty_actions = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("call"), st.integers(0, 1), st.sampled_from(OPERATIONS), st.integers(0, 3)
+        ),
+        st.tuples(
+            st.sampled_from(["deliver", "drop", "duplicate"]),
+            st.integers(0, 1),
+            st.just(""),
+            st.integers(0, 7),
+        ),
+        st.tuples(st.just("timer"), st.integers(0, 1), st.just(""), st.integers(0, 3)),
+    ),
+    max_size=30,
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(script=faulty_actions)
+def test_random_interleavings_with_loss_duplication_and_timers(
+    script: list[tuple[str, int, str, int]],
+) -> None:
+    initiator, responder, peer, net = pair()
+    initiator.initiate(peer, 0.0)
+    net.run(0.0)
+    endpoints = (initiator, responder)
+    pending: list[Datagram] = []
+    now = 1.0
+    for kind, side, operation, pick in script:
+        now += 0.01
+        if kind == "call":
+            sessions = _live(endpoints[side])
+            if sessions:
+                _call(sessions[pick % len(sessions)], operation, pick, now)
+        elif kind == "timer":
+            now += 1.0 + pick  # retransmissions fire; never long enough to give an SA up
+            for endpoint in endpoints:
+                endpoint.handle_timer(now)
+        elif pending:
+            datagram = pending.pop(pick % len(pending))
+            copies = {"deliver": 1, "drop": 0, "duplicate": 2}[kind]
+            for _ in range(copies):
+                net.hosts[datagram.dst[0]].receive_datagram(
+                    datagram.data, datagram.src, datagram.dst, now
+                )
+        pending += net.capture(now)
+    net.deliver(pending, now)
+    for _ in range(80):
+        net.run(now)
+        timers = [t for t in (initiator.get_timer(), responder.get_timer()) if t is not None]
+        if not timers:
+            break
+        now = max(now, min(timers))
+        initiator.handle_timer(now)
+        responder.handle_timer(now)
+    assert sorted(s.sa.spis for s in _live(initiator)) == sorted(
+        s.sa.spis for s in _live(responder)
+    )
+    for session in _live(initiator):
+        (peer_session,) = [s for s in responder.sessions if s.sa.spis == session.sa.spis]
+        assert peer_session.sa.keys == session.sa.keys
+        ours = sorted((c.spi_in, c.spi_out) for c in session.child_sas)
+        assert ours == sorted((c.spi_out, c.spi_in) for c in peer_session.child_sas)
