@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 ARTIFACTS ?= ci-artifacts
 # Debian packages the build and the suite use (installed only when missing). The one place to
 # name them: helpers add theirs here (e.g. redis-server, strongswan, tshark).
-DEB_PACKAGES = build-essential python3-dev python3-venv libssl-dev libipsec-mb-dev valgrind
+DEB_PACKAGES = build-essential python3-dev python3-venv libssl-dev libipsec-mb-dev valgrind redis-server
 # Same pins as [build-system] requires in pyproject.toml (the venv builds without isolation).
 BUILD_REQUIRES = "setuptools>=68" wheel "Cython>=3.0.8,<4"
 # Everything a rebuild of the installed package depends on.

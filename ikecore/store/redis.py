@@ -1,16 +1,18 @@
 """`RedisStore`: SAs shared by the nodes of a gateway cluster (Python ``redis`` client).
 
 Every change is one Lua script, which Redis runs atomically: the compare-and-set of owner and
-version, the record and all its indexes change together or not at all. With ``replicas=N``
+version, the record and all its indexes change together or not at all. A lookup by SPI pair
+is one plain ``HGETALL`` (an atomic snapshot of the SA's hash). With ``replicas=N``
 each change is followed by ``WAIT N`` and only counts as done when N replicas confirmed it,
 so that a promoted replica still has it after the primary is lost.
 
 Keys (``prefix`` defaults to ``ikecore:``; SPIs in lowercase hex):
 
 - ``sa:<SPIi><SPIr>`` hash: owner, version, local (our SPI), rid (peer identity), children
-  (inbound ESP SPIs, comma-separated), record (sealed, see sealing.py)
-- ``child:<SPI>`` hash: sa (the SPI pair), esn, seq (reserved high-water mark, 16 hex digits:
-  64-bit values that Lua's doubles cannot hold are compared as fixed-width strings)
+  (inbound ESP SPIs, comma-separated), record (sealed, see sealing.py), and ``seq:<SPI>``
+  per Child SA: its reserved sequence high-water mark in 16 hex digits (64-bit values, which
+  Lua's doubles cannot hold, compared as fixed-width strings)
+- ``child:<SPI>`` hash: sa (the SPI pair), esn
 - ``id:<type><data>`` set of SPI pairs; ``sas`` set of every SPI pair; ``ike_spi`` and
   ``esp_spi`` sets of claimed SPIs.
 
@@ -25,52 +27,31 @@ from contextlib import contextmanager
 from typing import Any
 
 from ikecore.config import Identity
-from ikecore.errors import LocalProtocolError, SequenceExhausted
+from ikecore.errors import LocalProtocolError, MalformedMessage, SequenceExhausted
 from ikecore.sa import IkeSa, SpiPair
 from ikecore.store import MAX_SEQ, StoreUnavailable, WriteConflict
 from ikecore.store.sealing import RecordSealer
 
 __all__ = ["RedisStore"]
 
-# One stored SA as the load scripts return it: {pair, version, record, spi, seq, spi, seq...}.
-_ENTRY = """
-local function entry(p, pair)
-  local cur = redis.call('HMGET', p .. 'sa:' .. pair, 'version', 'record', 'children')
-  if not cur[1] then return false end
-  local out = {pair, cur[1], cur[2]}
-  for spi in string.gmatch(cur[3], '[^,]+') do
-    out[#out + 1] = spi
-    out[#out + 1] = redis.call('HGET', p .. 'child:' .. spi, 'seq') or ''
-  end
-  return out
-end
-"""
-
-# ARGV: prefix, pair... -> one entry (or nil) per pair.
-_LOAD = (
-    _ENTRY
-    + """
-local out = {}
-for i = 2, #ARGV do out[#out + 1] = entry(ARGV[1], ARGV[i]) end
-return out
-"""
-)
-
-# ARGV: prefix, inbound ESP SPI -> the entry of its IKE SA, or nil.
-_LOAD_BY_ESP = (
-    _ENTRY
-    + """
+# ARGV: prefix, inbound ESP SPI -> {SPI pair, HGETALL of its SA hash}, or nil.
+_LOAD_BY_ESP = """
 local pair = redis.call('HGET', ARGV[1] .. 'child:' .. ARGV[2], 'sa')
 if not pair then return false end
-return entry(ARGV[1], pair)
+return {pair, redis.call('HGETALL', ARGV[1] .. 'sa:' .. pair)}
 """
-)
 
 # KEYS: the SA hash. ARGV: prefix, node, expected version ('' to create), record, pair, our
-# SPI, peer identity ('' for none), then (inbound SPI, esn, seq) per Child SA.
+# SPI, peer identity ('' for none), inbound SPIs of the Child SAs (comma-separated), then
+# "<esn><seq>" of each (esn 0 or 1, seq 16 hex digits), in the same order, concatenated.
+# One HMGET reads the owner, version, indexes and reservations; one HSET writes the SA.
 _PUT = """
-local p, node, expected, pair, rid = ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[7]
-local cur = redis.call('HMGET', KEYS[1], 'owner', 'version', 'children', 'rid')
+local p, node, expected, pair, rid, children = ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[7], ARGV[8]
+local spis = {}
+for spi in string.gmatch(children, '[^,]+') do spis[#spis + 1] = spi end
+local names = {'owner', 'version', 'children', 'rid'}
+for i, spi in ipairs(spis) do names[4 + i] = 'seq:' .. spi end
+local cur = redis.call('HMGET', KEYS[1], unpack(names))
 local version = 1
 if cur[1] then
   if cur[1] ~= node then return {'owner', cur[1]} end
@@ -79,26 +60,36 @@ if cur[1] then
 elseif expected ~= '' then
   return {'deleted', ''}
 end
-local names, new = {}, {}
-for i = 8, #ARGV, 3 do
-  local spi, seq = ARGV[i], ARGV[i + 2]
-  local child = p .. 'child:' .. spi
-  names[#names + 1] = spi
+local fields = {'owner', node, 'version', version, 'local', ARGV[6], 'rid', rid,
+                'children', children, 'record', ARGV[4]}
+local new = {}
+for i, spi in ipairs(spis) do
+  local esn = string.sub(ARGV[9], 17 * i - 16, 17 * i - 16)
+  local seq = string.sub(ARGV[9], 17 * i - 15, 17 * i)
+  local reserved = cur[4 + i]
   new[spi] = true
-  local reserved = redis.call('HGET', child, 'seq')
-  if reserved and reserved > seq then seq = reserved end
-  redis.call('HSET', child, 'sa', pair, 'esn', ARGV[i + 1], 'seq', seq)
+  if reserved then
+    if reserved > seq then seq = reserved end
+  else
+    redis.call('HSET', p .. 'child:' .. spi, 'sa', pair, 'esn', esn)
+  end
+  fields[#fields + 1] = 'seq:' .. spi
+  fields[#fields + 1] = seq
 end
-if cur[3] then
+if cur[3] and cur[3] ~= children then
   for spi in string.gmatch(cur[3], '[^,]+') do
-    if not new[spi] then redis.call('DEL', p .. 'child:' .. spi) end
+    if not new[spi] then
+      redis.call('DEL', p .. 'child:' .. spi)
+      redis.call('HDEL', KEYS[1], 'seq:' .. spi)
+    end
   end
 end
-if cur[4] and cur[4] ~= '' and cur[4] ~= rid then redis.call('SREM', p .. 'id:' .. cur[4], pair) end
-if rid ~= '' then redis.call('SADD', p .. 'id:' .. rid, pair) end
-redis.call('HSET', KEYS[1], 'owner', node, 'version', version, 'local', ARGV[6], 'rid', rid,
-           'children', table.concat(names, ','), 'record', ARGV[4])
-redis.call('SADD', p .. 'sas', pair)
+if cur[4] ~= rid then
+  if cur[4] and cur[4] ~= '' then redis.call('SREM', p .. 'id:' .. cur[4], pair) end
+  if rid ~= '' then redis.call('SADD', p .. 'id:' .. rid, pair) end
+end
+if not cur[1] then redis.call('SADD', p .. 'sas', pair) end
+redis.call('HSET', KEYS[1], unpack(fields))
 return {'ok', tostring(version)}
 """
 
@@ -127,23 +118,25 @@ redis.call('HINCRBY', KEYS[1], 'version', 1)
 return 1
 """
 
-# KEYS: the child hash. ARGV: prefix, node, count (1 .. 2^32 - 1). 64-bit arithmetic on the
-# 16-hex-digit mark in two 32-bit halves (exact in doubles); capped at the last number.
+# KEYS: the child hash. ARGV: prefix, node, count (1 .. 2^32 - 1), inbound SPI. 64-bit
+# arithmetic on the 16-hex-digit mark in two 32-bit halves (exact in Lua's doubles), capped at
+# the last number. The mark lives in the SA hash; the version does not change (not a put).
 _RESERVE = """
-local c = redis.call('HMGET', KEYS[1], 'sa', 'esn', 'seq')
+local c = redis.call('HMGET', KEYS[1], 'sa', 'esn')
 if not c[1] then return {'none'} end
-local owner = redis.call('HGET', ARGV[1] .. 'sa:' .. c[1], 'owner')
-if owner ~= ARGV[2] then return {'owner', owner or ''} end
+local sa, field = ARGV[1] .. 'sa:' .. c[1], 'seq:' .. ARGV[4]
+local cur = redis.call('HMGET', sa, 'owner', field)
+if cur[1] ~= ARGV[2] then return {'owner', cur[1] or ''} end
 local last = '00000000ffffffff'
 if c[2] == '1' then last = 'ffffffffffffffff' end
-if c[3] >= last then return {'exhausted'} end
-local hi = tonumber(string.sub(c[3], 1, 8), 16)
-local lo = tonumber(string.sub(c[3], 9, 16), 16) + tonumber(ARGV[3])
+if cur[2] >= last then return {'exhausted'} end
+local hi = tonumber(string.sub(cur[2], 1, 8), 16)
+local lo = tonumber(string.sub(cur[2], 9, 16), 16) + tonumber(ARGV[3])
 if lo >= 4294967296 then lo = lo - 4294967296; hi = hi + 1 end
 local seq = last
 if hi < 4294967296 then seq = string.format('%08x%08x', hi, lo) end
 if seq > last then seq = last end
-redis.call('HSET', KEYS[1], 'seq', seq)
+redis.call('HSET', sa, field, seq)
 return {'ok', seq}
 """
 
@@ -187,7 +180,6 @@ class RedisStore:
             url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
         )
         register = self._redis.register_script
-        self._load_script = register(_LOAD)
         self._load_esp_script = register(_LOAD_BY_ESP)
         self._put_script = register(_PUT)
         self._delete_script = register(_DELETE)
@@ -247,7 +239,8 @@ class RedisStore:
         key = sa.spis
         pair = _pair_hex(*key)
         seen = self._seen.get(key)
-        args: list[str | bytes] = [
+        children = sa.child_sas.values()
+        args = (
             self._prefix,
             self._node_id,
             "" if seen is None else str(seen),
@@ -255,9 +248,9 @@ class RedisStore:
             pair,
             sa.local_spi.hex(),
             _identity_hex(sa.remote_id),
-        ]
-        for spi_in, child in sa.child_sas.items():
-            args += (spi_in.hex(), "1" if child.transforms.esn else "0", f"{child.seq_out:016x}")
+            ",".join(child.spi_in.hex() for child in children),
+            "".join(f"{int(child.transforms.esn)}{child.seq_out:016x}" for child in children),
+        )
         with self._server(write=True):
             status, detail = self._put_script(keys=[self._sa_key(pair)], args=args)
         if status != b"ok":
@@ -273,35 +266,47 @@ class RedisStore:
             raise WriteConflict(f"{name} was deleted")
         raise WriteConflict(f"{name} changed since this store read it")
 
-    def _entry(self, entry: list[bytes] | None) -> IkeSa | None:
-        if entry is None:
+    def _from_hash(self, pair: bytes | str, fields: dict[bytes, bytes]) -> IkeSa | None:
+        """The SA from its hash (HGETALL), None for an empty one (no such SA)."""
+        if not fields:
             return None
-        pair, version, record, *seqs = entry
-        spi_i, spi_r = bytes.fromhex(pair[:16].decode()), bytes.fromhex(pair[16:].decode())
+        text = pair.decode() if isinstance(pair, bytes) else pair
+        spi_i, spi_r = bytes.fromhex(text[:16]), bytes.fromhex(text[16:])
+        try:
+            version, record = int(fields[b"version"]), fields[b"record"]
+        except (KeyError, ValueError):
+            raise MalformedMessage(f"stored IKE SA {text} incomplete") from None
         sa = self._sealer.open(record, spi_i, spi_r)
-        for spi_hex, reserved in zip(seqs[::2], seqs[1::2], strict=True):
-            child = sa.child_sas.get(bytes.fromhex(spi_hex.decode()))
-            if child is not None and reserved:
+        for spi_in, child in sa.child_sas.items():
+            reserved = fields.get(b"seq:" + spi_in.hex().encode())
+            if reserved:
                 # Resume above every number that may have been sent (reserved or recorded).
                 child.seq_out = max(child.seq_out, int(reserved, 16))
-        self._seen[(spi_i, spi_r)] = int(version)
+        self._seen[(spi_i, spi_r)] = version
         return sa
 
     def _load(self, pairs: list[str]) -> list[IkeSa]:
-        if not pairs:
-            return []
         with self._server():
-            entries = self._load_script(args=[self._prefix, *pairs])
-        return [sa for sa in map(self._entry, entries) if sa is not None]
+            pipe = self._redis.pipeline(transaction=False)
+            for pair in pairs:
+                pipe.hgetall(self._sa_key(pair))
+            hashes = pipe.execute()
+        found = (self._from_hash(pair, fields) for pair, fields in zip(pairs, hashes, strict=True))
+        return [sa for sa in found if sa is not None]
 
     def get_ike_sa(self, spi_i: bytes, spi_r: bytes) -> IkeSa | None:
-        found = self._load([_pair_hex(spi_i, spi_r)])
-        return found[0] if found else None
+        pair = _pair_hex(spi_i, spi_r)
+        with self._server():
+            fields = self._redis.hgetall(self._sa_key(pair))
+        return self._from_hash(pair, fields)
 
     def find_by_esp_spi(self, spi_in: bytes) -> IkeSa | None:
         with self._server():
-            entry = self._load_esp_script(args=[self._prefix, spi_in.hex()])
-        return self._entry(entry)
+            found = self._load_esp_script(args=[self._prefix, spi_in.hex()])
+        if found is None:
+            return None
+        pair, flat = found
+        return self._from_hash(pair, dict(zip(flat[::2], flat[1::2], strict=True)))
 
     def find_by_identity(self, remote_id: Identity) -> list[IkeSa]:
         with self._server():
@@ -349,7 +354,7 @@ class RedisStore:
         with self._server(write=True):
             result = self._reserve_script(
                 keys=[f"{self._prefix}child:{spi_in.hex()}"],
-                args=[self._prefix, self._node_id, count],
+                args=[self._prefix, self._node_id, count, spi_in.hex()],
             )
         status = result[0]
         if status == b"none":
