@@ -14,12 +14,12 @@ Errors: a failed ICV raises ``IntegrityError`` (no detail); malformed IKE messag
 ``MalformedMessage`` with ``.offset``; bad arguments raise ``TypeError``/``ValueError``.
 """
 
-from typing import Literal
+from typing import Literal, TypeAlias
 
 from typing_extensions import Buffer
 
-Engine = Literal["auto", "openssl", "ipsec-mb"]
-Algorithm = Literal["aes-gcm", "chacha20-poly1305"]
+Engine: TypeAlias = Literal["auto", "openssl", "ipsec-mb"]
+Algorithm: TypeAlias = Literal["aes-gcm", "chacha20-poly1305"]
 
 ENV_ENGINE: str
 ALGORITHMS: tuple[str, ...]

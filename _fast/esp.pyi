@@ -17,7 +17,9 @@ ESN that cannot exist: before the SA start or past 2^64), and changes nothing.
 receiver; with ``highest_seq`` alone the whole window up to T counts as received (safe: never
 accepts a replay, may drop late packets).
 Anti-replay window: ``window`` packets (32..65536, default 64), a ring of 64-bit words
-(RFC 6479). Not done: ESN re-synchronisation after 2^32 lost packets (RFC 4303 A3).
+(RFC 6479). ESN re-synchronisation after 2^32 lost packets (RFC 4303 A3) is off by default:
+``resync_after=N`` (N > 0) retries the N-th consecutive packet failing its ICV with Seqh + 1
+... Seqh + ``resync_limit``, in line (not in the background), and then restarts the count.
 
 Next Header 59 is a dummy packet (RFC 4303 §2.6): ``encapsulate(b"...", 59)`` makes one;
 ``decapsulate`` returns it like any other (it was authentic and moved the window) and the
@@ -77,7 +79,8 @@ class EspInbound:
     def __init__(self, spi: int | Buffer, key_and_salt: Buffer, icv_len: int = 16,
                  esn: bool = False, window: int = 64, *, algorithm: Algorithm = "aes-gcm",
                  engine: Engine | None = None, highest_seq: int = 0,
-                 replay_bitmap: int | None = None) -> None: ...
+                 replay_bitmap: int | None = None, resync_after: int = 0,
+                 resync_limit: int = 8) -> None: ...
     @property
     def aead(self) -> Aead: ...
     @property
@@ -101,7 +104,8 @@ class EspInbound:
     def decapsulate_into(self, packet: Buffer, out: Buffer) -> tuple[int, int]:
         """(next_header, inner length) with the payload at the start of ``out``, which needs
         len(packet) - 16 - icv_len bytes (the trailer is decrypted there too) and must not
-        overlap ``packet``. After an IntegrityError that part of ``out`` is zeroed."""
+        overlap ``packet`` unless exactly in place (``memoryview(packet)[16:]``). After an
+        IntegrityError that part of ``out`` is zeroed."""
     def decapsulate_batch(self, packets: Sequence[Buffer], out: Buffer, ends: Buffer,
                           results: Buffer) -> int:
         """Decapsulates each packet in order (the window moves between them) into ``out``:

@@ -20,9 +20,13 @@ from cpython.buffer cimport (
     PyBUF_FORMAT,
     PyBUF_SIMPLE,
     PyBUF_WRITABLE,
-    PyObject_GetBuffer,
 )
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.bytes cimport (
+    PyBytes_AS_STRING,
+    PyBytes_CheckExact,
+    PyBytes_FromStringAndSize,
+    PyBytes_GET_SIZE,
+)
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.ref cimport PyObject, Py_XDECREF
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
@@ -105,7 +109,8 @@ cdef inline bint _overlaps(const void *a, Py_ssize_t a_len, const void *b,
 cdef int _check_index_buffer(Py_buffer *view, Py_ssize_t itemsize, bytes codes, Py_ssize_t count,
                              str name) except -1:
     cdef bytes fmt = view.format if view.format != NULL else b"B"
-    if view.itemsize != itemsize or fmt[-1:] not in codes:
+    # the last character is the type code ("<q", "=q", "q" all name the same layout here)
+    if view.itemsize != itemsize or fmt[len(fmt) - 1:] not in codes:
         raise TypeError(f"{name} must be a buffer of {itemsize * 8}-bit integers "
                         f"(array('{'q' if itemsize == 8 else 'i'}')), got format {fmt!r}")
     if view.len // itemsize < count:
@@ -267,7 +272,7 @@ cdef class EspOutbound:
         buffer_clear(&item_view)
         try:
             acquire_buffer(out, &out_view, PyBUF_WRITABLE)
-            PyObject_GetBuffer(ends, &ends_view, PyBUF_WRITABLE | PyBUF_FORMAT)
+            acquire_buffer(ends, &ends_view, PyBUF_WRITABLE | PyBUF_FORMAT)
             _check_index_buffer(&ends_view, 8, b"qQlL", count, "ends")
             end_offsets = <int64_t *>ends_view.buf
             self._check_args(next_header, 0, tfc_padding)
@@ -291,6 +296,10 @@ cdef class EspOutbound:
                 item = <object>PySequence_Fast_GET_ITEM(items, i)
                 acquire_buffer(item, &item_view, PyBUF_SIMPLE)
                 try:
+                    # re-checked: a buffer exporter could report another size the second time
+                    if (position + ESP_HEADER_LEN + self._icv_len
+                            + _padded_plaintext_len(item_view.len, tfc_padding) > out_view.len):
+                        raise ValueError("an inner packet changed size during the call")
                     position += self._seal_one(<const uint8_t *>item_view.buf, item_view.len,
                                                next_header, tfc_padding,
                                                <uint8_t *>out_view.buf + position)
@@ -308,7 +317,9 @@ cdef class EspInbound:
     (default 64, 32..65536). ``highest_seq`` and ``replay_bitmap`` restore a saved receiver
     (see the ``replay_bitmap`` property); with ``highest_seq`` alone every number of the
     window up to T counts as received, which can drop late packets but never accepts a
-    replay."""
+    replay. With ESN, ``resync_after`` > 0 turns on the re-synchronisation of RFC 4303 A3:
+    after that many consecutive ICV failures the failing packet is retried with the next
+    ``resync_limit`` values of the high half."""
 
     cdef readonly Aead aead
     cdef readonly uint32_t spi
@@ -320,13 +331,19 @@ cdef class EspInbound:
     cdef uint64_t *_bitmap
     cdef uint64_t _block_mask
     cdef int _icv_len
+    cdef uint32_t _resync_after
+    cdef uint32_t _resync_limit
+    cdef uint32_t _failures
     cdef uint8_t _spi_be[4]
 
     def __init__(self, spi, key_and_salt, int icv_len=16, bint esn=False, int window=64, *,
-                 algorithm="aes-gcm", engine=None, highest_seq=0, replay_bitmap=None):
+                 algorithm="aes-gcm", engine=None, highest_seq=0, replay_bitmap=None,
+                 int resync_after=0, int resync_limit=8):
         cdef Py_ssize_t blocks = 1
         if not MIN_WINDOW <= window <= MAX_WINDOW:
             raise ValueError(f"window must be {MIN_WINDOW}..{MAX_WINDOW}, got {window}")
+        if resync_after < 0 or not 0 < resync_limit <= 1024:
+            raise ValueError("resync_after must be >= 0 and resync_limit 1..1024")
         if not 0 <= highest_seq <= (0xFFFFFFFFFFFFFFFF if esn else 0xFFFFFFFF):
             raise ValueError("highest_seq out of range")
         self.spi = _spi_value(spi)
@@ -335,6 +352,9 @@ cdef class EspInbound:
         self.esn = esn
         self.window = window
         self._icv_len = self.aead.icv_len
+        self._resync_after = resync_after if esn else 0
+        self._resync_limit = resync_limit
+        self._failures = 0
         # RFC 6479: enough 64-bit words for the window plus the one being filled, rounded up
         # to a power of two so that a word index is a mask.
         while blocks < (window + 63) // 64 + 1:
@@ -482,6 +502,14 @@ cdef class EspInbound:
         else:
             status = self.aead.open_raw(packet + 8, packet, 8, packet + ESP_HEADER_LEN,
                                         plaintext_len, out)
+        if not status and self._resync_after:
+            # RFC 4303 A3.1: count consecutive authentication failures; at the trigger, try
+            # this packet in the following subspaces (A3.2). Resetting the count bounds the
+            # extra work a forger can cause to resync_limit tries per resync_after packets.
+            self._failures += 1
+            if self._failures >= self._resync_after:
+                self._failures = 0
+                status = self._resync(packet, plaintext_len, out, &seq)
         if not status:
             return BAD_INTEGRITY
         pad_len = out[plaintext_len - 2]
@@ -496,10 +524,31 @@ cdef class EspInbound:
                 return BAD_PAD_CONTENT
         # Authentic and well formed: only now does the window move.
         self._commit(seq)
+        self._failures = 0
         self.packet_count += 1
         self.byte_count += payload_len
         inner_len[0] = payload_len
         return out[plaintext_len - 1]
+
+    cdef int _resync(self, const uint8_t *packet, Py_ssize_t plaintext_len, uint8_t *out,
+                     uint64_t *seq) except -1:
+        """RFC 4303 A3.2: retries authentication with Seqh + 1, + 2, ... (bounded); on
+        success ``seq`` is the packet's full number, which lies right of the window."""
+        cdef uint8_t aad[12]
+        cdef uint64_t seq_high = seq[0] >> 32
+        cdef uint32_t attempt
+        memcpy(aad, packet, 4)
+        memcpy(aad + 8, packet + 4, 4)
+        for attempt in range(self._resync_limit):
+            if seq_high == 0xFFFFFFFF:
+                return 0
+            seq_high += 1
+            store_be32(aad + 4, <uint32_t>seq_high)
+            if self.aead.open_raw(packet + 8, aad, 12, packet + ESP_HEADER_LEN, plaintext_len,
+                                  out):
+                seq[0] = (seq_high << 32) | (seq[0] & 0xFFFFFFFF)
+                return 1
+        return 0
 
     cdef int _raise_for(self, int status, Py_ssize_t bad_offset) except -1:
         if status == BAD_INTEGRITY or status == BAD_ESN_IMPOSSIBLE:
@@ -545,8 +594,9 @@ cdef class EspInbound:
             buffer_release(&view)
 
     def decapsulate_into(self, packet, out) -> tuple:
-        """Decrypts into ``out`` (room for len(packet) - 16 - icv_len bytes, not overlapping
-        ``packet``); returns ``(next_header, inner_length)``."""
+        """Decrypts into ``out`` (room for len(packet) - 16 - icv_len bytes; not overlapping
+        ``packet``, or exactly in place: ``memoryview(packet)[16:]``); returns
+        ``(next_header, inner_length)``."""
         cdef Py_buffer view, out_view
         cdef Py_ssize_t plaintext_len, inner_len = 0, bad_offset = -1
         cdef int status
@@ -560,6 +610,9 @@ cdef class EspInbound:
             plaintext_len = view.len - ESP_HEADER_LEN - self._icv_len
             if out_view.len < plaintext_len:
                 raise ValueError(f"out holds {out_view.len} bytes, {plaintext_len} needed")
+            if (_overlaps(view.buf, view.len, out_view.buf, out_view.len)
+                    and <char *>out_view.buf != <char *>view.buf + ESP_HEADER_LEN):
+                raise ValueError("out must not overlap packet (except in place, at byte 16)")
             status = self._open_one(<const uint8_t *>view.buf, view.len,
                                     <uint8_t *>out_view.buf, &inner_len, &bad_offset)
             if status < 0:
@@ -585,16 +638,18 @@ cdef class EspInbound:
         cdef int64_t *end_offsets
         cdef int32_t *statuses
         cdef int status
+        cdef bint overlap
         buffer_clear(&out_view)
         buffer_clear(&ends_view)
         buffer_clear(&results_view)
         buffer_clear(&item_view)
         try:
             acquire_buffer(out, &out_view, PyBUF_WRITABLE)
-            PyObject_GetBuffer(ends, &ends_view, PyBUF_WRITABLE | PyBUF_FORMAT)
-            PyObject_GetBuffer(results, &results_view, PyBUF_WRITABLE | PyBUF_FORMAT)
+            acquire_buffer(ends, &ends_view, PyBUF_WRITABLE | PyBUF_FORMAT)
+            acquire_buffer(results, &results_view, PyBUF_WRITABLE | PyBUF_FORMAT)
             _check_index_buffer(&ends_view, 8, b"qQlL", count, "ends")
-            _check_index_buffer(&results_view, 4, b"iIlL", count, "results")
+            # signed only: the rejection codes are negative
+            _check_index_buffer(&results_view, 4, b"il", count, "results")
             if self.aead is None:
                 raise ValueError("EspInbound was not initialised")
             end_offsets = <int64_t *>ends_view.buf
@@ -606,7 +661,10 @@ cdef class EspInbound:
                 else:
                     acquire_buffer(item, &item_view, PyBUF_SIMPLE)
                     inner_len = item_view.len
+                    overlap = _overlaps(item_view.buf, inner_len, out_view.buf, out_view.len)
                     buffer_release(&item_view)
+                    if overlap:
+                        raise ValueError("out must not overlap the packets")
                 inner_len -= ESP_HEADER_LEN + self._icv_len
                 if inner_len > 0:
                     room += inner_len
@@ -616,6 +674,9 @@ cdef class EspInbound:
                 item = <object>PySequence_Fast_GET_ITEM(items, i)
                 acquire_buffer(item, &item_view, PyBUF_SIMPLE)
                 try:
+                    # re-checked: a buffer exporter could report another size the second time
+                    if item_view.len - ESP_HEADER_LEN - self._icv_len > out_view.len - position:
+                        raise ValueError("a packet changed size during the call")
                     inner_len = 0
                     status = self._open_one(<const uint8_t *>item_view.buf, item_view.len,
                                             <uint8_t *>out_view.buf + position, &inner_len,

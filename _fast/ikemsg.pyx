@@ -33,8 +33,7 @@ from cpython.long cimport PyLong_Check
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
-from cpython.type cimport PyType_GenericAlloc
-from libc.stdint cimport uint32_t
+from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from ikecore.errors import MalformedMessage, RemoteProtocolError
@@ -50,6 +49,8 @@ cdef extern from "structmember.h":
 cdef extern from "Python.h":
     ctypedef struct PyMemberDescrObject:
         PyMemberDef *d_member
+    ctypedef struct PyTypeObject
+    object PyType_GenericAlloc(PyTypeObject *type, Py_ssize_t nitems)
     long long PyLong_AsLongLongAndOverflow(object obj, int *overflow) except? -1
 
 
@@ -78,6 +79,7 @@ DEF HEADER_LEN = 28
 DEF RECORD_WORDS = 3
 DEF UNSUPPORTED_CRITICAL_PAYLOAD = 1
 DEF MAX_FIELDS = 12
+DEF HEAPTYPE_FLAG = 1 << 9  # Py_TPFLAGS_HEAPTYPE
 
 
 # --- classes bound by ikecore.payloads ------------------------------------------------------------
@@ -99,28 +101,29 @@ cdef dict _FIELDS = {
     "Attribute": (0, ("type", "value")),
     "Transform": (0, ("type", "id", "key_length", "attributes")),
     "Proposal": (0, ("number", "protocol_id", "spi", "transforms")),
-    "SecurityAssociation": (PT_SA, ("proposals", "critical")),
-    "KeyExchange": (PT_KE, ("group", "data", "critical")),
-    "IDi": (PT_IDI, ("id_type", "data", "critical")),
-    "IDr": (PT_IDR, ("id_type", "data", "critical")),
-    "Certificate": (PT_CERT, ("encoding", "data", "critical")),
-    "CertificateRequest": (PT_CERTREQ, ("encoding", "data", "critical")),
-    "Authentication": (PT_AUTH, ("method", "data", "critical")),
-    "Nonce": (PT_NONCE, ("data", "critical")),
-    "Notify": (PT_NOTIFY, ("protocol_id", "spi", "notify_type", "data", "critical")),
-    "Delete": (PT_DELETE, ("protocol_id", "spi_size", "spis", "critical")),
-    "VendorId": (PT_VENDOR, ("data", "critical")),
+    "SecurityAssociation": (PT_SA, ("proposals", "critical", "type")),
+    "KeyExchange": (PT_KE, ("group", "data", "critical", "type")),
+    "IDi": (PT_IDI, ("id_type", "data", "critical", "type")),
+    "IDr": (PT_IDR, ("id_type", "data", "critical", "type")),
+    "Certificate": (PT_CERT, ("encoding", "data", "critical", "type")),
+    "CertificateRequest": (PT_CERTREQ, ("encoding", "data", "critical", "type")),
+    "Authentication": (PT_AUTH, ("method", "data", "critical", "type")),
+    "Nonce": (PT_NONCE, ("data", "critical", "type")),
+    "Notify": (PT_NOTIFY, ("protocol_id", "spi", "notify_type", "data", "critical",
+                          "type")),
+    "Delete": (PT_DELETE, ("protocol_id", "spi_size", "spis", "critical", "type")),
+    "VendorId": (PT_VENDOR, ("data", "critical", "type")),
     "TrafficSelector": (0, ("ts_type", "ip_protocol", "start_port", "end_port",
                             "start_address", "end_address")),
-    "TSi": (PT_TSI, ("selectors", "critical")),
-    "TSr": (PT_TSR, ("selectors", "critical")),
-    "Encrypted": (PT_SK, ("first_payload", "data", "critical")),
+    "TSi": (PT_TSI, ("selectors", "critical", "type")),
+    "TSr": (PT_TSR, ("selectors", "critical", "type")),
+    "Encrypted": (PT_SK, ("first_payload", "data", "critical", "type")),
     "EncryptedFragment": (PT_SKF, ("first_payload", "fragment_number", "total_fragments",
-                                   "data", "critical")),
+                                   "data", "critical", "type")),
     "ConfigAttribute": (0, ("type", "value")),
-    "Configuration": (PT_CP, ("cfg_type", "attributes", "critical")),
-    "Eap": (PT_EAP, ("code", "identifier", "data", "critical")),
-    "UnknownPayload": (0, ("payload_type", "data", "critical")),
+    "Configuration": (PT_CP, ("cfg_type", "attributes", "critical", "type")),
+    "Eap": (PT_EAP, ("code", "identifier", "data", "critical", "type")),
+    "UnknownPayload": (0, ("type", "data", "critical")),
     # plain slotted classes of ikecore.message
     "PayloadChain": (0, ("_data", "_index", "_base", "_payloads")),
     "IkeMessage": (0, ("_data", "_index", "_base", "_payloads", "spi_i", "spi_r", "exchange",
@@ -142,6 +145,9 @@ cdef _Layout _make_layout(str name, type cls):
         instance_fields = tuple(
             f for f, spec in fields.items() if spec._field_type.name == "_FIELD"
         )
+    if any(not (klass.__flags__ & HEAPTYPE_FLAG) for klass in cls.__mro__[:-1]):
+        # only plain Python classes over object are allocated with PyType_GenericAlloc
+        raise TypeError(f"{name} must be a Python class deriving from object only")
     if sorted(instance_fields) != sorted(names) or len(names) > MAX_FIELDS:
         raise TypeError(f"{name}: expected a dataclass with fields {names}, got {instance_fields}")
     for i, field in enumerate(names):
@@ -192,14 +198,15 @@ def bind_classes(dict classes, type critical_error):
     L_CHAIN = layouts["PayloadChain"]
     L_MESSAGE = layouts["IkeMessage"]
     _critical_error = critical_error
+    _clear_transform_cache()
     _bound = True
 
 
 cdef inline object _new(_Layout layout):
-    return PyType_GenericAlloc(layout.cls, 0)
+    return PyType_GenericAlloc(<PyTypeObject *>layout.cls, 0)
 
 
-cdef inline void _put(object obj, Py_ssize_t offset, object value):
+cdef inline void _put(object obj, Py_ssize_t offset, object value) noexcept:
     """Store a new reference in an empty slot of a freshly allocated object."""
     Py_INCREF(value)
     (<PyObject **>((<char *><PyObject *>obj) + offset))[0] = <PyObject *>value
@@ -310,6 +317,31 @@ cdef bint _ts_length_ok(unsigned int ts_type, unsigned int length) noexcept nogi
     return (ts_type == 7 and length == 16) or (ts_type == 8 and length == 40)
 
 
+# Decoded transforms are immutable values and peers repeat the same few in every SA payload
+# (every IKE_SA_INIT of an attack too), so those without attributes other than Key Length are
+# shared, like CPython's small ints: a direct-mapped cache keyed by (type, id, key length),
+# with 1 in bit 0 so that 0 means an empty slot. Emptied by bind_classes.
+DEF TRANSFORM_CACHE_BITS = 6
+cdef uint64_t _transform_keys[1 << TRANSFORM_CACHE_BITS]
+cdef PyObject *_transform_objects[1 << TRANSFORM_CACHE_BITS]
+
+
+cdef void _clear_transform_cache() noexcept:
+    cdef Py_ssize_t i
+    for i in range(1 << TRANSFORM_CACHE_BITS):
+        Py_XDECREF(_transform_objects[i])
+        _transform_objects[i] = NULL
+        _transform_keys[i] = 0
+
+
+# The status notify types in use (16384-16447, RFC 7296 §3.10.1 and its extensions) as shared
+# int objects: CPython caches ints only up to 256.
+DEF STATUS_NOTIFY_FIRST = 16384
+DEF STATUS_NOTIFY_COUNT = 64
+cdef tuple _status_notify_types = tuple(range(STATUS_NOTIFY_FIRST,
+                                              STATUS_NOTIFY_FIRST + STATUS_NOTIFY_COUNT))
+
+
 # Transform attribute types seen in the transform being read (RFC 7296 §3.3: no two of one
 # type). Always all-zero between calls: bits are cleared by re-walking the attributes read.
 cdef uchar _seen_attribute[4096]
@@ -374,11 +406,25 @@ cdef object _transform(const uchar *d, Py_ssize_t pos, Py_ssize_t end, Py_ssize_
         _forget_attributes(d, start, apos)
     if not build:
         return None
+    cdef uint64_t key = 0
+    cdef Py_ssize_t slot = 0
+    if attributes is None:
+        # RFC 7296 transform without other attributes: look in the cache of shared objects
+        key = (1 | (<uint64_t>d[pos + 4] << 8) | (<uint64_t>_u16(d + pos + 6) << 16)
+               | ((0 if key_length is None else (0x10000 | <uint64_t>key_length)) << 32))
+        slot = <Py_ssize_t>((key * 0x9E3779B97F4A7C15ULL) >> (64 - TRANSFORM_CACHE_BITS))
+        if _transform_keys[slot] == key:
+            return <object>_transform_objects[slot]
     transform = _new(L_TRANSFORM)
     _put(transform, L_TRANSFORM.off[0], d[pos + 4])
     _put(transform, L_TRANSFORM.off[1], _u16(d + pos + 6))
     _put(transform, L_TRANSFORM.off[2], key_length)
     _put(transform, L_TRANSFORM.off[3], () if attributes is None else tuple(attributes))
+    if key:
+        Py_INCREF(transform)
+        Py_XDECREF(_transform_objects[slot])
+        _transform_objects[slot] = <PyObject *>transform
+        _transform_keys[slot] = key
     return transform
 
 
@@ -521,6 +567,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         obj = _new(L_SA)
         _put(obj, L_SA.off[0], proposals)
         _put(obj, L_SA.off[1], crit)
+        _put(obj, L_SA.off[2], ptype)
         return obj
     if ptype == PT_NOTIFY:
         if n < 4:
@@ -536,9 +583,13 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         obj = _new(L_NOTIFY)
         _put(obj, L_NOTIFY.off[0], d[pos])
         _put(obj, L_NOTIFY.off[1], _bytes(d + pos + 4, spi_size))
-        _put(obj, L_NOTIFY.off[2], value)
+        if STATUS_NOTIFY_FIRST <= value < STATUS_NOTIFY_FIRST + STATUS_NOTIFY_COUNT:
+            _put(obj, L_NOTIFY.off[2], _status_notify_types[value - STATUS_NOTIFY_FIRST])
+        else:
+            _put(obj, L_NOTIFY.off[2], value)
         _put(obj, L_NOTIFY.off[3], _bytes(d + pos + 4 + spi_size, n - 4 - spi_size))
         _put(obj, L_NOTIFY.off[4], crit)
+        _put(obj, L_NOTIFY.off[5], ptype)
         return obj
     if ptype == PT_KE:
         if n < 4:
@@ -553,6 +604,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         _put(obj, L_KE.off[0], value)
         _put(obj, L_KE.off[1], _bytes(d + pos + 4, n - 4))
         _put(obj, L_KE.off[2], crit)
+        _put(obj, L_KE.off[3], ptype)
         return obj
     if ptype == PT_NONCE:
         if n < 16 or n > 256:
@@ -562,6 +614,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         obj = _new(L_NONCE)
         _put(obj, L_NONCE.off[0], _bytes(d + pos, n))
         _put(obj, L_NONCE.off[1], crit)
+        _put(obj, L_NONCE.off[2], ptype)
         return obj
     if ptype == PT_IDI or ptype == PT_IDR or ptype == PT_AUTH:
         if n < 4:
@@ -575,6 +628,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         _put(obj, layout.off[0], d[pos])
         _put(obj, layout.off[1], _bytes(d + pos + 4, n - 4))
         _put(obj, layout.off[2], crit)
+        _put(obj, layout.off[3], ptype)
         return obj
     if ptype == PT_TSI or ptype == PT_TSR:
         selectors = _traffic_selectors(d, pos, end, base, build)
@@ -584,6 +638,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         obj = _new(layout)
         _put(obj, layout.off[0], selectors)
         _put(obj, layout.off[1], crit)
+        _put(obj, layout.off[2], ptype)
         return obj
     if ptype == PT_SK:
         if not build:
@@ -592,6 +647,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         _put(obj, L_SK.off[0], next_payload)
         _put(obj, L_SK.off[1], _bytes(d + pos, n))
         _put(obj, L_SK.off[2], crit)
+        _put(obj, L_SK.off[3], ptype)
         return obj
     if ptype == PT_SKF:
         if n < 4:
@@ -604,6 +660,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         _put(obj, L_SKF.off[2], _u16(d + pos + 2))
         _put(obj, L_SKF.off[3], _bytes(d + pos + 4, n - 4))
         _put(obj, L_SKF.off[4], crit)
+        _put(obj, L_SKF.off[5], ptype)
         return obj
     if ptype == PT_CERT or ptype == PT_CERTREQ:
         if n < 1:
@@ -615,6 +672,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         _put(obj, layout.off[0], d[pos])
         _put(obj, layout.off[1], _bytes(d + pos + 1, n - 1))
         _put(obj, layout.off[2], crit)
+        _put(obj, layout.off[3], ptype)
         return obj
     if ptype == PT_DELETE:
         if n < 4:
@@ -635,6 +693,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         _put(obj, L_DELETE.off[1], spi_size)
         _put(obj, L_DELETE.off[2], spis)
         _put(obj, L_DELETE.off[3], crit)
+        _put(obj, L_DELETE.off[4], ptype)
         return obj
     if ptype == PT_VENDOR:
         if not build:
@@ -642,6 +701,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         obj = _new(L_VENDOR)
         _put(obj, L_VENDOR.off[0], _bytes(d + pos, n))
         _put(obj, L_VENDOR.off[1], crit)
+        _put(obj, L_VENDOR.off[2], ptype)
         return obj
     if ptype == PT_CP:
         if n < 4:
@@ -653,6 +713,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         _put(obj, L_CP.off[0], d[pos])
         _put(obj, L_CP.off[1], attributes)
         _put(obj, L_CP.off[2], crit)
+        _put(obj, L_CP.off[3], ptype)
         return obj
     if ptype == PT_EAP:
         # RFC 7296 §3.16, RFC 3748 §4: Length covers the EAP message = the payload body
@@ -672,6 +733,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         _put(obj, L_EAP.off[1], d[pos + 1])
         _put(obj, L_EAP.off[2], _bytes(d + pos + 4, n - 4))
         _put(obj, L_EAP.off[3], crit)
+        _put(obj, L_EAP.off[4], ptype)
         return obj
     # unknown, non-critical (the walk rejected critical ones): kept raw (RFC 7296 §2.5)
     if not build:
@@ -784,16 +846,15 @@ def index_message(data, bint check_bodies=True):
         PyBuffer_Release(&view)
 
 
-def index_chain(unsigned int first_type, data, Py_ssize_t base_offset=0, bint check_bodies=True):
+def index_chain(first_type, data, base_offset=0, bint check_bodies=True):
     """Validate a decrypted inner payload chain (first payload type from the SK payload's Next
     Payload) and return its index; error offsets are reported as base_offset + position."""
     cdef Py_buffer view
-    if first_type > 255:
-        raise ValueError("first_type must be a payload type (0..255)")
+    cdef unsigned int first = <unsigned int>_uint(first_type, 255, "first_type")
+    cdef Py_ssize_t base = <Py_ssize_t>_uint(base_offset, 0xFFFFFFFF, "base_offset")
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
-        return _build_index(<const uchar *>view.buf, 0, view.len, first_type, base_offset, True,
-                            check_bodies)
+        return _build_index(<const uchar *>view.buf, 0, view.len, first, base, True, check_bodies)
     finally:
         PyBuffer_Release(&view)
 
@@ -875,26 +936,33 @@ def parse_message(data):
     return message
 
 
-def parse_payload_chain(unsigned int first_type, data, Py_ssize_t base_offset=0):
-    """Validate a decrypted inner chain and return an ``ikecore.message.PayloadChain``."""
+def parse_payload_chain(first_type, data, base_offset=0):
+    """Validate a decrypted inner chain (first payload type from the SK payload's Next
+    Payload; error offsets are base_offset + position) and return an
+    ``ikecore.message.PayloadChain`` over it."""
+    cdef Py_buffer view
     _require_bound()
+    cdef unsigned int first = <unsigned int>_uint(first_type, 255, "first_type")
+    cdef Py_ssize_t base = <Py_ssize_t>_uint(base_offset, 0xFFFFFFFF, "base_offset")
     if not PyBytes_CheckExact(data):
-        data = bytes(memoryview(data))
-    index = index_chain(first_type, data, base_offset)
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)   # TypeError for non bytes-like objects
+        try:
+            data = PyBytes_FromStringAndSize(<const char *>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+    index = _build_index(<const uchar *>PyBytes_AS_STRING(data), 0, PyBytes_GET_SIZE(data),
+                         first, base, True, True)
     chain = _new(L_CHAIN)
     _put(chain, L_CHAIN.off[0], data)
     _put(chain, L_CHAIN.off[1], index)
-    _put(chain, L_CHAIN.off[2], base_offset)
+    _put(chain, L_CHAIN.off[2], base)
     _put(chain, L_CHAIN.off[3], None)
     return chain
 
 
-def chain_payloads(chain):
-    """Decode every payload of a PayloadChain/IkeMessage once and cache the list in it."""
+cdef object _chain_payloads(object chain):
     cdef PyObject **slot
     cdef PyObject *old
-    if not isinstance(chain, L_CHAIN.cls):
-        raise TypeError("expected a PayloadChain")
     cached = _field(chain, L_CHAIN.off[3])
     if cached is not None:
         return cached
@@ -906,6 +974,27 @@ def chain_payloads(chain):
     slot[0] = <PyObject *>payloads
     Py_XDECREF(old)
     return payloads
+
+
+def chain_payloads(chain):
+    """Decode every payload of a PayloadChain/IkeMessage once and cache the list in it."""
+    _require_bound()
+    if not isinstance(chain, L_CHAIN.cls):
+        raise TypeError("expected a PayloadChain")
+    return _chain_payloads(chain)
+
+
+cdef class PayloadsAttribute:
+    """``PayloadChain.payloads`` as a native (non-data) descriptor: all payloads, decoded on
+    first access and cached in the chain. A Python property would cost as much as decoding
+    a small payload."""
+
+    def __get__(self, instance, owner):
+        if instance is None:
+            return self
+        if not _bound or not isinstance(instance, L_CHAIN.cls):
+            raise TypeError("PayloadsAttribute belongs to ikecore.message.PayloadChain")
+        return _chain_payloads(instance)
 
 
 # --- encoding -------------------------------------------------------------------------------------
@@ -1226,9 +1315,9 @@ cdef Py_ssize_t _enc_body(object p, uchar *out, unsigned int *ptype, unsigned in
             _w16(out + 2, <unsigned int>(4 + m))
         return 4 + m
     if cls is L_UNKNOWN.cls:
-        kind = _uint(_field(p, L_UNKNOWN.off[0]), 255, "UnknownPayload.payload_type")
+        kind = _uint(_field(p, L_UNKNOWN.off[0]), 255, "UnknownPayload.type")
         if kind == 0 or _known_type(<unsigned int>kind):
-            raise ValueError(f"UnknownPayload.payload_type {kind} is a known or reserved type")
+            raise ValueError(f"UnknownPayload.type {kind} is a known or reserved type")
         ptype[0] = <unsigned int>kind
         critical[0] = _field(p, L_UNKNOWN.off[2])
         return _put_data(out, _field(p, L_UNKNOWN.off[1]), "UnknownPayload.data", 65535)
@@ -1275,8 +1364,7 @@ def encode_payloads(payloads):
     return first, result
 
 
-def encode_message(spi_i, spi_r, unsigned int exchange, unsigned int flags, message_id,
-                   payloads):
+def encode_message(spi_i, spi_r, exchange, flags, message_id, payloads):
     """Encode an IKE message (RFC 7296 §3.1): version 2.0, Length computed."""
     cdef unsigned int first
     cdef Py_ssize_t si, sr
@@ -1284,8 +1372,8 @@ def encode_message(spi_i, spi_r, unsigned int exchange, unsigned int flags, mess
     cdef const uchar *pr = _data(spi_r, &sr, "spi_r")
     if si != 8 or sr != 8:
         raise ValueError("SPIs must be 8 bytes")
-    if exchange > 255 or flags > 255:
-        raise ValueError("exchange type and flags are 1 byte each")
+    cdef uchar exchange_type = <uchar>_uint(exchange, 255, "exchange")
+    cdef uchar header_flags = <uchar>_uint(flags, 255, "flags")
     cdef uint32_t mid = <uint32_t>_uint(message_id, 0xFFFFFFFF, "message_id")
     _require_bound()
     cdef Py_ssize_t n = HEADER_LEN + _enc_chain(payloads, NULL, &first)
@@ -1298,8 +1386,8 @@ def encode_message(spi_i, spi_r, unsigned int exchange, unsigned int flags, mess
     _enc_chain(payloads, out + HEADER_LEN, &first)
     out[16] = <uchar>first
     out[17] = 0x20
-    out[18] = <uchar>exchange
-    out[19] = <uchar>flags
+    out[18] = exchange_type
+    out[19] = header_flags
     _w32(out + 20, mid)
     _w32(out + 24, <uint32_t>n)
     return result

@@ -13,7 +13,6 @@ import ipaddress
 
 import pure_python_ike as peer
 import pytest
-from ikecore._fast import ikemsg
 
 from ikecore import (
     Authentication,
@@ -33,6 +32,7 @@ from ikecore import (
     parse_message,
     parse_payload_chain,
 )
+from ikecore._fast import ikemsg
 
 scapy_ikev2 = pytest.importorskip("scapy.contrib.ikev2")
 

@@ -176,7 +176,7 @@ class PeerConfig:
     """
 
     local_id: Identity
-    psk: bytes
+    psk: bytes = field(repr=False)  # a secret: never in a log
     remote_id: Identity | None = None
     remote_address: Address | None = None
     local_address: Address | None = None
@@ -212,7 +212,8 @@ class EndpointConfig:
     each next one ``retransmit_backoff`` times later, ``retransmit_tries`` retransmissions before
     the SA is given up. ``cookie_threshold``: half-open IKE SAs beyond which the responder
     demands a COOKIE (§2.6). ``window_size`` is announced with SET_WINDOW_SIZE when above 1
-    (§2.3).
+    (§2.3). ``nat_detection`` False leaves NAT_DETECTION_* out of our IKE_SA_INIT requests
+    (a responder still answers those it receives, §2.23).
     """
 
     peers: tuple[PeerConfig, ...] = ()
@@ -226,6 +227,7 @@ class EndpointConfig:
     half_open_timeout: float = 30.0
     cookie_threshold: int = 100
     nat_port: int = 4500
+    nat_detection: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.window_size <= 2**16:

@@ -146,9 +146,16 @@ class IkeEndpoint:
     def queue_event(self, event: Event) -> None:
         self._events.append(event)
 
-    def transmit(self, session: IkeSession, raw: bytes) -> None:
-        sa = session.sa
-        self._send(raw, sa.local_address, sa.remote_address)
+    def transmit(
+        self, session: IkeSession, raw: bytes, reply_to: tuple[Address, Address] | None = None
+    ) -> None:
+        """Queue an IKE message of ``session``: requests go to the SA's addresses, responses
+        (``reply_to`` = the request's (src, dst)) back where the request came from (§2.11)."""
+        if reply_to is None:
+            self._send(raw, session.sa.local_address, session.sa.remote_address)
+        else:
+            peer, local = reply_to
+            self._send(raw, local, peer)
 
     def _send(self, raw: bytes, src: Address, dst: Address) -> None:
         # RFC 3948 §2.2: IKE on the NAT-T port carries the non-ESP marker.

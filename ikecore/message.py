@@ -14,12 +14,13 @@ body: ``encode_message(..., [*clear, Encrypted(first, bytes(n))])[:-n]``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from ikecore._fast import ikemsg as _ikemsg
 from ikecore.constants import PayloadType
 from ikecore.payloads import (
     PAYLOAD_CLASSES,
+    PAYLOAD_TYPE_OF,
     Encrypted,
     EncryptedFragment,
     Notify,
@@ -59,13 +60,14 @@ class PayloadChain:
     def __setattr__(self, name: str, value: object) -> NoReturn:
         raise AttributeError(f"{type(self).__name__} is read-only")
 
-    @property
-    def payloads(self) -> list[Payload]:
-        """All payloads, decoded on first access (the list is shared: do not modify it)."""
-        payloads = self._payloads
-        if payloads is None:
-            payloads = _ikemsg.chain_payloads(self)
-        return payloads
+    if TYPE_CHECKING:
+
+        @property
+        def payloads(self) -> list[Payload]:
+            """All payloads, decoded on first access (the list is shared: do not modify it)."""
+
+    else:
+        payloads = _ikemsg.PayloadsAttribute()
 
     @property
     def payload_types(self) -> tuple[int, ...]:
@@ -79,8 +81,8 @@ class PayloadChain:
     def find(self, kind: type[P]) -> P | None:
         """The first payload of class ``kind``; before ``payloads`` was read, only that payload
         is decoded (when the class fixes the payload type)."""
-        payload_type = getattr(kind, "type", None)
-        if self._payloads is None and isinstance(payload_type, int):
+        payload_type = PAYLOAD_TYPE_OF.get(kind)
+        if self._payloads is None and payload_type is not None:
             for position, found in enumerate(self.payload_types):
                 if found == payload_type:
                     payload = _ikemsg.decode_payload(self._data, self._index, position, self._base)
@@ -114,10 +116,8 @@ class PayloadChain:
         return self._data
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, PayloadChain)
-            and type(other) is type(self)
-            and (self._data == other._data)
+        return isinstance(other, PayloadChain) and type(other) is type(self) and (
+            self._data == other._data
         )
 
     def __hash__(self) -> int:
@@ -207,11 +207,10 @@ _ikemsg.bind_classes(
 parse_message: Callable[[BytesLike], IkeMessage] = _ikemsg.parse_message
 
 
-def parse_payload_chain(first_type: int, data: BytesLike, base_offset: int = 0) -> PayloadChain:
-    """Validate a decrypted inner chain: ``first_type`` is the SK payload's Next Payload;
-    ``base_offset`` is added to error offsets (where the plaintext sits in the message)."""
-    chain: PayloadChain = _ikemsg.parse_payload_chain(first_type, data, base_offset)
-    return chain
+# parse_payload_chain(first_type, data, base_offset=0) -> PayloadChain: validate a decrypted
+# inner chain; ``first_type`` is the SK payload's Next Payload, ``base_offset`` is added to
+# error offsets (where the plaintext sits in the message). Same errors as parse_message.
+parse_payload_chain: Callable[..., PayloadChain] = _ikemsg.parse_payload_chain
 
 
 def encode_payload_chain(payloads: list[Payload] | tuple[Payload, ...]) -> tuple[int, bytes]:
@@ -236,3 +235,5 @@ def encode_message(
     flags = (_INITIATOR if initiator else 0) | (_RESPONSE if response else 0)
     data: bytes = _ikemsg.encode_message(spi_i, spi_r, exchange, flags, message_id, payloads)
     return data
+
+

@@ -81,11 +81,8 @@ def udp_header(source_port: int, destination_port: int, payload_len: int) -> byt
     return struct.pack(">HHHH", source_port, destination_port, length, 0)
 
 
-def udp_encapsulate(
-    payload: bytes | bytearray | memoryview,
-    source_port: int = NATT_PORT,
-    destination_port: int = NATT_PORT,
-) -> bytes:
+def udp_encapsulate(payload: bytes | bytearray | memoryview, source_port: int = NATT_PORT,
+                    destination_port: int = NATT_PORT) -> bytes:
     """UDP header | payload (an ESP packet, a marked IKE message or a keepalive)."""
     data = bytes(payload)
     return udp_header(source_port, destination_port, len(data)) + data

@@ -8,8 +8,8 @@ are registered with it by ``ikecore.message`` (``PAYLOAD_CLASSES``).
 Conventions:
 - Numbers decoded from the wire are plain ints (compare them with the IntEnums of
   ``ikecore.constants``); unknown values are kept, never rejected here.
-- ``type`` is the payload type, a plain int (a class attribute, except for ``UnknownPayload``);
-  ``critical``
+- ``type`` is the payload type, a plain int: a slot like the other fields (so that reading it
+  is as fast), fixed by the class (``init=False``) except in ``UnknownPayload``; ``critical``
   is the received C bit (RFC 7296 §3.2: ignored for known types, sent as given: False by default).
 - RESERVED fields are ignored on receipt and sent as zero; a decoded message keeps its exact
   bytes (``IkeMessage.to_bytes``), a re-encoded payload is canonical.
@@ -19,10 +19,10 @@ Conventions:
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import struct
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
 
 from ikecore.constants import NotifyType, PayloadType, TsType
 from ikecore.errors import RemoteProtocolError
@@ -117,7 +117,7 @@ class Proposal:
 class SecurityAssociation:
     """SA payload: one or more proposals numbered 1, 2, … (a response: the chosen one)."""
 
-    type: ClassVar[int] = PayloadType.SA.value
+    type: int = field(default=PayloadType.SA.value, init=False, repr=False)
     proposals: tuple[Proposal, ...]
     critical: bool = False
 
@@ -129,7 +129,7 @@ class SecurityAssociation:
 class KeyExchange:
     """KE payload (RFC 7296 §3.4); the data length is checked for the groups ikecore knows."""
 
-    type: ClassVar[int] = PayloadType.KE.value
+    type: int = field(default=PayloadType.KE.value, init=False, repr=False)
     group: int
     data: bytes
     critical: bool = False
@@ -139,7 +139,7 @@ class KeyExchange:
 class Identification:
     """IDi/IDr body (RFC 7296 §3.5): IPV4_ADDR must be 4 bytes, IPV6_ADDR 16, data non-empty."""
 
-    type: ClassVar[int]
+    type: int = field(init=False, repr=False)  # set by the subclass
     id_type: int
     data: bytes
     critical: bool = False
@@ -147,19 +147,19 @@ class Identification:
 
 @dataclass(frozen=True, slots=True)
 class IDi(Identification):
-    type: ClassVar[int] = PayloadType.IDI.value
+    type: int = field(default=PayloadType.IDI.value, init=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class IDr(Identification):
-    type: ClassVar[int] = PayloadType.IDR.value
+    type: int = field(default=PayloadType.IDR.value, init=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Certificate:
     """CERT payload (RFC 7296 §3.6)."""
 
-    type: ClassVar[int] = PayloadType.CERT.value
+    type: int = field(default=PayloadType.CERT.value, init=False, repr=False)
     encoding: int
     data: bytes
     critical: bool = False
@@ -169,7 +169,7 @@ class Certificate:
 class CertificateRequest:
     """CERTREQ payload (RFC 7296 §3.7): ``data`` is the Certification Authority field."""
 
-    type: ClassVar[int] = PayloadType.CERTREQ.value
+    type: int = field(default=PayloadType.CERTREQ.value, init=False, repr=False)
     encoding: int
     data: bytes
     critical: bool = False
@@ -179,7 +179,7 @@ class CertificateRequest:
 class Authentication:
     """AUTH payload (RFC 7296 §3.8)."""
 
-    type: ClassVar[int] = PayloadType.AUTH.value
+    type: int = field(default=PayloadType.AUTH.value, init=False, repr=False)
     method: int
     data: bytes
     critical: bool = False
@@ -189,7 +189,7 @@ class Authentication:
 class Nonce:
     """Ni/Nr (RFC 7296 §3.9): 16 to 256 bytes."""
 
-    type: ClassVar[int] = PayloadType.NONCE.value
+    type: int = field(default=PayloadType.NONCE.value, init=False, repr=False)
     data: bytes
     critical: bool = False
 
@@ -220,7 +220,7 @@ class Notify:
     other type is kept as received.
     """
 
-    type: ClassVar[int] = PayloadType.NOTIFY.value
+    type: int = field(default=PayloadType.NOTIFY.value, init=False, repr=False)
     protocol_id: int
     spi: bytes
     notify_type: int
@@ -322,7 +322,7 @@ class Delete:
     """Delete payload (RFC 7296 §3.11): IKE = protocol 1, ``spi_size`` 0, no SPIs; ESP/AH =
     protocol 3/2, ``spi_size`` 4, the sender's inbound SPIs."""
 
-    type: ClassVar[int] = PayloadType.DELETE.value
+    type: int = field(default=PayloadType.DELETE.value, init=False, repr=False)
     protocol_id: int
     spi_size: int
     spis: tuple[bytes, ...] = ()
@@ -331,7 +331,7 @@ class Delete:
 
 @dataclass(frozen=True, slots=True)
 class VendorId:
-    type: ClassVar[int] = PayloadType.VENDOR_ID.value
+    type: int = field(default=PayloadType.VENDOR_ID.value, init=False, repr=False)
     data: bytes
     critical: bool = False
 
@@ -376,19 +376,19 @@ class TrafficSelector:
 
 @dataclass(frozen=True, slots=True)
 class TrafficSelectors:
-    type: ClassVar[int]
+    type: int = field(init=False, repr=False)  # set by the subclass
     selectors: tuple[TrafficSelector, ...]
     critical: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class TSi(TrafficSelectors):
-    type: ClassVar[int] = PayloadType.TSI.value
+    type: int = field(default=PayloadType.TSI.value, init=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class TSr(TrafficSelectors):
-    type: ClassVar[int] = PayloadType.TSR.value
+    type: int = field(default=PayloadType.TSR.value, init=False, repr=False)
 
 
 # --- Encrypted payloads ---------------------------------------------------------------------------
@@ -400,7 +400,7 @@ class Encrypted:
     (the SK payload's Next Payload field); ``data`` is IV ‖ ciphertext ‖ ICV, opened by the
     AEAD core. Always the last payload of a message."""
 
-    type: ClassVar[int] = PayloadType.SK.value
+    type: int = field(default=PayloadType.SK.value, init=False, repr=False)
     first_payload: int
     data: bytes
     critical: bool = False
@@ -410,7 +410,7 @@ class Encrypted:
 class EncryptedFragment:
     """SKF payload (RFC 7383 §2.5); ``first_payload`` is 0 in every fragment but the first."""
 
-    type: ClassVar[int] = PayloadType.SKF.value
+    type: int = field(default=PayloadType.SKF.value, init=False, repr=False)
     first_payload: int
     fragment_number: int
     total_fragments: int
@@ -433,7 +433,7 @@ class ConfigAttribute:
 class Configuration:
     """CP payload (RFC 7296 §3.15)."""
 
-    type: ClassVar[int] = PayloadType.CP.value
+    type: int = field(default=PayloadType.CP.value, init=False, repr=False)
     cfg_type: int
     attributes: tuple[ConfigAttribute, ...] = ()
     critical: bool = False
@@ -444,7 +444,7 @@ class Eap:
     """EAP payload (RFC 7296 §3.16): the EAP message is Code, Identifier, Length (computed) and
     ``data`` (Type and Type-Data for Request/Response, empty for Success/Failure)."""
 
-    type: ClassVar[int] = PayloadType.EAP.value
+    type: int = field(default=PayloadType.EAP.value, init=False, repr=False)
     code: int
     identifier: int
     data: bytes = b""
@@ -459,13 +459,9 @@ class Eap:
 class UnknownPayload:
     """A payload type ikecore does not know, received without the C bit: kept, not used."""
 
-    payload_type: int
+    type: int
     data: bytes
     critical: bool = False
-
-    @property
-    def type(self) -> int:
-        return self.payload_type
 
 
 Payload = (
@@ -489,32 +485,29 @@ Payload = (
     | UnknownPayload
 )
 
+def _fixed_type(cls: type) -> int:
+    (type_field,) = (f for f in dataclasses.fields(cls) if f.name == "type")
+    assert isinstance(type_field.default, int)
+    return type_field.default
+
+
+# The payload type each class stands for (the classes that fix it).
+PAYLOAD_TYPE_OF: dict[type, int] = {
+    cls: _fixed_type(cls)
+    for cls in (
+        SecurityAssociation, KeyExchange, IDi, IDr, Certificate, CertificateRequest,
+        Authentication, Nonce, Notify, Delete, VendorId, TSi, TSr, Encrypted, EncryptedFragment,
+        Configuration, Eap,
+    )
+}
+
 # Registered with the native core by ikecore.message (with the message classes).
 PAYLOAD_CLASSES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
-        Attribute,
-        Transform,
-        Proposal,
-        SecurityAssociation,
-        KeyExchange,
-        IDi,
-        IDr,
-        Certificate,
-        CertificateRequest,
-        Authentication,
-        Nonce,
-        Notify,
-        Delete,
-        VendorId,
-        TrafficSelector,
-        TSi,
-        TSr,
-        Encrypted,
-        EncryptedFragment,
-        ConfigAttribute,
-        Configuration,
-        Eap,
+        Attribute, Transform, Proposal, SecurityAssociation, KeyExchange, IDi, IDr, Certificate,
+        CertificateRequest, Authentication, Nonce, Notify, Delete, VendorId, TrafficSelector,
+        TSi, TSr, Encrypted, EncryptedFragment, ConfigAttribute, Configuration, Eap,
         UnknownPayload,
     )
 }

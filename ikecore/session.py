@@ -36,6 +36,7 @@ from ikecore.errors import (
 from ikecore.events import ChildSaDeleted, Event, IkeSaDeleted
 from ikecore.exchanges.base import DropMessage, InitiatorTask, NotifyError, ResponderTask
 from ikecore.exchanges.ike_sa_init import Handshake
+from ikecore.payloads import UnsupportedCriticalPayload
 from ikecore.sa import ChildSa, IkeSa
 from ikecore.states import (
     ChildState,
@@ -102,7 +103,7 @@ class IkeSession:
         self._answered: set[int] = set()
         self._cipher_in: IkeCipher | None = None
         self._cipher_out: IkeCipher | None = None
-        self._close_after_response: tuple[IkeTrigger, str] | None = None
+        self._close_after_response: tuple[IkeTrigger, str, int | None] | None = None
         # §2.8.2: the SA we made answering the peer's rekey while ours was in flight.
         self.rekey_collision: RekeyCollision | None = None
         # §2.8.1: per Child SA being rekeyed by both ends, the one the peer's request made.
@@ -110,6 +111,8 @@ class IkeSession:
         # Child SAs the user has not been told about (made in a collision, maybe redundant):
         # they go without an event.
         self.unannounced: set[bytes] = set()
+        # Child SA SPIs the peer deleted before we knew them (their creation still in flight).
+        self._unknown_deletes: deque[bytes] = deque(maxlen=16)
         # Whether the user has heard of this SA: only those get events when they end.
         self.visible = sa.initiator or sa.state not in (
             IkeState.CONNECTING,
@@ -177,6 +180,17 @@ class IkeSession:
         if event:
             self.emit(ChildSaDeleted(self, child, reason))
 
+    def note_unknown_delete(self, spi: bytes) -> None:
+        self._unknown_deletes.append(spi)
+
+    def deleted_before_known(self, spi: bytes) -> bool:
+        """The peer already deleted the Child SA with outbound SPI ``spi`` (we created it and
+        its response reached us after the peer's Delete)."""
+        if spi in self._unknown_deletes:
+            self._unknown_deletes.remove(spi)
+            return True
+        return False
+
     def child_by_outbound_spi(self, spi: bytes) -> ChildSa | None:
         for child in self.sa.child_sas.values():
             if child.spi_out == spi:
@@ -186,9 +200,11 @@ class IkeSession:
     def child_transition(self, child: ChildSa, trigger: ChildTrigger) -> None:
         child.state = child_transition(child.state, trigger)
 
-    def close_after_response(self, trigger: IkeTrigger, reason: str) -> None:
+    def close_after_response(
+        self, trigger: IkeTrigger, reason: str, notify: int | None = None
+    ) -> None:
         """End the SA once the response being built has been sent (a Delete of this SA)."""
-        self._close_after_response = (trigger, reason)
+        self._close_after_response = (trigger, reason, notify)
 
     def save(self) -> None:
         if self.sa.state in (IkeState.CONNECTING, IkeState.AUTHENTICATING, IkeState.DELETED):
@@ -390,6 +406,8 @@ class IkeSession:
         except IntegrityError:
             self.integrity_failures += 1
             return None
+        except UnsupportedCriticalPayload:
+            raise  # authentic, but with a critical payload we do not know: the caller answers
         except (MalformedMessage, RemoteProtocolError):
             return None
 
@@ -408,7 +426,10 @@ class IkeSession:
         out = self._outstanding.get(message.message_id)
         if out is None or message.exchange != out.task.exchange_type:
             return  # unsolicited or duplicate response
-        payloads = self._open(message)
+        try:
+            payloads = self._open(message)
+        except UnsupportedCriticalPayload:
+            payloads = None  # a response we cannot read: as good as lost
         if payloads is None:
             return
         self._note_window(payloads)
@@ -436,30 +457,40 @@ class IkeSession:
         if cached is not None:
             if cached.request_digest == digest:
                 self.cached_answers += 1
-                self.endpoint.transmit(self, cached.raw)
+                self.endpoint.transmit(self, cached.raw, (src, dst))
             return
         lowest = sa.next_peer_request_id
         if not lowest <= message_id < lowest + sa.local_window or message_id in self._answered:
             return
-        payloads = self._open(message)
-        if payloads is None:
-            return
-        self._note_window(payloads)
-        if not sa.initiator and (message.exchange == ExchangeType.IKE_AUTH or sa.remote_behind_nat):
-            # §2.23: follow the initiator's move to the NAT-T port (and a NAT's rebinding),
-            # from authenticated requests only.
-            sa.remote_address, sa.local_address = src, dst
-        fatal = False
+        fatal: int | None = None
+        response: list[Payload]
         try:
-            task = self._responder_for(message)
-            response = task.process_request(self, message, payloads, now)
-        except DropMessage:
-            return
-        except NotifyError as refused:
-            response = [Notify.status(refused.notify_type, refused.data)]
-        except RemoteProtocolError as refused:
-            response = [Notify.status(refused.notify_type)]
-            fatal = refused.notify_type in _FATAL_NOTIFIES
+            payloads = self._open(message)
+        except UnsupportedCriticalPayload as unsupported:
+            # §2.5: the whole request is refused, naming the payload type; nothing runs.
+            payloads = None
+            response = [Notify.status(unsupported.notify_type, unsupported.notify_data)]
+        else:
+            if payloads is None:
+                return
+            self._note_window(payloads)
+            if not sa.initiator and (
+                message.exchange == ExchangeType.IKE_AUTH or sa.remote_behind_nat
+            ):
+                # §2.23: follow the initiator's move to the NAT-T port (and a NAT's
+                # rebinding), from authenticated requests only.
+                sa.remote_address, sa.local_address = src, dst
+            try:
+                task = self._responder_for(message)
+                response = task.process_request(self, message, payloads, now)
+            except DropMessage:
+                return
+            except NotifyError as refused:
+                response = [Notify.status(refused.notify_type, refused.data)]
+            except RemoteProtocolError as refused:
+                response = [Notify.status(refused.notify_type)]
+                if refused.notify_type in _FATAL_NOTIFIES:
+                    fatal = refused.notify_type
         refused_init = (
             message.exchange == ExchangeType.IKE_SA_INIT and sa.state == IkeState.CONNECTING
         )
@@ -469,13 +500,13 @@ class IkeSession:
             self.handshake.request = message.to_bytes()
             self.handshake.response = raw
         self._remember_response(message_id, digest, raw)
-        self.endpoint.transmit(self, raw)
-        if fatal:
-            self.terminate(IkeTrigger.FAILED, _reason(NotifyType.INVALID_SYNTAX), now)
+        self.endpoint.transmit(self, raw, (src, dst))
+        if fatal is not None:
+            self.terminate(IkeTrigger.FAILED, _reason(fatal), now)
         elif self._close_after_response is not None:
-            trigger, reason = self._close_after_response
+            trigger, reason, notify = self._close_after_response
             self._close_after_response = None
-            self.terminate(trigger, reason, now)
+            self.terminate(trigger, reason, now, notify)
         else:
             self._pump(now)
 
@@ -492,7 +523,7 @@ class IkeSession:
             del self._responses[old]
 
     def _responder_for(self, message: IkeMessage) -> ResponderTask:
-        from ikecore.exchanges.create_child import responder_for_create_child
+        from ikecore.exchanges.create_child import CreateChildDispatch
         from ikecore.exchanges.ike_auth import IkeAuthResponder
         from ikecore.exchanges.ike_sa_init import IkeSaInitResponder
         from ikecore.exchanges.informational import InformationalResponder
@@ -503,7 +534,7 @@ class IkeSession:
         if exchange == ExchangeType.IKE_AUTH and state == IkeState.AUTHENTICATING:
             return IkeAuthResponder()
         if exchange == ExchangeType.CREATE_CHILD_SA and state in _CHILD_CAPABLE:
-            return responder_for_create_child(self)
+            return CreateChildDispatch()
         if exchange == ExchangeType.INFORMATIONAL and state in _INFORMATIONAL_CAPABLE:
             return InformationalResponder()
         raise DropMessage(f"{exchange} request in state {state.value}")

@@ -243,29 +243,32 @@ _KNOWN_TYPES: Final = {
 }
 
 
+_Key = tuple[int, int, "int | None"]
+
+
 def _first_accepted(
-    received: Sequence[TransformLike], transform_type: int, ours: ProposalSpec
-) -> Transform | None:
-    acceptable = ours.acceptable
+    received: Sequence[TransformLike], transform_type: int, acceptable: frozenset[_Key]
+) -> _Key | None:
+    """The first offered transform of a type that we accept, as (type, id, key length)."""
     for offered in received:
-        if offered.type == transform_type and (
-            (transform_type, offered.id, offered.key_length) in acceptable
-        ):
-            return Transform(transform_type, offered.id, offered.key_length)
+        if offered.type == transform_type:
+            key = (transform_type, offered.id, offered.key_length)
+            if key in acceptable:
+                return key
     return None
 
 
 def _choose_dh(
-    received: Sequence[TransformLike], ours: ProposalSpec, prefer_dh: int | None
-) -> Transform | None:
+    received: Sequence[TransformLike], acceptable: frozenset[_Key], prefer_dh: int | None
+) -> int | None:
     # The group of the KE payload wins when both sides accept it, which avoids an
     # INVALID_KE_PAYLOAD round trip (RFC 7296 §1.2).
-    if prefer_dh is not None:
-        if (TransformType.DH, prefer_dh, None) in ours.acceptable and any(
-            t.type == TransformType.DH and t.id == prefer_dh for t in received
-        ):
-            return Transform(TransformType.DH, prefer_dh)
-    return _first_accepted(received, TransformType.DH, ours)
+    if prefer_dh is not None and (TransformType.DH, prefer_dh, None) in acceptable:
+        for offered in received:
+            if offered.type == TransformType.DH and offered.id == prefer_dh:
+                return prefer_dh
+    chosen = _first_accepted(received, TransformType.DH, acceptable)
+    return None if chosen is None else chosen[1]
 
 
 def _select_from(
@@ -275,40 +278,41 @@ def _select_from(
     with_dh: bool | None,
     prefer_dh: int | None,
 ) -> IkeTransforms | EspTransforms | None:
-    encr = _first_accepted(received, TransformType.ENCR, ours)
+    acceptable = ours.acceptable
+    encr = _first_accepted(received, TransformType.ENCR, acceptable)
     if encr is None:
         return None
     # AEAD only: an offered INTEG transform belongs to some other cipher of the proposal and
     # is not selected (RFC 5282 §8: no integrity transform with an AEAD cipher).
     if ours.protocol == ProtocolId.IKE:
-        prf = _first_accepted(received, TransformType.PRF, ours)
-        dh = _choose_dh(received, ours, prefer_dh)
+        prf = _first_accepted(received, TransformType.PRF, acceptable)
+        dh = _choose_dh(received, acceptable, prefer_dh)
         if prf is None or dh is None:
             return None
-        return IkeTransforms(encr.id, encr.key_length, prf.id, dh.id)
-    offered_esn = [t for t in received if t.type == TransformType.ESN]
-    if offered_esn:
-        esn = _first_accepted(received, TransformType.ESN, ours)
+        return IkeTransforms(encr[1], encr[2], prf[1], dh)
+    if any(t.type == TransformType.ESN for t in received):
+        esn = _first_accepted(received, TransformType.ESN, acceptable)
         if esn is None:
             return None
-    else:
+        esn_id = esn[1]
+    elif (TransformType.ESN, EsnId.NO_ESN, None) in acceptable:
         # A missing ESN transform is read as "no ESN" (what every peer in the field means).
-        esn = Transform(TransformType.ESN, EsnId.NO_ESN)
-        if (TransformType.ESN, EsnId.NO_ESN, None) not in ours.acceptable:
-            return None
+        esn_id = EsnId.NO_ESN
+    else:
+        return None
     dh_id: int = DhGroup.NONE
-    offered_dh = [t for t in received if t.type == TransformType.DH and t.id != DhGroup.NONE]
     if with_dh:
         # CREATE_CHILD_SA with KE: the group must be one we accept (RFC 7296 §1.3.1).
-        dh = _choose_dh(received, ours, prefer_dh)
-        if dh is None:
+        chosen = _choose_dh(received, acceptable, prefer_dh)
+        if chosen is None:
             return None
-        dh_id = dh.id
-    elif with_dh is False and offered_dh:
+        dh_id = chosen
+    elif with_dh is False:
         # No KE payload sent: the offer must allow NONE, or it asked for PFS we cannot do.
-        if not any(t.type == TransformType.DH and t.id == DhGroup.NONE for t in received):
+        groups = {t.id for t in received if t.type == TransformType.DH}
+        if groups - {DhGroup.NONE} and DhGroup.NONE not in groups:
             return None
-    return EspTransforms(encr.id, encr.key_length, esn.id == EsnId.ESN, dh_id)
+    return EspTransforms(encr[1], encr[2], esn_id == EsnId.ESN, dh_id)
 
 
 def select_proposal(
@@ -327,10 +331,12 @@ def select_proposal(
     passes only proposals of the protocol it negotiates; ``Selection.index`` points into them.
     """
     for index, proposal in enumerate(received):
+        offered = proposal.transforms
         for spec in ours:
-            if any(t.type not in _KNOWN_TYPES[spec.protocol] for t in proposal.transforms):
+            known = _KNOWN_TYPES[spec.protocol]
+            if not all(t.type in known for t in offered):
                 continue
-            chosen = _select_from(proposal.transforms, spec, with_dh=with_dh, prefer_dh=prefer_dh)
+            chosen = _select_from(offered, spec, with_dh=with_dh, prefer_dh=prefer_dh)
             if isinstance(chosen, IkeTransforms):
                 if chosen.dh in SUPPORTED_GROUPS:
                     return Selection(index, ike=chosen)

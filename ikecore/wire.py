@@ -15,7 +15,7 @@ from typing import Literal
 
 from ikecore import config
 from ikecore.aead import IkeCipher
-from ikecore.constants import EncrId, ExchangeType, TsType
+from ikecore.constants import EncrId, TsType
 from ikecore.errors import MalformedMessage
 from ikecore.keys import IkeSuite, child_keys, ike_keys, prf, psk_auth, skeyseed, skeyseed_rekey
 from ikecore.message import (
@@ -96,7 +96,7 @@ def ike_cipher(encr: int, key_and_salt: bytes, icv_length: int, iv_counter: int)
 def build_message(
     spi_i: bytes,
     spi_r: bytes,
-    exchange: ExchangeType,
+    exchange: int,
     *,
     initiator: bool,
     response: bool,

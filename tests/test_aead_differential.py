@@ -173,3 +173,15 @@ def test_sk_iv_counter_never_wraps() -> None:
     with pytest.raises(SequenceExhausted):
         cipher.seal_sk(bytes(28), 0, b"")
     assert cipher.iv_counter == 2**64 - 1
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(("number", "total"), [(0, 3), (4, 3), (0, 0)])
+def test_skf_fragment_numbers_checked(engine: str, number: int, total: int) -> None:
+    cipher = IkeCipher(bytes(range(20)), engine=engine)
+    message = bytearray(cipher.seal_skf(bytes(28), 41, 1, 3, b"first fragment"))
+    assert cipher.open_skf(message, 28) == (41, 1, 3, b"first fragment")
+    message[32:36] = number.to_bytes(2, "big") + total.to_bytes(2, "big")
+    with pytest.raises(MalformedMessage, match="fragment number") as info:
+        cipher.open_skf(message, 28)
+    assert info.value.offset == 32

@@ -241,6 +241,8 @@ def test_ike_sa_rekey_moves_child_sas() -> None:
     assert new.sa.keys != session.sa.keys
     assert new.sa.next_request_id == 0 and new.sa.rekeyed_from == session.sa.spis
     assert initiator.store.ike_sas() == [new.sa] and responder.store.ike_sas() == [peer_new.sa]
+    assert initiator.store.find_by_esp_spi(child.spi_in) is new.sa
+    assert responder.store.find_by_esp_spi(child.spi_out) is peer_new.sa
     # The new SA works: a Child SA and a liveness check on it, message IDs from 0.
     new.create_child_sa(2.0)
     flow = net.run(2.0)
@@ -391,3 +393,20 @@ def test_simultaneous_child_rekey_only_one_side_notices() -> None:
     net.deliver([a_request], 1.0)
     net.run(1.0)
     _one_child_pair(initiator, responder, session, peer_session)
+
+
+def test_delete_while_a_rekey_is_in_flight() -> None:
+    initiator, responder, session, _peer_session, net = established()
+    # CREATE_CHILD_SA(rekey) -->  ... the user deletes the SA before the answer comes:
+    # <-- CREATE_CHILD_SA {SA(SPIr'), Nr, KEr}   (the new SA exists at the peer: delete it too)
+    # INFORMATIONAL(old) {D(IKE)} -->  <--    INFORMATIONAL(new) {D(IKE)} -->  <--
+    session.rekey(1.0)
+    session.delete(1.0)
+    net.run(1.0)
+    assert initiator.sessions == [] and responder.sessions == []
+    assert initiator.store.ike_sas() == [] and responder.store.ike_sas() == []
+    events = drain(initiator)
+    (deleted,) = of_type(events, IkeSaDeleted)
+    assert isinstance(deleted, IkeSaDeleted) and deleted.session is session
+    assert deleted.reason == "deleted_locally"
+    assert len(of_type(events, ChildSaDeleted)) == 1

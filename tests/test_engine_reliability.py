@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from engine_harness import INITIATOR_HOST, RESPONDER_HOST, Delivery, describe, drain, of_type, pair
 
+from ikecore import ExchangeType, NotifyType
 from ikecore.endpoint import Datagram
 from ikecore.events import ChildSaEstablished, IkeSaDeleted, IkeSaEstablished
+from ikecore.payloads import Notify, UnknownPayload
 from ikecore.states import IkeState
+from ikecore.wire import build_message, ike_cipher, open_message, parse_message
 
 
 def _drop_first(predicate: object) -> object:
@@ -178,3 +181,75 @@ def test_set_window_size_lets_several_requests_fly() -> None:
     net.run(1.0)
     assert len(of_type(drain(initiator), ChildSaEstablished)) == 4
     assert len(session.child_sas) == 5 and peer_session.sa.next_peer_request_id == 6
+
+
+def test_a_responder_answering_nonsense_ends_the_attempt() -> None:
+    initiator, responder, peer, net = pair()
+    session = initiator.initiate(peer, 0.0)
+    request = net.capture(0.0)[0]
+    # <-- IKE_SA_INIT {N(NAT_D..)} only: well-formed, but without SA, KEr and Nr
+    nonsense = build_message(
+        request.data[:8],
+        b"\x42" * 8,
+        ExchangeType.IKE_SA_INIT,
+        initiator=False,
+        response=True,
+        message_id=0,
+        payloads=[Notify.status(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)],
+    )
+    initiator.receive_datagram(nonsense, request.dst, request.src, 0.1)
+    assert session.state == IkeState.DELETED
+    (deleted,) = drain(initiator)
+    assert isinstance(deleted, IkeSaDeleted) and deleted.notify == NotifyType.INVALID_SYNTAX
+    # Random bytes as an answer are only counted (MalformedMessage), never a crash.
+    session = initiator.initiate(peer, 1.0)
+    request = net.capture(1.0)[0]
+    for junk in (b"\x00" * 27, request.data[:40], bytes(range(256))):
+        initiator.receive_datagram(junk, request.dst, request.src, 1.1)
+    assert session.state == IkeState.CONNECTING and initiator.malformed == 3
+    assert responder.sessions == []
+
+
+def test_unknown_critical_payload_in_a_request_is_refused_naming_it() -> None:
+    initiator, responder, peer, net = pair()
+    session = initiator.initiate(peer, 0.0)
+    net.run(0.0)
+    (peer_session,) = responder.sessions
+    sa = session.sa
+    assert sa.keys is not None and sa.transforms is not None
+    cipher = ike_cipher(sa.transforms.encr, sa.keys.sk_ei, sa.transforms.icv_length, 10**6)
+    # INFORMATIONAL #2 {UNKNOWN(200, critical)} -->  <-- {N(UNSUPPORTED_CRITICAL_PAYLOAD, 200)}
+    request = build_message(
+        sa.spi_i,
+        sa.spi_r,
+        ExchangeType.INFORMATIONAL,
+        initiator=True,
+        response=False,
+        message_id=2,
+        payloads=[UnknownPayload(200, b"x", True)],
+        cipher=cipher,
+    )
+    responder.receive_datagram(bytes(4) + request, ("192.0.2.1", 4500), ("198.51.100.1", 4500), 1.0)
+    (answer,) = responder.datagrams_to_send(1.0)
+    peer_cipher = ike_cipher(sa.transforms.encr, sa.keys.sk_er, sa.transforms.icv_length, 0)
+    (notify,) = open_message(peer_cipher, parse_message(answer.data[4:]))
+    assert isinstance(notify, Notify)
+    assert notify.notify_type == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD and notify.data == b"\xc8"
+    assert peer_session.state == IkeState.ESTABLISHED
+    assert peer_session.sa.next_peer_request_id == 3
+
+
+def test_responses_go_where_the_request_came_from() -> None:
+    initiator, responder, peer, net = pair(mobike=False)
+    session = initiator.initiate(peer, 0.0)
+    net.run(0.0)
+    (peer_session,) = responder.sessions
+    # INFORMATIONAL #2 arrives from another source port (§2.11: answer it there), and the
+    # SA's own address is not changed by it (no NAT was detected, no MOBIKE).
+    session.check_liveness(1.0)
+    (request,) = net.capture(1.0)
+    elsewhere = ("192.0.2.1", 5555)
+    responder.receive_datagram(request.data, elsewhere, request.dst, 1.0)
+    (answer,) = responder.datagrams_to_send(1.0)
+    assert answer.dst == elsewhere and answer.src == request.dst
+    assert peer_session.sa.remote_address == ("192.0.2.1", 500)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from engine_harness import RESPONDER_HOST, drain, of_type, pair
 
 from ikecore import NotifyType, PayloadType
+from ikecore.config import Identity
 from ikecore.endpoint import Datagram
-from ikecore.events import ChildSaEstablished, ChildSaFailed, IkeSaDeleted, IkeSaEstablished
+from ikecore.events import (
+    ChildSaDeleted,
+    ChildSaEstablished,
+    ChildSaFailed,
+    IkeSaDeleted,
+    IkeSaEstablished,
+)
 from ikecore.states import IkeState
 
 
@@ -184,3 +193,50 @@ def test_cookie_from_elsewhere_is_refused() -> None:
     moved = [Datagram(d.data, ("203.0.113.9", 500), d.dst) for d in retry_with_cookie]
     responder.receive_datagram(moved[0].data, moved[0].src, moved[0].dst, 0.0)
     assert responder.sessions == [] and responder.cookies_sent == 2
+
+
+def test_initiator_rejecting_the_responder_tells_it() -> None:
+    initiator, responder, peer, net = pair()
+    peer = dataclasses.replace(peer, remote_id=Identity.parse("other.example"))
+    session = initiator.initiate(peer, 0.0)
+    # IKE_AUTH {IDi, AUTH} -->  <-- IKE_AUTH {IDr=gateway.example, AUTH}  (not who we wanted)
+    # INFORMATIONAL {N(AUTHENTICATION_FAILED)} -->  <-- INFORMATIONAL {}   (§2.21.2)
+    flow = net.run(0.0)
+    assert [str(d) for d in flow][2:] == [
+        "IKE_AUTH --> #1",
+        "IKE_AUTH <-- #1",
+        "INFORMATIONAL --> #2",
+        "INFORMATIONAL <-- #2",
+    ]
+    assert session.state == IkeState.DELETED
+    (deleted,) = drain(initiator)
+    assert isinstance(deleted, IkeSaDeleted) and deleted.reason == "authentication_failed"
+    r_events = drain(responder)
+    assert [type(e) for e in r_events] == [
+        IkeSaEstablished,
+        ChildSaEstablished,
+        ChildSaDeleted,
+        IkeSaDeleted,
+    ]
+    assert isinstance(r_events[-1], IkeSaDeleted)
+    assert r_events[-1].notify == NotifyType.AUTHENTICATION_FAILED
+    assert responder.sessions == [] and responder.store.ike_sas() == []
+
+
+@pytest.mark.parametrize(
+    "identity",
+    ["192.0.2.1", "2001:db8::7", "client.example", "alice@example.org", "keyid:00a1b2c3"],
+)
+def test_identity_types(identity: str) -> None:
+    initiator, responder, peer, net = pair()
+    peer = dataclasses.replace(peer, local_id=Identity.parse(identity))
+    responder_peer = dataclasses.replace(
+        responder.config.peers[0], remote_id=Identity.parse(identity)
+    )
+    responder.config = dataclasses.replace(responder.config, peers=(responder_peer,))
+    session = initiator.initiate(peer, 0.0)
+    net.run(0.0)
+    assert session.state == IkeState.ESTABLISHED
+    (peer_session,) = responder.sessions
+    assert peer_session.sa.remote_id == Identity.parse(identity)
+    assert peer_session.peer is responder_peer

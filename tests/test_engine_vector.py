@@ -1,8 +1,9 @@
-"""An ikecore responder replays the IKE_SA_INIT / IKE_AUTH of ikev2_clone_exchange.json.
+"""ikecore replays the IKE_SA_INIT / IKE_AUTH of ikev2_clone_exchange.json on both sides.
 
-The vector's inputs (SPIr, Nr, the responder's DH private key, its ESP SPI) go in through
-the endpoint's deterministic hooks; the responder must answer with the vector's exact bytes
-(message2, message4), so its keys and its AUTH are the vector's.
+The vector's inputs (SPIs, nonces, DH private keys, ESP SPIs) go in through the endpoint's
+deterministic hooks; the responder must answer with the vector's exact bytes (message2,
+message4) and the initiator must send them (message1, message3), so keys, AUTH values, SK
+IVs and payload order are the vector's.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from engine_harness import drain
 
 from ikecore import ProtocolId
-from ikecore.config import EndpointConfig, Identity, PeerConfig
+from ikecore.config import EndpointConfig, Identity, PeerConfig, TrafficSelector
 from ikecore.dh import KeyExchange, key_exchange
 from ikecore.endpoint import IkeEndpoint
 from ikecore.events import ChildSaEstablished, IkeSaEstablished
@@ -95,3 +96,54 @@ def test_responder_reproduces_the_vector_handshake() -> None:
     assert child.key_in.hex() == keys_by_direction["i_to_r (SA with SPI chosen by responder)"]
     assert child.key_out.hex() == keys_by_direction["r_to_i (SA with SPI chosen by initiator)"]
     assert child.transforms.esn
+
+
+def test_initiator_reproduces_the_vector_handshake() -> None:
+    init, auth = VECTOR["ike_sa_init"], VECTOR["ike_auth"]
+    peer = PeerConfig(
+        local_id=Identity.parse("client.example"),
+        remote_id=Identity.parse("gateway.example"),
+        psk=auth["psk_ascii"].encode(),
+        remote_address=GATEWAY,
+        local_address=CLIENT,
+        ike_proposals=parse_proposals("aes256gcm16-prfsha256-ecp256"),
+        esp_proposals=parse_proposals("aes256gcm16-esn", ProtocolId.ESP),
+        local_ts=(TrafficSelector("10.1.0.2", "10.1.0.2"),),
+        clone=True,
+        mobike=False,
+    )
+    random = scripted_random(
+        {
+            32: [bytes(32), bytes.fromhex(init["ni"])],  # cookie secret, then Ni
+            8: [bytes.fromhex(init["spi_i"])],
+            4: [bytes.fromhex(auth["esp_spi_i"])],
+        }
+    )
+
+    def fixed_key(group: int) -> KeyExchange:
+        return key_exchange(group, bytes.fromhex(init["dh_private_i"]))
+
+    initiator = IkeEndpoint(
+        # The vector's message1 has no NAT_DETECTION notifies.
+        EndpointConfig(peers=(peer,), nat_detection=False),
+        random=random,
+        key_exchange=fixed_key,
+    )
+    # message1: HDR, SA, KEi, Ni  -->
+    session = initiator.initiate(peer, 0.0)
+    (request,) = initiator.datagrams_to_send(0.0)
+    assert request.data.hex() == init["message1"]
+    # <-- message2 ; message3: HDR, SK {IDi, AUTH, N(CLONE_IKE_SA_SUPPORTED), SA, TSi, TSr} -->
+    initiator.receive_datagram(bytes.fromhex(init["message2"]), GATEWAY, CLIENT, 0.0)
+    (request,) = initiator.datagrams_to_send(0.0)
+    assert request.data.hex() == auth["message3"]
+    # <-- message4
+    initiator.receive_datagram(bytes.fromhex(auth["message4"]), GATEWAY, CLIENT, 0.0)
+    assert session.state == IkeState.ESTABLISHED and session.sa.clone_negotiated
+    events = drain(initiator)
+    assert [type(e) for e in events] == [IkeSaEstablished, ChildSaEstablished]
+    child = events[1].child  # type: ignore[attr-defined]
+    keys_by_direction = auth["child_sa_keys"]
+    assert child.key_out.hex() == keys_by_direction["i_to_r (SA with SPI chosen by responder)"]
+    assert child.key_in.hex() == keys_by_direction["r_to_i (SA with SPI chosen by initiator)"]
+    assert child.local_ts == (TrafficSelector("10.1.0.2", "10.1.0.2"),)

@@ -236,6 +236,10 @@ def test_batch_arguments_checked_before_anything_is_sent(engine: str) -> None:
         outbound.encapsulate_batch([b"a", b"b"], 4, bytearray(100), array("q", [0]))
     with pytest.raises(TypeError, match="64-bit"):
         outbound.encapsulate_batch([b"a"], 4, bytearray(100), array("i", [0]))
+    with pytest.raises(TypeError, match="writable"):
+        outbound.encapsulate_batch([b"a"], 4, bytearray(100), bytes(8))
+    with pytest.raises(TypeError, match="32-bit"):
+        EspInbound(SPI, KEYMAT[:20]).decapsulate_batch([], bytearray(0), array("q"), array("I"))
     with pytest.raises(TypeError):
         outbound.encapsulate_batch([b"a", 7], 4, bytearray(100), array("q", [0, 0]))
     shared = bytearray(200)
@@ -316,3 +320,54 @@ def test_window_saved_and_restored(engine: str, window: int) -> None:
                 assert not accepted
     with pytest.raises(ValueError, match="replay_bitmap"):
         EspInbound(SPI, KEYMAT[:20], window=window, highest_seq=5, replay_bitmap=1 << window)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_decapsulate_in_place_and_overlaps(engine: str) -> None:
+    outbound, inbound = _pair(engine, "aes-gcm", 16)
+    buffer = bytearray(outbound.encapsulate(b"in place payload", 4))
+    assert inbound.decapsulate_into(buffer, memoryview(buffer)[16:]) == (4, 16)
+    assert buffer[16:32] == b"in place payload"
+    second = bytearray(outbound.encapsulate(b"shifted", 4))
+    with pytest.raises(ValueError, match="overlap"):
+        inbound.decapsulate_into(second, memoryview(second)[8:])
+    with pytest.raises(ValueError, match="overlap"):
+        inbound.decapsulate_batch([memoryview(second)], second, array("q", [0]), array("i", [0]))
+    assert inbound.decapsulate(bytes(second)) == (4, b"shifted")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_esn_resynchronisation_after_huge_loss(engine: str) -> None:
+    # RFC 4303 A3: the sender moved 3 * 2^32 numbers on while everything was lost
+    inbound = EspInbound(SPI, KEYMAT[:20], esn=True, engine=engine, highest_seq=1000,
+                         resync_after=3, resync_limit=4)
+    sender = EspOutbound(SPI, KEYMAT[:20], esn=True, seq=3 * 2**32 + 2000, engine=engine)
+    packets = [sender.encapsulate(b"after the gap %d" % i, 4) for i in range(4)]
+    for packet in packets[:2]:
+        with pytest.raises(IntegrityError):
+            inbound.decapsulate(packet)
+    assert inbound.highest_seq == 1000
+    assert inbound.decapsulate(packets[2]) == (4, b"after the gap 2")  # third failure: resync
+    assert inbound.highest_seq == 3 * 2**32 + 2003
+    assert inbound.decapsulate(packets[3]) == (4, b"after the gap 3")
+    with pytest.raises(ReplayError):
+        inbound.decapsulate(packets[2])
+    assert inbound.decapsulate(packets[0]) == (4, b"after the gap 0")  # late, in the window
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_esn_resynchronisation_is_bounded(engine: str) -> None:
+    inbound = EspInbound(SPI, KEYMAT[:20], esn=True, engine=engine, highest_seq=1000,
+                         resync_after=2, resync_limit=4)
+    # Seql = 11 < B: inferred Seqh = 1; the retries reach 2..5, the packet needs 9
+    far = EspOutbound(SPI, KEYMAT[:20], esn=True, seq=9 * 2**32 + 10, engine=engine)
+    for _ in range(6):
+        with pytest.raises(IntegrityError):
+            inbound.decapsulate(far.encapsulate(b"too far", 4))
+    assert inbound.highest_seq == 1000
+    # without ESN, or with the default, there is no retry at all
+    plain = EspInbound(SPI, KEYMAT[:20], esn=True, engine=engine, highest_seq=1000)
+    near = EspOutbound(SPI, KEYMAT[:20], esn=True, seq=2**32 + 2000, engine=engine)
+    for _ in range(20):
+        with pytest.raises(IntegrityError):
+            plain.decapsulate(near.encapsulate(b"lost", 4))

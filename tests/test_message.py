@@ -401,3 +401,59 @@ def test_empty_message_and_chain():
     parsed = parse_message(data)
     assert parsed.payloads == [] and parsed.is_response and not parsed.is_initiator
     assert encode_payload_chain([]) == (0, b"")
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda: parse_payload_chain(-1, b""), ValueError),
+        (lambda: parse_payload_chain(256, b""), ValueError),
+        (lambda: parse_payload_chain(2**80, b""), ValueError),
+        (lambda: parse_payload_chain("40", b""), TypeError),
+        (lambda: parse_payload_chain(40, b"", base_offset=-1), ValueError),
+        (lambda: parse_payload_chain(40, "text"), TypeError),
+        (lambda: encode_message(SPI_I, SPI_R, -1, 0, [], initiator=True, response=False),
+         ValueError),
+        (lambda: encode_message(SPI_I, SPI_R, 256, 0, [], initiator=True, response=False),
+         ValueError),
+        (lambda: encode_message(SPI_I, SPI_R, 34, -1, [], initiator=True, response=False),
+         ValueError),
+        (lambda: encode_message("x" * 8, SPI_R, 34, 0, [], initiator=True, response=False),
+         TypeError),
+    ],
+)
+def test_bad_caller_arguments_are_type_or_value_errors(call, error):
+    with pytest.raises(error):
+        call()
+
+
+def test_transform_objects_are_shared_values():
+    sa = SecurityAssociation((Proposal(1, 1, b"", (Transform(1, 20, 256), Transform(2, 5))),))
+    first, chain = encode_payload_chain([sa])
+    a = parse_payload_chain(first, chain).payloads[0]
+    b = parse_payload_chain(first, chain).payloads[0]
+    assert a == b == sa
+    # decoded transforms without extra attributes may be one shared immutable object
+    assert a.proposals[0].transforms[0] == Transform(1, 20, 256)
+    with_attribute = Transform(1, 12, 128, (Attribute(3, 1),))
+    sa2 = SecurityAssociation((Proposal(1, 1, b"", (with_attribute,)),))
+    decoded = parse_payload_chain(*encode_payload_chain([sa2])).payloads[0]
+    assert decoded.proposals[0].transforms == (with_attribute,)
+
+
+def test_bind_classes_checks_fields_and_keeps_the_bound_ones():
+    from dataclasses import dataclass
+
+    from ikecore._fast import ikemsg
+    from ikecore.payloads import PAYLOAD_CLASSES
+
+    @dataclass(frozen=True, slots=True)
+    class Nonce2:  # wrong fields
+        nonce: bytes
+
+    classes = dict(PAYLOAD_CLASSES, Nonce=Nonce2)
+    with pytest.raises(TypeError):
+        ikemsg.bind_classes(classes, UnsupportedCriticalPayload)
+    with pytest.raises(TypeError):
+        ikemsg.bind_classes({"Nonce": Nonce}, UnsupportedCriticalPayload)
+    assert parse_message(message(40, NONCE)).payloads == [Nonce(bytes(16))]

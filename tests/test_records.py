@@ -183,3 +183,30 @@ def test_memory_store_lookups_and_spi_claims() -> None:
         store.claim_ike_spi(b"\x01")
     with pytest.raises(ValueError, match="unsupported store URL"):
         open_store("ftp://x")
+
+
+def test_memory_store_child_sa_moving_to_a_new_ike_sa() -> None:
+    # IKE SA rekey: the successor is stored with the Child SA first, then the old SA without.
+    store = MemoryStore()
+    old, new = _ike_sa(), _ike_sa(b"\xb1" * 8, b"\x91" * 8)
+    (spi,) = old.child_sas
+    assert store.claim_esp_spi(spi)
+    store.put_ike_sa(old)
+    new.child_sas, old.child_sas = old.child_sas, {}
+    store.put_ike_sa(new)
+    store.put_ike_sa(old)
+    assert store.find_by_esp_spi(spi) is new
+    store.delete_ike_sa(old.spi_i, old.spi_r)
+    assert store.find_by_esp_spi(spi) is new
+    assert not store.claim_esp_spi(spi)  # still in use by the new SA
+
+
+def test_reprs_never_show_keys() -> None:
+    sa = _ike_sa()
+    text = repr(sa)
+    assert sa.keys is not None
+    for key in (sa.keys.sk_d, sa.keys.sk_ei, *(c.key_in for c in sa.child_sas.values())):
+        assert key.hex() not in text and repr(key) not in text
+    assert "sk_ei=<32 bytes>" in repr(sa.keys)
+    peer = PeerConfig(local_id=Identity.parse("a.example"), psk=b"top-secret-psk")
+    assert "top-secret-psk" not in repr(peer)

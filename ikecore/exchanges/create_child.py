@@ -54,10 +54,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChildCollision",
+    "CreateChildDispatch",
     "CreateChildInitiator",
     "CreateChildResponder",
     "peer_rekey_won",
-    "responder_for_create_child",
 ]
 
 
@@ -177,6 +177,11 @@ class CreateChildInitiator:
             nr = require(payloads, Nonce).data
         except RemoteProtocolError as refused:
             self._fail(session, None, str(refused))
+            return
+        if session.deleted_before_known(spi_out):
+            # The peer made it, then deleted it before this response reached us (§1.4.1
+            # ignores a Delete for an unknown SPI): installing it now would leave it half open.
+            self._fail(session, None, "deleted by the peer before it was established")
             return
         g_ir = None
         if self._key_exchange is not None and ke is not None:
@@ -305,12 +310,9 @@ class CreateChildResponder:
         ]
 
 
-def responder_for_create_child(session: IkeSession) -> ResponderTask:
-    return _CreateChildDispatch()
-
-
-class _CreateChildDispatch:
-    """Picks the task by the request's content; the role is the responder's throughout."""
+class CreateChildDispatch:
+    """The responder's CREATE_CHILD_SA: picks the task by the request's content (a Child SA,
+    an IKE SA rekey, an RFC 7791 clone); the role is the responder's throughout."""
 
     def process_request(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float

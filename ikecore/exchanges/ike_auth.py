@@ -135,7 +135,8 @@ class IkeAuthInitiator:
         id_r = require(payloads, IDr)
         identity = _identity(id_r)
         if peer.remote_id is not None and identity != peer.remote_id:
-            raise RemoteProtocolError(f"peer is {identity}", NotifyType.AUTHENTICATION_FAILED)
+            self._reject_responder(session, now)
+            return
         expected = _auth_value(
             sa.transforms.prf,
             peer.psk,
@@ -145,9 +146,8 @@ class IkeAuthInitiator:
             id_body(id_r),
         )
         if auth.method != AuthMethod.SHARED_KEY_MIC or not hmac.compare_digest(auth.data, expected):
-            raise RemoteProtocolError(
-                "responder's AUTH does not verify", NotifyType.AUTHENTICATION_FAILED
-            )
+            self._reject_responder(session, now)
+            return
         sa.remote_id = identity
         _remember_peer(session, payloads)
         session.transition(IkeTrigger.AUTH_DONE)
@@ -186,6 +186,15 @@ class IkeAuthInitiator:
     def abort(self, session: IkeSession, reason: str, now: float) -> None:
         if self._spi_in:
             session.endpoint.release_esp_spi(self._spi_in)
+
+    def _reject_responder(self, session: IkeSession, now: float) -> None:
+        """§2.21.2: the responder considers the SA up; tell it, then close ours."""
+        from ikecore.exchanges.informational import FatalNotifyInitiator
+
+        session.endpoint.release_esp_spi(self._spi_in)
+        session.start(
+            FatalNotifyInitiator(NotifyType.AUTHENTICATION_FAILED, "authentication_failed"), now
+        )
 
 
 class IkeAuthResponder:

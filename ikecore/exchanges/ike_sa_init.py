@@ -109,6 +109,10 @@ def _single_choice(sa: SecurityAssociation, ours: tuple[ProposalSpec, ...]) -> I
     return selection.ike
 
 
+def _announces_fragmentation(payloads: list[Payload]) -> bool:
+    return find_notify(payloads, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
+
+
 class IkeSaInitInitiator:
     """The initiator's IKE_SA_INIT; retries on COOKIE and INVALID_KE_PAYLOAD (§2.6, §1.2)."""
 
@@ -137,8 +141,11 @@ class IkeSaInitInitiator:
             offer(self._peer.ike_proposals),
             KePayload(self._group, self._key_exchange.public_data),
             Nonce(self._ni),
-            *nat_detection_payloads(sa.spi_i, _ZERO_SPI, sa.local_address, sa.remote_address),
         ]
+        if session.endpoint.config.nat_detection:
+            payloads += nat_detection_payloads(
+                sa.spi_i, _ZERO_SPI, sa.local_address, sa.remote_address
+            )
         return payloads
 
     def process_response(
@@ -182,6 +189,8 @@ class IkeSaInitInitiator:
         g_ir = self._key_exchange.shared_secret(ke.data)
         sa = session.sa
         sa.spi_r = message.spi_r
+        # RFC 7383 §2.3: remembered per SA (ikecore does not fragment, so never announces it).
+        sa.peer_fragmentation_supported = _announces_fragmentation(payloads)
         nat = detect_nat(payloads, sa.spi_i, sa.spi_r, sa.local_address, sa.remote_address)
         if nat is not None:
             sa.local_behind_nat, sa.remote_behind_nat = nat
@@ -228,6 +237,7 @@ class IkeSaInitResponder:
             raise DropMessage("KEi fails the RFC 6989 checks") from None
         nr = nonce(session).data
         sa = session.sa
+        sa.peer_fragmentation_supported = _announces_fragmentation(payloads)
         nat = detect_nat(payloads, sa.spi_i, _ZERO_SPI, sa.local_address, sa.remote_address)
         if nat is not None:
             sa.local_behind_nat, sa.remote_behind_nat = nat

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ikecore.constants import ExchangeType, ProtocolId
+from ikecore.constants import ExchangeType, NotifyType, ProtocolId
 from ikecore.events import LivenessChecked
 from ikecore.sa import ChildSa
 from ikecore.states import ChildState, ChildTrigger, IkeState, IkeTrigger
-from ikecore.wire import Delete, IkeMessage, Payload
+from ikecore.wire import Delete, IkeMessage, Notify, Payload
 
 if TYPE_CHECKING:
     from ikecore.session import IkeSession
@@ -25,9 +25,16 @@ if TYPE_CHECKING:
 __all__ = [
     "DeleteChildInitiator",
     "DeleteIkeInitiator",
+    "FatalNotifyInitiator",
     "InformationalResponder",
     "LivenessInitiator",
 ]
+
+
+_FATAL: dict[int, str] = {
+    NotifyType.AUTHENTICATION_FAILED: "authentication_failed",
+    NotifyType.INVALID_SYNTAX: "invalid_syntax",
+}
 
 
 class DeleteIkeInitiator:
@@ -68,6 +75,28 @@ class DeleteChildInitiator:
         session.remove_child(self._child, reason)
 
 
+class FatalNotifyInitiator:
+    """INFORMATIONAL {N(error)} that ends the IKE SA on both sides (RFC 7296 §2.21.2: the
+    initiator could not authenticate the responder, which already thinks the SA is up)."""
+
+    exchange_type = ExchangeType.INFORMATIONAL
+
+    def __init__(self, notify_type: int, reason: str) -> None:
+        self._notify_type = notify_type
+        self._reason = reason
+
+    def build_request(self, session: IkeSession, now: float) -> list[Payload]:
+        return [Notify.status(self._notify_type)]
+
+    def process_response(
+        self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
+    ) -> None:
+        session.terminate(IkeTrigger.FAILED, self._reason, now, self._notify_type)
+
+    def abort(self, session: IkeSession, reason: str, now: float) -> None:
+        """Unanswered, the SA still ends (the session's timeout)."""
+
+
 class LivenessInitiator:
     exchange_type = ExchangeType.INFORMATIONAL
 
@@ -87,6 +116,13 @@ class InformationalResponder:
     def process_request(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
     ) -> list[Payload]:
+        for notify in payloads:
+            if isinstance(notify, Notify) and notify.notify_type in _FATAL:
+                # §2.21: the peer gives up on this IKE SA (e.g. it could not authenticate us).
+                session.close_after_response(
+                    IkeTrigger.FAILED, _FATAL[notify.notify_type], notify.notify_type
+                )
+                return []
         deletes = [p for p in payloads if isinstance(p, Delete)]
         if any(d.protocol_id == ProtocolId.IKE for d in deletes):
             from ikecore.exchanges.rekey_ike import yield_to_peer_rekey
@@ -104,7 +140,10 @@ class InformationalResponder:
             for spi in delete.spis:
                 child = session.child_by_outbound_spi(spi)
                 if child is None:
-                    continue  # §1.4.1: an unknown SPI is ignored
+                    # §1.4.1: an unknown SPI is ignored. It may be a Child SA whose
+                    # CREATE_CHILD_SA response is still on its way to us: remembered.
+                    session.note_unknown_delete(spi)
+                    continue
                 if child.state != ChildState.DELETING:
                     # We were not deleting it ourselves: answer with our inbound SPI.
                     ours.append(child.spi_in)

@@ -58,7 +58,10 @@ class MemoryStore:
         self._check_owner(key)
         self._sas[key] = sa
         for stale in self._esp_of.get(key, set()) - sa.child_sas.keys():
-            self._by_esp_spi.pop(stale, None)
+            # Only if it still names this SA: a Child SA that moved (IKE SA rekey) is
+            # indexed under its new IKE SA already.
+            if self._by_esp_spi.get(stale) == key:
+                del self._by_esp_spi[stale]
         self._esp_of[key] = set(sa.child_sas)
         for spi in sa.child_sas:
             self._by_esp_spi[spi] = key
@@ -85,9 +88,10 @@ class MemoryStore:
         self._owners.pop(key, None)
         sa = self._sas.pop(key, None)
         for spi in self._esp_of.pop(key, set()):
-            self._by_esp_spi.pop(spi, None)
-            self._esp_spis.discard(spi)
-            self._seq_reserved.pop(spi, None)
+            if self._by_esp_spi.get(spi) == key:
+                del self._by_esp_spi[spi]
+                self._esp_spis.discard(spi)
+                self._seq_reserved.pop(spi, None)
         identity = self._identity_of.pop(key, None)
         if identity is not None:
             self._by_identity[identity].discard(key)

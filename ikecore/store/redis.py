@@ -68,18 +68,27 @@ for i, spi in ipairs(spis) do
   local seq = string.sub(ARGV[9], 17 * i - 15, 17 * i)
   local reserved = cur[4 + i]
   new[spi] = true
-  if reserved then
-    if reserved > seq then seq = reserved end
-  else
-    redis.call('HSET', p .. 'child:' .. spi, 'sa', pair, 'esn', esn)
+  if not reserved then
+    -- New here: a new Child SA, or one moved from the IKE SA this one rekeyed (RFC 7296
+    -- §2.8), whose reservation comes along.
+    local child = p .. 'child:' .. spi
+    local from = redis.call('HGET', child, 'sa')
+    if from and from ~= pair then
+      reserved = redis.call('HGET', p .. 'sa:' .. from, 'seq:' .. spi)
+    end
+    redis.call('HSET', child, 'sa', pair, 'esn', esn)
   end
+  if reserved and reserved > seq then seq = reserved end
   fields[#fields + 1] = 'seq:' .. spi
   fields[#fields + 1] = seq
 end
 if cur[3] and cur[3] ~= children then
   for spi in string.gmatch(cur[3], '[^,]+') do
     if not new[spi] then
-      redis.call('DEL', p .. 'child:' .. spi)
+      -- Its index only if it still names this SA (not if it moved to another).
+      if redis.call('HGET', p .. 'child:' .. spi, 'sa') == pair then
+        redis.call('DEL', p .. 'child:' .. spi)
+      end
       redis.call('HDEL', KEYS[1], 'seq:' .. spi)
     end
   end
@@ -100,8 +109,10 @@ local cur = redis.call('HMGET', KEYS[1], 'owner', 'children', 'rid', 'local')
 if not cur[1] then return {'ok'} end
 if cur[1] ~= ARGV[2] then return {'owner', cur[1]} end
 for spi in string.gmatch(cur[2], '[^,]+') do
-  redis.call('DEL', p .. 'child:' .. spi)
-  redis.call('SREM', p .. 'esp_spi', spi)
+  if redis.call('HGET', p .. 'child:' .. spi, 'sa') == pair then
+    redis.call('DEL', p .. 'child:' .. spi)
+    redis.call('SREM', p .. 'esp_spi', spi)
+  end
 end
 if cur[3] ~= '' then redis.call('SREM', p .. 'id:' .. cur[3], pair) end
 redis.call('SREM', p .. 'ike_spi', cur[4])

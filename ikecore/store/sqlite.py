@@ -50,6 +50,11 @@ def _identity_key(identity: Identity | None) -> bytes | None:
     return None if identity is None else bytes([identity.type]) + identity.data
 
 
+def _marks(count: int) -> str:
+    """SQL parameter marks for a list of ``count`` values."""
+    return ",".join("?" * count)
+
+
 def _seq(value: int) -> bytes:
     return value.to_bytes(8, "big")
 
@@ -144,19 +149,33 @@ class SqliteStore:
                     record,
                 ),
             )
-            reserved = dict(
-                db.execute(
-                    "SELECT spi_in, seq_reserved FROM child_sa WHERE spi_i = ? AND spi_r = ?", key
-                ).fetchall()
-            )
-            for stale in reserved.keys() - sa.child_sas.keys():
-                db.execute("DELETE FROM child_sa WHERE spi_in = ?", (stale,))
+            # This SA's index rows, and the rows of its Child SAs wherever they are (a Child SA
+            # moves to the new IKE SA of a rekey, RFC 7296 §2.8: its reservation moves along).
+            spis = list(sa.child_sas)
+            rows = db.execute(
+                "SELECT spi_in, spi_i, spi_r, seq_reserved FROM child_sa "
+                f"WHERE spi_i = ? AND spi_r = ? OR spi_in IN ({_marks(len(spis))})",
+                (*key, *spis),
+            ).fetchall()
+            indexed = {
+                spi_in: ((row_i, row_r), reserved) for spi_in, row_i, row_r, reserved in rows
+            }
+            for spi_in, (owner_sa, _) in indexed.items():
+                if owner_sa == key and spi_in not in sa.child_sas:
+                    db.execute("DELETE FROM child_sa WHERE spi_in = ?", (spi_in,))
             for spi_in, child in sa.child_sas.items():
-                old = reserved.get(spi_in)
-                if old is None or int.from_bytes(old, "big") < child.seq_out:
+                owner_sa, reserved = indexed.get(spi_in, (None, None))
+                mark = child.seq_out if reserved is None else int.from_bytes(reserved, "big")
+                if owner_sa != key or mark < child.seq_out:
                     db.execute(
                         "INSERT OR REPLACE INTO child_sa VALUES (?, ?, ?, ?, ?)",
-                        (spi_in, spi_i, spi_r, child.transforms.esn, _seq(child.seq_out)),
+                        (
+                            spi_in,
+                            spi_i,
+                            spi_r,
+                            child.transforms.esn,
+                            _seq(max(mark, child.seq_out)),
+                        ),
                     )
         self._seen[key] = version
 
@@ -176,9 +195,10 @@ class SqliteStore:
 
     def _load(self, spi_i: bytes, spi_r: bytes, version: int, record: bytes) -> IkeSa:
         sa = self._sealer.open(record, spi_i, spi_r)
+        spis = list(sa.child_sas)
         for spi_in, reserved in self._db.execute(
-            "SELECT spi_in, seq_reserved FROM child_sa WHERE spi_i = ? AND spi_r = ?",
-            (spi_i, spi_r),
+            f"SELECT spi_in, seq_reserved FROM child_sa WHERE spi_in IN ({_marks(len(spis))})",
+            spis,
         ):
             child = sa.child_sas.get(spi_in)
             if child is not None:

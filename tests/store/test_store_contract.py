@@ -253,3 +253,27 @@ def test_hand_off_resumes_esp_above_everything_sent(open_store: StoreFactory) ->
     fresh = node_a.get_ike_sa(*sa.spis)
     assert fresh is not None and fresh.next_request_id == sa.next_request_id + 1
     node_a.put_ike_sa(fresh)
+
+
+def test_child_sa_moved_by_an_ike_rekey_keeps_index_claim_and_reservation(
+    store: SaStore,
+) -> None:
+    old = make_sa(11)
+    for spi_in in old.child_sas:
+        assert store.claim_esp_spi(spi_in)
+    store.put_ike_sa(old)
+    moved_spi, left_spi = list(old.child_sas)
+    limit = store.reserve_seq(moved_spi, 500)
+    # RFC 7296 §2.8: the new IKE SA takes over the Child SAs; then the old one goes.
+    new = make_sa(12, children=0)
+    new.child_sas[moved_spi] = old.child_sas[moved_spi]
+    store.put_ike_sa(new)
+    del old.child_sas[moved_spi]
+    store.put_ike_sa(old)
+    assert store.find_by_esp_spi(moved_spi) == new
+    assert store.reserve_seq(moved_spi, 1) == limit + 1  # the reservation moved along
+    store.delete_ike_sa(*old.spis)
+    assert store.find_by_esp_spi(moved_spi) == new
+    assert store.find_by_esp_spi(left_spi) is None
+    assert not store.claim_esp_spi(moved_spi)  # still the new IKE SA's
+    assert store.claim_esp_spi(left_spi)  # released with the old IKE SA
