@@ -164,9 +164,9 @@ class SqliteStore:
                 if owner_sa == key and spi_in not in sa.child_sas:
                     db.execute("DELETE FROM child_sa WHERE spi_in = ?", (spi_in,))
             for spi_in, child in sa.child_sas.items():
-                owner_sa, reserved = indexed.get(spi_in, (None, None))
+                indexed_under, reserved = indexed.get(spi_in, (None, None))
                 mark = child.seq_out if reserved is None else int.from_bytes(reserved, "big")
-                if owner_sa != key or mark < child.seq_out:
+                if indexed_under != key or mark < child.seq_out:
                     db.execute(
                         "INSERT OR REPLACE INTO child_sa VALUES (?, ?, ?, ?, ?)",
                         (

@@ -8,7 +8,13 @@ from engine_harness import RESPONDER_HOST, drain, of_type, pair
 from store_fixtures import SHARED_KINDS, StoreFactory
 
 from ikecore.endpoint import IkeEndpoint
-from ikecore.events import ChildSaEstablished, EspPacketReceived, IkeSaDeleted, LivenessChecked
+from ikecore.events import (
+    ChildSaEstablished,
+    EspPacketReceived,
+    IkeSaDeleted,
+    IkeSaRekeyed,
+    LivenessChecked,
+)
 from ikecore.states import IkeState
 
 
@@ -47,3 +53,34 @@ def test_restarted_responder_continues_from_the_store(open_store: StoreFactory) 
     net.run(5.0)
     assert of_type(drain(restarted), IkeSaDeleted)
     assert store.ike_sas() == [] and loaded.state == IkeState.DELETED
+
+
+@pytest.mark.parametrize("kind", SHARED_KINDS)
+def test_ike_rekey_on_the_store_then_restart(open_store: StoreFactory) -> None:
+    initiator, responder, peer, net = pair()
+    store = open_store("gw")
+    responder = IkeEndpoint(responder.config, store, random=responder.random)
+    net.hosts[RESPONDER_HOST] = responder
+    session = initiator.initiate(peer, 0.0)
+    net.run(0.0)
+    (child,) = session.child_sas
+    # RFC 7296 §2.8: the Child SA moves to the new IKE SA, the old IKE SA is deleted.
+    session.rekey(1.0)
+    net.run(1.0)
+    (rekeyed,) = of_type(drain(initiator), IkeSaRekeyed)
+    assert isinstance(rekeyed, IkeSaRekeyed)
+    new_spis = rekeyed.new.sa.spis
+    assert [sa.spis for sa in store.ike_sas()] == [new_spis]
+    found = store.find_by_esp_spi(child.spi_out)
+    assert found is not None and found.spis == new_spis
+    # A restarted responder serves the new IKE SA (loaded by its SPIs: the engine loads on
+    # IKE messages, not yet on ESP) and its moved Child SA.
+    restarted = IkeEndpoint(responder.config, open_store("gw"))
+    net.hosts[RESPONDER_HOST] = restarted
+    rekeyed.new.check_liveness(2.0)
+    flow = net.run(2.0)
+    assert [str(d) for d in flow] == ["INFORMATIONAL --> #0", "INFORMATIONAL <-- #0"]
+    initiator.send_esp(child.spi_in, b"\x45" + bytes(19), 4, 3.0)
+    net.run(3.0)
+    (packet,) = of_type(drain(restarted), EspPacketReceived)
+    assert isinstance(packet, EspPacketReceived) and packet.session.sa.spis == new_spis
