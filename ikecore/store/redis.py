@@ -177,6 +177,8 @@ class RedisStore:
         socket_timeout: float = 5.0,
     ) -> None:
         import redis  # the optional dependency ikecore[redis]
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         if not node_id:
             raise ValueError("node_id must be a non-empty name")
@@ -187,8 +189,14 @@ class RedisStore:
         self._replica_timeout_ms = int(replica_timeout * 1000)
         self._prefix = prefix
         self._seen: dict[SpiPair, int] = {}
+        # No automatic retries: a write whose reply was lost must not be sent again behind
+        # the caller's back (a repeated transfer would report False although it moved the SA).
+        # The caller sees StoreUnavailable and decides.
         self._redis: Any = redis.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 0),
         )
         register = self._redis.register_script
         self._load_esp_script = register(_LOAD_BY_ESP)

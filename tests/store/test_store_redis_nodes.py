@@ -8,7 +8,8 @@ import threading
 import time
 from pathlib import Path
 
-from store_fixtures import STORE_KEY, RedisServer, make_sa
+import pytest
+from store_fixtures import STORE_KEY, RedisServer, free_port, make_sa
 
 from ikecore.store import RedisStore, StoreUnavailable
 
@@ -91,3 +92,22 @@ def test_primary_killed_mid_run_no_acknowledged_sa_lost(tmp_path: Path) -> None:
     finally:
         for server in [primary, *replicas]:
             server.stop()
+
+
+def test_unreachable_server_is_store_unavailable() -> None:
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", "gw-a", STORE_KEY)
+    sa = make_sa(1)
+    with pytest.raises(StoreUnavailable):
+        store.put_ike_sa(sa)
+    with pytest.raises(StoreUnavailable):
+        store.get_ike_sa(*sa.spis)
+    with pytest.raises(StoreUnavailable):
+        store.claim_ike_spi(sa.spi_i)
+
+
+def test_write_without_its_replicas_is_store_unavailable(redis_url: str) -> None:
+    # The session's server has no replica: WAIT 1 times out, the write is not confirmed.
+    store = RedisStore(redis_url, "gw-a", STORE_KEY, replicas=1, replica_timeout=0.05)
+    with pytest.raises(StoreUnavailable, match="0 of 1 replicas"):
+        store.put_ike_sa(make_sa(2))
+    store.close()
