@@ -131,24 +131,42 @@ class SqliteStore:
     def put_ike_sa(self, sa: IkeSa) -> None:
         spi_i, spi_r = key = sa.spis
         record = self._sealer.seal(sa)
+        seen = self._seen.get(key)
         with self._write() as db:
-            row = db.execute(
-                "SELECT owner, version FROM ike_sa WHERE spi_i = ? AND spi_r = ?", key
-            ).fetchone()
-            self._check_write(key, row)
-            version = 1 if row is None else row[1] + 1
-            db.execute(
-                "INSERT OR REPLACE INTO ike_sa VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    spi_i,
-                    spi_r,
-                    self._node_id,
-                    version,
-                    sa.local_spi,
-                    _identity_key(sa.remote_id),
-                    record,
-                ),
-            )
+            # Compare-and-set in one statement: create if absent, or update the version read.
+            if seen is None:
+                changed = db.execute(
+                    "INSERT OR IGNORE INTO ike_sa VALUES (?, ?, ?, 1, ?, ?, ?)",
+                    (
+                        spi_i,
+                        spi_r,
+                        self._node_id,
+                        sa.local_spi,
+                        _identity_key(sa.remote_id),
+                        record,
+                    ),
+                ).rowcount
+            else:
+                changed = db.execute(
+                    "UPDATE ike_sa SET version = ?, local_spi = ?, remote_id = ?, record = ? "
+                    "WHERE spi_i = ? AND spi_r = ? AND owner = ? AND version = ?",
+                    (
+                        seen + 1,
+                        sa.local_spi,
+                        _identity_key(sa.remote_id),
+                        record,
+                        spi_i,
+                        spi_r,
+                        self._node_id,
+                        seen,
+                    ),
+                ).rowcount
+            if changed != 1:
+                row = db.execute(
+                    "SELECT owner, version FROM ike_sa WHERE spi_i = ? AND spi_r = ?", key
+                ).fetchone()
+                raise self._conflict(key, row)
+            version = 1 if seen is None else seen + 1
             # This SA's index rows, and the rows of its Child SAs wherever they are (a Child SA
             # moves to the new IKE SA of a rekey, RFC 7296 §2.8: its reservation moves along).
             spis = list(sa.child_sas)
@@ -179,19 +197,14 @@ class SqliteStore:
                     )
         self._seen[key] = version
 
-    def _check_write(self, key: SpiPair, row: tuple[str, int] | None) -> None:
-        seen = self._seen.get(key)
+    def _conflict(self, key: SpiPair, row: tuple[str, int] | None) -> WriteConflict:
+        """Why the compare-and-set of ``key`` failed, given its row as it is now."""
+        name = f"IKE SA {key[0].hex()}/{key[1].hex()}"
         if row is None:
-            if seen is not None:
-                raise WriteConflict(f"IKE SA {key[0].hex()}/{key[1].hex()} was deleted")
-            return
-        owner, version = row
-        if owner != self._node_id:
-            raise WriteConflict(f"IKE SA {key[0].hex()}/{key[1].hex()} belongs to {owner}")
-        if version != seen:
-            raise WriteConflict(
-                f"IKE SA {key[0].hex()}/{key[1].hex()} changed since this store read it"
-            )
+            return WriteConflict(f"{name} was deleted")
+        if row[0] != self._node_id:
+            return WriteConflict(f"{name} belongs to {row[0]}")
+        return WriteConflict(f"{name} changed since this store read it")
 
     def _load(self, spi_i: bytes, spi_r: bytes, version: int, record: bytes) -> IkeSa:
         sa = self._sealer.open(record, spi_i, spi_r)
