@@ -47,16 +47,19 @@ MAX_ESN = 2**64 - 1
 
 
 class StoreError(IkeError):
-    """A store operation that could not be done; nothing was changed by it."""
+    """A store operation that could not be done."""
 
 
 class WriteConflict(StoreError):
     """This store object may not write the SA: another node owns it (it was transferred), or
-    another writer changed it since this object read it. Reload it, or let it go."""
+    another writer changed it since this object read it. Nothing was changed; reload the SA
+    (``get_ike_sa``) or let it go."""
 
 
 class StoreUnavailable(StoreError):
-    """The store's server did not answer or did not confirm the write durably (replicas)."""
+    """The store did not answer (server down, lock held too long) or did not confirm a write
+    on its replicas: the change may or may not have been made, so read the SA again before
+    writing it (its next put from the old copy raises WriteConflict)."""
 
 
 @runtime_checkable

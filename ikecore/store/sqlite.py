@@ -73,14 +73,20 @@ class SqliteStore:
         self._db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        with self._write():
-            (version,) = self._db.execute("PRAGMA user_version").fetchone()
-            if version not in (0, _SCHEMA_VERSION):
-                raise ValueError(f"{path}: store schema {version}, this ikecore reads 1")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
-            self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        try:
+            with self._write():
+                (version,) = self._db.execute("PRAGMA user_version").fetchone()
+                if version not in (0, _SCHEMA_VERSION):
+                    raise ValueError(
+                        f"{path}: store schema {version}, this ikecore reads {_SCHEMA_VERSION}"
+                    )
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        except BaseException:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         self._db.close()
