@@ -7,6 +7,7 @@ The public names of API.md are importable from here. The compiled core lives in
 from __future__ import annotations
 
 from ikecore.aead import AesGcm, ChaCha20Poly1305, IkeCipher
+from ikecore.config import EndpointConfig, Identity, PeerConfig
 from ikecore.constants import (
     DhGroup,
     EncrId,
@@ -19,6 +20,7 @@ from ikecore.constants import (
     ProtocolId,
     TransformType,
 )
+from ikecore.endpoint import Datagram, IkeEndpoint
 from ikecore.errors import (
     CloneRefused,
     IkeError,
@@ -30,6 +32,21 @@ from ikecore.errors import (
     SequenceExhausted,
 )
 from ikecore.esp import EspInbound, EspOutbound
+from ikecore.events import (
+    ChildSaDeleted,
+    ChildSaEstablished,
+    ChildSaFailed,
+    ChildSaRekeyed,
+    CloneFailed,
+    EspPacketReceived,
+    Event,
+    IkeSaCloned,
+    IkeSaDeleted,
+    IkeSaEstablished,
+    IkeSaRekeyed,
+    IkeSaRekeyFailed,
+    LivenessChecked,
+)
 from ikecore.keys import (
     ChildKeys,
     IkeKeys,
@@ -81,6 +98,8 @@ from ikecore.payloads import (
     UnsupportedCriticalPayload,
     VendorId,
 )
+from ikecore.session import IkeSession
+from ikecore.store import MemoryStore, SaStore, open_store
 
 __version__ = "0.1.0.dev0"
 
@@ -92,43 +111,64 @@ __all__ = [
     "CertificateRequest",
     "ChaCha20Poly1305",
     "ChildKeys",
+    "ChildSaDeleted",
+    "ChildSaEstablished",
+    "ChildSaFailed",
+    "ChildSaRekeyed",
+    "CloneFailed",
     "CloneRefused",
     "ConfigAttribute",
     "Configuration",
+    "Datagram",
     "Delete",
     "DhGroup",
     "Eap",
     "EncrId",
     "Encrypted",
     "EncryptedFragment",
+    "EndpointConfig",
     "EspInbound",
     "EspOutbound",
+    "EspPacketReceived",
+    "Event",
     "ExchangeType",
     "IDi",
     "IDr",
     "IdType",
     "Identification",
+    "Identity",
     "IkeCipher",
+    "IkeEndpoint",
     "IkeError",
     "IkeKeys",
     "IkeMessage",
+    "IkeSaCloned",
+    "IkeSaDeleted",
+    "IkeSaEstablished",
+    "IkeSaRekeyFailed",
+    "IkeSaRekeyed",
+    "IkeSession",
     "IkeSuite",
     "IntegId",
     "IntegrityError",
     "KeyExchange",
+    "LivenessChecked",
     "LocalProtocolError",
     "MalformedMessage",
+    "MemoryStore",
     "Nonce",
     "Notify",
     "NotifyType",
     "Payload",
     "PayloadChain",
     "PayloadType",
+    "PeerConfig",
     "PrfId",
     "Proposal",
     "ProtocolId",
     "RemoteProtocolError",
     "ReplayError",
+    "SaStore",
     "SecurityAssociation",
     "SequenceExhausted",
     "TSi",
@@ -147,6 +187,7 @@ __all__ = [
     "ike_keys",
     "ike_keys_initial",
     "ike_keys_rekey",
+    "open_store",
     "parse_message",
     "parse_payload_chain",
     "prf",

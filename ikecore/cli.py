@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from ikecore import _bench
+from ikecore import _bench, peer_commands
 from ikecore.constants import (
     AuthMethod,
     ConfigAttributeType,
@@ -347,6 +347,16 @@ COMMANDS: dict[str, Command] = {
         "decode IKE messages (hex, raw, pcap/pcapng) into a readable tree",
         _decode_arguments,
         _run_decode,
+    ),
+    "initiate": Command(
+        peer_commands.INITIATE_HELP,
+        peer_commands.add_initiate_arguments,
+        peer_commands.run_initiate,
+    ),
+    "respond": Command(
+        peer_commands.RESPOND_HELP,
+        peer_commands.add_respond_arguments,
+        peer_commands.run_respond,
     ),
     "bench": Command(
         "run the benchmark suite of a source checkout: ikecore against its peers, with progress",

@@ -1,0 +1,408 @@
+"""`IkeEndpoint`: the sans-IO IKEv2 engine (aioquic's connection shape, STYLE.md §3).
+
+The user feeds it datagrams and time and takes out datagrams, events and the next timer:
+
+    endpoint.receive_datagram(data, src, dst, now)
+    for datagram in endpoint.datagrams_to_send(now): sock.sendto(datagram.data, datagram.dst)
+    while (event := endpoint.next_event()) is not None: ...
+    endpoint.handle_timer(now) once endpoint.get_timer() has passed
+
+It demultiplexes IKE messages by SPI to sessions (loading them from the store when they are not
+in memory: a restart, or a cluster node taking over an SA), answers the first IKE_SA_INIT of a
+new peer (statelessly with a COOKIE when too many SAs are half open, RFC 7296 §2.6), and
+tells IKE from ESP and keepalives on the NAT-T port (RFC 3948 §2.2, RFC 7296 §2.23).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ikecore.config import Address, EndpointConfig, PeerConfig
+from ikecore.constants import ExchangeType, NotifyType
+from ikecore.dh import KeyExchange, key_exchange
+from ikecore.errors import (
+    IntegrityError,
+    LocalProtocolError,
+    MalformedMessage,
+    RemoteProtocolError,
+    ReplayError,
+)
+from ikecore.esp import DUMMY_NEXT_HEADER, EspInbound, EspOutbound
+from ikecore.events import EspPacketReceived, Event
+from ikecore.exchanges.base import find_notify
+from ikecore.exchanges.ike_auth import IkeAuthInitiator
+from ikecore.exchanges.ike_sa_init import Handshake, IkeSaInitInitiator
+from ikecore.sa import ChildSa, IkeSa
+from ikecore.session import IkeSession
+from ikecore.states import IkeState
+from ikecore.store import MemoryStore, SaStore
+from ikecore.wire import (
+    IkeMessage,
+    Nonce,
+    Notify,
+    aead_algorithm,
+    build_message,
+    parse_message,
+)
+
+__all__ = ["Datagram", "EspState", "IkeEndpoint"]
+
+_ZERO_SPI = bytes(8)
+_NON_ESP_MARKER = bytes(4)
+_KEEPALIVE = b"\xff"
+
+
+@dataclass(slots=True)
+class EspState:
+    """The native ESP objects of one Child SA (built from its record, RFC 4303/4106)."""
+
+    session: IkeSession
+    child: ChildSa
+    inbound: EspInbound
+    outbound: EspOutbound
+
+
+def _esp_state(session: IkeSession, child: ChildSa) -> EspState:
+    t = child.transforms
+    algorithm = aead_algorithm(t.encr)
+    inbound = EspInbound(child.spi_in, child.key_in, t.icv_length, t.esn, algorithm=algorithm)
+    outbound = EspOutbound(
+        child.spi_out, child.key_out, t.icv_length, t.esn, child.seq_out, algorithm=algorithm
+    )
+    return EspState(session, child, inbound, outbound)
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """A UDP payload and its addresses: ``src`` is ours, ``dst`` the peer's."""
+
+    data: bytes
+    src: Address
+    dst: Address
+
+
+class IkeEndpoint:
+    """All IKE SAs of one local identity set; see the module docstring for the loop.
+
+    ``random`` and ``key_exchange`` are the deterministic hooks: tests and vector replays pass
+    functions that return fixed SPIs, nonces and private keys. Nothing else is random.
+    """
+
+    def __init__(
+        self,
+        config: EndpointConfig,
+        store: SaStore | None = None,
+        *,
+        random: Callable[[int], bytes] = os.urandom,
+        key_exchange: Callable[[int], KeyExchange] = key_exchange,
+    ) -> None:
+        self.config = config
+        self.store: SaStore = MemoryStore() if store is None else store
+        self.random = random
+        self._new_key_exchange = key_exchange
+        self._sessions: dict[bytes, IkeSession] = {}
+        # Responder SAs by (SPIi, initiator address): a retransmitted or late IKE_SA_INIT
+        # finds its SA instead of opening a new one (§2.1). Half-open ones are also counted.
+        self._by_init: dict[tuple[bytes, Address], IkeSession] = {}
+        self._half_open: set[IkeSession] = set()
+        # Child SAs by inbound SPI; their native ESP objects are made on first use, so a
+        # daemon with its own data path never pays for them.
+        self._children: dict[bytes, tuple[IkeSession, ChildSa]] = {}
+        self._esp: dict[bytes, EspState] = {}
+        self._events: deque[Event] = deque()
+        self._outbox: list[Datagram] = []
+        self._cookie_secret = random(32)
+        self.malformed = 0
+        self.cookies_sent = 0
+        self.esp_dropped = 0
+
+    # -- services for sessions and exchanges ---------------------------------------------------
+
+    def new_key_exchange(self, group: int) -> KeyExchange:
+        return self._new_key_exchange(group)
+
+    def allocate_ike_spi(self) -> bytes:
+        while True:
+            spi = self.random(8)
+            if spi != _ZERO_SPI and self.store.claim_ike_spi(spi):
+                return spi
+
+    def allocate_esp_spi(self) -> bytes:
+        while True:
+            spi = self.random(4)
+            # SPI values 1..255 are reserved, 0 means "no SPI" (RFC 4303 §2.1).
+            if int.from_bytes(spi, "big") > 255 and self.store.claim_esp_spi(spi):
+                return spi
+
+    def release_esp_spi(self, spi: bytes) -> None:
+        self.store.release_esp_spi(spi)
+
+    def queue_event(self, event: Event) -> None:
+        self._events.append(event)
+
+    def transmit(
+        self, session: IkeSession, raw: bytes, reply_to: tuple[Address, Address] | None = None
+    ) -> None:
+        """Queue an IKE message of ``session``: requests go to the SA's addresses, responses
+        (``reply_to`` = the request's (src, dst)) back where the request came from (§2.11)."""
+        if reply_to is None:
+            self._send(raw, session.sa.local_address, session.sa.remote_address)
+        else:
+            peer, local = reply_to
+            self._send(raw, local, peer)
+
+    def _send(self, raw: bytes, src: Address, dst: Address) -> None:
+        # RFC 3948 §2.2: IKE on the NAT-T port carries the non-ESP marker.
+        if self.config.nat_port in (src[1], dst[1]):
+            raw = _NON_ESP_MARKER + raw
+        self._outbox.append(Datagram(raw, src, dst))
+
+    def adopt(self, session: IkeSession) -> None:
+        """Track a session created by an exchange (the successor of a rekey, a clone)."""
+        self._sessions[session.sa.local_spi] = session
+
+    def forget(self, session: IkeSession) -> None:
+        sa = session.sa
+        if self._sessions.get(sa.local_spi) is session:
+            del self._sessions[sa.local_spi]
+        self._half_open.discard(session)
+        if session.init_source is not None:
+            self._by_init.pop((sa.spi_i, session.init_source), None)
+        self.store.release_ike_spi(sa.local_spi)
+
+    def child_installed(self, session: IkeSession, child: ChildSa) -> None:
+        self._children[child.spi_in] = (session, child)
+        state = self._esp.get(child.spi_in)
+        if state is not None:
+            # Moved to the successor of an IKE SA rekey: same keys, counters continue.
+            state.session = session
+
+    def child_removed(self, child: ChildSa) -> None:
+        self._children.pop(child.spi_in, None)
+        self._esp.pop(child.spi_in, None)
+        self.store.release_esp_spi(child.spi_in)
+
+    # -- the user's API ------------------------------------------------------------------------
+
+    @property
+    def sessions(self) -> list[IkeSession]:
+        return list(self._sessions.values())
+
+    def initiate(
+        self,
+        peer: PeerConfig,
+        now: float,
+        *,
+        local: Address | None = None,
+        remote: Address | None = None,
+    ) -> IkeSession:
+        """Start IKE_SA_INIT + IKE_AUTH towards ``peer`` (RFC 7296 §1.2)."""
+        remote = remote or peer.remote_address
+        if remote is None:
+            raise LocalProtocolError("no remote address: set PeerConfig.remote_address")
+        local = local or peer.local_address or ("0.0.0.0", 500)
+        spi_i = self.allocate_ike_spi()
+        sa = IkeSa(
+            spi_i=spi_i,
+            spi_r=_ZERO_SPI,
+            initiator=True,
+            local_address=local,
+            remote_address=remote,
+            peer_name=peer.name,
+            local_window=self.config.window_size,
+            created_at=now,
+            family=spi_i.hex(),
+        )
+        session = IkeSession(self, sa, peer)
+        session.handshake = Handshake()
+        self._sessions[spi_i] = session
+        session.start(IkeSaInitInitiator(peer), now)
+        session.start(IkeAuthInitiator(peer), now)
+        return session
+
+    def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None:
+        """One UDP payload as received on ``dst`` from ``src``."""
+        data = bytes(data)
+        if self.config.nat_port in (src[1], dst[1]):
+            if data == _KEEPALIVE:
+                return  # NAT keepalive (RFC 3948 §2.3): not even liveness
+            if data[:4] != _NON_ESP_MARKER:
+                self._receive_esp(data, now)
+                return
+            data = data[4:]
+        try:
+            message = parse_message(data)
+        except (MalformedMessage, RemoteProtocolError):
+            self.malformed += 1
+            return
+        session = self._find_session(message, src)
+        if session is not None:
+            if session.sa.state != IkeState.DELETED:
+                session.receive(message, now, src, dst)
+            return
+        if (
+            message.exchange == ExchangeType.IKE_SA_INIT
+            and message.is_initiator
+            and not message.is_response
+            and message.spi_r == _ZERO_SPI
+            and message.message_id == 0
+        ):
+            self._new_responder(message, src, dst, now)
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        out, self._outbox = self._outbox, []
+        return out
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        return min(
+            (t for s in self._sessions.values() if (t := s.get_timer()) is not None), default=None
+        )
+
+    def handle_timer(self, now: float) -> None:
+        for session in list(self._sessions.values()):
+            timer = session.get_timer()
+            if timer is not None and timer <= now:
+                session.handle_timer(now)
+
+    # -- demultiplexing ------------------------------------------------------------------------
+
+    def _find_session(self, message: IkeMessage, src: Address) -> IkeSession | None:
+        if message.is_initiator:
+            # Sent by the original initiator: we are the responder and SPIr is ours.
+            if message.spi_r == _ZERO_SPI:
+                return self._by_init.get((message.spi_i, src))
+            session = self._sessions.get(message.spi_r)
+            if session is not None:
+                return session if session.sa.spi_i == message.spi_i else None
+        else:
+            session = self._sessions.get(message.spi_i)
+            if session is not None:
+                awaiting_spi_r = session.sa.spi_r == _ZERO_SPI
+                return session if awaiting_spi_r or session.sa.spi_r == message.spi_r else None
+        return self._load(message.spi_i, message.spi_r)
+
+    def _load(self, spi_i: bytes, spi_r: bytes) -> IkeSession | None:
+        """An SA this process does not hold: from the store (restart, cluster hand-off)."""
+        sa = self.store.get_ike_sa(spi_i, spi_r)
+        if sa is None or sa.state == IkeState.DELETED:
+            return None
+        peer = next((p for p in self.config.peers if sa.peer_name and p.name == sa.peer_name), None)
+        if peer is None and sa.remote_id is not None:
+            peer = self.config.peer_for(sa.remote_id)
+        session = IkeSession(self, sa, peer)
+        self._sessions[sa.local_spi] = session
+        for child in sa.child_sas.values():
+            self.child_installed(session, child)
+        return session
+
+    # -- a new peer ----------------------------------------------------------------------------
+
+    def _cookie(self, ni: bytes, src: Address, spi_i: bytes) -> bytes:
+        # §2.6: Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>)
+        packed = ipaddress.ip_address(src[0]).packed
+        digest = hmac.new(self._cookie_secret, ni + packed + spi_i, hashlib.sha256).digest()
+        return b"\x00\x00\x00\x01" + digest
+
+    def _new_responder(self, message: IkeMessage, src: Address, dst: Address, now: float) -> None:
+        if len(self._half_open) >= self.config.cookie_threshold:
+            nonce = next((p for p in message.payloads if isinstance(p, Nonce)), None)
+            if nonce is None:
+                return
+            expected = self._cookie(nonce.data, src, message.spi_i)
+            offered = find_notify(message.payloads, NotifyType.COOKIE)
+            if offered is None or not hmac.compare_digest(offered.data, expected):
+                # Stateless: nothing is kept for this peer until it returns the cookie.
+                self.cookies_sent += 1
+                reply = build_message(
+                    message.spi_i,
+                    _ZERO_SPI,
+                    ExchangeType.IKE_SA_INIT,
+                    initiator=False,
+                    response=True,
+                    message_id=0,
+                    payloads=[Notify.status(NotifyType.COOKIE, expected)],
+                )
+                self._send(reply, dst, src)
+                return
+        sa = IkeSa(
+            spi_i=message.spi_i,
+            spi_r=self.allocate_ike_spi(),
+            initiator=False,
+            local_address=dst,
+            remote_address=src,
+            local_window=self.config.window_size,
+            created_at=now,
+        )
+        sa.family = sa.spi_r.hex()
+        session = IkeSession(self, sa, None)
+        session.handshake = Handshake()
+        session.half_open_deadline = now + self.config.half_open_timeout
+        session.init_source = src
+        self._sessions[sa.spi_r] = session
+        self._by_init[(sa.spi_i, src)] = session
+        self._half_open.add(session)
+        session.receive(message, now, src, dst)
+        if sa.state != IkeState.AUTHENTICATING:
+            # Refused (NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD) or dropped: keep no state.
+            self.forget(session)
+
+    def half_open_established(self, session: IkeSession) -> None:
+        """IKE_AUTH done: the SA no longer counts as half open."""
+        self._half_open.discard(session)
+
+    # -- ESP -----------------------------------------------------------------------------------
+
+    def esp(self, spi_in: bytes) -> EspState:
+        """The ESP objects of a Child SA (by our inbound SPI), for a daemon's data path."""
+        state = self._esp.get(spi_in)
+        if state is None:
+            route = self._children.get(spi_in)
+            if route is None:
+                raise LocalProtocolError(f"no Child SA with inbound SPI {spi_in.hex()}")
+            state = self._esp[spi_in] = _esp_state(*route)
+        return state
+
+    def send_esp(self, spi_in: bytes, inner: bytes, next_header: int, now: float) -> None:
+        """Encapsulate one inner packet on the Child SA and queue it as ESP-in-UDP to the
+        peer's NAT-T port (RFC 3948 §2.1). Raises SequenceExhausted instead of wrapping."""
+        state = self.esp(spi_in)
+        packet = state.outbound.encapsulate(inner, next_header)
+        state.child.seq_out = state.outbound.seq
+        sa = state.session.sa
+        port = self.config.nat_port
+        if sa.local_address[1] == port:
+            # The IKE SA floated: ESP uses exactly its addresses and ports (RFC 3948 §2.1),
+            # which behind a NAT are the NAT's mapping, not 4500.
+            src, dst = sa.local_address, sa.remote_address
+        else:
+            src, dst = (sa.local_address[0], port), (sa.remote_address[0], port)
+        self._outbox.append(Datagram(packet, src, dst))
+
+    def _receive_esp(self, data: bytes, now: float) -> None:
+        """ESP-in-UDP (RFC 3948): routed by SPI; replay check, then ICV, then the window
+        (the native core's order); anything that fails is counted and dropped."""
+        spi = data[:4]
+        state = self._esp.get(spi)
+        if state is None:
+            route = self._children.get(spi)
+            if route is None:
+                self.esp_dropped += 1
+                return
+            state = self._esp[spi] = _esp_state(*route)
+        try:
+            next_header, inner = state.inbound.decapsulate(data)
+        except (IntegrityError, ReplayError, MalformedMessage):
+            self.esp_dropped += 1
+            return
+        if next_header == DUMMY_NEXT_HEADER:
+            return  # RFC 4303 §2.6: authentic, counted, discarded
+        self.queue_event(EspPacketReceived(state.session, state.child, next_header, inner))

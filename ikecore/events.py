@@ -1,0 +1,143 @@
+"""Events the endpoint hands to its user through `IkeEndpoint.next_event()`.
+
+Frozen, slotted dataclasses that carry meaning (STYLE.md §4). They name the session (for
+further calls such as ``session.create_child_sa``) and the SA records concerned; ``reason``
+strings are short and stable, and ``notify`` is the notify type a peer sent, when there was one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ikecore.sa import ChildSa
+
+if TYPE_CHECKING:
+    from ikecore.session import IkeSession
+
+__all__ = [
+    "ChildSaDeleted",
+    "ChildSaEstablished",
+    "ChildSaFailed",
+    "ChildSaRekeyed",
+    "CloneFailed",
+    "EspPacketReceived",
+    "Event",
+    "IkeSaCloned",
+    "IkeSaDeleted",
+    "IkeSaEstablished",
+    "IkeSaRekeyFailed",
+    "IkeSaRekeyed",
+    "LivenessChecked",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base class of every event."""
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaEstablished(Event):
+    """IKE_SA_INIT and IKE_AUTH completed; the peer is authenticated."""
+
+    session: IkeSession
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaDeleted(Event):
+    """The IKE SA is gone (with its Child SAs).
+
+    ``reason``: "deleted_locally", "deleted_by_peer", "rekeyed", "timeout",
+    "authentication_failed", "no_proposal_chosen", "failed". ``notify`` is the peer's error
+    notify that ended it, if any.
+    """
+
+    session: IkeSession
+    reason: str
+    notify: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaRekeyed(Event):
+    """RFC 7296 §2.8: ``new`` replaces ``old``; the Child SAs moved to ``new``."""
+
+    old: IkeSession
+    new: IkeSession
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaRekeyFailed(Event):
+    """The IKE SA rekey was refused (``notify``: TEMPORARY_FAILURE, NO_PROPOSAL_CHOSEN, ...);
+    the SA stays as it was."""
+
+    session: IkeSession
+    notify: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaCloned(Event):
+    """RFC 7791: ``clone`` was made from ``parent``, which keeps its Child SAs."""
+
+    parent: IkeSession
+    clone: IkeSession
+
+
+@dataclass(frozen=True, slots=True)
+class CloneFailed(Event):
+    """RFC 7791 §5.3: the clone was refused ("TEMPORARY_FAILURE", "NO_ADDITIONAL_SAS", ...)."""
+
+    session: IkeSession
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaEstablished(Event):
+    """A Child SA is installed: ``child`` has its SPIs, keys and traffic selectors."""
+
+    session: IkeSession
+    child: ChildSa
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaFailed(Event):
+    """A Child SA could not be made; ``notify`` is the peer's error (e.g. TS_UNACCEPTABLE)."""
+
+    session: IkeSession
+    notify: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaRekeyed(Event):
+    """RFC 7296 §2.8: ``new`` replaced ``old`` (``old`` is deleted)."""
+
+    session: IkeSession
+    old: ChildSa
+    new: ChildSa
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaDeleted(Event):
+    """The Child SA is gone (deleted by us, by the peer, or with its IKE SA)."""
+
+    session: IkeSession
+    child: ChildSa
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LivenessChecked(Event):
+    """An empty INFORMATIONAL (RFC 7296 §1.4) was answered."""
+
+    session: IkeSession
+
+
+@dataclass(frozen=True, slots=True)
+class EspPacketReceived(Event):
+    """An ESP packet of ``child`` decrypted and passed the replay check."""
+
+    session: IkeSession
+    child: ChildSa
+    next_header: int
+    data: bytes

@@ -1,0 +1,215 @@
+"""What every exchange shares: the two task interfaces and the common payload steps.
+
+strongSwan's habit (STYLE.md §5): one class per exchange, its role fixed at construction.
+An initiator task builds the request and processes the response; a responder task processes
+the request and returns the response payloads. Tasks never touch the network, the clock or
+message IDs: the session does (RFC 7296 §2.1-2.3), so retransmission and the response cache
+work the same for every exchange.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from ikecore.config import TrafficSelector
+from ikecore.constants import ExchangeType, NotifyType, ProtocolId
+from ikecore.errors import RemoteProtocolError
+from ikecore.suites import ProposalSpec, Transform
+from ikecore.wire import (
+    IkeMessage,
+    Nonce,
+    Notify,
+    Payload,
+    Proposal,
+    SecurityAssociation,
+    TSi,
+    TSr,
+    selectors_to_wire,
+    wire_transforms,
+)
+
+if TYPE_CHECKING:
+    from ikecore.session import IkeSession
+
+__all__ = [
+    "NONCE_LENGTH",
+    "InitiatorTask",
+    "ResponderTask",
+    "Retry",
+    "find_notify",
+    "first_of",
+    "narrow",
+    "notifies",
+    "offer",
+    "require",
+]
+
+P = TypeVar("P")
+
+NONCE_LENGTH = 32  # RFC 7296 §2.10: at least half the PRF key size, 16..256 bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """An initiator task asks to send a changed request with the same message ID
+    (IKE_SA_INIT after COOKIE or INVALID_KE_PAYLOAD, RFC 7296 §2.6, §1.2)."""
+
+    payloads: list[Payload]
+
+
+class NotifyError(RemoteProtocolError):
+    """A refusal answered with an error notify that carries data (INVALID_KE_PAYLOAD's group)."""
+
+    def __init__(self, message: str, notify_type: int, data: bytes = b"") -> None:
+        super().__init__(message, notify_type)
+        self.data = data
+
+
+class DropMessage(Exception):
+    """Not an answerable request: drop it silently, nothing changes (e.g. RFC 6989 §2.5 in
+    IKE_SA_INIT, a bad COOKIE)."""
+
+
+class InitiatorTask(Protocol):
+    exchange_type: ExchangeType
+
+    def build_request(self, session: IkeSession, now: float) -> list[Payload]: ...
+
+    def process_response(
+        self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
+    ) -> Retry | None: ...
+
+    def abort(self, session: IkeSession, reason: str, now: float) -> None:
+        """The request was never answered (retransmissions exhausted) or the SA went away."""
+        ...
+
+
+class ResponderTask(Protocol):
+    def process_request(
+        self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
+    ) -> list[Payload]:
+        """The response payloads; RemoteProtocolError becomes an error notify response."""
+        ...
+
+
+def notifies(payloads: Sequence[Payload]) -> list[Notify]:
+    return [p for p in payloads if isinstance(p, Notify)]
+
+
+def find_notify(payloads: Sequence[Payload], notify_type: int) -> Notify | None:
+    for payload in payloads:
+        if isinstance(payload, Notify) and payload.notify_type == notify_type:
+            return payload
+    return None
+
+
+def first_of(payloads: Sequence[Payload], kind: type[P]) -> P | None:
+    for payload in payloads:
+        if isinstance(payload, kind):
+            return payload
+    return None
+
+
+def require(payloads: Sequence[Payload], kind: type[P]) -> P:
+    """The payload the exchange cannot do without; INVALID_SYNTAX when it is missing."""
+    found = first_of(payloads, kind)
+    if found is None:
+        raise RemoteProtocolError(f"missing {kind.__name__} payload", NotifyType.INVALID_SYNTAX)
+    return found
+
+
+def error_notify(payloads: Sequence[Payload]) -> Notify | None:
+    """The first error notify (type < 16384, RFC 7296 §3.10.1) of a response."""
+    for notify in notifies(payloads):
+        if notify.notify_type < 16384:
+            return notify
+    return None
+
+
+def offer(specs: Sequence[ProposalSpec], spi: bytes = b"") -> SecurityAssociation:
+    """An SA payload offering our configured proposals, numbered from 1 (RFC 7296 §3.3.1)."""
+    return SecurityAssociation(
+        tuple(
+            Proposal(number, spec.protocol, spi, wire_transforms(spec.transforms))
+            for number, spec in enumerate(specs, start=1)
+        )
+    )
+
+
+def answer(
+    proposal: Proposal, transforms: tuple[Transform, ...], spi: bytes
+) -> SecurityAssociation:
+    """The responder's SA payload: the accepted proposal's number, one transform per type."""
+    chosen = Proposal(proposal.number, proposal.protocol_id, spi, wire_transforms(transforms))
+    return SecurityAssociation((chosen,))
+
+
+def proposals_for(sa: SecurityAssociation, protocol: ProtocolId) -> list[Proposal]:
+    return [p for p in sa.proposals if p.protocol_id == protocol]
+
+
+def nonce(session: IkeSession) -> Nonce:
+    return Nonce(session.endpoint.random(NONCE_LENGTH))
+
+
+def narrow(
+    offered: Sequence[TrafficSelector], ours: Sequence[TrafficSelector]
+) -> tuple[TrafficSelector, ...]:
+    """RFC 7296 §2.9: the parts of the offered selectors our policy allows."""
+    narrowed: list[TrafficSelector] = []
+    for theirs in offered:
+        for mine in ours:
+            common = theirs.intersect(mine)
+            if common is not None and common not in narrowed:
+                narrowed.append(common)
+    return tuple(narrowed)
+
+
+def ts_payloads(ts_i: Sequence[TrafficSelector], ts_r: Sequence[TrafficSelector]) -> list[Payload]:
+    return [TSi(selectors_to_wire(ts_i)), TSr(selectors_to_wire(ts_r))]
+
+
+def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: tuple[str, int]) -> bytes:
+    """RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | Port) (RFC 4555 §3.8: with the SA's SPIs)."""
+    host, port = address
+    packed = socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    return hashlib.sha1(spi_i + spi_r + packed + port.to_bytes(2, "big")).digest()
+
+
+def nat_detection_payloads(
+    spi_i: bytes, spi_r: bytes, local: tuple[str, int], remote: tuple[str, int]
+) -> list[Payload]:
+    return [
+        Notify.status(NotifyType.NAT_DETECTION_SOURCE_IP, nat_detection_hash(spi_i, spi_r, local)),
+        Notify.status(
+            NotifyType.NAT_DETECTION_DESTINATION_IP, nat_detection_hash(spi_i, spi_r, remote)
+        ),
+    ]
+
+
+def detect_nat(
+    payloads: Sequence[Payload],
+    spi_i: bytes,
+    spi_r: bytes,
+    local: tuple[str, int],
+    remote: tuple[str, int],
+) -> tuple[bool, bool] | None:
+    """(we are behind a NAT, the peer is) from its NAT_DETECTION_* notifies; None if absent.
+
+    The peer's SOURCE hashes name the address it sent from: none matching what we saw means
+    a NAT rewrote it. Its DESTINATION hash names where it sent to: a mismatch with our own
+    address means a NAT in front of us.
+    """
+    sources = [
+        n.data for n in notifies(payloads) if n.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP
+    ]
+    destination = find_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
+    if not sources or destination is None:
+        return None
+    remote_behind_nat = nat_detection_hash(spi_i, spi_r, remote) not in sources
+    local_behind_nat = destination.data != nat_detection_hash(spi_i, spi_r, local)
+    return local_behind_nat, remote_behind_nat

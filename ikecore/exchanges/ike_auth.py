@@ -1,0 +1,277 @@
+"""IKE_AUTH with pre-shared keys and the first Child SA (RFC 7296 §1.2, §2.15).
+
+    HDR, SK {IDi, AUTH, N(CLONE_IKE_SA_SUPPORTED), N(MOBIKE_SUPPORTED), SA, TSi, TSr}  -->
+              <--  HDR, SK {IDr, AUTH, N(CLONE_IKE_SA_SUPPORTED), N(MOBIKE_SUPPORTED), SA, TSi, TSr}
+
+RFC 7791 §5.1 puts CLONE_IKE_SA_SUPPORTED in the first IKE_AUTH request and the last IKE_AUTH
+response; RFC 4555 §3.2 MOBIKE_SUPPORTED in the messages with the SA payload (the same two
+here: PSK needs one round trip). Each side remembers per SA what the other announced.
+
+    InitiatorSignedOctets = RealMessage1 | NonceRData | prf(SK_pi, IDi')
+    ResponderSignedOctets = RealMessage2 | NonceIData | prf(SK_pr, IDr')
+    AUTH = prf( prf(SharedSecret, "Key Pad for IKEv2"), <SignedOctets> )
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING
+
+from ikecore.config import Identity, PeerConfig
+from ikecore.constants import AuthMethod, ExchangeType, IdType, NotifyType
+from ikecore.errors import RemoteProtocolError
+from ikecore.events import ChildSaEstablished, ChildSaFailed, IkeSaEstablished
+from ikecore.exchanges.base import (
+    answer,
+    error_notify,
+    find_notify,
+    offer,
+    require,
+    ts_payloads,
+)
+from ikecore.exchanges.child import accepted_esp_choice, make_child, responder_child_choice
+from ikecore.states import IkeTrigger
+from ikecore.wire import (
+    Authentication,
+    IDi,
+    IDr,
+    IkeMessage,
+    Notify,
+    Payload,
+    SecurityAssociation,
+    id_body,
+    prf,
+    psk_auth,
+)
+
+if TYPE_CHECKING:
+    from ikecore.session import IkeSession
+
+__all__ = ["IkeAuthInitiator", "IkeAuthResponder"]
+
+
+def _auth_value(
+    prf_id: int, psk: bytes, message: bytes, peer_nonce: bytes, sk_p: bytes, id_body: bytes
+) -> bytes:
+    # <SignedOctets> = RealMessage | Nonce(peer)Data | prf(SK_p, ID')
+    signed_octets = message + peer_nonce + prf(prf_id, sk_p, id_body)
+    # AUTH = prf( prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>)
+    return psk_auth(prf_id, psk, signed_octets)
+
+
+def _identity(payload: IDi | IDr) -> Identity:
+    try:
+        return Identity(IdType(payload.id_type), payload.data)
+    except ValueError:
+        raise RemoteProtocolError(
+            f"unknown ID type {payload.id_type}", NotifyType.AUTHENTICATION_FAILED
+        ) from None
+
+
+def _announcements(
+    session: IkeSession, peer: PeerConfig, payloads: list[Payload] | None
+) -> list[Payload]:
+    """Our capability notifies; a responder announces MOBIKE only to an initiator that did."""
+    sa = session.sa
+    out: list[Payload] = []
+    if peer.clone:
+        sa.local_clone_supported = True
+        out.append(Notify.status(NotifyType.CLONE_IKE_SA_SUPPORTED))
+    peer_mobike = payloads is None or find_notify(payloads, NotifyType.MOBIKE_SUPPORTED) is not None
+    if peer.mobike and peer_mobike:
+        sa.local_mobike_supported = True
+        out.append(Notify.status(NotifyType.MOBIKE_SUPPORTED))
+    if sa.local_window > 1:
+        # §2.3: the peer may have this many of its requests in flight towards us.
+        out.append(Notify.set_window_size(sa.local_window))
+    return out
+
+
+def _remember_peer(session: IkeSession, payloads: list[Payload]) -> None:
+    sa = session.sa
+    sa.peer_clone_supported = find_notify(payloads, NotifyType.CLONE_IKE_SA_SUPPORTED) is not None
+    sa.peer_mobike_supported = find_notify(payloads, NotifyType.MOBIKE_SUPPORTED) is not None
+
+
+class IkeAuthInitiator:
+    exchange_type = ExchangeType.IKE_AUTH
+
+    def __init__(self, peer: PeerConfig) -> None:
+        self._peer = peer
+        self._spi_in = b""
+
+    def build_request(self, session: IkeSession, now: float) -> list[Payload]:
+        sa, peer, handshake = session.sa, self._peer, session.handshake
+        assert sa.keys is not None and sa.transforms is not None and handshake is not None
+        id_i = IDi(peer.local_id.type, peer.local_id.data)
+        auth = _auth_value(
+            sa.transforms.prf,
+            peer.psk,
+            handshake.request,
+            handshake.nr,
+            sa.keys.sk_pi,
+            id_body(id_i),
+        )
+        self._spi_in = session.endpoint.allocate_esp_spi()
+        sa.local_id = peer.local_id
+        return [
+            id_i,
+            Authentication(AuthMethod.SHARED_KEY_MIC, auth),
+            *_announcements(session, peer, None),
+            offer(peer.esp_proposals, self._spi_in),
+            *ts_payloads(peer.local_ts, peer.remote_ts),
+        ]
+
+    def process_response(
+        self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
+    ) -> None:
+        sa, peer, handshake = session.sa, self._peer, session.handshake
+        assert sa.keys is not None and sa.transforms is not None and handshake is not None
+        auth = next((p for p in payloads if isinstance(p, Authentication)), None)
+        if auth is None:
+            error = error_notify(payloads)
+            notify = NotifyType.AUTHENTICATION_FAILED if error is None else error.notify_type
+            raise RemoteProtocolError(f"IKE_AUTH refused: {notify}", notify)
+        id_r = require(payloads, IDr)
+        identity = _identity(id_r)
+        if peer.remote_id is not None and identity != peer.remote_id:
+            self._reject_responder(session, now)
+            return
+        expected = _auth_value(
+            sa.transforms.prf,
+            peer.psk,
+            handshake.response,
+            handshake.ni,
+            sa.keys.sk_pr,
+            id_body(id_r),
+        )
+        if auth.method != AuthMethod.SHARED_KEY_MIC or not hmac.compare_digest(auth.data, expected):
+            self._reject_responder(session, now)
+            return
+        sa.remote_id = identity
+        _remember_peer(session, payloads)
+        session.transition(IkeTrigger.AUTH_DONE)
+        session.established(now)
+        session.emit(IkeSaEstablished(session))
+        error = error_notify(payloads)
+        if error is not None or not any(isinstance(p, SecurityAssociation) for p in payloads):
+            session.endpoint.release_esp_spi(self._spi_in)
+            refusal = None if error is None else error.notify_type
+            session.emit(ChildSaFailed(session, refusal, "refused in IKE_AUTH"))
+            return
+        try:
+            spi_out, transforms, ts_i, ts_r = accepted_esp_choice(
+                payloads, peer.esp_proposals, peer.local_ts, peer.remote_ts, with_dh=None
+            )
+        except RemoteProtocolError as refused:
+            session.endpoint.release_esp_spi(self._spi_in)
+            session.emit(ChildSaFailed(session, None, str(refused)))
+            return
+        child = make_child(
+            session,
+            initiator=True,
+            transforms=transforms,
+            spi_in=self._spi_in,
+            spi_out=spi_out,
+            ni=handshake.ni,
+            nr=handshake.nr,
+            g_ir=None,
+            local_ts=ts_i,
+            remote_ts=ts_r,
+            now=now,
+        )
+        session.add_child(child)
+        session.emit(ChildSaEstablished(session, child))
+
+    def abort(self, session: IkeSession, reason: str, now: float) -> None:
+        if self._spi_in:
+            session.endpoint.release_esp_spi(self._spi_in)
+
+    def _reject_responder(self, session: IkeSession, now: float) -> None:
+        """§2.21.2: the responder considers the SA up; tell it, then close ours."""
+        from ikecore.exchanges.informational import FatalNotifyInitiator
+
+        session.endpoint.release_esp_spi(self._spi_in)
+        session.start(
+            FatalNotifyInitiator(NotifyType.AUTHENTICATION_FAILED, "authentication_failed"), now
+        )
+
+
+class IkeAuthResponder:
+    def process_request(
+        self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
+    ) -> list[Payload]:
+        sa, handshake = session.sa, session.handshake
+        assert sa.keys is not None and sa.transforms is not None and handshake is not None
+        id_i = require(payloads, IDi)
+        auth = require(payloads, Authentication)
+        identity = _identity(id_i)
+        peer = session.endpoint.config.peer_for(identity)
+        if peer is None:
+            raise RemoteProtocolError(
+                f"no configuration for {identity}", NotifyType.AUTHENTICATION_FAILED
+            )
+        expected = _auth_value(
+            sa.transforms.prf,
+            peer.psk,
+            handshake.request,
+            handshake.nr,
+            sa.keys.sk_pi,
+            id_body(id_i),
+        )
+        if auth.method != AuthMethod.SHARED_KEY_MIC or not hmac.compare_digest(auth.data, expected):
+            raise RemoteProtocolError(
+                "initiator's AUTH does not verify", NotifyType.AUTHENTICATION_FAILED
+            )
+        session.peer = peer
+        sa.peer_name = peer.name
+        sa.remote_id = identity
+        sa.local_id = peer.local_id
+        _remember_peer(session, payloads)
+        id_r = IDr(peer.local_id.type, peer.local_id.data)
+        our_auth = _auth_value(
+            sa.transforms.prf,
+            peer.psk,
+            handshake.response,
+            handshake.ni,
+            sa.keys.sk_pr,
+            id_body(id_r),
+        )
+        response: list[Payload] = [
+            id_r,
+            Authentication(AuthMethod.SHARED_KEY_MIC, our_auth),
+            *_announcements(session, peer, payloads),
+        ]
+        session.transition(IkeTrigger.AUTH_DONE)
+        session.established(now)
+        session.emit(IkeSaEstablished(session))
+        if not any(isinstance(p, SecurityAssociation) for p in payloads):
+            return response
+        try:
+            proposal, transforms, ts_i, ts_r = responder_child_choice(
+                payloads, peer.esp_proposals, peer.local_ts, peer.remote_ts, with_dh=None
+            )
+        except RemoteProtocolError as refused:
+            # §1.2: the IKE SA stands; only the Child SA is refused, in this same response.
+            return [*response, Notify.status(refused.notify_type)]
+        spi_in = session.endpoint.allocate_esp_spi()
+        child = make_child(
+            session,
+            initiator=False,
+            transforms=transforms,
+            spi_in=spi_in,
+            spi_out=proposal.spi,
+            ni=handshake.ni,
+            nr=handshake.nr,
+            g_ir=None,
+            local_ts=ts_r,
+            remote_ts=ts_i,
+            now=now,
+        )
+        session.add_child(child)
+        session.emit(ChildSaEstablished(session, child))
+        return [
+            *response,
+            answer(proposal, transforms.transforms(), spi_in),
+            *ts_payloads(ts_i, ts_r),
+        ]

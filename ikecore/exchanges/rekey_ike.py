@@ -1,0 +1,318 @@
+"""IKE SA rekey (RFC 7296 §1.3.2, §2.18): CREATE_CHILD_SA with an IKE proposal.
+
+    HDR(old), SK {SA(SPIi'), Ni, KEi}  -->
+                                       <--  HDR(old), SK {SA(SPIr'), Nr, KEr}
+    HDR(old), SK {D(IKE)}              -->  <--  HDR(old), SK {}
+
+    SKEYSEED' = prf_old(SK_d_old, g^ir (new) | Ni | Nr)
+    {SK_d' | SK_ai' | SK_ar' | SK_ei' | SK_er' | SK_pi' | SK_pr'}
+              = prf+_new(SKEYSEED', Ni | Nr | SPIi' | SPIr')
+
+The new SA's SPIs come from the proposals; the rekey initiator becomes its original initiator;
+message IDs restart at 0; the Child SAs move to it; the old SA is deleted by the initiator.
+`derive_rekeyed_sa` is the step the RFC 7791 clone shares (there the Child SAs stay put and the
+old SA lives on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ikecore.constants import ExchangeType, NotifyType, ProtocolId, TransformType
+from ikecore.dh import SUPPORTED_GROUPS, KeyExchange
+from ikecore.errors import RemoteProtocolError
+from ikecore.events import IkeSaRekeyed, IkeSaRekeyFailed
+from ikecore.exchanges.base import (
+    NotifyError,
+    answer,
+    error_notify,
+    nonce,
+    offer,
+    proposals_for,
+    require,
+)
+from ikecore.exchanges.informational import DeleteIkeInitiator
+from ikecore.sa import IkeSa, IkeSaKeys
+from ikecore.states import IkeState, IkeTrigger
+from ikecore.suites import IkeTransforms, ProposalSpec, select_proposal
+from ikecore.wire import (
+    IkeMessage,
+    IkeSuite,
+    Nonce,
+    Payload,
+    SecurityAssociation,
+    ike_keys,
+    skeyseed_rekey,
+)
+from ikecore.wire import (
+    KeyExchange as KePayload,
+)
+
+if TYPE_CHECKING:
+    from ikecore.session import IkeSession
+
+__all__ = [
+    "RekeyCollision",
+    "RekeyIkeInitiator",
+    "RekeyIkeResponder",
+    "derive_rekeyed_sa",
+    "yield_to_peer_rekey",
+]
+
+
+def derive_rekeyed_sa(
+    old: IkeSa,
+    transforms: IkeTransforms,
+    g_ir: bytes,
+    ni: bytes,
+    nr: bytes,
+    spi_i: bytes,
+    spi_r: bytes,
+    *,
+    initiator: bool,
+    now: float,
+) -> IkeSa:
+    """A new IKE SA record from a rekey-style exchange on ``old`` (no Child SAs yet)."""
+    assert old.keys is not None and old.transforms is not None
+    # SKEYSEED' = prf_old(SK_d_old, g^ir (new) | Ni | Nr)
+    seed = skeyseed_rekey(old.transforms.prf, old.keys.sk_d, g_ir, ni, nr)
+    # {SK_d' | ... | SK_pr'} = prf+_new(SKEYSEED', Ni | Nr | SPIi' | SPIr')
+    suite = IkeSuite(transforms.encr, transforms.key_bits, transforms.prf, None, transforms.dh)
+    k = ike_keys(suite, seed, ni, nr, spi_i, spi_r)
+    return IkeSa(
+        spi_i=spi_i,
+        spi_r=spi_r,
+        initiator=initiator,
+        local_address=old.local_address,
+        remote_address=old.remote_address,
+        state=IkeState.ESTABLISHED,
+        transforms=transforms,
+        keys=IkeSaKeys(k.sk_d, k.sk_ai, k.sk_ar, k.sk_ei, k.sk_er, k.sk_pi, k.sk_pr),
+        local_id=old.local_id,
+        remote_id=old.remote_id,
+        peer_name=old.peer_name,
+        local_window=old.local_window,
+        local_clone_supported=old.local_clone_supported,
+        peer_clone_supported=old.peer_clone_supported,
+        local_mobike_supported=old.local_mobike_supported,
+        peer_mobike_supported=old.peer_mobike_supported,
+        peer_fragmentation_supported=old.peer_fragmentation_supported,
+        local_behind_nat=old.local_behind_nat,
+        remote_behind_nat=old.remote_behind_nat,
+        family=old.family,
+        created_at=now,
+        established_at=now,
+    )
+
+
+@dataclass(slots=True)
+class RekeyCollision:
+    """§2.8.2: we answered the peer's rekey of an SA we were rekeying ourselves."""
+
+    successor: IkeSession
+    nonces: tuple[bytes, bytes]
+
+
+def _new_session(session: IkeSession, new_sa: IkeSa, *, visible: bool) -> IkeSession:
+    from ikecore.session import IkeSession
+
+    new_sa.rekeyed_from = session.sa.spis
+    successor = IkeSession(session.endpoint, new_sa, session.peer)
+    successor.visible = visible
+    session.endpoint.adopt(successor)
+    successor.save()
+    return successor
+
+
+def _hand_over(session: IkeSession, successor: IkeSession) -> None:
+    """The successor gets the Child SAs; the old SA is now REKEYED (§2.8)."""
+    old_sa, new_sa = session.sa, successor.sa
+    new_sa.child_sas, old_sa.child_sas = {**new_sa.child_sas, **old_sa.child_sas}, {}
+    for child in new_sa.child_sas.values():
+        session.endpoint.child_installed(successor, child)
+    successor.visible = True
+    successor.save()
+    session.transition(IkeTrigger.REKEYED)
+    session.save()
+    session.emit(IkeSaRekeyed(session, successor))
+
+
+def yield_to_peer_rekey(session: IkeSession) -> bool:
+    """The peer's rekey won a collision it may not have seen (its Delete of the old SA or
+    a TEMPORARY_FAILURE came first, §2.8.2): its successor takes the Child SAs."""
+    collision = session.rekey_collision
+    if collision is None:
+        return False
+    session.rekey_collision = None
+    if session.state == IkeState.REKEYING:
+        _hand_over(session, collision.successor)
+    return True
+
+
+def _group_for(old: IkeSa, proposals: tuple[ProposalSpec, ...]) -> int:
+    """Keep the current group if still configured, else the first configured one."""
+    groups = [
+        t.id
+        for spec in proposals
+        for t in spec.of_type(TransformType.DH)
+        if t.id in SUPPORTED_GROUPS
+    ]
+    if old.transforms is not None and old.transforms.dh in groups:
+        return old.transforms.dh
+    return groups[0]
+
+
+class RekeyIkeInitiator:
+    exchange_type = ExchangeType.CREATE_CHILD_SA
+
+    def __init__(self, proposals: tuple[ProposalSpec, ...], group: int | None = None) -> None:
+        self._proposals = proposals
+        self._group = group
+        self._key_exchange: KeyExchange | None = None
+        self._spi = b""
+        self._ni = b""
+
+    def build_request(self, session: IkeSession, now: float) -> list[Payload]:
+        if self._group is None:
+            self._group = _group_for(session.sa, self._proposals)
+        self._spi = session.endpoint.allocate_ike_spi()
+        self._ni = nonce(session).data
+        self._key_exchange = session.endpoint.new_key_exchange(self._group)
+        return [
+            offer(self._proposals, self._spi),
+            Nonce(self._ni),
+            KePayload(self._group, self._key_exchange.public_data),
+        ]
+
+    def _give_up(self, session: IkeSession, notify: int | None) -> None:
+        session.endpoint.store.release_ike_spi(self._spi)
+        if yield_to_peer_rekey(session):
+            return
+        if session.state == IkeState.REKEYING:
+            session.transition(IkeTrigger.REKEY_ABORTED)
+        session.emit(IkeSaRekeyFailed(session, notify))
+
+    def process_response(
+        self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
+    ) -> None:
+        error = error_notify(payloads)
+        if error is not None:
+            wanted = int.from_bytes(error.data[:2], "big") if len(error.data) >= 2 else 0
+            if (
+                error.notify_type == NotifyType.INVALID_KE_PAYLOAD
+                and wanted in SUPPORTED_GROUPS
+                and wanted != self._group
+            ):
+                session.endpoint.store.release_ike_spi(self._spi)
+                session.start(RekeyIkeInitiator(self._proposals, wanted), now)
+                return
+            self._give_up(session, error.notify_type)
+            return
+        sa_payload = require(payloads, SecurityAssociation)
+        if len(sa_payload.proposals) != 1:
+            raise RemoteProtocolError("several proposals in a response", NotifyType.INVALID_SYNTAX)
+        proposal = sa_payload.proposals[0]
+        if proposal.protocol_id != ProtocolId.IKE or len(proposal.spi) != 8:
+            raise RemoteProtocolError("bad IKE proposal in response", NotifyType.INVALID_SYNTAX)
+        selection = select_proposal([proposal], self._proposals)
+        if selection is None or selection.ike is None:
+            raise RemoteProtocolError(
+                "responder chose what we did not offer", NotifyType.NO_PROPOSAL_CHOSEN
+            )
+        ke = require(payloads, KePayload)
+        nr = require(payloads, Nonce).data
+        if ke.group != selection.ike.dh or ke.group != self._group:
+            raise RemoteProtocolError("KEr group differs", NotifyType.INVALID_SYNTAX)
+        assert self._key_exchange is not None
+        g_ir = self._key_exchange.shared_secret(ke.data)  # RFC 6989 §2.5: bad KEr ends the SA
+        new_sa = derive_rekeyed_sa(
+            session.sa,
+            selection.ike,
+            g_ir,
+            self._ni,
+            nr,
+            self._spi,
+            proposal.spi,
+            initiator=True,
+            now=now,
+        )
+        ours = _new_session(session, new_sa, visible=False)
+        collision, session.rekey_collision = session.rekey_collision, None
+        if session.state != IkeState.REKEYING:
+            # The user deleted the SA while the rekey was in flight: the new SA(s) exist at
+            # the peer too, so they go as well, silently (the user never heard of them).
+            for orphan in (ours, None if collision is None else collision.successor):
+                if orphan is not None:
+                    orphan.transition(IkeTrigger.DELETE_STARTED)
+                    orphan.start(DeleteIkeInitiator("deleted_locally"), now)
+            return
+        if collision is not None:
+            # §2.8.2: of the two new SAs, the one with the lowest of the four nonces is
+            # redundant; its creator (the initiator of its exchange) deletes it, and the
+            # initiator of the survivor deletes the old SA.
+            lowest = min(self._ni, nr, *collision.nonces)
+            if lowest in (self._ni, nr):
+                _hand_over(session, collision.successor)
+                ours.transition(IkeTrigger.DELETE_STARTED)
+                ours.start(DeleteIkeInitiator("redundant"), now)
+                return
+        _hand_over(session, ours)
+        # §1.3.2: the initiator of the rekey deletes the old IKE SA.
+        session.transition(IkeTrigger.DELETE_STARTED)
+        session.start(DeleteIkeInitiator("rekeyed"), now)
+
+    def abort(self, session: IkeSession, reason: str, now: float) -> None:
+        if self._spi:
+            session.endpoint.store.release_ike_spi(self._spi)
+
+
+class RekeyIkeResponder:
+    def process_request(
+        self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
+    ) -> list[Payload]:
+        colliding = session.state == IkeState.REKEYING and any(
+            isinstance(task, RekeyIkeInitiator) for task in session.outstanding_tasks()
+        )
+        if not colliding and (session.state != IkeState.ESTABLISHED or session.busy()):
+            # §2.25.2: we are deleting this SA (or already rekeyed it), or have other
+            # exchanges of our own in flight on it; the peer tries again later.
+            raise RemoteProtocolError("IKE SA busy", NotifyType.TEMPORARY_FAILURE)
+        ours = (
+            session.peer.ike_proposals
+            if session.peer is not None
+            else session.endpoint.config.ike_proposals
+        )
+        offered = proposals_for(require(payloads, SecurityAssociation), ProtocolId.IKE)
+        ke = require(payloads, KePayload)
+        ni = require(payloads, Nonce).data
+        selection = select_proposal(offered, ours, prefer_dh=ke.group)
+        if selection is None or selection.ike is None:
+            raise RemoteProtocolError("no acceptable IKE proposal", NotifyType.NO_PROPOSAL_CHOSEN)
+        proposal = offered[selection.index]
+        if len(proposal.spi) != 8:
+            raise RemoteProtocolError("IKE proposal SPI is not 8 bytes", NotifyType.INVALID_SYNTAX)
+        if ke.group != selection.ike.dh:
+            raise NotifyError(
+                f"KEi group {ke.group}, selected {selection.ike.dh}",
+                NotifyType.INVALID_KE_PAYLOAD,
+                selection.ike.dh.to_bytes(2, "big"),
+            )
+        key_exchange = session.endpoint.new_key_exchange(selection.ike.dh)
+        g_ir = key_exchange.shared_secret(ke.data)  # RFC 6989 §2.5: INVALID_SYNTAX, SA ends
+        nr = nonce(session).data
+        spi_r = session.endpoint.allocate_ike_spi()
+        new_sa = derive_rekeyed_sa(
+            session.sa, selection.ike, g_ir, ni, nr, proposal.spi, spi_r, initiator=False, now=now
+        )
+        if colliding:
+            # §2.8.2: answer as usual; which new SA survives is known once ours completes.
+            successor = _new_session(session, new_sa, visible=False)
+            session.rekey_collision = RekeyCollision(successor, (ni, nr))
+        else:
+            _hand_over(session, _new_session(session, new_sa, visible=True))
+        return [
+            answer(proposal, selection.ike.transforms(), spi_r),
+            Nonce(nr),
+            KePayload(selection.ike.dh, key_exchange.public_data),
+        ]

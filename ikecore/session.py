@@ -1,0 +1,610 @@
+"""`IkeSession`: one IKE SA, its message IDs, retransmissions and response cache.
+
+Reliability is the session's job, not the exchanges' (RFC 7296 §2.1-2.3):
+
+- Our requests carry ``sa.next_request_id``; at most ``sa.peer_window`` are in flight (the
+  peer's SET_WINDOW_SIZE, 1 by default); more wait in a queue.
+- A request with no response is retransmitted byte for byte (same IV, never re-encrypted) at
+  ``retransmit_timeout * retransmit_backoff ** n`` seconds; after ``retransmit_tries``
+  retransmissions the SA is given up (`IkeSaDeleted(reason="timeout")`).
+- A peer request inside our window is processed once; its response is cached, and a
+  retransmission of the *same bytes* is answered from the cache before any decryption, so an
+  exchange never runs twice. Anything else outside the window is dropped.
+- A message whose ICV fails is counted and dropped: no state changes, no answer.
+
+The record (`IkeSa`) is written to the endpoint's store after every change once the SA is
+established; a half-open SA never reaches the store (STYLE.md §5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ikecore.config import Address, PeerConfig, TrafficSelector
+from ikecore.constants import ExchangeType, NotifyType, PayloadType
+from ikecore.errors import (
+    IntegrityError,
+    LocalProtocolError,
+    MalformedMessage,
+    RemoteProtocolError,
+    SequenceExhausted,
+)
+from ikecore.events import ChildSaDeleted, Event, IkeSaDeleted
+from ikecore.exchanges.base import DropMessage, InitiatorTask, NotifyError, ResponderTask
+from ikecore.exchanges.ike_sa_init import Handshake
+from ikecore.payloads import UnsupportedCriticalPayload
+from ikecore.sa import ChildSa, IkeSa
+from ikecore.states import (
+    ChildState,
+    ChildTrigger,
+    IkeState,
+    IkeTrigger,
+    child_transition,
+    ike_transition,
+)
+from ikecore.suites import ProposalSpec
+from ikecore.wire import (
+    IkeCipher,
+    IkeMessage,
+    Notify,
+    Payload,
+    build_message,
+    ike_cipher,
+    open_message,
+)
+
+if TYPE_CHECKING:
+    from ikecore.endpoint import IkeEndpoint
+    from ikecore.exchanges.create_child import ChildCollision
+    from ikecore.exchanges.rekey_ike import RekeyCollision
+
+__all__ = ["IkeSession"]
+
+_MAX_MESSAGE_ID = 2**32 - 1
+# §2.21.3: after authentication these end the IKE SA on both sides.
+_FATAL_NOTIFIES = frozenset({NotifyType.INVALID_SYNTAX, NotifyType.AUTHENTICATION_FAILED})
+
+
+@dataclass(slots=True)
+class _Outstanding:
+    task: InitiatorTask
+    raw: bytes
+    tries: int
+    deadline: float
+
+
+@dataclass(slots=True)
+class _CachedResponse:
+    request_digest: bytes
+    raw: bytes
+
+
+class IkeSession:
+    """One IKE SA as seen by the engine. Get one from `IkeEndpoint.initiate` or from an event."""
+
+    def __init__(self, endpoint: IkeEndpoint, sa: IkeSa, peer: PeerConfig | None) -> None:
+        self.endpoint = endpoint
+        self.sa = sa
+        self.peer = peer
+        self.handshake: Handshake | None = None
+        self.integrity_failures = 0
+        self.retransmissions = 0
+        self.cached_answers = 0
+        self.half_open_deadline: float | None = None
+        # Where the peer's IKE_SA_INIT came from (responder side; the endpoint's index key).
+        self.init_source: Address | None = None
+        self._queue: deque[InitiatorTask] = deque()
+        self._outstanding: dict[int, _Outstanding] = {}
+        self._responses: dict[int, _CachedResponse] = {}
+        self._answered: set[int] = set()
+        self._cipher_in: IkeCipher | None = None
+        self._cipher_out: IkeCipher | None = None
+        self._close_after_response: tuple[IkeTrigger, str, int | None] | None = None
+        # §2.8.2: the SA we made answering the peer's rekey while ours was in flight.
+        self.rekey_collision: RekeyCollision | None = None
+        # §2.8.1: per Child SA being rekeyed by both ends, the one the peer's request made.
+        self.child_collisions: dict[bytes, ChildCollision] = {}
+        # Child SAs the user has not been told about (made in a collision, maybe redundant):
+        # they go without an event.
+        self.unannounced: set[bytes] = set()
+        # Child SA SPIs the peer deleted before we knew them (their creation still in flight).
+        self._unknown_deletes: deque[bytes] = deque(maxlen=16)
+        # Whether the user has heard of this SA: only those get events when they end.
+        self.visible = sa.initiator or sa.state not in (
+            IkeState.CONNECTING,
+            IkeState.AUTHENTICATING,
+        )
+        if sa.keys is not None:
+            self.install_keys()
+
+    def __repr__(self) -> str:
+        return f"<IkeSession {self.sa.spi_i.hex()}:{self.sa.spi_r.hex()} {self.sa.state.value}>"
+
+    # -- what exchanges use --------------------------------------------------------------------
+
+    @property
+    def state(self) -> IkeState:
+        return self.sa.state
+
+    @property
+    def child_sas(self) -> list[ChildSa]:
+        return list(self.sa.child_sas.values())
+
+    def transition(self, trigger: IkeTrigger, *, remote: bool = False) -> None:
+        self.sa.state = ike_transition(self.sa.state, trigger, remote=remote)
+
+    def install_keys(self) -> None:
+        """SK ciphers for both directions: SK_ei/SK_er by who is the original initiator."""
+        sa = self.sa
+        assert sa.keys is not None and sa.transforms is not None
+        icv = sa.transforms.icv_length
+        ours, theirs = (
+            (sa.keys.sk_ei, sa.keys.sk_er) if sa.initiator else (sa.keys.sk_er, sa.keys.sk_ei)
+        )
+        # Our explicit IVs continue from the record's counter (never reused, RFC 5282 §3.1).
+        self._cipher_out = ike_cipher(sa.transforms.encr, ours, icv, sa.sk_iv)
+        self._cipher_in = ike_cipher(sa.transforms.encr, theirs, icv, 0)
+
+    def established(self, now: float) -> None:
+        self.sa.established_at = now
+        self.half_open_deadline = None
+        self.visible = True
+        self.endpoint.half_open_established(self)
+
+    def float_to_nat_port(self) -> None:
+        """RFC 7296 §2.23 (NAT found) and RFC 4555 §3.3 (MOBIKE): IKE moves to port 4500."""
+        port = self.endpoint.config.nat_port
+        sa = self.sa
+        sa.local_address = (sa.local_address[0], port)
+        sa.remote_address = (sa.remote_address[0], port)
+
+    def emit(self, event: Event) -> None:
+        self.endpoint.queue_event(event)
+
+    def add_child(self, child: ChildSa) -> None:
+        self.sa.child_sas[child.spi_in] = child
+        self.endpoint.child_installed(self, child)
+
+    def remove_child(self, child: ChildSa, reason: str, *, event: bool = True) -> None:
+        if self.sa.child_sas.pop(child.spi_in, None) is None:
+            return
+        child.state = ChildState.DELETED
+        self.endpoint.child_removed(child)
+        if child.spi_in in self.unannounced:
+            self.unannounced.discard(child.spi_in)
+            return
+        if event:
+            self.emit(ChildSaDeleted(self, child, reason))
+
+    def note_unknown_delete(self, spi: bytes) -> None:
+        self._unknown_deletes.append(spi)
+
+    def deleted_before_known(self, spi: bytes) -> bool:
+        """The peer already deleted the Child SA with outbound SPI ``spi`` (we created it and
+        its response reached us after the peer's Delete)."""
+        if spi in self._unknown_deletes:
+            self._unknown_deletes.remove(spi)
+            return True
+        return False
+
+    def child_by_outbound_spi(self, spi: bytes) -> ChildSa | None:
+        for child in self.sa.child_sas.values():
+            if child.spi_out == spi:
+                return child
+        return None
+
+    def child_transition(self, child: ChildSa, trigger: ChildTrigger) -> None:
+        child.state = child_transition(child.state, trigger)
+
+    def close_after_response(
+        self, trigger: IkeTrigger, reason: str, notify: int | None = None
+    ) -> None:
+        """End the SA once the response being built has been sent (a Delete of this SA)."""
+        self._close_after_response = (trigger, reason, notify)
+
+    def save(self) -> None:
+        if self.sa.state in (IkeState.CONNECTING, IkeState.AUTHENTICATING, IkeState.DELETED):
+            return
+        self.endpoint.store.put_ike_sa(self.sa)
+
+    def busy(self) -> bool:
+        """Requests of ours in flight or queued."""
+        return bool(self._outstanding or self._queue)
+
+    def outstanding_tasks(self) -> list[InitiatorTask]:
+        return [out.task for out in self._outstanding.values()]
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def _require_established(self) -> None:
+        if self.sa.state != IkeState.ESTABLISHED:
+            raise LocalProtocolError(f"IKE SA is {self.sa.state.value}, not ESTABLISHED")
+
+    def create_child_sa(
+        self,
+        now: float,
+        *,
+        esp_proposals: tuple[ProposalSpec, ...] | None = None,
+        local_ts: tuple[TrafficSelector, ...] | None = None,
+        remote_ts: tuple[TrafficSelector, ...] | None = None,
+    ) -> None:
+        """CREATE_CHILD_SA for a new Child SA (RFC 7296 §1.3.1); PFS when the ESP proposals
+        name a key exchange group. `ChildSaEstablished` or `ChildSaFailed` follows."""
+        from ikecore.exchanges.create_child import CreateChildInitiator
+
+        self._require_established()
+        peer = self._peer_config()
+        self.start(
+            CreateChildInitiator(
+                esp_proposals or peer.esp_proposals,
+                local_ts or peer.local_ts,
+                remote_ts or peer.remote_ts,
+            ),
+            now,
+        )
+
+    def rekey_child_sa(self, spi_in: bytes, now: float) -> None:
+        """CREATE_CHILD_SA with REKEY_SA (RFC 7296 §1.3.3); `ChildSaRekeyed` follows."""
+        from ikecore.exchanges.create_child import CreateChildInitiator
+
+        self._require_established()
+        child = self._child(spi_in)
+        if child.state != ChildState.INSTALLED:
+            raise LocalProtocolError(f"Child SA is {child.state.value}")
+        self.child_transition(child, ChildTrigger.REKEY_STARTED)
+        peer = self._peer_config()
+        self.start(
+            CreateChildInitiator(peer.esp_proposals, child.local_ts, child.remote_ts, rekey=child),
+            now,
+        )
+
+    def delete_child_sa(self, spi_in: bytes, now: float) -> None:
+        """INFORMATIONAL {D(ESP, spi)} (RFC 7296 §1.4.1); `ChildSaDeleted` follows."""
+        from ikecore.exchanges.informational import DeleteChildInitiator
+
+        child = self._child(spi_in)
+        self.child_transition(child, ChildTrigger.DELETE_STARTED)
+        self.start(DeleteChildInitiator(child), now)
+
+    def rekey(self, now: float) -> None:
+        """Rekey this IKE SA (RFC 7296 §1.3.2, §2.18); `IkeSaRekeyed` follows."""
+        from ikecore.exchanges.rekey_ike import RekeyIkeInitiator
+
+        self._require_established()
+        self.transition(IkeTrigger.REKEY_STARTED)
+        self.start(RekeyIkeInitiator(self._peer_config().ike_proposals), now)
+
+    def delete(self, now: float) -> None:
+        """INFORMATIONAL {D(IKE)} (RFC 7296 §1.4.1); `IkeSaDeleted` follows."""
+        from ikecore.exchanges.informational import DeleteIkeInitiator
+
+        if self.sa.state in (IkeState.DELETING, IkeState.DELETED):
+            return
+        if self.sa.state in (IkeState.CONNECTING, IkeState.AUTHENTICATING):
+            self.terminate(IkeTrigger.FAILED, "deleted_locally", now)
+            return
+        self.transition(IkeTrigger.DELETE_STARTED)
+        # A Delete goes out at once; queued requests are moot (§1.4.1).
+        queued = list(self._queue)
+        self._queue.clear()
+        for task in queued:
+            task.abort(self, "deleted_locally", now)
+        self.start(DeleteIkeInitiator(), now, first=True)
+
+    def check_liveness(self, now: float) -> None:
+        """An empty INFORMATIONAL request (RFC 7296 §1.4); `LivenessChecked` follows."""
+        from ikecore.exchanges.informational import LivenessInitiator
+
+        self._require_established()
+        self.start(LivenessInitiator(), now)
+
+    def _peer_config(self) -> PeerConfig:
+        if self.peer is None:
+            raise LocalProtocolError("no peer configuration for this SA")
+        return self.peer
+
+    def _child(self, spi_in: bytes) -> ChildSa:
+        try:
+            return self.sa.child_sas[spi_in]
+        except KeyError:
+            raise LocalProtocolError(f"no Child SA with inbound SPI {spi_in.hex()}") from None
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def start(self, task: InitiatorTask, now: float, *, first: bool = False) -> None:
+        if first:
+            self._queue.appendleft(task)
+        else:
+            self._queue.append(task)
+        self._pump(now)
+
+    def _pump(self, now: float) -> None:
+        while self._queue and len(self._outstanding) < self.sa.peer_window:
+            if self.sa.state == IkeState.DELETED:
+                return
+            task = self._queue.popleft()
+            try:
+                payloads = task.build_request(self, now)
+            except LocalProtocolError:
+                task.abort(self, "not applicable", now)
+                continue
+            self._send_request(task, payloads, now, None)
+
+    def _send_request(
+        self, task: InitiatorTask, payloads: list[Payload], now: float, message_id: int | None
+    ) -> None:
+        sa = self.sa
+        if message_id is None:
+            if sa.next_request_id > _MAX_MESSAGE_ID:
+                raise SequenceExhausted("message IDs of this IKE SA are used up; rekey it")
+            message_id = sa.next_request_id
+            sa.next_request_id += 1
+        raw = self._build(task.exchange_type, False, message_id, payloads)
+        if task.exchange_type == ExchangeType.IKE_SA_INIT and self.handshake is not None:
+            self.handshake.request = raw
+        timeout = self.endpoint.config.retransmit_timeout
+        self._outstanding[message_id] = _Outstanding(task, raw, 0, now + timeout)
+        self.endpoint.transmit(self, raw)
+
+    def _build(
+        self,
+        exchange: int,
+        response: bool,
+        message_id: int,
+        payloads: list[Payload],
+        *,
+        zero_spi_r: bool = False,
+    ) -> bytes:
+        sa = self.sa
+        if exchange == ExchangeType.IKE_SA_INIT:
+            return build_message(
+                sa.spi_i,
+                bytes(8) if zero_spi_r else sa.spi_r,
+                ExchangeType.IKE_SA_INIT,
+                initiator=sa.initiator,
+                response=response,
+                message_id=message_id,
+                payloads=payloads,
+            )
+        assert self._cipher_out is not None
+        raw = build_message(
+            sa.spi_i,
+            sa.spi_r,
+            ExchangeType(exchange),
+            initiator=sa.initiator,
+            response=response,
+            message_id=message_id,
+            payloads=payloads,
+            cipher=self._cipher_out,
+        )
+        sa.sk_iv = self._cipher_out.iv_counter
+        return raw
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def receive(self, message: IkeMessage, now: float, src: Address, dst: Address) -> None:
+        """A message addressed to this SA (the endpoint matched the SPIs)."""
+        if message.is_initiator == self.sa.initiator:
+            return  # a reflected or misrouted message: the I flag names the wrong side
+        if message.is_response:
+            self._receive_response(message, now)
+        else:
+            self._receive_request(message, now, src, dst)
+        self.save()
+
+    def _open(self, message: IkeMessage) -> list[Payload] | None:
+        if message.exchange == ExchangeType.IKE_SA_INIT:
+            return None if _protected(message) else list(message.payloads)
+        if self._cipher_in is None or not _protected(message):
+            return None
+        try:
+            return open_message(self._cipher_in, message)
+        except IntegrityError:
+            self.integrity_failures += 1
+            return None
+        except UnsupportedCriticalPayload:
+            raise  # authentic, but with a critical payload we do not know: the caller answers
+        except (MalformedMessage, RemoteProtocolError):
+            return None
+
+    def _note_window(self, payloads: list[Payload]) -> None:
+        """§2.3: SET_WINDOW_SIZE in an authenticated message sets how many requests of ours
+        may be in flight (never below 1)."""
+        for payload in payloads:
+            if (
+                isinstance(payload, Notify)
+                and payload.notify_type == NotifyType.SET_WINDOW_SIZE
+                and len(payload.data) == 4
+            ):
+                self.sa.peer_window = max(1, int.from_bytes(payload.data, "big"))
+
+    def _receive_response(self, message: IkeMessage, now: float) -> None:
+        out = self._outstanding.get(message.message_id)
+        if out is None or message.exchange != out.task.exchange_type:
+            return  # unsolicited or duplicate response
+        try:
+            payloads = self._open(message)
+        except UnsupportedCriticalPayload:
+            payloads = None  # a response we cannot read: as good as lost
+        if payloads is None:
+            return
+        self._note_window(payloads)
+        del self._outstanding[message.message_id]
+        if out.task.exchange_type == ExchangeType.IKE_SA_INIT and self.handshake is not None:
+            self.handshake.response = message.to_bytes()
+        try:
+            retry = out.task.process_response(self, message, payloads, now)
+        except RemoteProtocolError as refused:
+            out.task.abort(self, str(refused), now)
+            self.terminate(
+                IkeTrigger.FAILED, _reason(refused.notify_type), now, refused.notify_type
+            )
+            return
+        if retry is not None:
+            self._send_request(out.task, retry.payloads, now, message.message_id)
+            return
+        self._pump(now)
+
+    def _receive_request(self, message: IkeMessage, now: float, src: Address, dst: Address) -> None:
+        sa = self.sa
+        message_id = message.message_id
+        digest = hashlib.sha256(message.to_bytes()).digest()
+        cached = self._responses.get(message_id)
+        if cached is not None:
+            if cached.request_digest == digest:
+                self.cached_answers += 1
+                self.endpoint.transmit(self, cached.raw, (src, dst))
+            return
+        lowest = sa.next_peer_request_id
+        if not lowest <= message_id < lowest + sa.local_window or message_id in self._answered:
+            return
+        fatal: int | None = None
+        response: list[Payload]
+        try:
+            payloads = self._open(message)
+        except UnsupportedCriticalPayload as unsupported:
+            # §2.5: the whole request is refused, naming the payload type; nothing runs.
+            payloads = None
+            response = [Notify.status(unsupported.notify_type, unsupported.notify_data)]
+        else:
+            if payloads is None:
+                return
+            self._note_window(payloads)
+            if not sa.initiator and (
+                message.exchange == ExchangeType.IKE_AUTH or sa.remote_behind_nat
+            ):
+                # §2.23: follow the initiator's move to the NAT-T port (and a NAT's
+                # rebinding), from authenticated requests only.
+                sa.remote_address, sa.local_address = src, dst
+            try:
+                task = self._responder_for(message)
+                response = task.process_request(self, message, payloads, now)
+            except DropMessage:
+                return
+            except NotifyError as refused:
+                response = [Notify.status(refused.notify_type, refused.data)]
+            except RemoteProtocolError as refused:
+                response = [Notify.status(refused.notify_type)]
+                if refused.notify_type in _FATAL_NOTIFIES:
+                    fatal = refused.notify_type
+        refused_init = (
+            message.exchange == ExchangeType.IKE_SA_INIT and sa.state == IkeState.CONNECTING
+        )
+        # A refused IKE_SA_INIT is answered as HDR(SPIi, 0): the responder keeps nothing (§2.6).
+        raw = self._build(message.exchange, True, message_id, response, zero_spi_r=refused_init)
+        if message.exchange == ExchangeType.IKE_SA_INIT and self.handshake is not None:
+            self.handshake.request = message.to_bytes()
+            self.handshake.response = raw
+        self._remember_response(message_id, digest, raw)
+        self.endpoint.transmit(self, raw, (src, dst))
+        if fatal is not None:
+            self.terminate(IkeTrigger.FAILED, _reason(fatal), now)
+        elif self._close_after_response is not None:
+            trigger, reason, notify = self._close_after_response
+            self._close_after_response = None
+            self.terminate(trigger, reason, now, notify)
+        else:
+            self._pump(now)
+
+    def _remember_response(self, message_id: int, digest: bytes, raw: bytes) -> None:
+        sa = self.sa
+        self._answered.add(message_id)
+        self._responses[message_id] = _CachedResponse(digest, raw)
+        while sa.next_peer_request_id in self._answered:
+            self._answered.discard(sa.next_peer_request_id)
+            sa.next_peer_request_id += 1
+        # Keep the responses a peer may still retransmit for: one window back (§2.3).
+        horizon = sa.next_peer_request_id - sa.local_window
+        for old in [mid for mid in self._responses if mid < horizon]:
+            del self._responses[old]
+
+    def _responder_for(self, message: IkeMessage) -> ResponderTask:
+        from ikecore.exchanges.create_child import CreateChildDispatch
+        from ikecore.exchanges.ike_auth import IkeAuthResponder
+        from ikecore.exchanges.ike_sa_init import IkeSaInitResponder
+        from ikecore.exchanges.informational import InformationalResponder
+
+        state, exchange = self.sa.state, message.exchange
+        if exchange == ExchangeType.IKE_SA_INIT and state == IkeState.CONNECTING:
+            return IkeSaInitResponder()
+        if exchange == ExchangeType.IKE_AUTH and state == IkeState.AUTHENTICATING:
+            return IkeAuthResponder()
+        if exchange == ExchangeType.CREATE_CHILD_SA and state in _CHILD_CAPABLE:
+            return CreateChildDispatch()
+        if exchange == ExchangeType.INFORMATIONAL and state in _INFORMATIONAL_CAPABLE:
+            return InformationalResponder()
+        raise DropMessage(f"{exchange} request in state {state.value}")
+
+    # -- timers and the end --------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        deadlines = [out.deadline for out in self._outstanding.values()]
+        if self.half_open_deadline is not None:
+            deadlines.append(self.half_open_deadline)
+        return min(deadlines, default=None)
+
+    def handle_timer(self, now: float) -> None:
+        config = self.endpoint.config
+        if self.half_open_deadline is not None and now >= self.half_open_deadline:
+            self.terminate(IkeTrigger.FAILED, "timeout", now)
+            return
+        for out in list(self._outstanding.values()):
+            if out.deadline > now:
+                continue
+            if out.tries >= config.retransmit_tries:
+                # §2.4: a peer that never answers is gone; so is the SA.
+                self.terminate(IkeTrigger.FAILED, "timeout", now)
+                return
+            out.tries += 1
+            self.retransmissions += 1
+            out.deadline = now + config.retransmit_timeout * config.retransmit_backoff**out.tries
+            self.endpoint.transmit(self, out.raw)
+
+    def terminate(
+        self, trigger: IkeTrigger, reason: str, now: float, notify: int | None = None
+    ) -> None:
+        """The SA is over: Child SAs and the record go, queued and in-flight tasks abort."""
+        if self.sa.state == IkeState.DELETED:
+            return
+        self.sa.state = ike_transition(self.sa.state, trigger)
+        tasks: Iterable[InitiatorTask] = [*self.outstanding_tasks(), *self._queue]
+        self._outstanding.clear()
+        self._queue.clear()
+        for task in tasks:
+            task.abort(self, reason, now)
+        for child in list(self.sa.child_sas.values()):
+            self.remove_child(child, reason, event=self.visible)
+        if self.visible:
+            self.emit(IkeSaDeleted(self, reason, notify))
+        self.endpoint.store.delete_ike_sa(self.sa.spi_i, self.sa.spi_r)
+        self.endpoint.forget(self)
+
+
+def _protected(message: IkeMessage) -> bool:
+    """The message ends with an SK payload (read from the index, nothing decoded)."""
+    types = message.payload_types
+    return bool(types) and types[-1] == PayloadType.SK
+
+
+_CHILD_CAPABLE = (IkeState.ESTABLISHED, IkeState.REKEYING, IkeState.REKEYED)
+_INFORMATIONAL_CAPABLE = (
+    IkeState.AUTHENTICATING,
+    IkeState.ESTABLISHED,
+    IkeState.REKEYING,
+    IkeState.REKEYED,
+    IkeState.DELETING,
+)
+
+
+def _reason(notify: int) -> str:
+    reasons: dict[int, str] = {
+        NotifyType.AUTHENTICATION_FAILED: "authentication_failed",
+        NotifyType.NO_PROPOSAL_CHOSEN: "no_proposal_chosen",
+        NotifyType.INVALID_KE_PAYLOAD: "invalid_ke_payload",
+        NotifyType.INVALID_SYNTAX: "invalid_syntax",
+    }
+    return reasons.get(notify, "failed")

@@ -1,0 +1,91 @@
+"""`MemoryStore`: the default store, dictionaries in this process.
+
+Records are kept by reference: the engine mutates an `IkeSa` and then calls `put_ike_sa`,
+which refreshes the indexes (Child SA SPIs, peer identity). Lookups are plain dict reads.
+"""
+
+from __future__ import annotations
+
+from ikecore.config import Identity
+from ikecore.sa import IkeSa, SpiPair
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """An `SaStore` in memory: nothing survives the process."""
+
+    def __init__(self) -> None:
+        self._sas: dict[SpiPair, IkeSa] = {}
+        self._ike_spis: set[bytes] = set()
+        self._esp_spis: set[bytes] = set()
+        self._by_esp_spi: dict[bytes, SpiPair] = {}
+        self._esp_of: dict[SpiPair, set[bytes]] = {}
+        self._by_identity: dict[Identity, set[SpiPair]] = {}
+        self._identity_of: dict[SpiPair, Identity] = {}
+
+    def claim_ike_spi(self, spi: bytes) -> bool:
+        if len(spi) != 8:
+            raise ValueError("an IKE SPI is 8 bytes")
+        if spi in self._ike_spis:
+            return False
+        self._ike_spis.add(spi)
+        return True
+
+    def release_ike_spi(self, spi: bytes) -> None:
+        self._ike_spis.discard(spi)
+
+    def claim_esp_spi(self, spi: bytes) -> bool:
+        if len(spi) != 4:
+            raise ValueError("an ESP SPI is 4 bytes")
+        if spi in self._esp_spis:
+            return False
+        self._esp_spis.add(spi)
+        return True
+
+    def release_esp_spi(self, spi: bytes) -> None:
+        self._esp_spis.discard(spi)
+
+    def put_ike_sa(self, sa: IkeSa) -> None:
+        key = sa.spis
+        self._sas[key] = sa
+        for stale in self._esp_of.get(key, set()) - sa.child_sas.keys():
+            # Only if it still names this SA: a Child SA that moved (IKE SA rekey) is
+            # indexed under its new IKE SA already.
+            if self._by_esp_spi.get(stale) == key:
+                del self._by_esp_spi[stale]
+        self._esp_of[key] = set(sa.child_sas)
+        for spi in sa.child_sas:
+            self._by_esp_spi[spi] = key
+        old_identity = self._identity_of.pop(key, None)
+        if old_identity is not None:
+            self._by_identity[old_identity].discard(key)
+        if sa.remote_id is not None:
+            self._identity_of[key] = sa.remote_id
+            self._by_identity.setdefault(sa.remote_id, set()).add(key)
+
+    def get_ike_sa(self, spi_i: bytes, spi_r: bytes) -> IkeSa | None:
+        return self._sas.get((spi_i, spi_r))
+
+    def find_by_esp_spi(self, spi_in: bytes) -> IkeSa | None:
+        key = self._by_esp_spi.get(spi_in)
+        return None if key is None else self._sas.get(key)
+
+    def find_by_identity(self, remote_id: Identity) -> list[IkeSa]:
+        return [self._sas[key] for key in sorted(self._by_identity.get(remote_id, ()))]
+
+    def delete_ike_sa(self, spi_i: bytes, spi_r: bytes) -> None:
+        key = (spi_i, spi_r)
+        sa = self._sas.pop(key, None)
+        for spi in self._esp_of.pop(key, set()):
+            if self._by_esp_spi.get(spi) == key:
+                del self._by_esp_spi[spi]
+                self._esp_spis.discard(spi)
+        identity = self._identity_of.pop(key, None)
+        if identity is not None:
+            self._by_identity[identity].discard(key)
+        if sa is not None:
+            self._ike_spis.discard(sa.local_spi)
+
+    def ike_sas(self) -> list[IkeSa]:
+        return list(self._sas.values())

@@ -1,0 +1,179 @@
+"""The engine's seam to messages, payloads, SK protection and the key schedule.
+
+The exchanges and the session import what they use of ``ikecore.payloads``,
+``ikecore.message``, ``ikecore.aead`` and ``ikecore.keys`` from here, plus the few steps that
+join them: building a (protected) message, opening an SK payload into its inner payloads, and
+converting traffic selectors between the policy form (`ikecore.config.TrafficSelector`, text
+addresses) and the wire form (`ikecore.payloads.TrafficSelector`, packed addresses).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Literal
+
+from ikecore import config
+from ikecore.aead import IkeCipher
+from ikecore.constants import EncrId, TsType
+from ikecore.errors import MalformedMessage
+from ikecore.keys import IkeSuite, child_keys, ike_keys, prf, psk_auth, skeyseed, skeyseed_rekey
+from ikecore.message import (
+    IkeMessage,
+    encode_message,
+    encode_payload_chain,
+    parse_message,
+    parse_payload_chain,
+)
+from ikecore.payloads import (
+    Authentication,
+    Delete,
+    Encrypted,
+    IDi,
+    IDr,
+    KeyExchange,
+    Nonce,
+    Notify,
+    Payload,
+    Proposal,
+    SecurityAssociation,
+    TrafficSelector,
+    Transform,
+    TSi,
+    TSr,
+)
+from ikecore.suites import Transform as PolicyTransform
+
+__all__ = [
+    "Authentication",
+    "Delete",
+    "IDi",
+    "IDr",
+    "IkeCipher",
+    "IkeMessage",
+    "IkeSuite",
+    "KeyExchange",
+    "Nonce",
+    "Notify",
+    "Payload",
+    "Proposal",
+    "SecurityAssociation",
+    "TSi",
+    "TSr",
+    "aead_algorithm",
+    "build_message",
+    "child_keys",
+    "id_body",
+    "ike_cipher",
+    "ike_keys",
+    "open_message",
+    "parse_message",
+    "prf",
+    "psk_auth",
+    "selectors_from_wire",
+    "selectors_to_wire",
+    "skeyseed",
+    "skeyseed_rekey",
+    "wire_transforms",
+]
+
+_SK_HEADER_LENGTH = 4
+_IV_LENGTH = 8
+
+
+def aead_algorithm(encr: int) -> Literal["aes-gcm", "chacha20-poly1305"]:
+    """The AEAD core's name for an ENCR transform (AES-GCM-8/12/16 or ChaCha20-Poly1305)."""
+    return "chacha20-poly1305" if encr == EncrId.CHACHA20_POLY1305 else "aes-gcm"
+
+
+def ike_cipher(encr: int, key_and_salt: bytes, icv_length: int, iv_counter: int) -> IkeCipher:
+    """The SK cipher of one direction; ``iv_counter`` continues a restored SA's IVs."""
+    return IkeCipher(
+        key_and_salt, icv_length, algorithm=aead_algorithm(encr), iv_counter=iv_counter
+    )
+
+
+def build_message(
+    spi_i: bytes,
+    spi_r: bytes,
+    exchange: int,
+    *,
+    initiator: bool,
+    response: bool,
+    message_id: int,
+    payloads: Sequence[Payload],
+    cipher: IkeCipher | None = None,
+) -> bytes:
+    """A complete IKE message; with ``cipher`` the payloads go inside an SK payload
+    (RFC 5282 §5: the AAD is the header through the SK payload header, sealed natively)."""
+    if cipher is None:
+        return encode_message(
+            spi_i,
+            spi_r,
+            exchange,
+            message_id,
+            list(payloads),
+            initiator=initiator,
+            response=response,
+        )
+    first, inner = encode_payload_chain(list(payloads))
+    framed = encode_message(
+        spi_i,
+        spi_r,
+        exchange,
+        message_id,
+        [Encrypted(first, b"")],
+        initiator=initiator,
+        response=response,
+    )
+    sealed: bytes = cipher.seal_sk(framed[:-_SK_HEADER_LENGTH], first, inner)
+    return sealed
+
+
+def open_message(cipher: IkeCipher, message: IkeMessage) -> list[Payload]:
+    """The inner payloads of the SK payload: IntegrityError for a bad ICV, MalformedMessage
+    (or UnsupportedCriticalPayload) for a bad inner chain."""
+    try:
+        aad_length = len(message.encrypted_aad)
+    except LookupError:
+        raise MalformedMessage("no Encrypted payload", 28) from None
+    offset = aad_length - _SK_HEADER_LENGTH
+    first, inner = cipher.open_sk(message.to_bytes(), offset)
+    chain = parse_payload_chain(first, inner, offset + _SK_HEADER_LENGTH + _IV_LENGTH)
+    return list(chain.payloads)
+
+
+def id_body(payload: IDi | IDr) -> bytes:
+    """RFC 7296 §2.15: IDx' = ID Type | RESERVED | Identification Data (what AUTH MACs)."""
+    return bytes((payload.id_type, 0, 0, 0)) + payload.data
+
+
+@functools.lru_cache(maxsize=256)
+def wire_transforms(transforms: tuple[PolicyTransform, ...]) -> tuple[Transform, ...]:
+    """Payload transforms for configured ones (immutable, so made once per proposal)."""
+    return tuple(Transform(t.type, t.id, t.key_length) for t in transforms)
+
+
+def selectors_to_wire(selectors: Sequence[config.TrafficSelector]) -> tuple[TrafficSelector, ...]:
+    return tuple(
+        TrafficSelector(
+            TsType.IPV4_ADDR_RANGE if ts.version == 4 else TsType.IPV6_ADDR_RANGE,
+            ts.ip_protocol,
+            ts.start_port,
+            ts.end_port,
+            ts.packed_start,
+            ts.packed_end,
+        )
+        for ts in selectors
+    )
+
+
+def selectors_from_wire(
+    selectors: Sequence[TrafficSelector],
+) -> tuple[config.TrafficSelector, ...]:
+    return tuple(
+        config.TrafficSelector.from_packed(
+            ts.start_address, ts.end_address, ts.ip_protocol, ts.start_port, ts.end_port
+        )
+        for ts in selectors
+    )
