@@ -4,10 +4,12 @@ Convention for every bench file: one pytest-benchmark *group* per operation and 
 ``"esp encapsulate 1400B"``), and in it one benchmark per implementation, tagged with
 ``benchmark.extra_info["impl"]``: ``"ikecore"`` (ours; several allowed, e.g. "ikecore batch"),
 ``"peer"`` (what a Python user would pick instead; more peers as "peer-<name>") or
-``"c-limit"`` (a C loop over the same library call). A group named ``"<operation> <size> x<N>"``
-times N operations per call in every implementation. At the end of the session a table of
-ratios (peer median / ikecore median) is printed: comparisons are always made within one run,
-never against stored absolute times, because the machines are shared and noisy.
+``"c-limit"`` (a C loop over the same library call; ``"<work>-limit"`` for other work the
+operation cannot avoid, e.g. ``"dh-limit"``). A group named ``"<operation> <size>B x<N>"``
+times N operations per call in every implementation (tables show times per operation). At the
+end of the session a table of ratios (peer median / ikecore median) is printed: comparisons are
+always made within one run, never against stored absolute times, because the machines are
+shared and noisy.
 
 Ratio gates: ``benches/floors.json`` maps ``"<group>|<ikecore impl>|<peer impl>"`` to the
 lowest acceptable speed-up (peer time / ikecore time; for ``c-limit`` the share of the C speed

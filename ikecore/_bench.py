@@ -43,7 +43,6 @@ __all__ = [
 HEADLINE_IMPLS = ("ikecore", "ikecore batch")
 C_LIMIT = "c-limit"
 _GROUP = re.compile(r"^(?P<operation>.+?) (?P<size>\d+B)(?: x(?P<count>\d+))?$")
-_BURST = re.compile(r"^(?P<operation>.+?) x(?P<count>\d+)$")
 
 
 class BenchError(Exception):
@@ -63,18 +62,22 @@ class Row:
     peer_time: float | None
     ratio: float | None  # peer time / ikecore time: how many times faster ikecore is
     c_limit: float | None
-    limit_ratio: float | None  # C limit time / ikecore time: the share of the limit reached
+    limit_ratio: float | None  # limit time / ikecore time: the share of the limit reached
+    limit: str | None = None  # "c-limit", or another "<work>-limit" (e.g. the DH of a handshake)
+
+
+def _is_limit(impl: str) -> bool:
+    """"c-limit" (a C loop over the same library calls) or "<work>-limit": the work the
+    operation cannot avoid (e.g. "dh-limit", the key exchange inside a handshake)."""
+    return impl == C_LIMIT or impl.endswith("-limit")
 
 
 def split_group(group: str) -> tuple[str, str, int]:
     """``"esp encapsulate 1400B x256"`` -> ``("esp encapsulate", "1400B", 256)``; a group with
-    no size keeps its whole name as the operation."""
+    no size keeps its whole name as the operation (``"handshake x25519"`` is no burst)."""
     match = _GROUP.match(group)
     if match:
         return match["operation"], match["size"], int(match["count"] or 1)
-    match = _BURST.match(group)
-    if match:
-        return match["operation"], "", int(match["count"])
     return group, "", 1
 
 
@@ -95,9 +98,11 @@ def rows_from_results(results: dict[str, Any], all_impls: bool = False) -> list[
         ours = sorted(i for i in impls if i.startswith("ikecore"))
         shown = ours if all_impls else [i for i in ours if i in HEADLINE_IMPLS] or ours
         peers: list[str | None] = [
-            i for i in sorted(impls) if not i.startswith("ikecore") and i != C_LIMIT
+            i for i in sorted(impls) if not i.startswith("ikecore") and not _is_limit(i)
         ]
-        limit = impls.get(C_LIMIT)
+        limit_name = next((i for i in sorted(impls, key=lambda i: i != C_LIMIT)
+                           if _is_limit(i)), None)
+        limit = impls[limit_name] if limit_name else None
         for impl in shown:
             ours_time = impls[impl]
             for peer in peers or [None]:
@@ -108,6 +113,7 @@ def rows_from_results(results: dict[str, Any], all_impls: bool = False) -> list[
                     peer_time / ours_time if peer_time else None,
                     limit / per_call if limit else None,
                     limit / ours_time if limit else None,
+                    limit_name,
                 ))
     rows.sort(key=lambda r: (r.operation, _size_key(r.size), r.per_call, r.impl, r.peer or ""))
     return rows
@@ -258,7 +264,8 @@ def _print_table(rows: list[Row], results: dict[str, Any]) -> None:
             _format_time(row.ikecore) + impl,
             "-" if row.peer is None else f"{_format_time(row.peer_time)} {row.peer}",
             _format_ratio(row.ratio),
-            _format_time(row.c_limit),
+            _format_time(row.c_limit) + (
+                f" {row.limit}" if row.limit not in (None, C_LIMIT) else ""),
             _format_ratio(row.limit_ratio),
             end_section=False,
         )
