@@ -244,8 +244,10 @@ def _print_table(rows: list[Row], results: dict[str, Any]) -> None:
         title="ikecore against its peers (medians of this run, per operation)",
         caption=(
             f"{machine.get('cpu_model', '?')}, {machine.get('cores', '?')} cores, "
-            f"engines {', '.join(machine.get('engines', []))}; ratio = peer time / ikecore "
-            "time; ikecore/limit = C loop time / ikecore time; 'x256' = bursts of 256 per call"
+            f"engines {', '.join(machine.get('engines', []))}. ratio = peer time / ikecore "
+            "time; ikecore/limit = C loop (or named limit) time / ikecore time; 'xN' = bursts of "
+            "N per call. peer: what a Python user would write; (best): cryptography HMAC; "
+            "(bare-aead): cryptography's AESGCM call alone; (scapy): scapy's IKEv2 layer"
         ),
     )
     for column in ("operation", "size", "ikecore", "peer", "ratio", "C limit", "ikecore/limit"):
@@ -262,7 +264,8 @@ def _print_table(rows: list[Row], results: dict[str, Any]) -> None:
             row.operation if first else "",
             size if first else "",
             _format_time(row.ikecore) + impl,
-            "-" if row.peer is None else f"{_format_time(row.peer_time)} {row.peer}",
+            "-" if row.peer is None else _format_time(row.peer_time) + (
+                "" if row.peer == "peer" else f" ({row.peer.removeprefix('peer-')})"),
             _format_ratio(row.ratio),
             _format_time(row.c_limit) + (
                 f" {row.limit}" if row.limit not in (None, C_LIMIT) else ""),
