@@ -295,6 +295,7 @@ def run(args: argparse.Namespace) -> int:
             "date": results.get("datetime"),
             "rows": [asdict(row) for row in rows],
             "failed": plugin.failed,
+            "gates": results.get("ikecore", {}).get("gates", []),
             "gate_failures": plugin.gate_failures,
         }, sys.stdout, indent=2)
         sys.stdout.write("\n")

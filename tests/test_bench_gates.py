@@ -61,3 +61,54 @@ def test_openssl_engine_fails_the_esp_gates_set_for_ipsec_mb() -> None:
         group, impl, peer = gate.split("|")
         assert any(line.startswith(f"RATIO GATE FAILED: {group}: {impl} vs {peer} ratio ")
                    for line in failed_gates), "\n".join(failed_gates)
+
+
+ONE_GROUP = '''
+class Resource:
+    """Usable until its test closes it, like a function-scoped fixture's object."""
+
+    open = True
+
+    def use(self):
+        if not self.open:
+            raise RuntimeError("closed")
+        return sum(range(20))
+
+
+def test_ours(benchmark):
+    benchmark.group = "g"
+    benchmark.extra_info["impl"] = "ikecore"
+    resource = Resource()
+    benchmark(resource.use)
+    resource.open = False
+
+
+def test_peer(benchmark):
+    benchmark.group = "g"
+    benchmark.extra_info["impl"] = "peer"
+    benchmark(lambda: sum(range(2000)))
+'''
+
+
+def test_gate_bookkeeping_on_a_private_group(tmp_path: Path) -> None:
+    """The conftest alone on a two-benchmark group: a gated call that cannot be repeated leaves
+    its gate to the medians (and says so); a floor naming a pair the group lacks fails the run."""
+    benches = tmp_path / "benches"
+    benches.mkdir()
+    (benches / "conftest.py").write_text((BENCHES / "conftest.py").read_text())
+    (benches / "test_group.py").write_text(ONE_GROUP)
+    floors = tmp_path / "floors.json"
+    floors.write_text(json.dumps({"g|ikecore|peer": 1.0, "g|ikecore|peer-renamed": 1.0}))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", str(benches), "-p", "no:cacheprovider",
+         "--bench-mode=quick"],
+        cwd=tmp_path, env={**os.environ, "IKECORE_BENCH_FLOORS": str(floors)},
+        capture_output=True, text=True, timeout=120,
+    )
+    out = result.stdout
+    assert result.returncode == 1, out[-3000:] + result.stderr[-2000:]
+    assert "2 passed" in out.splitlines()[-1]
+    gate = next(line for line in out.splitlines() if line.startswith("ok   g|ikecore|peer "))
+    assert "medians only: the calls could not be repeated (RuntimeError: closed)" in gate
+    assert ("RATIO GATE FAILED: g|ikecore|peer-renamed: floor names a pair not measured in its "
+            "group") in out
