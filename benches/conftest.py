@@ -20,8 +20,10 @@ timed again in alternating short rounds (ABBA) and the gate takes the median of 
 ratios. Two medians taken seconds apart differ by up to 2x on this shared 2-core machine, as
 other jobs come and go; rounds a millisecond apart see the same load. The calls a gated
 benchmark times must therefore be repeatable: one that raises when repeated leaves its gate to
-the ratio of the medians (the summary says so). A ratio below its floor fails the run, and so
-does a floor whose group was measured but not its pair (a renamed impl).
+the ratio of the medians (the summary says so). Set ``benchmark.group`` and ``extra_info["impl"]``
+before calling ``benchmark(...)`` / ``benchmark.pedantic(...)``: the call is filed under them.
+A ratio below its floor fails the run, and so does a floor whose group was measured but not its
+pair (a renamed impl).
 
 Modes: ``--bench-mode=quick`` (CI, every run: short rounds, benchmarks marked ``full`` deselected)
 and ``--bench-mode=full`` (releases: long rounds, everything); without the option pytest-benchmark's
