@@ -73,7 +73,7 @@ def check_sdist(sdist: Path, pyx_stems: list[str]) -> None:
     problems += [
         f"generated or binary file {name}"
         for name in sorted(names)
-        if name.endswith((".c", ".so", ".pyd", ".o"))
+        if name.endswith((".c", ".so", ".pyd", ".o")) and not name.startswith("benches/")
     ]
     if not pyx_stems:
         problems.append("no _fast/*.pyx in the source tree")
