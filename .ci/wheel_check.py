@@ -103,10 +103,12 @@ def check_wheel(wheel: Path, pyx_stems: list[str]) -> None:
 
 
 def run_suite(venv: Path, label: str) -> None:
-    """The whole suite, from a copy of tests/ (and the pytest settings) outside the project."""
+    """The whole suite, from a copy of tests/ and benches/ (and the pytest settings) outside
+    the project."""
     with tempfile.TemporaryDirectory(prefix="ikecore-suite-") as tmp:
         suite = Path(tmp)
         shutil.copytree(ROOT / "tests", suite / "tests")
+        shutil.copytree(ROOT / "benches", suite / "benches")  # tests/test_bench*.py drive them
         shutil.copy2(ROOT / "pyproject.toml", suite / "pyproject.toml")
         where = run(
             venv / "bin" / "python", "-c",

@@ -102,7 +102,9 @@ def _ikecore_bench(*args: str, floors: Path) -> subprocess.CompletedProcess[str]
     env = {**os.environ, "IKECORE_BENCH_FLOORS": str(floors)}
     env.pop("IKECORE_AEAD_ENGINE", None)
     return subprocess.run(
-        [sys.executable, "-m", "ikecore", "bench", "--quick", "--json", *args],
+        # -I: the checkout is the working directory, and its ikecore/ (no compiled _fast) must
+        # not shadow the installed package (DESIGN.md, import rule).
+        [sys.executable, "-I", "-m", "ikecore", "bench", "--quick", "--json", *args],
         cwd=BENCHES.parent, env=env, capture_output=True, text=True, timeout=120,
     )
 

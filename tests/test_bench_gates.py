@@ -37,8 +37,9 @@ def run_esp_subset(engine: str) -> subprocess.CompletedProcess[str]:
         "or test_encapsulate_burst_c_limit) and not bare and not ipsec-mb"
         " and (64] or 1400])"
     )
+    # -I: run from the checkout without its ikecore/ (no compiled _fast) shadowing the installed one
     return subprocess.run(
-        [sys.executable, "-m", "pytest", str(BENCHES / "test_esp.py"), "-p", "no:cacheprovider",
+        [sys.executable, "-I", "-m", "pytest", str(BENCHES / "test_esp.py"), "-p", "no:cacheprovider",
          "--bench-mode=quick", "-k", selection],
         cwd=BENCHES.parent, env=env, capture_output=True, text=True, timeout=120,
     )
