@@ -39,8 +39,8 @@ def run_esp_subset(engine: str) -> subprocess.CompletedProcess[str]:
     )
     # -I: run from the checkout without its ikecore/ (no compiled _fast) shadowing the installed one
     return subprocess.run(
-        [sys.executable, "-I", "-m", "pytest", str(BENCHES / "test_esp.py"), "-p", "no:cacheprovider",
-         "--bench-mode=quick", "-k", selection],
+        [sys.executable, "-I", "-m", "pytest", str(BENCHES / "test_esp.py"),
+         "-p", "no:cacheprovider", "--bench-mode=quick", "-k", selection],
         cwd=BENCHES.parent, env=env, capture_output=True, text=True, timeout=120,
     )
 
