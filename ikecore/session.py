@@ -106,6 +106,9 @@ class IkeSession:
         self._close_after_response: tuple[IkeTrigger, str, int | None] | None = None
         # §2.8.2: the SA we made answering the peer's rekey while ours was in flight.
         self.rekey_collision: RekeyCollision | None = None
+        # §2.8.2: on such an SA made by the peer's rekey, the old SA, until the collision is
+        # resolved.
+        self.collision_parent: IkeSession | None = None
         # §2.8.1: per Child SA being rekeyed by both ends, the one the peer's request made.
         self.child_collisions: dict[bytes, ChildCollision] = {}
         # Child SAs the user has not been told about (made in a collision, maybe redundant):
@@ -214,6 +217,15 @@ class IkeSession:
     def busy(self) -> bool:
         """Requests of ours in flight or queued."""
         return bool(self._outstanding or self._queue)
+
+    def hand_over_queue(self, successor: IkeSession, now: float) -> None:
+        """§2.8: the IKE SA that inherits the Child SAs carries every later control message
+        for them, so our requests not sent yet go out on ``successor`` (and a Delete of this
+        SA stays the last request sent on it)."""
+        queued = list(self._queue)
+        self._queue.clear()
+        for task in queued:
+            successor.start(task, now)
 
     def outstanding_tasks(self) -> list[InitiatorTask]:
         return [out.task for out in self._outstanding.values()]
@@ -474,6 +486,10 @@ class IkeSession:
             if payloads is None:
                 return
             self._note_window(payloads)
+            if self.collision_parent is not None:
+                from ikecore.exchanges.rekey_ike import request_on_successor
+
+                request_on_successor(self, payloads, now)
             if not sa.initiator and (
                 message.exchange == ExchangeType.IKE_AUTH or sa.remote_behind_nat
             ):
