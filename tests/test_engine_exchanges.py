@@ -496,3 +496,28 @@ def test_child_rekey_across_a_simultaneous_ike_rekey_only_one_side_notices() -> 
     peer_events = drain(responder)
     assert [type(e) for e in of_type(peer_events, IkeSaRekeyed)] == [IkeSaRekeyed]
     assert not of_type(peer_events, IkeSaRekeyFailed)
+
+
+def test_replacement_deleted_by_the_peer_before_the_rekey_response_arrives() -> None:
+    initiator, responder, session, peer_session, net = established()
+    (old,) = session.child_sas
+    # A: CREATE_CHILD_SA {N(REKEY_SA, old), ...} --> #2
+    # <-- #2 {SA, Nr, ...} (delayed)   B replaced old (REKEYED), waits for A's D(ESP, old)
+    session.rekey_child_sa(old.spi_in, 1.0)
+    net.deliver(net.capture(1.0), 1.0)
+    rekey_response = net.capture(1.0)
+    (_, replacement) = peer_session.child_sas
+    # <-- B: INFORMATIONAL {D(ESP, replacement)} arrives first: unknown to A, ignored (§1.4.1)
+    peer_session.delete_child_sa(replacement.spi_in, 1.0)
+    net.run(1.0)
+    # <-- #2: A installs nothing; B replaced old, so A, the rekey's initiator, deletes it
+    # A: INFORMATIONAL {D(ESP, old)} -->  <-- {D(ESP, old)}: nothing left waiting at B (§2.8)
+    net.deliver(rekey_response, 1.0)
+    net.run(1.0)
+    assert session.child_sas == [] and peer_session.child_sas == []
+    events = drain(initiator)
+    assert [type(e) for e in events] == [ChildSaFailed, ChildSaDeleted]
+    deleted = events[1]
+    assert isinstance(deleted, ChildSaDeleted) and deleted.child is old
+    assert initiator.store.find_by_esp_spi(old.spi_in) is None
+    assert responder.store.find_by_esp_spi(old.spi_out) is None
