@@ -177,6 +177,10 @@ class IkeSession:
             return
         child.state = ChildState.DELETED
         self.endpoint.child_removed(child)
+        # A §2.8.1 collision about it (as the replaced SA or as the peer's replacement) is moot.
+        for spi, collision in list(self.child_collisions.items()):
+            if child.spi_in in (spi, collision.child.spi_in):
+                del self.child_collisions[spi]
         if child.spi_in in self.unannounced:
             self.unannounced.discard(child.spi_in)
             return
