@@ -94,6 +94,8 @@ class IkeSession:
         self.integrity_failures = 0
         self.retransmissions = 0
         self.cached_answers = 0
+        # When an SA not in use ends by itself: half open (responder), or the peer's redundant
+        # new SA of a rekey collision that the peer may never delete (§2.8.2).
         self.half_open_deadline: float | None = None
         # Where the peer's IKE_SA_INIT came from (responder side; the endpoint's index key).
         self.init_source: Address | None = None

@@ -521,3 +521,26 @@ def test_replacement_deleted_by_the_peer_before_the_rekey_response_arrives() -> 
     assert isinstance(deleted, ChildSaDeleted) and deleted.child is old
     assert initiator.store.find_by_esp_spi(old.spi_in) is None
     assert responder.store.find_by_esp_spi(old.spi_out) is None
+
+
+def test_simultaneous_ike_rekey_old_sa_delete_overtakes_an_answer() -> None:
+    initiator, responder, session, peer_session, net = established()
+    peer_session.rekey(1.0)
+    b_request = net.capture(1.0)
+    session.rekey(1.0)
+    # A: CREATE_CHILD_SA(rekey) --> B answers, noting the collision; resp1 is held back
+    net.deliver(net.capture(1.0), 1.0)
+    resp1 = net.capture(1.0)
+    # <-- B: CREATE_CHILD_SA(rekey): A answers; resp2 reaches B, whose new SA wins here,
+    # so B moves the Child SAs and sends D(IKE) on the old SA, which reaches A before resp1:
+    # A follows, the old SA ends, and resp1 (about A's redundant SA) is dropped with it.
+    net.deliver(b_request, 1.0)
+    net.run(1.0)
+    net.deliver(resp1, 1.0)
+    net.run(1.0)
+    # B's copy of A's redundant SA never hears the Delete A would have sent: it expires.
+    assert len(responder.sessions) == 2
+    later = 1.0 + responder.config.half_open_timeout
+    assert responder.get_timer() == later
+    responder.handle_timer(later)
+    _single_survivor(initiator, responder, session)

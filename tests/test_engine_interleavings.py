@@ -94,6 +94,18 @@ def _assert_settled(endpoint: IkeEndpoint) -> None:
         ("deliver", 0, "", 1),
     ]
 )
+# Both rekey the IKE SA and both notice; the winner's Delete of the old SA overtakes its
+# answer to the loser's request, so the loser never learns of its redundant new SA.
+@example(
+    script=[
+        ("call", 1, "rekey", 0),
+        ("call", 0, "rekey", 0),
+        ("deliver", 0, "", 1),
+        ("deliver", 0, "", 0),
+        ("deliver", 0, "", 1),
+        ("deliver", 0, "", 1),
+    ]
+)
 # Both rekey the Child SA; one end deletes the peer's replacement while the collision is open.
 @example(
     script=[

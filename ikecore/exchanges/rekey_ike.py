@@ -281,6 +281,11 @@ class RekeyIkeInitiator:
                 ours.transition(IkeTrigger.DELETE_STARTED)
                 ours.start(DeleteIkeInitiator("redundant"), now)
                 return
+            # The peer's new SA is redundant and the peer, its creator, deletes it once our
+            # answer that made it arrives; but our Delete of the old SA may arrive first, and
+            # then the answer is dropped with the old SA. Failing a Delete, it expires here.
+            timeout = session.endpoint.config.half_open_timeout
+            collision.successor.half_open_deadline = now + timeout
         _hand_over(session, ours, now)
         # §1.3.2: the initiator of the rekey deletes the old IKE SA.
         session.transition(IkeTrigger.DELETE_STARTED)
