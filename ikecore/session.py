@@ -94,6 +94,8 @@ class IkeSession:
         self.integrity_failures = 0
         self.retransmissions = 0
         self.cached_answers = 0
+        # When an SA not in use ends by itself: half open (responder), or the peer's redundant
+        # new SA of a rekey collision that the peer may never delete (§2.8.2).
         self.half_open_deadline: float | None = None
         # Where the peer's IKE_SA_INIT came from (responder side; the endpoint's index key).
         self.init_source: Address | None = None
@@ -106,6 +108,9 @@ class IkeSession:
         self._close_after_response: tuple[IkeTrigger, str, int | None] | None = None
         # §2.8.2: the SA we made answering the peer's rekey while ours was in flight.
         self.rekey_collision: RekeyCollision | None = None
+        # §2.8.2: on such an SA made by the peer's rekey, the old SA, until the collision is
+        # resolved.
+        self.collision_parent: IkeSession | None = None
         # §2.8.1: per Child SA being rekeyed by both ends, the one the peer's request made.
         self.child_collisions: dict[bytes, ChildCollision] = {}
         # Child SAs the user has not been told about (made in a collision, maybe redundant):
@@ -174,6 +179,10 @@ class IkeSession:
             return
         child.state = ChildState.DELETED
         self.endpoint.child_removed(child)
+        # A §2.8.1 collision about it (as the replaced SA or as the peer's replacement) is moot.
+        for spi, collision in list(self.child_collisions.items()):
+            if child.spi_in in (spi, collision.child.spi_in):
+                del self.child_collisions[spi]
         if child.spi_in in self.unannounced:
             self.unannounced.discard(child.spi_in)
             return
@@ -214,6 +223,15 @@ class IkeSession:
     def busy(self) -> bool:
         """Requests of ours in flight or queued."""
         return bool(self._outstanding or self._queue)
+
+    def hand_over_queue(self, successor: IkeSession, now: float) -> None:
+        """§2.8: the IKE SA that inherits the Child SAs carries every later control message
+        for them, so our requests not sent yet go out on ``successor`` (and a Delete of this
+        SA stays the last request sent on it)."""
+        queued = list(self._queue)
+        self._queue.clear()
+        for task in queued:
+            successor.start(task, now)
 
     def outstanding_tasks(self) -> list[InitiatorTask]:
         return [out.task for out in self._outstanding.values()]
@@ -474,6 +492,10 @@ class IkeSession:
             if payloads is None:
                 return
             self._note_window(payloads)
+            if self.collision_parent is not None:
+                from ikecore.exchanges.rekey_ike import request_on_successor
+
+                request_on_successor(self, payloads, now)
             if not sa.initiator and (
                 message.exchange == ExchangeType.IKE_AUTH or sa.remote_behind_nat
             ):

@@ -410,3 +410,137 @@ def test_delete_while_a_rekey_is_in_flight() -> None:
     assert isinstance(deleted, IkeSaDeleted) and deleted.session is session
     assert deleted.reason == "deleted_locally"
     assert len(of_type(events, ChildSaDeleted)) == 1
+
+
+def _only_the_new_child(
+    initiator: IkeEndpoint, responder: IkeEndpoint, old_spi_in: bytes, new_spi_in: bytes
+) -> None:
+    """One IKE SA each, holding the same single Child SA (the rekey's new one) at both ends;
+    the replaced Child SA is gone everywhere, store included."""
+    (survivor,) = initiator.sessions
+    (peer_survivor,) = responder.sessions
+    assert survivor.sa.spis == peer_survivor.sa.spis
+    (child,) = survivor.child_sas
+    (peer_child,) = peer_survivor.child_sas
+    assert child.spi_in == new_spi_in and child.state == ChildState.INSTALLED
+    assert (peer_child.spi_in, peer_child.spi_out) == (child.spi_out, child.spi_in)
+    assert peer_child.state == ChildState.INSTALLED
+    assert initiator.store.find_by_esp_spi(old_spi_in) is None
+    assert initiator.store.ike_sas() == [survivor.sa]
+    assert responder.store.ike_sas() == [peer_survivor.sa]
+
+
+def test_child_rekey_finishing_behind_an_ike_rekey_deletes_on_the_new_sa() -> None:
+    initiator, responder, session, _peer_session, net = established()
+    (old,) = session.child_sas
+    # A: CREATE_CHILD_SA {N(REKEY_SA, old), ...} --> #2; B answers; A calls rekey() meanwhile
+    session.rekey_child_sa(old.spi_in, 1.0)
+    net.deliver(net.capture(1.0), 1.0)
+    child_response = net.capture(1.0)
+    session.rekey(1.0)
+    # <-- #2: the Child SA rekey is done, its Delete of the old Child SA queues behind the
+    # IKE SA rekey. Once that is done, the new IKE SA carries it (§2.8: the new SA is used
+    # for all control messages about the inherited Child SAs) and D(IKE) is the last
+    # request on the old SA.
+    net.deliver(child_response, 1.0)
+    flow = net.run(1.0)
+    assert [str(d) for d in flow] == [
+        "CREATE_CHILD_SA --> #3",
+        "CREATE_CHILD_SA <-- #3",
+        "INFORMATIONAL --> #0",  # new SA: D(ESP, old)
+        "INFORMATIONAL --> #4",  # old SA: D(IKE)
+        "INFORMATIONAL <-- #0",
+        "INFORMATIONAL <-- #4",
+    ]
+    events = drain(initiator)
+    (rekeyed,) = of_type(events, ChildSaRekeyed)
+    assert isinstance(rekeyed, ChildSaRekeyed) and rekeyed.old is old
+    (child_deleted,) = of_type(events, ChildSaDeleted)
+    assert isinstance(child_deleted, ChildSaDeleted) and child_deleted.child is old
+    _only_the_new_child(initiator, responder, old.spi_in, rekeyed.new.spi_in)
+
+
+def test_child_rekey_across_a_simultaneous_ike_rekey_only_one_side_notices() -> None:
+    # Found by test_engine_interleavings (the @example there).
+    initiator, responder, session, peer_session, net = established()
+    (old,) = session.child_sas
+    # A: CREATE_CHILD_SA {N(REKEY_SA, old), ...} --> #2; B answers
+    session.rekey_child_sa(old.spi_in, 1.0)
+    net.deliver(net.capture(1.0), 1.0)
+    child_response = net.capture(1.0)
+    # Both start an IKE SA rekey; A's waits behind #2, B's request is held back.
+    session.rekey(1.0)
+    peer_session.rekey(1.0)
+    b_rekey = net.capture(1.0)
+    # <-- #2: A's Child SA rekey is done; A: CREATE_CHILD_SA(rekey IKE) --> #3, D(ESP) queued
+    net.deliver(child_response, 1.0)
+    # B answers #3 while its own rekey is in flight: it notes the collision (§2.8.2)
+    net.deliver(net.capture(1.0), 1.0)
+    assert peer_session.rekey_collision is not None
+    # <-- #3: A never saw B's request, so its new SA simply won: the Child SAs move, and
+    # A: INFORMATIONAL(new SA) {D(ESP, old)} --> #0    A: INFORMATIONAL(old SA) {D(IKE)} --> #4
+    net.deliver(net.capture(1.0), 1.0)
+    new_sa_delete, old_sa_delete = sorted(
+        net.capture(1.0), key=lambda d: d.data[:8] == session.sa.spi_i
+    )
+    # D(ESP) on the new SA reaches B first: A already uses the new SA, so B moves its
+    # Child SAs there before answering, and deletes the old Child SA at once.
+    net.deliver([new_sa_delete], 1.0)
+    assert peer_session.state == IkeState.REKEYED and peer_session.child_sas == []
+    # Then B's late rekey request (to A's old SA, being deleted) and D(IKE) of the old SA.
+    net.deliver([*b_rekey, old_sa_delete], 1.0)
+    net.run(1.0)
+    (rekeyed,) = of_type(drain(initiator), ChildSaRekeyed)
+    assert isinstance(rekeyed, ChildSaRekeyed)
+    _only_the_new_child(initiator, responder, old.spi_in, rekeyed.new.spi_in)
+    peer_events = drain(responder)
+    assert [type(e) for e in of_type(peer_events, IkeSaRekeyed)] == [IkeSaRekeyed]
+    assert not of_type(peer_events, IkeSaRekeyFailed)
+
+
+def test_replacement_deleted_by_the_peer_before_the_rekey_response_arrives() -> None:
+    initiator, responder, session, peer_session, net = established()
+    (old,) = session.child_sas
+    # A: CREATE_CHILD_SA {N(REKEY_SA, old), ...} --> #2
+    # <-- #2 {SA, Nr, ...} (delayed)   B replaced old (REKEYED), waits for A's D(ESP, old)
+    session.rekey_child_sa(old.spi_in, 1.0)
+    net.deliver(net.capture(1.0), 1.0)
+    rekey_response = net.capture(1.0)
+    (_, replacement) = peer_session.child_sas
+    # <-- B: INFORMATIONAL {D(ESP, replacement)} arrives first: unknown to A, ignored (§1.4.1)
+    peer_session.delete_child_sa(replacement.spi_in, 1.0)
+    net.run(1.0)
+    # <-- #2: A installs nothing; B replaced old, so A, the rekey's initiator, deletes it
+    # A: INFORMATIONAL {D(ESP, old)} -->  <-- {D(ESP, old)}: nothing left waiting at B (§2.8)
+    net.deliver(rekey_response, 1.0)
+    net.run(1.0)
+    assert session.child_sas == [] and peer_session.child_sas == []
+    events = drain(initiator)
+    assert [type(e) for e in events] == [ChildSaFailed, ChildSaDeleted]
+    deleted = events[1]
+    assert isinstance(deleted, ChildSaDeleted) and deleted.child is old
+    assert initiator.store.find_by_esp_spi(old.spi_in) is None
+    assert responder.store.find_by_esp_spi(old.spi_out) is None
+
+
+def test_simultaneous_ike_rekey_old_sa_delete_overtakes_an_answer() -> None:
+    initiator, responder, session, peer_session, net = established()
+    peer_session.rekey(1.0)
+    b_request = net.capture(1.0)
+    session.rekey(1.0)
+    # A: CREATE_CHILD_SA(rekey) --> B answers, noting the collision; resp1 is held back
+    net.deliver(net.capture(1.0), 1.0)
+    resp1 = net.capture(1.0)
+    # <-- B: CREATE_CHILD_SA(rekey): A answers; resp2 reaches B, whose new SA wins here,
+    # so B moves the Child SAs and sends D(IKE) on the old SA, which reaches A before resp1:
+    # A follows, the old SA ends, and resp1 (about A's redundant SA) is dropped with it.
+    net.deliver(b_request, 1.0)
+    net.run(1.0)
+    net.deliver(resp1, 1.0)
+    net.run(1.0)
+    # B's copy of A's redundant SA never hears the Delete A would have sent: it expires.
+    assert len(responder.sessions) == 2
+    later = 1.0 + responder.config.half_open_timeout
+    assert responder.get_timer() == later
+    responder.handle_timer(later)
+    _single_survivor(initiator, responder, session)

@@ -4,19 +4,21 @@ test, lossy and duplicating) network, under hypothesis.
 Whatever the order of creates, rekeys, deletes and liveness checks on either side, and
 whatever order the datagrams arrive in, no exception other than the caller's own
 LocalProtocolError escapes, and once everything is delivered the two ends agree on every
-IKE SA they both still hold (same keys, same Child SA SPIs).
+IKE SA they both still hold (same keys, same Child SA SPIs), and nothing is left half done
+(every Child SA installed, no collision or request pending, the store holds exactly the live
+SAs).
 """
 
 from __future__ import annotations
 
 from engine_harness import pair
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ikecore import LocalProtocolError
 from ikecore.endpoint import Datagram, IkeEndpoint
 from ikecore.session import IkeSession
-from ikecore.states import IkeState
+from ikecore.states import ChildState, IkeState
 
 OPERATIONS = ["child", "rekey", "rekey_child", "delete_child", "delete", "liveness"]
 
@@ -55,8 +57,67 @@ def _live(endpoint: IkeEndpoint) -> list[IkeSession]:
     return [s for s in endpoint.sessions if s.state == IkeState.ESTABLISHED and s.visible]
 
 
+def _assert_settled(endpoint: IkeEndpoint) -> None:
+    """Once quiet, no rekey or delete is left half done (e.g. an old Child SA waiting for a
+    Delete that never comes, which would refuse every later rekey of it)."""
+    assert _live(endpoint) == endpoint.sessions
+    for session in endpoint.sessions:
+        assert not session.busy()
+        assert session.rekey_collision is None and not session.child_collisions
+        assert [c.state for c in session.child_sas] == [ChildState.INSTALLED] * len(
+            session.child_sas
+        )
+    stored = sorted(sa.spis for sa in endpoint.store.ike_sas())
+    assert stored == sorted(s.sa.spis for s in endpoint.sessions)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(script=actions)
+# A Child SA rekey in flight when both ends rekey the IKE SA at once (found in CI).
+@example(
+    script=[
+        ("call", 0, "rekey_child", 0),
+        ("deliver", 0, "", 0),
+        ("call", 0, "rekey", 0),
+        ("call", 1, "rekey", 0),
+        ("deliver", 0, "", 0),
+        ("deliver", 0, "", 1),
+        ("deliver", 0, "", 1),
+    ]
+)
+# The peer deletes the new Child SA of our rekey before our rekey's response arrives.
+@example(
+    script=[
+        ("call", 0, "rekey_child", 0),
+        ("deliver", 0, "", 0),
+        ("call", 1, "delete_child", 1),
+        ("deliver", 0, "", 1),
+    ]
+)
+# Both rekey the IKE SA and both notice; the winner's Delete of the old SA overtakes its
+# answer to the loser's request, so the loser never learns of its redundant new SA.
+@example(
+    script=[
+        ("call", 1, "rekey", 0),
+        ("call", 0, "rekey", 0),
+        ("deliver", 0, "", 1),
+        ("deliver", 0, "", 0),
+        ("deliver", 0, "", 1),
+        ("deliver", 0, "", 1),
+    ]
+)
+# Both rekey the Child SA; one end deletes the peer's replacement while the collision is open.
+@example(
+    script=[
+        ("call", 1, "rekey_child", 0),
+        ("call", 0, "rekey_child", 0),
+        ("deliver", 0, "", 1),
+        ("deliver", 0, "", 0),
+        ("call", 0, "delete_child", 1),
+        ("deliver", 0, "", 0),
+        ("deliver", 0, "", 1),
+    ]
+)
 def test_random_interleavings_keep_both_ends_consistent(
     script: list[tuple[str, int, str, int]],
 ) -> None:
@@ -88,6 +149,8 @@ def test_random_interleavings_keep_both_ends_consistent(
         now = max(now, min(timers))
         initiator.handle_timer(now)
         responder.handle_timer(now)
+    _assert_settled(initiator)
+    _assert_settled(responder)
     assert sorted(s.sa.spis for s in _live(initiator)) == sorted(
         s.sa.spis for s in _live(responder)
     )
@@ -159,6 +222,8 @@ def test_random_interleavings_with_loss_duplication_and_timers(
         now = max(now, min(timers))
         initiator.handle_timer(now)
         responder.handle_timer(now)
+    _assert_settled(initiator)
+    _assert_settled(responder)
     assert sorted(s.sa.spis for s in _live(initiator)) == sorted(
         s.sa.spis for s in _live(responder)
     )

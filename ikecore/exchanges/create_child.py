@@ -181,7 +181,13 @@ class CreateChildInitiator:
         if session.deleted_before_known(spi_out):
             # The peer made it, then deleted it before this response reached us (§1.4.1
             # ignores a Delete for an unknown SPI): installing it now would leave it half open.
+            replaced = old is not None and old.state == ChildState.REKEYING
             self._fail(session, None, "deleted by the peer before it was established")
+            if old is not None and replaced:
+                # The peer did replace ``old`` and waits for us, the rekey's initiator, to
+                # delete it (§2.8); its replacement being gone, the Child SA ends here.
+                session.child_transition(old, ChildTrigger.DELETE_STARTED)
+                session.start(DeleteChildInitiator(old, "deleted_by_peer"), now)
             return
         g_ir = None
         if self._key_exchange is not None and ke is not None:

@@ -127,7 +127,7 @@ class InformationalResponder:
         if any(d.protocol_id == ProtocolId.IKE for d in deletes):
             from ikecore.exchanges.rekey_ike import yield_to_peer_rekey
 
-            yield_to_peer_rekey(session)
+            yield_to_peer_rekey(session, now)
             # §1.4.1: the IKE SA and all its Child SAs go; the response is empty. The old SA of
             # a rekey is deleted this way too (§1.3.2): its successor lives on.
             reason = "rekeyed" if session.state == IkeState.REKEYED else "deleted_by_peer"

@@ -37,6 +37,7 @@ from ikecore.sa import IkeSa, IkeSaKeys
 from ikecore.states import IkeState, IkeTrigger
 from ikecore.suites import IkeTransforms, ProposalSpec, select_proposal
 from ikecore.wire import (
+    Delete,
     IkeMessage,
     IkeSuite,
     Nonce,
@@ -125,8 +126,9 @@ def _new_session(session: IkeSession, new_sa: IkeSa, *, visible: bool) -> IkeSes
     return successor
 
 
-def _hand_over(session: IkeSession, successor: IkeSession) -> None:
-    """The successor gets the Child SAs; the old SA is now REKEYED (§2.8)."""
+def _hand_over(session: IkeSession, successor: IkeSession, now: float) -> None:
+    """The successor gets the Child SAs, and our requests not sent yet; the old SA is now
+    REKEYED (§2.8)."""
     old_sa, new_sa = session.sa, successor.sa
     new_sa.child_sas, old_sa.child_sas = {**new_sa.child_sas, **old_sa.child_sas}, {}
     for child in new_sa.child_sas.values():
@@ -136,18 +138,39 @@ def _hand_over(session: IkeSession, successor: IkeSession) -> None:
     session.transition(IkeTrigger.REKEYED)
     session.save()
     session.emit(IkeSaRekeyed(session, successor))
+    session.hand_over_queue(successor, now)
 
 
-def yield_to_peer_rekey(session: IkeSession) -> bool:
-    """The peer's rekey won a collision it may not have seen (its Delete of the old SA or
-    a TEMPORARY_FAILURE came first, §2.8.2): its successor takes the Child SAs."""
-    collision = session.rekey_collision
+def _resolved(session: IkeSession) -> RekeyCollision | None:
+    collision, session.rekey_collision = session.rekey_collision, None
+    if collision is not None:
+        collision.successor.collision_parent = None
+    return collision
+
+
+def yield_to_peer_rekey(session: IkeSession, now: float) -> bool:
+    """The peer's rekey won a collision it may not have seen (its Delete of the old SA, a
+    TEMPORARY_FAILURE or a request on its new SA came first, §2.8.2): its successor takes the
+    Child SAs."""
+    collision = _resolved(session)
     if collision is None:
         return False
-    session.rekey_collision = None
     if session.state == IkeState.REKEYING:
-        _hand_over(session, collision.successor)
+        _hand_over(session, collision.successor, now)
     return True
+
+
+def request_on_successor(successor: IkeSession, payloads: list[Payload], now: float) -> None:
+    """A request on the SA the peer's rekey made in a collision still open here. Unless it
+    deletes that SA (a redundant one, §2.8.2), the peer has moved the Child SAs to it (it won
+    the collision or never saw one) and talks about them there: we follow before we answer,
+    since its Delete of the old SA may arrive after this request."""
+    parent = successor.collision_parent
+    if parent is None or any(
+        isinstance(p, Delete) and p.protocol_id == ProtocolId.IKE for p in payloads
+    ):
+        return
+    yield_to_peer_rekey(parent, now)
 
 
 def _group_for(old: IkeSa, proposals: tuple[ProposalSpec, ...]) -> int:
@@ -185,10 +208,10 @@ class RekeyIkeInitiator:
             KePayload(self._group, self._key_exchange.public_data),
         ]
 
-    def _give_up(self, session: IkeSession, notify: int | None) -> None:
+    def _give_up(self, session: IkeSession, notify: int | None, now: float) -> None:
         session.endpoint.store.release_ike_spi(self._spi)
-        if yield_to_peer_rekey(session):
-            return
+        if yield_to_peer_rekey(session, now) or session.state == IkeState.REKEYED:
+            return  # the peer's rekey took over (§2.8.2)
         if session.state == IkeState.REKEYING:
             session.transition(IkeTrigger.REKEY_ABORTED)
         session.emit(IkeSaRekeyFailed(session, notify))
@@ -207,7 +230,7 @@ class RekeyIkeInitiator:
                 session.endpoint.store.release_ike_spi(self._spi)
                 session.start(RekeyIkeInitiator(self._proposals, wanted), now)
                 return
-            self._give_up(session, error.notify_type)
+            self._give_up(session, error.notify_type, now)
             return
         sa_payload = require(payloads, SecurityAssociation)
         if len(sa_payload.proposals) != 1:
@@ -238,10 +261,11 @@ class RekeyIkeInitiator:
             now=now,
         )
         ours = _new_session(session, new_sa, visible=False)
-        collision, session.rekey_collision = session.rekey_collision, None
+        collision = _resolved(session)
         if session.state != IkeState.REKEYING:
-            # The user deleted the SA while the rekey was in flight: the new SA(s) exist at
-            # the peer too, so they go as well, silently (the user never heard of them).
+            # The user deleted the SA while the rekey was in flight, or the peer's rekey took
+            # over (§2.8.2): the new SA(s) exist at the peer too, so they go as well, silently
+            # (the user never heard of them).
             for orphan in (ours, None if collision is None else collision.successor):
                 if orphan is not None:
                     orphan.transition(IkeTrigger.DELETE_STARTED)
@@ -253,11 +277,16 @@ class RekeyIkeInitiator:
             # initiator of the survivor deletes the old SA.
             lowest = min(self._ni, nr, *collision.nonces)
             if lowest in (self._ni, nr):
-                _hand_over(session, collision.successor)
+                _hand_over(session, collision.successor, now)
                 ours.transition(IkeTrigger.DELETE_STARTED)
                 ours.start(DeleteIkeInitiator("redundant"), now)
                 return
-        _hand_over(session, ours)
+            # The peer's new SA is redundant and the peer, its creator, deletes it once our
+            # answer that made it arrives; but our Delete of the old SA may arrive first, and
+            # then the answer is dropped with the old SA. Failing a Delete, it expires here.
+            timeout = session.endpoint.config.half_open_timeout
+            collision.successor.half_open_deadline = now + timeout
+        _hand_over(session, ours, now)
         # §1.3.2: the initiator of the rekey deletes the old IKE SA.
         session.transition(IkeTrigger.DELETE_STARTED)
         session.start(DeleteIkeInitiator("rekeyed"), now)
@@ -308,9 +337,10 @@ class RekeyIkeResponder:
         if colliding:
             # §2.8.2: answer as usual; which new SA survives is known once ours completes.
             successor = _new_session(session, new_sa, visible=False)
+            successor.collision_parent = session
             session.rekey_collision = RekeyCollision(successor, (ni, nr))
         else:
-            _hand_over(session, _new_session(session, new_sa, visible=True))
+            _hand_over(session, _new_session(session, new_sa, visible=True), now)
         return [
             answer(proposal, selection.ike.transforms(), spi_r),
             Nonce(nr),
