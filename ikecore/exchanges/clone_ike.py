@@ -363,10 +363,7 @@ class CloneIkeResponder:
 
 def _resources_short(endpoint: IkeEndpoint) -> bool:
     """Our temporary shortage: as many SAs half open as make us demand COOKIEs (§2.6)."""
-    half_open = sum(
-        1 for s in endpoint.sessions if s.sa.state in (IkeState.CONNECTING, IkeState.AUTHENTICATING)
-    )
-    return half_open >= endpoint.config.cookie_threshold
+    return endpoint.half_open_count >= endpoint.config.cookie_threshold
 
 
 def _room_for_peer_clone(session: IkeSession, max_clones: int, peer_nonce: bytes) -> bool:
