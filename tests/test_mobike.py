@@ -199,3 +199,18 @@ def test_unacceptable_addresses_keep_the_previous_ones() -> None:
     )
     assert (p.client_sa.sa.local_address, p.client_sa.sa.remote_address) == previous
     assert p.client_sa.mobike.pending_update is None
+
+
+def test_update_addresses_checks_its_arguments() -> None:
+    p = established()
+    session = p.client_sa
+    with pytest.raises(TypeError, match="local must be a"):
+        session.update_addresses(SECOND_HOST, 1.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not an IP address"):
+        session.update_addresses(("client.example", 4500), 1.0)
+    with pytest.raises(ValueError, match="port 0"):
+        session.update_addresses((SECOND_HOST, 0), 1.0)
+    with pytest.raises(TypeError, match="remote must be"):
+        session.update_addresses((SECOND_HOST, 4500), 1.0, remote=(RESPONDER_HOST, "4500"))  # type: ignore[arg-type]
+    # Nothing changed, nothing was sent.
+    assert session.sa.local_address == (INITIATOR_HOST, NAT_T) and p.net.capture(1.0) == []
