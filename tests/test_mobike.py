@@ -214,3 +214,21 @@ def test_update_addresses_checks_its_arguments() -> None:
         session.update_addresses((SECOND_HOST, 4500), 1.0, remote=(RESPONDER_HOST, "4500"))  # type: ignore[arg-type]
     # Nothing changed, nothing was sent.
     assert session.sa.local_address == (INITIATOR_HOST, NAT_T) and p.net.capture(1.0) == []
+
+
+def test_the_gateway_may_move_a_clone_it_made() -> None:
+    """The documented choice for RFC 7791 §1's gateway-side move (docs/CLONE.md): either end
+    of a MOBIKE-capable SA may send UPDATE_SA_ADDRESSES."""
+    p = established()
+    p.net.hosts["198.51.100.2"] = p.gateway  # the gateway's second interface (or node)
+    # (gateway) HDR(old, #0), SK {N(CLONE_IKE_SA), SA, Ni, KEi}  -->  <--  {SA, Nr, KEr}
+    clone, peer_clone = clone_on_both_sides(p, p.gateway_sa, 1.0)
+    # (198.51.100.2 -> 192.0.2.1) HDR(clone, #0), SK {N(UPDATE_SA_ADDRESSES), ...}  -->  <--
+    peer_clone.update_addresses(("198.51.100.2", NAT_T), 2.0)
+    flow = p.net.run(2.0)
+    assert [str(d) for d in flow] == ["INFORMATIONAL --> #0", "INFORMATIONAL <-- #0"]
+    assert flow[0].datagram.src == ("198.51.100.2", NAT_T)
+    client_events, gateway_events = p.events()
+    assert of_type(client_events, IkeSaMoved) and of_type(gateway_events, IkeSaMoved)
+    assert clone.sa.remote_address == ("198.51.100.2", NAT_T)
+    assert p.client_sa.sa.remote_address == (RESPONDER_HOST, NAT_T)
