@@ -232,3 +232,24 @@ def test_the_gateway_may_move_a_clone_it_made() -> None:
     assert of_type(client_events, IkeSaMoved) and of_type(gateway_events, IkeSaMoved)
     assert clone.sa.remote_address == ("198.51.100.2", NAT_T)
     assert p.client_sa.sa.remote_address == (RESPONDER_HOST, NAT_T)
+
+
+def test_an_update_superseded_before_it_was_sent_is_never_sent() -> None:
+    p = established()
+    clone, peer_clone = clone_on_both_sides(p, p.client_sa, 1.0)
+    # HDR(clone, #0) CREATE_CHILD_SA in flight; two moves wait behind it: only the newer
+    # one goes out. CREATE_CHILD_SA --> <-- ; INFORMATIONAL {N(UPDATE_SA_ADDRESSES), ...} --> <--
+    clone.create_child_sa(2.0)
+    clone.update_addresses((SECOND_HOST, NAT_T), 2.0)
+    clone.update_addresses((INITIATOR_HOST, 4501), 2.0)
+    flow = p.net.run(2.0)
+    assert [str(d) for d in flow] == [
+        "CREATE_CHILD_SA --> #0",
+        "CREATE_CHILD_SA <-- #0",
+        "INFORMATIONAL --> #1",
+        "INFORMATIONAL <-- #1",
+    ]
+    assert flow[2].datagram.src == (INITIATOR_HOST, 4501)
+    (moved,) = of_type(p.events()[0], IkeSaMoved)
+    assert isinstance(moved, IkeSaMoved) and moved.local == (INITIATOR_HOST, 4501)
+    assert peer_clone.sa.remote_address == (INITIATOR_HOST, 4501)
