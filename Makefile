@@ -10,7 +10,7 @@ ARTIFACTS ?= ci-artifacts
 # name them: helpers add theirs here (e.g. redis-server, strongswan, tshark).
 DEB_PACKAGES = build-essential python3-dev python3-venv libssl-dev libipsec-mb-dev valgrind \
   charon-systemd strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins \
-  libstrongswan-extra-plugins tshark tcpdump iproute2
+  libstrongswan-extra-plugins tshark tcpdump iproute2 redis-server
 # Same pins as [build-system] requires in pyproject.toml (the venv builds without isolation).
 BUILD_REQUIRES = "setuptools>=68" wheel "Cython>=3.0.8,<4"
 # Everything a rebuild of the installed package depends on.
