@@ -96,6 +96,9 @@ class IkeSession:
         self.retransmissions = 0
         self.cached_answers = 0
         self.half_open_deadline: float | None = None
+        # Dropped from its endpoint without a word to the peer (the SA went to another
+        # cluster node, or a write could not be confirmed): it sends nothing any more.
+        self.evicted = False
         # Where the peer's IKE_SA_INIT came from (responder side; the endpoint's index key).
         self.init_source: Address | None = None
         # (source, destination) of the peer request being processed: MOBIKE takes the new
@@ -213,9 +216,13 @@ class IkeSession:
         self._close_after_response = (trigger, reason, notify)
 
     def save(self) -> None:
-        if self.sa.state in (IkeState.CONNECTING, IkeState.AUTHENTICATING, IkeState.DELETED):
+        if self.evicted or self.sa.state in (
+            IkeState.CONNECTING,
+            IkeState.AUTHENTICATING,
+            IkeState.DELETED,
+        ):
             return
-        self.endpoint.store.put_ike_sa(self.sa)
+        self.endpoint.save(self)
 
     def busy(self) -> bool:
         """Requests of ours in flight or queued."""
@@ -356,7 +363,7 @@ class IkeSession:
 
     def _pump(self, now: float) -> None:
         while self._queue and len(self._outstanding) < self.sa.peer_window:
-            if self.sa.state == IkeState.DELETED:
+            if self.sa.state == IkeState.DELETED or self.evicted:
                 return
             task = self._queue.popleft()
             try:
@@ -613,7 +620,7 @@ class IkeSession:
             self.remove_child(child, reason, event=self.visible)
         if self.visible:
             self.emit(IkeSaDeleted(self, reason, notify))
-        self.endpoint.store.delete_ike_sa(self.sa.spi_i, self.sa.spi_r)
+        self.endpoint.delete_record(self)
         self.endpoint.forget(self)
 
 
