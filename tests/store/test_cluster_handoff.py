@@ -7,6 +7,8 @@ an SA, sequence-number reservation across a restart, loading a Child SA on its f
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
+from pathlib import Path
 
 import pytest
 from engine_harness import (
@@ -18,7 +20,7 @@ from engine_harness import (
     of_type,
     pair,
 )
-from store_fixtures import SHARED_KINDS, StoreFactory
+from store_fixtures import SHARED_KINDS, STORE_KEY, StoreFactory
 
 from ikecore.config import EndpointConfig
 from ikecore.endpoint import Datagram, IkeEndpoint
@@ -32,7 +34,7 @@ from ikecore.events import (
     IkeSaMoved,
 )
 from ikecore.session import IkeSession
-from ikecore.store import MemoryStore, SaStore, WriteConflict
+from ikecore.store import MemoryStore, SaStore, SqliteStore, WriteConflict
 
 NODE_B_HOST = "198.51.100.2"
 NAT_T = 4500
@@ -278,3 +280,32 @@ def test_hand_off_refuses_an_sa_with_exchanges_in_flight() -> None:
         node_a.hand_off(a_sa, "B")
     assert store.owner(*a_sa.sa.spis) == "A" and node_a.sessions == [a_sa]
     assert session.sa.spis == a_sa.sa.spis
+
+
+def test_a_write_the_store_cannot_confirm_is_never_shown_to_the_peer(tmp_path: Path) -> None:
+    """StoreUnavailable on a save: the session is dropped and its answer withdrawn; the peer's
+    retransmission is served from the durable record once the store answers again."""
+    path = tmp_path / "sa.db"
+    client, gateway, peer, net = pair()
+    store = SqliteStore(path, STORE_KEY, node_id="A", timeout=0.05)
+    node_a = IkeEndpoint(gateway.config, store, random=counter_random(2))
+    net.hosts[RESPONDER_HOST] = node_a
+    session = client.initiate(peer, 0.0)
+    net.run(0.0)
+    drain(node_a)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock too long
+    session.check_liveness(1.0)
+    assert [str(d) for d in net.run(1.0)] == ["INFORMATIONAL --> #2"]
+    (gone,) = of_type(drain(node_a), IkeSaDeleted)
+    assert isinstance(gone, IkeSaDeleted) and gone.reason == "store_unavailable"
+    assert node_a.sessions == []
+    other.execute("ROLLBACK")
+    other.close()
+    # The client retransmits (RFC 7296 §2.1); node A loads the record and answers.
+    node_a.handle_timer(2.0)
+    client.handle_timer(2.0)
+    assert [str(d) for d in net.run(2.0)] == ["INFORMATIONAL --> #2", "INFORMATIONAL <-- #2"]
+    (loaded,) = node_a.sessions
+    assert loaded.sa.next_peer_request_id == 3
+    store.close()
