@@ -15,8 +15,8 @@ gateway, each an `IkeEndpoint` on the asyncio driver with unprivileged ports.
 
 Every IKE message is printed as it leaves or reaches the client, decrypted with the client's
 own keys to name its payloads. Any failed step ends the command with a non-zero status and a
-one-line reason. ``--scenario cluster`` (moving a clone to another gateway node through a
-shared store) belongs to the stores work and is refused here with its reason.
+one-line reason. ``--scenario cluster`` (moving a clone to another gateway node, in another
+process, through a shared store) is in `ikecore.demo_cluster`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import socket
+import sqlite3
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -94,9 +95,13 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("interfaces", "cluster"),
         default="interfaces",
         help="interfaces: move the clone to a second local address (default); cluster: to "
-        "another gateway node (not available yet)",
+        "another gateway node (separate processes sharing the store)",
     )
-    parser.add_argument("--store", default="memory:", help="the gateway's SA store (memory:)")
+    parser.add_argument(
+        "--store",
+        help="the gateways' SA store: memory: (interfaces default), sqlite:PATH (cluster "
+        "default: a temporary file) or redis://HOST:PORT/DB",
+    )
     parser.add_argument("--timeout", type=float, default=20.0, help="give up after S seconds")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -104,11 +109,11 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     try:
         if args.scenario == "cluster":
-            raise _Failure(
-                "--scenario cluster is not available yet (it needs the shared SA stores, "
-                "which come with the stores work)"
-            )
-        result = asyncio.run(_Demo(args).run())
+            from ikecore.demo_cluster import run_cluster_demo
+
+            result = asyncio.run(run_cluster_demo(args))
+        else:
+            result = asyncio.run(_Demo(args).run())
     except _Failure as failure:
         print(f"ikecore demo: {failure}", file=sys.stderr)
         if args.json:
@@ -126,8 +131,10 @@ def _print_summary(result: dict[str, Any]) -> None:
     print("summary")
     for key in ("ike_sas", "child_sas", "clones", "moved", "esp_packets_sent", "esp_packets_ok"):
         print(f"  {key}: {result[key]}")
-    for name, where in result["addresses"].items():
+    for name, where in result.get("addresses", {}).items():
         print(f"  {name}: {where}")
+    for name, node in result.get("nodes", {}).items():
+        print(f"  node {name} ({node['address']}, pid {node['pid']}): serves the {node['serves']}")
     print("  ok: every step passed")
 
 
@@ -323,9 +330,10 @@ class _Demo:
 
     async def run(self) -> dict[str, Any]:
         try:
-            store = open_store(self.args.store)
-        except ValueError as exc:
-            raise _Failure(str(exc)) from None
+            # A persistent store seals key material under a key of this run only.
+            store = open_store(self.args.store or "memory:", key=os.urandom(32))
+        except (ValueError, IkeError, OSError, sqlite3.Error) as exc:
+            raise _Failure(f"cannot open the store: {exc}") from None
         ike_port, nat_port = _free_ports((GATEWAY_HOST, *CLIENT_HOSTS))
         psk = os.urandom(24).hex().encode()
         gateway_peer = PeerConfig(

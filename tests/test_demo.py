@@ -71,8 +71,9 @@ def test_demo_json(tmp_path: pathlib.Path) -> None:
 @pytest.mark.parametrize(
     ("args", "reason"),
     [
-        (("--scenario", "cluster"), "not available yet"),
-        (("--store", "sqlite:/nonexistent/db"), "unsupported store URL"),
+        (("--scenario", "cluster", "--store", "memory:"), "a store both nodes share"),
+        (("--store", "sqlite:/nonexistent/db"), "cannot open the store"),
+        (("--scenario", "cluster", "--store", "sqlite:/nonexistent/db"), "cannot open the store"),
     ],
 )
 def test_demo_fails_with_a_one_line_reason(
