@@ -313,6 +313,11 @@ class _ClusterDemo(_Demo):
             observer = open_store(_node_url(url, "observer"), key)
         except (ValueError, IkeError, OSError, sqlite3.Error) as exc:
             raise _Failure(f"cannot open the store: {exc}") from None
+        try:
+            observer.owner(bytes(8), bytes(8))  # does it answer at all?
+        except IkeError as exc:
+            _close(observer)
+            raise _Failure(f"cannot open the store: {exc}") from None
         psk = os.urandom(24).hex()
         ike_port, nat_port = _free_ports((CLIENT_HOST, *NODE_HOSTS.values()))
         client_peer = PeerConfig(
@@ -355,9 +360,7 @@ class _ClusterDemo(_Demo):
             for node in nodes.values():
                 await node.stop()
             client.close()
-            close = getattr(observer, "close", None)
-            if close is not None:
-                close()
+            _close(observer)
         result["nodes"] = {
             name: {"address": NODE_HOSTS[name], "pid": pids[name], **result["nodes"][name]}
             for name in NODE_HOSTS
@@ -532,6 +535,12 @@ class _ClusterDemo(_Demo):
         if store.ike_sas():
             raise _Failure("records left in the store after both deletes")
         return result
+
+
+def _close(store: SaStore) -> None:
+    close = getattr(store, "close", None)  # the persistent stores have one
+    if close is not None:
+        close()
 
 
 async def run_cluster_demo(args: argparse.Namespace) -> dict[str, Any]:
