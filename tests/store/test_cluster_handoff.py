@@ -309,3 +309,27 @@ def test_a_write_the_store_cannot_confirm_is_never_shown_to_the_peer(tmp_path: P
     (loaded,) = node_a.sessions
     assert loaded.sa.next_peer_request_id == 3
     store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite"])
+def test_a_clone_the_client_made_can_be_handed_off_too(open_store: StoreFactory) -> None:
+    """The client clones (RFC 7791 App. A); the gateway still hands its side to node B, which
+    moves the client with UPDATE_SA_ADDRESSES (ikecore accepts it from either end)."""
+    c = cluster(open_store)
+    c.client_sa.request_clone(1.0)
+    c.net.run(1.0)
+    (client_cloned,) = of_type(drain(c.client), IkeSaCloned)
+    (a_cloned,) = of_type(drain(c.node_a), IkeSaCloned)
+    assert isinstance(client_cloned, IkeSaCloned) and isinstance(a_cloned, IkeSaCloned)
+    client_clone = client_cloned.clone
+    assert client_clone.sa.initiator and not a_cloned.clone.sa.initiator
+    c.node_a.hand_off(a_cloned.clone, "B")
+    b_clone = c.node_b.take_over(client_clone.sa.spis)
+    b_clone.update_addresses((NODE_B_HOST, NAT_T), 2.0)
+    flow = c.net.run(2.0)
+    assert [str(d) for d in flow] == ["INFORMATIONAL --> #0", "INFORMATIONAL <-- #0"]
+    assert client_clone.sa.remote_address == (NODE_B_HOST, NAT_T)
+    client_clone.create_child_sa(3.0)
+    flow = c.net.run(3.0)
+    assert [d.datagram.dst[0] for d in flow] == [NODE_B_HOST, INITIATOR_HOST]
+    assert of_type(drain(c.node_b), ChildSaEstablished)
