@@ -249,7 +249,7 @@ class IkeEndpoint:
         withdrawn = {id(d) for d in self._queued_by.pop(session, [])}
         if withdrawn:
             self._outbox = [d for d in self._outbox if id(d) not in withdrawn]
-        if session.visible and reason != "handed_off" and sa.state != IkeState.DELETED:
+        if session.visible and reason != "handed_off":
             self.queue_event(IkeSaDeleted(session, reason))
 
     def adopt(self, session: IkeSession) -> None:

@@ -616,11 +616,15 @@ class IkeSession:
         self._queue.clear()
         for task in tasks:
             task.abort(self, reason, now)
+        # The record first: if another node owns the SA by now, the delete is refused and
+        # nothing of the SA (its Child SA SPIs) is ours to release.
+        self.endpoint.delete_record(self)
+        if self.evicted:
+            return
         for child in list(self.sa.child_sas.values()):
             self.remove_child(child, reason, event=self.visible)
         if self.visible:
             self.emit(IkeSaDeleted(self, reason, notify))
-        self.endpoint.delete_record(self)
         self.endpoint.forget(self)
 
 
