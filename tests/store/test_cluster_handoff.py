@@ -333,3 +333,20 @@ def test_a_clone_the_client_made_can_be_handed_off_too(open_store: StoreFactory)
     flow = c.net.run(3.0)
     assert [d.datagram.dst[0] for d in flow] == [NODE_B_HOST, INITIATOR_HOST]
     assert of_type(drain(c.node_b), ChildSaEstablished)
+
+
+@pytest.mark.parametrize("kind", SHARED_KINDS)
+def test_a_delete_on_a_node_that_lost_the_sa_releases_nothing(open_store: StoreFactory) -> None:
+    c = cluster(open_store)
+    spis = c.a_sa.sa.spis
+    (a_child,) = c.a_sa.child_sas
+    assert open_store("ops").transfer(spis, "A", "B")
+    # The client deletes the SA; node A, which still holds it, processes the Delete, but the
+    # store refuses to remove B's record: A forgets the SA, answers nothing, frees no SPI.
+    c.client_sa.delete(1.0)
+    assert [str(d) for d in c.net.run(1.0)] == ["INFORMATIONAL --> #2"]
+    (gone,) = of_type(drain(c.node_a), IkeSaDeleted)
+    assert isinstance(gone, IkeSaDeleted) and gone.reason == "transferred"
+    assert c.node_a.sessions == []
+    assert c.store_b.get_ike_sa(*spis) is not None
+    assert not c.store_b.claim_esp_spi(a_child.spi_in)  # still claimed
