@@ -230,7 +230,7 @@ class EndpointConfig:
     cookie_threshold: int = 100
     nat_port: int = 4500
     nat_detection: bool = True
-    esp_seq_block: int = 1024
+    esp_seq_block: int = 16384
 
     def __post_init__(self) -> None:
         if not 1 <= self.esp_seq_block <= 2**32 - 1:

@@ -41,9 +41,9 @@ def check_report(report: dict[str, Any]) -> None:
     assert nodes["B"]["loaded"] == {
         "next_request_id": 0,
         "next_peer_request_id": 1,
-        "esp_seq_out": [1024],
+        "esp_seq_out": [16384],
     }
-    assert report["vpn_1_esp_seq"] == {"A": [1], "B": [1025, 1026, 1027]}
+    assert report["vpn_1_esp_seq"] == {"A": [1], "B": [16385, 16386, 16387]}
     update = next(m for m in report["messages"] if "N(UPDATE_SA_ADDRESSES)" in m)
     assert update.startswith("<-- INFORMATIONAL") and "(clone #0, 127.0.0.3:" in update
 
