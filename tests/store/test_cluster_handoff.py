@@ -34,7 +34,7 @@ from ikecore.events import (
     IkeSaMoved,
 )
 from ikecore.session import IkeSession
-from ikecore.store import MemoryStore, SaStore, SqliteStore, WriteConflict
+from ikecore.store import MemoryStore, SaStore, SqliteStore, StoreUnavailable, WriteConflict
 
 NODE_B_HOST = "198.51.100.2"
 NAT_T = 4500
@@ -350,3 +350,30 @@ def test_a_delete_on_a_node_that_lost_the_sa_releases_nothing(open_store: StoreF
     assert c.node_a.sessions == []
     assert c.store_b.get_ike_sa(*spis) is not None
     assert not c.store_b.claim_esp_spi(a_child.spi_in)  # still claimed
+
+
+def test_esp_waits_for_a_reservation_the_store_cannot_make(tmp_path: Path) -> None:
+    """StoreUnavailable from a reservation: nothing is sent, the SA stays; the next send
+    reserves again. A batch is reserved whole before anything is sealed."""
+    path = tmp_path / "sa.db"
+    client, gateway, peer, net = pair(endpoint_options={"esp_seq_block": 2})
+    store = SqliteStore(path, STORE_KEY, node_id="A", timeout=0.05)
+    node_a = IkeEndpoint(gateway.config, store, random=counter_random(2))
+    net.hosts[RESPONDER_HOST] = node_a
+    client.initiate(peer, 0.0)
+    net.run(0.0)
+    (a_sa,) = node_a.sessions
+    (a_child,) = a_sa.child_sas
+    node_a.send_esp(a_child.spi_in, PING, 4, 1.0)  # reserves 1..2
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    node_a.send_esp(a_child.spi_in, PING, 4, 1.0)  # 2 is reserved already: no store needed
+    with pytest.raises(StoreUnavailable):
+        node_a.send_esp_batch(a_child.spi_in, [PING, PING], 4, 1.0)
+    assert [esp_seq(d) for d in net.capture(1.0)] == [1, 2]
+    assert node_a.sessions == [a_sa] and a_child.seq_out == 2
+    other.execute("ROLLBACK")
+    other.close()
+    node_a.send_esp_batch(a_child.spi_in, [PING, PING], 4, 2.0)
+    assert [esp_seq(d) for d in net.capture(2.0)] == [3, 4]
+    store.close()
