@@ -377,3 +377,44 @@ def test_esp_waits_for_a_reservation_the_store_cannot_make(tmp_path: Path) -> No
     node_a.send_esp_batch(a_child.spi_in, [PING, PING], 4, 2.0)
     assert [esp_seq(d) for d in net.capture(2.0)] == [3, 4]
     store.close()
+
+
+@pytest.mark.parametrize("kind", SHARED_KINDS)
+def test_an_sa_goes_to_b_and_back_to_a_with_message_ids_continuing(
+    open_store: StoreFactory,
+) -> None:
+    c = cluster(open_store)
+    spis = c.a_sa.sa.spis
+    c.node_a.hand_off(c.a_sa, "B")
+    b_sa = c.node_b.take_over(spis)
+    b_sa.update_addresses((NODE_B_HOST, NAT_T), 1.0)
+    # The gateway's first request on this SA (#0); the client's IKE_AUTH was #1.
+    assert [str(d) for d in c.net.run(1.0)] == ["INFORMATIONAL --> #0", "INFORMATIONAL <-- #0"]
+    c.client_sa.check_liveness(2.0)
+    assert [str(d) for d in c.net.run(2.0)] == ["INFORMATIONAL --> #2", "INFORMATIONAL <-- #2"]
+    c.node_b.hand_off(b_sa, "A")
+    assert c.store_a.owner(*spis) == "A" and c.node_b.sessions == []
+    back = c.node_a.take_over(spis)
+    assert back is not c.a_sa and (back.sa.next_request_id, back.sa.next_peer_request_id) == (
+        1,
+        3,
+    )
+    back.update_addresses((RESPONDER_HOST, NAT_T), 3.0)
+    flow = c.net.run(3.0)
+    assert [str(d) for d in flow] == ["INFORMATIONAL --> #1", "INFORMATIONAL <-- #1"]
+    assert flow[0].datagram.src == (RESPONDER_HOST, NAT_T)
+    assert c.client_sa.sa.remote_address == (RESPONDER_HOST, NAT_T)
+    # B's old session object is dead: it cannot be handed off again.
+    with pytest.raises(LocalProtocolError):
+        c.node_b.hand_off(b_sa, "A")
+
+
+@pytest.mark.parametrize("kind", SHARED_KINDS)
+def test_hand_off_of_an_sa_taken_behind_our_back_is_a_write_conflict(
+    open_store: StoreFactory,
+) -> None:
+    c = cluster(open_store)
+    assert open_store("ops").transfer(c.a_sa.sa.spis, "A", "B")
+    with pytest.raises(WriteConflict):
+        c.node_a.hand_off(c.a_sa, "C")
+    assert c.node_a.sessions == [] and c.store_b.owner(*c.a_sa.sa.spis) == "B"
