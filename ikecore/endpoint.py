@@ -65,6 +65,9 @@ __all__ = ["Datagram", "EspState", "IkeEndpoint"]
 _ZERO_SPI = bytes(8)
 _NON_ESP_MARKER = bytes(4)
 _KEEPALIVE = b"\xff"
+# Store lookups for ESP with an SPI not in memory, per second (and burst): every such packet
+# would otherwise cost a store round trip, which random SPIs from anyone could make for free.
+_ESP_LOADS_PER_SECOND = 1000.0
 
 
 @dataclass(slots=True)
@@ -149,6 +152,8 @@ class IkeEndpoint:
         self.malformed = 0
         self.cookies_sent = 0
         self.esp_dropped = 0
+        self._esp_load_tokens = _ESP_LOADS_PER_SECOND
+        self._esp_load_time: float | None = None
 
     # -- services for sessions and exchanges ---------------------------------------------------
 
@@ -578,7 +583,7 @@ class IkeEndpoint:
         spi = data[:4]
         state = self._esp.get(spi)
         if state is None:
-            route = self._children.get(spi) or self._load_by_esp_spi(spi)
+            route = self._children.get(spi) or self._load_by_esp_spi(spi, now)
             if route is None:
                 self.esp_dropped += 1
                 return
@@ -592,11 +597,21 @@ class IkeEndpoint:
             return  # RFC 4303 §2.6: authentic, counted, discarded
         self.queue_event(EspPacketReceived(state.session, state.child, next_header, inner))
 
-    def _load_by_esp_spi(self, spi: bytes) -> tuple[IkeSession, ChildSa] | None:
+    def _load_by_esp_spi(self, spi: bytes, now: float) -> tuple[IkeSession, ChildSa] | None:
         """ESP for a Child SA this process does not hold: its IKE SA from the store (a
-        restart, or a node that took the SA over and hears ESP before any IKE message)."""
+        restart, or a node that took the SA over and hears ESP before any IKE message), at
+        most `_ESP_LOADS_PER_SECOND` lookups a second (a token bucket)."""
         if len(spi) != 4:
             return None
+        if self._esp_load_time is not None:
+            elapsed = max(now - self._esp_load_time, 0.0)
+            self._esp_load_tokens = min(
+                _ESP_LOADS_PER_SECOND, self._esp_load_tokens + elapsed * _ESP_LOADS_PER_SECOND
+            )
+        self._esp_load_time = now
+        if self._esp_load_tokens < 1:
+            return None
+        self._esp_load_tokens -= 1
         try:
             sa = self.store.find_by_esp_spi(spi)
             if sa is None or sa.state == IkeState.DELETED or spi not in sa.child_sas:
