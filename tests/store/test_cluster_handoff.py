@@ -33,6 +33,7 @@ from ikecore.events import (
     IkeSaDeleted,
     IkeSaMoved,
 )
+from ikecore.sa import IkeSa
 from ikecore.session import IkeSession
 from ikecore.store import MemoryStore, SaStore, SqliteStore, StoreUnavailable, WriteConflict
 
@@ -418,3 +419,26 @@ def test_hand_off_of_an_sa_taken_behind_our_back_is_a_write_conflict(
     with pytest.raises(WriteConflict):
         c.node_a.hand_off(c.a_sa, "C")
     assert c.node_a.sessions == [] and c.store_b.owner(*c.a_sa.sa.spis) == "B"
+
+
+def test_store_lookups_for_unknown_esp_are_rate_limited() -> None:
+    """Random SPIs cost at most 1000 store lookups a second (then they are dropped unread)."""
+
+    class CountingStore(MemoryStore):
+        lookups = 0
+
+        def find_by_esp_spi(self, spi_in: bytes) -> IkeSa | None:
+            CountingStore.lookups += 1
+            return super().find_by_esp_spi(spi_in)
+
+    endpoint = IkeEndpoint(EndpointConfig(), CountingStore())
+    junk = bytes(28)
+    for n in range(1500):
+        spi = (0x1000 + n).to_bytes(4, "big")
+        endpoint.receive_datagram(spi + junk, ("192.0.2.9", NAT_T), ("198.51.100.1", NAT_T), 1.0)
+    assert CountingStore.lookups == 1000 and endpoint.esp_dropped == 1500
+    # Half a second later, 500 more may be looked up.
+    for n in range(600):
+        spi = (0x9000 + n).to_bytes(4, "big")
+        endpoint.receive_datagram(spi + junk, ("192.0.2.9", NAT_T), ("198.51.100.1", NAT_T), 1.5)
+    assert CountingStore.lookups == 1500
