@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from ikecore import _bench, peer_commands
+from ikecore import _bench, demo, peer_commands
 from ikecore.constants import (
     AuthMethod,
     ConfigAttributeType,
@@ -358,6 +358,7 @@ COMMANDS: dict[str, Command] = {
         peer_commands.add_respond_arguments,
         peer_commands.run_respond,
     ),
+    "demo": Command(demo.DEMO_HELP, demo.add_demo_arguments, demo.run_demo),
     "bench": Command(
         "run the benchmark suite of a source checkout: ikecore against its peers, with progress",
         _bench.add_arguments,

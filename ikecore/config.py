@@ -213,7 +213,9 @@ class EndpointConfig:
     the SA is given up. ``cookie_threshold``: half-open IKE SAs beyond which the responder
     demands a COOKIE (§2.6). ``window_size`` is announced with SET_WINDOW_SIZE when above 1
     (§2.3). ``nat_detection`` False leaves NAT_DETECTION_* out of our IKE_SA_INIT requests
-    (a responder still answers those it receives, §2.23).
+    (a responder still answers those it receives, §2.23). ``esp_seq_block``: outbound ESP
+    sequence numbers reserved in the store at a time (one durable write per block, not per
+    packet; a crash or hand-off skips at most that many, compare RFC 6311).
     """
 
     peers: tuple[PeerConfig, ...] = ()
@@ -228,8 +230,11 @@ class EndpointConfig:
     cookie_threshold: int = 100
     nat_port: int = 4500
     nat_detection: bool = True
+    esp_seq_block: int = 16384
 
     def __post_init__(self) -> None:
+        if not 1 <= self.esp_seq_block <= 2**32 - 1:
+            raise ValueError("esp_seq_block must lie in 1..2^32 - 1")
         if not 1 <= self.window_size <= 2**16:
             raise ValueError("window_size must lie in 1..65536")
         if self.retransmit_timeout <= 0 or self.retransmit_backoff < 1:

@@ -11,6 +11,14 @@ It demultiplexes IKE messages by SPI to sessions (loading them from the store wh
 in memory: a restart, or a cluster node taking over an SA), answers the first IKE_SA_INIT of a
 new peer (statelessly with a COOKIE when too many SAs are half open, RFC 7296 §2.6), and
 tells IKE from ESP and keepalives on the NAT-T port (RFC 3948 §2.2, RFC 7296 §2.23).
+
+Cluster nodes (RFC 7791 §1, issue "SA stores"): a node serves only the SAs its store says it
+owns. `hand_off` gives one to another node, `take_over` loads one given to this node. A write
+the store refuses (`WriteConflict`: the SA belongs to another node now) or cannot confirm
+(`StoreUnavailable`) drops the session from memory, and what it had queued for the peer is
+withdrawn: the peer never sees a change that is not durably ours. Outbound ESP sequence numbers
+are reserved in blocks of ``EndpointConfig.esp_seq_block`` before they are used (RFC 6311's
+idea), so a node that loads the SA later starts above anything ever sent.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import hashlib
 import hmac
 import ipaddress
 import os
+from array import array
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,14 +43,14 @@ from ikecore.errors import (
     ReplayError,
 )
 from ikecore.esp import DUMMY_NEXT_HEADER, EspInbound, EspOutbound
-from ikecore.events import EspPacketReceived, Event
+from ikecore.events import EspPacketReceived, Event, IkeSaDeleted
 from ikecore.exchanges.base import find_notify
 from ikecore.exchanges.ike_auth import IkeAuthInitiator
 from ikecore.exchanges.ike_sa_init import Handshake, IkeSaInitInitiator
-from ikecore.sa import ChildSa, IkeSa
+from ikecore.sa import ChildSa, IkeSa, SpiPair
 from ikecore.session import IkeSession
 from ikecore.states import IkeState
-from ikecore.store import MemoryStore, SaStore
+from ikecore.store import MemoryStore, SaStore, StoreUnavailable, WriteConflict
 from ikecore.wire import (
     IkeMessage,
     Nonce,
@@ -56,26 +65,45 @@ __all__ = ["Datagram", "EspState", "IkeEndpoint"]
 _ZERO_SPI = bytes(8)
 _NON_ESP_MARKER = bytes(4)
 _KEEPALIVE = b"\xff"
+# Store lookups for ESP with an SPI not in memory, per second (and burst): every such packet
+# would otherwise cost a store round trip, which random SPIs from anyone could make for free.
+_ESP_LOADS_PER_SECOND = 1000.0
 
 
 @dataclass(slots=True)
 class EspState:
-    """The native ESP objects of one Child SA (built from its record, RFC 4303/4106)."""
+    """The native ESP objects of one Child SA (built from its record, RFC 4303/4106).
+
+    ``seq_limit``: outbound sequence numbers up to this one are reserved in the store
+    (`SaStore.reserve_seq`); sending beyond it reserves the next block first. A data path
+    that uses ``outbound`` directly calls `IkeEndpoint.reserve_esp` before it does.
+    """
 
     session: IkeSession
     child: ChildSa
     inbound: EspInbound
     outbound: EspOutbound
+    seq_limit: int
 
 
 def _esp_state(session: IkeSession, child: ChildSa) -> EspState:
     t = child.transforms
     algorithm = aead_algorithm(t.encr)
-    inbound = EspInbound(child.spi_in, child.key_in, t.icv_length, t.esn, algorithm=algorithm)
+    # The replay window continues from the record (a node that took the SA over).
+    inbound = EspInbound(
+        child.spi_in,
+        child.key_in,
+        t.icv_length,
+        t.esn,
+        algorithm=algorithm,
+        highest_seq=child.replay_highest,
+        replay_bitmap=child.replay_bitmap,
+    )
     outbound = EspOutbound(
         child.spi_out, child.key_out, t.icv_length, t.esn, child.seq_out, algorithm=algorithm
     )
-    return EspState(session, child, inbound, outbound)
+    # Nothing reserved beyond what the record says was used: the first send reserves.
+    return EspState(session, child, inbound, outbound, child.seq_out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +145,15 @@ class IkeEndpoint:
         self._esp: dict[bytes, EspState] = {}
         self._events: deque[Event] = deque()
         self._outbox: list[Datagram] = []
+        # What each session queued since the last datagrams_to_send: withdrawn if its
+        # change cannot be saved (see _evict).
+        self._queued_by: dict[IkeSession, list[Datagram]] = {}
         self._cookie_secret = random(32)
         self.malformed = 0
         self.cookies_sent = 0
         self.esp_dropped = 0
+        self._esp_load_tokens = _ESP_LOADS_PER_SECOND
+        self._esp_load_time: float | None = None
 
     # -- services for sessions and exchanges ---------------------------------------------------
 
@@ -151,23 +184,86 @@ class IkeEndpoint:
     ) -> None:
         """Queue an IKE message of ``session``: requests go to the SA's addresses, responses
         (``reply_to`` = the request's (src, dst)) back where the request came from (§2.11)."""
+        if session.evicted:
+            return
         if reply_to is None:
-            self._send(raw, session.sa.local_address, session.sa.remote_address)
+            datagram = self._send(raw, session.sa.local_address, session.sa.remote_address)
         else:
             peer, local = reply_to
-            self._send(raw, local, peer)
+            datagram = self._send(raw, local, peer)
+        self._queued_by.setdefault(session, []).append(datagram)
 
-    def _send(self, raw: bytes, src: Address, dst: Address) -> None:
+    def _send(self, raw: bytes, src: Address, dst: Address) -> Datagram:
         # RFC 3948 §2.2: IKE on the NAT-T port carries the non-ESP marker.
         if self.config.nat_port in (src[1], dst[1]):
             raw = _NON_ESP_MARKER + raw
-        self._outbox.append(Datagram(raw, src, dst))
+        datagram = Datagram(raw, src, dst)
+        self._outbox.append(datagram)
+        return datagram
+
+    def save(self, session: IkeSession) -> None:
+        """Write the session's record (`IkeSession.save`), with the ESP replay windows as they
+        are now. A refused write (`WriteConflict`: another node owns the SA) or an unconfirmed
+        one (`StoreUnavailable`: it may or may not have been made) drops the session from
+        this process and withdraws what it queued for the peer; the next datagram for the SA
+        loads the durable record again (if this node still owns it)."""
+        try:
+            self._put(session)
+        except WriteConflict:
+            self._evict(session, "transferred")
+        except StoreUnavailable:
+            self._evict(session, "store_unavailable")
+
+    def _put(self, session: IkeSession) -> None:
+        sa = session.sa
+        for spi_in in sa.child_sas:
+            state = self._esp.get(spi_in)
+            if state is not None:
+                state.child.replay_highest = state.inbound.highest_seq
+                state.child.replay_bitmap = state.inbound.replay_bitmap
+        self.store.put_ike_sa(sa)
+
+    def delete_record(self, session: IkeSession) -> None:
+        """Remove the record of an SA that ended; if another node owns it, only forget it."""
+        try:
+            self.store.delete_ike_sa(session.sa.spi_i, session.sa.spi_r)
+        except WriteConflict:
+            self._evict(session, "transferred")
+        except StoreUnavailable:
+            self._evict(session, "store_unavailable")
+
+    def _evict(self, session: IkeSession, reason: str) -> None:
+        """Forget a session without a word to the peer and without touching the store (its
+        SPIs stay claimed: the record, or its new owner, still uses them). ``reason``
+        ("transferred", "store_unavailable", "handed_off") goes in `IkeSaDeleted` except for
+        a hand-off the user asked for."""
+        if session.evicted:
+            return
+        session.evicted = True
+        sa = session.sa
+        if self._sessions.get(sa.local_spi) is session:
+            del self._sessions[sa.local_spi]
+        self._half_open.discard(session)
+        if session.init_source is not None:
+            self._by_init.pop((sa.spi_i, session.init_source), None)
+        for spi_in in sa.child_sas:
+            route = self._children.get(spi_in)
+            if route is not None and route[0] is session:
+                del self._children[spi_in]
+                self._esp.pop(spi_in, None)
+        withdrawn = {id(d) for d in self._queued_by.pop(session, [])}
+        if withdrawn:
+            self._outbox = [d for d in self._outbox if id(d) not in withdrawn]
+        if session.visible and reason != "handed_off":
+            self.queue_event(IkeSaDeleted(session, reason))
 
     def adopt(self, session: IkeSession) -> None:
         """Track a session created by an exchange (the successor of a rekey, a clone)."""
         self._sessions[session.sa.local_spi] = session
 
     def forget(self, session: IkeSession) -> None:
+        if session.evicted:
+            return  # its SPIs are not ours to release any more
         sa = session.sa
         if self._sessions.get(sa.local_spi) is session:
             del self._sessions[sa.local_spi]
@@ -243,7 +339,7 @@ class IkeEndpoint:
             return
         session = self._find_session(message, src)
         if session is not None:
-            if session.sa.state != IkeState.DELETED:
+            if session.sa.state != IkeState.DELETED and not session.evicted:
                 session.receive(message, now, src, dst)
             return
         if (
@@ -257,7 +353,50 @@ class IkeEndpoint:
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         out, self._outbox = self._outbox, []
+        self._queued_by.clear()
         return out
+
+    # -- cluster nodes (RFC 7791 §1) -----------------------------------------------------------
+
+    def hand_off(self, session: IkeSession, to_node: str) -> None:
+        """Give an IKE SA (with its Child SAs) to cluster node ``to_node``: the record is
+        saved with its counters and replay windows, ownership moves in the store
+        (compare-and-set, `SaStore.transfer`) and this endpoint forgets the session without a
+        word to the peer. The new owner continues with `take_over`.
+
+        Raises LocalProtocolError while exchanges of ours are in flight or queued (their
+        responses could not be matched on the other node) or when the SA is not established,
+        `WriteConflict` when this node does not own it (then it is dropped here too)."""
+        if session.evicted or session.sa.state != IkeState.ESTABLISHED:
+            raise LocalProtocolError("only an established IKE SA can be handed off")
+        if session.busy():
+            raise LocalProtocolError("exchanges in flight: hand the IKE SA off when they end")
+        try:
+            self._put(session)
+        except WriteConflict:
+            self._evict(session, "transferred")
+            raise
+        # StoreUnavailable: nothing moved for sure; the session stays and may be handed again.
+        if not self.store.transfer(session.sa.spis, self.store.node_id, to_node):
+            self._evict(session, "transferred")
+            raise WriteConflict(f"{self.store.node_id} does not own {session!r}")
+        self._evict(session, "handed_off")
+
+    def take_over(self, spis: SpiPair) -> IkeSession:
+        """Serve an IKE SA given to this node (`hand_off` on another node): loaded from the
+        store with message IDs, SK IV counter, ESP sequence numbers above every one the old
+        owner reserved, and replay windows. Moving the peer to this node is the caller's next
+        step (`IkeSession.update_addresses`, RFC 4555 §3.5; docs/CLUSTER.md).
+        LocalProtocolError when the store has no such live SA owned by this node."""
+        for stale in list(self._sessions.values()):
+            if stale.sa.spis == spis:
+                self._evict(stale, "handed_off")  # a copy from an earlier turn here
+        session = self._load(*spis)
+        if session is None:
+            raise LocalProtocolError(
+                f"no live IKE SA {spis[0].hex()}/{spis[1].hex()} owned by {self.store.node_id}"
+            )
+        return session
 
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
@@ -292,9 +431,18 @@ class IkeEndpoint:
 
     def _load(self, spi_i: bytes, spi_r: bytes) -> IkeSession | None:
         """An SA this process does not hold: from the store (restart, cluster hand-off)."""
-        sa = self.store.get_ike_sa(spi_i, spi_r)
-        if sa is None or sa.state == IkeState.DELETED:
-            return None
+        try:
+            sa = self.store.get_ike_sa(spi_i, spi_r)
+            if sa is None or sa.state == IkeState.DELETED:
+                return None
+            # A node serves only what it owns (the old owner of a handed-off SA stays out).
+            if self.store.owner(spi_i, spi_r) != self.store.node_id:
+                return None
+        except StoreUnavailable:
+            return None  # as if lost: the peer retransmits
+        return self._adopt_record(sa)
+
+    def _adopt_record(self, sa: IkeSa) -> IkeSession:
         peer = next((p for p in self.config.peers if sa.peer_name and p.name == sa.peer_name), None)
         if peer is None and sa.remote_id is not None:
             peer = self.config.peer_for(sa.remote_id)
@@ -355,6 +503,11 @@ class IkeEndpoint:
             # Refused (NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD) or dropped: keep no state.
             self.forget(session)
 
+    @property
+    def half_open_count(self) -> int:
+        """Responder SAs between IKE_SA_INIT and IKE_AUTH (what the COOKIE threshold counts)."""
+        return len(self._half_open)
+
     def half_open_established(self, session: IkeSession) -> None:
         """IKE_AUTH done: the SA no longer counts as half open."""
         self._half_open.discard(session)
@@ -371,21 +524,58 @@ class IkeEndpoint:
             state = self._esp[spi_in] = _esp_state(*route)
         return state
 
+    def reserve_esp(self, spi_in: bytes, count: int) -> EspState:
+        """Make sure the next ``count`` outbound sequence numbers of the Child SA are reserved
+        in the store (a block of at least ``esp_seq_block``, one durable write) and return
+        its ESP state. Raises `WriteConflict` (another node owns the SA: it is dropped here),
+        `StoreUnavailable` (nothing may be sent now; a later call reserves again) or
+        SequenceExhausted."""
+        state = self.esp(spi_in)
+        if state.outbound.seq + count > state.seq_limit:
+            block = max(count, self.config.esp_seq_block)
+            try:
+                state.seq_limit = self.store.reserve_seq(spi_in, block)
+            except WriteConflict:
+                self._evict(state.session, "transferred")
+                raise
+        return state
+
     def send_esp(self, spi_in: bytes, inner: bytes, next_header: int, now: float) -> None:
         """Encapsulate one inner packet on the Child SA and queue it as ESP-in-UDP to the
-        peer's NAT-T port (RFC 3948 §2.1). Raises SequenceExhausted instead of wrapping."""
-        state = self.esp(spi_in)
+        peer's NAT-T port (RFC 3948 §2.1). Raises SequenceExhausted instead of wrapping, and
+        what `reserve_esp` raises."""
+        state = self.reserve_esp(spi_in, 1)
         packet = state.outbound.encapsulate(inner, next_header)
         state.child.seq_out = state.outbound.seq
+        self._outbox.append(Datagram(packet, *self._esp_path(state)))
+
+    def send_esp_batch(
+        self, spi_in: bytes, inners: list[bytes], next_header: int, now: float
+    ) -> None:
+        """`send_esp` for several inner packets in order, sealed in one native call (all or
+        nothing: sequence numbers are reserved for the whole batch first)."""
+        if not inners:
+            return
+        state = self.reserve_esp(spi_in, len(inners))
+        outbound = state.outbound
+        out = bytearray(sum(outbound.packet_len(len(inner)) for inner in inners))
+        ends = array("q", bytes(8 * len(inners)))
+        outbound.encapsulate_batch(inners, next_header, out, ends)
+        state.child.seq_out = outbound.seq
+        src, dst = self._esp_path(state)
+        start = 0
+        for end in ends:
+            self._outbox.append(Datagram(bytes(out[start:end]), src, dst))
+            start = end
+
+    def _esp_path(self, state: EspState) -> tuple[Address, Address]:
         sa = state.session.sa
         port = self.config.nat_port
         if sa.local_address[1] == port:
             # The IKE SA floated: ESP uses exactly its addresses and ports (RFC 3948 §2.1),
             # which behind a NAT are the NAT's mapping, not 4500.
-            src, dst = sa.local_address, sa.remote_address
-        else:
-            src, dst = (sa.local_address[0], port), (sa.remote_address[0], port)
-        self._outbox.append(Datagram(packet, src, dst))
+            return sa.local_address, sa.remote_address
+        return (sa.local_address[0], port), (sa.remote_address[0], port)
 
     def _receive_esp(self, data: bytes, now: float) -> None:
         """ESP-in-UDP (RFC 3948): routed by SPI; replay check, then ICV, then the window
@@ -393,7 +583,7 @@ class IkeEndpoint:
         spi = data[:4]
         state = self._esp.get(spi)
         if state is None:
-            route = self._children.get(spi)
+            route = self._children.get(spi) or self._load_by_esp_spi(spi, now)
             if route is None:
                 self.esp_dropped += 1
                 return
@@ -406,3 +596,31 @@ class IkeEndpoint:
         if next_header == DUMMY_NEXT_HEADER:
             return  # RFC 4303 §2.6: authentic, counted, discarded
         self.queue_event(EspPacketReceived(state.session, state.child, next_header, inner))
+
+    def _load_by_esp_spi(self, spi: bytes, now: float) -> tuple[IkeSession, ChildSa] | None:
+        """ESP for a Child SA this process does not hold: its IKE SA from the store (a
+        restart, or a node that took the SA over and hears ESP before any IKE message), at
+        most `_ESP_LOADS_PER_SECOND` lookups a second (a token bucket)."""
+        if len(spi) != 4:
+            return None
+        if self._esp_load_time is not None:
+            elapsed = max(now - self._esp_load_time, 0.0)
+            self._esp_load_tokens = min(
+                _ESP_LOADS_PER_SECOND, self._esp_load_tokens + elapsed * _ESP_LOADS_PER_SECOND
+            )
+        self._esp_load_time = now
+        if self._esp_load_tokens < 1:
+            return None
+        self._esp_load_tokens -= 1
+        try:
+            sa = self.store.find_by_esp_spi(spi)
+            if sa is None or sa.state == IkeState.DELETED or spi not in sa.child_sas:
+                return None
+            if self.store.owner(sa.spi_i, sa.spi_r) != self.store.node_id:
+                return None
+        except StoreUnavailable:
+            return None
+        if sa.local_spi in self._sessions:
+            return None  # held here, and the Child SA is not in it: a stale record
+        self._adopt_record(sa)
+        return self._children.get(spi)

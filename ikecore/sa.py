@@ -60,7 +60,10 @@ class ChildSa:
 
     ``initiator`` is our role in the exchange that created it (KEYMAT order, RFC 7296 §2.17).
     ``seq_out`` is the last outbound ESP sequence number handed out (a high-water mark: it
-    never goes back, so an IV is never reused).
+    never goes back, so an IV is never reused). ``replay_highest`` / ``replay_bitmap`` are the
+    inbound anti-replay window as last saved (RFC 4303 §3.4.3: the highest sequence number
+    received, bit i = that number - i received), so a node that takes the SA over keeps
+    rejecting replays of what was received before the hand-off.
     """
 
     spi_in: bytes
@@ -73,6 +76,8 @@ class ChildSa:
     remote_ts: tuple[TrafficSelector, ...]
     state: ChildState = ChildState.INSTALLED
     seq_out: int = 0
+    replay_highest: int = 0
+    replay_bitmap: int = 0
     created_at: float = 0.0
     rekeyed_from: bytes | None = None
 
@@ -87,6 +92,8 @@ class ChildSa:
             "remote_ts": [_ts_to_list(ts) for ts in self.remote_ts],
             "state": self.state.value,
             "seq_out": self.seq_out,
+            "replay_highest": self.replay_highest,
+            "replay_bitmap": self.replay_bitmap,
             "created_at": self.created_at,
             "rekeyed_from": None if self.rekeyed_from is None else self.rekeyed_from.hex(),
         }
@@ -105,6 +112,8 @@ class ChildSa:
                 remote_ts=tuple(TrafficSelector(*ts) for ts in data["remote_ts"]),
                 state=ChildState(data["state"]),
                 seq_out=int(data["seq_out"]),
+                replay_highest=int(data["replay_highest"]),
+                replay_bitmap=int(data["replay_bitmap"]),
                 created_at=float(data["created_at"]),
                 rekeyed_from=_opt_bytes(data["rekeyed_from"]),
             )

@@ -4,6 +4,9 @@ Records are kept by reference: the engine mutates an `IkeSa` and then calls `put
 which refreshes the indexes (Child SA SPIs, peer identity). Lookups are plain dict reads.
 Only one process sees it, so ownership is only this node's or, after `transfer`, nobody's
 here: the SA is then read-only for this store (its writes raise `WriteConflict`).
+`node(node_id)` gives a view of the same dictionaries writing as another node: cluster nodes
+simulated in one process (tests). Records are shared by reference between the views, so a node
+must stop using an SA it hands off (`IkeEndpoint.hand_off` does).
 """
 
 from __future__ import annotations
@@ -53,9 +56,18 @@ class MemoryStore:
     def release_esp_spi(self, spi: bytes) -> None:
         self._esp_spis.discard(spi)
 
+    def node(self, node_id: str) -> MemoryStore:
+        """Another node's view of this store: same records, owners and reservations."""
+        view = MemoryStore.__new__(MemoryStore)
+        for name, value in vars(self).items():
+            setattr(view, name, value)
+        view._node_id = node_id
+        return view
+
     def put_ike_sa(self, sa: IkeSa) -> None:
         key = sa.spis
         self._check_owner(key)
+        self._owners.setdefault(key, self._node_id)
         self._sas[key] = sa
         for stale in self._esp_of.get(key, set()) - sa.child_sas.keys():
             # Only if it still names this SA: a Child SA that moved (IKE SA rekey) is
@@ -73,11 +85,20 @@ class MemoryStore:
             self._by_identity.setdefault(sa.remote_id, set()).add(key)
 
     def get_ike_sa(self, spi_i: bytes, spi_r: bytes) -> IkeSa | None:
-        return self._sas.get((spi_i, spi_r))
+        return self._loaded(self._sas.get((spi_i, spi_r)))
 
     def find_by_esp_spi(self, spi_in: bytes) -> IkeSa | None:
         key = self._by_esp_spi.get(spi_in)
-        return None if key is None else self._sas.get(key)
+        return None if key is None else self._loaded(self._sas.get(key))
+
+    def _loaded(self, sa: IkeSa | None) -> IkeSa | None:
+        """A load resumes each Child SA's ``seq_out`` above its reservations, like the
+        persistent stores: a node that takes the SA over never reuses a number the old owner
+        may have sent."""
+        if sa is not None:
+            for spi_in, child in sa.child_sas.items():
+                child.seq_out = max(child.seq_out, self._seq_reserved.get(spi_in, 0))
+        return sa
 
     def find_by_identity(self, remote_id: Identity) -> list[IkeSa]:
         return [self._sas[key] for key in sorted(self._by_identity.get(remote_id, ()))]
