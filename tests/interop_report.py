@@ -38,8 +38,14 @@ def table(report: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for (initiator, responder, ike, esp), cases in rows.items():
         exercised = list(dict.fromkeys(case["exercised"] for case in cases))
-        failed = sum(case["result"] != "passed" for case in cases)
-        verdict = "pass" if failed == 0 else f"FAIL ({failed} of {len(cases)})"
+        failed = sum(case["result"] not in ("passed", "not testable") for case in cases)
+        untestable = [case["not_testable"] for case in cases if case["result"] == "not testable"]
+        if failed:
+            verdict = f"FAIL ({failed} of {len(cases)})"
+        elif untestable:
+            verdict = "not testable against this peer: " + "; ".join(dict.fromkeys(untestable))
+        else:
+            verdict = "pass"
         cells = [initiator, responder, _versions(cases), ike, esp, "; ".join(exercised), verdict]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     lines.append("")

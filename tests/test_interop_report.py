@@ -47,6 +47,16 @@ def test_tshark_only_rows_name_tshark_and_dash_for_missing_proposals() -> None:
     assert "| synthetic (cryptography) | tshark | tshark 4.0.17 | — | aes128gcm16-esn |" in text
 
 
+def test_not_testable_rows_say_so_and_a_failure_still_wins() -> None:
+    esn = {**CASE, "esp": "aes128gcm16-esn", "result": "not testable",
+           "not_testable": "libipsec has no ESN (NO_PROPOSAL_CHOSEN handled)"}
+    text = table(report(esn, {**esn, "test": "t::e"}))
+    assert text.splitlines()[2].endswith(
+        "| not testable against this peer: libipsec has no ESN (NO_PROPOSAL_CHOSEN handled) |")
+    text = table(report(esn, {**esn, "result": "failed", "test": "t::f"}))
+    assert text.splitlines()[2].endswith("| FAIL (1 of 2) |")
+
+
 def test_command_line_reads_the_json(tmp_path: Path) -> None:
     path = tmp_path / "interop.json"
     path.write_text(json.dumps(report(CASE)))

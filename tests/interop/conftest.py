@@ -154,7 +154,9 @@ def interop_case(
     request: pytest.FixtureRequest, interop_environment: dict[str, str]
 ) -> Callable[..., None]:
     """Record one case this test exercises: interop_case(initiator=..., responder=..., ike=...,
-    esp=..., exercised=...). The test's outcome becomes the case's result."""
+    esp=..., exercised=...). The test's outcome becomes the case's result; with
+    ``not_testable="why"`` a passing test records "not testable" (the peer cannot do it, and
+    the test checked that its refusal was handled cleanly)."""
 
     def record(**fields: Any) -> None:
         fields.setdefault("strongswan_version", interop_environment["strongswan"])
@@ -180,8 +182,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     if report.when == "call":
         for case in cases:
-            case.update(test=item.nodeid, result=report.outcome,
-                        duration_s=round(report.duration, 3))
+            # A case the peer cannot exercise (``not_testable=reason``) passes as that verdict
+            # only if the test proved the refusal was handled; otherwise it failed like any.
+            result = report.outcome
+            if result == "passed" and case.get("not_testable"):
+                result = "not testable"
+            case.update(test=item.nodeid, result=result, duration_s=round(report.duration, 3))
             _results.append(case)
     elif report.failed:  # a failing teardown fails the cases too
         for case in cases:
