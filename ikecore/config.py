@@ -176,7 +176,7 @@ class PeerConfig:
     """
 
     local_id: Identity
-    psk: bytes
+    psk: bytes = field(repr=False)  # a secret: never in a log
     remote_id: Identity | None = None
     remote_address: Address | None = None
     local_address: Address | None = None

@@ -27,9 +27,12 @@ SpiPair = tuple[bytes, bytes]
 """(SPIi, SPIr) of an IKE SA, 8 bytes each, as in the IKE header."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class IkeSaKeys:
-    """RFC 7296 §2.14: SK_d, SK_ai, SK_ar, SK_ei, SK_er, SK_pi, SK_pr (GCM keys with salt)."""
+    """RFC 7296 §2.14: SK_d, SK_ai, SK_ar, SK_ei, SK_er, SK_pi, SK_pr (GCM keys with salt).
+
+    Its repr shows key lengths only, so that no log ever carries a key.
+    """
 
     sk_d: bytes
     sk_ai: bytes
@@ -38,6 +41,10 @@ class IkeSaKeys:
     sk_er: bytes
     sk_pi: bytes
     sk_pr: bytes
+
+    def __repr__(self) -> str:
+        lengths = ", ".join(f"{name}=<{len(getattr(self, name))} bytes>" for name in self.__slots__)
+        return f"IkeSaKeys({lengths})"
 
     def to_dict(self) -> dict[str, str]:
         return {name: getattr(self, name).hex() for name in self.__slots__}
@@ -60,8 +67,8 @@ class ChildSa:
     spi_out: bytes
     initiator: bool
     transforms: EspTransforms
-    key_in: bytes
-    key_out: bytes
+    key_in: bytes = field(repr=False)  # never in a log
+    key_out: bytes = field(repr=False)
     local_ts: tuple[TrafficSelector, ...]
     remote_ts: tuple[TrafficSelector, ...]
     state: ChildState = ChildState.INSTALLED

@@ -111,6 +111,8 @@ class IkeSession:
         # Child SAs the user has not been told about (made in a collision, maybe redundant):
         # they go without an event.
         self.unannounced: set[bytes] = set()
+        # Child SA SPIs the peer deleted before we knew them (their creation still in flight).
+        self._unknown_deletes: deque[bytes] = deque(maxlen=16)
         # Whether the user has heard of this SA: only those get events when they end.
         self.visible = sa.initiator or sa.state not in (
             IkeState.CONNECTING,
@@ -177,6 +179,17 @@ class IkeSession:
             return
         if event:
             self.emit(ChildSaDeleted(self, child, reason))
+
+    def note_unknown_delete(self, spi: bytes) -> None:
+        self._unknown_deletes.append(spi)
+
+    def deleted_before_known(self, spi: bytes) -> bool:
+        """The peer already deleted the Child SA with outbound SPI ``spi`` (we created it and
+        its response reached us after the peer's Delete)."""
+        if spi in self._unknown_deletes:
+            self._unknown_deletes.remove(spi)
+            return True
+        return False
 
     def child_by_outbound_spi(self, spi: bytes) -> ChildSa | None:
         for child in self.sa.child_sas.values():

@@ -165,12 +165,15 @@ def test_decode_missing_file(capsys):
     assert code == 1 and "cannot read" in err
 
 
-def test_python_dash_m_reads_stdin():
+def test_python_dash_m_reads_stdin(tmp_path):
+    # `python -m` puts the working directory first on sys.path: run it away from the source
+    # tree, whose ikecore/ has no compiled _fast (DESIGN.md, import rule).
     result = subprocess.run(
         [sys.executable, "-m", "ikecore", "decode", "--json", "-"],
         input=SA_INIT.hex().encode(),
         capture_output=True,
         check=False,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["messages"][0]["spi_i"] == SA_INIT[:8].hex()

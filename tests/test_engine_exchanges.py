@@ -393,3 +393,20 @@ def test_simultaneous_child_rekey_only_one_side_notices() -> None:
     net.deliver([a_request], 1.0)
     net.run(1.0)
     _one_child_pair(initiator, responder, session, peer_session)
+
+
+def test_delete_while_a_rekey_is_in_flight() -> None:
+    initiator, responder, session, _peer_session, net = established()
+    # CREATE_CHILD_SA(rekey) -->  ... the user deletes the SA before the answer comes:
+    # <-- CREATE_CHILD_SA {SA(SPIr'), Nr, KEr}   (the new SA exists at the peer: delete it too)
+    # INFORMATIONAL(old) {D(IKE)} -->  <--    INFORMATIONAL(new) {D(IKE)} -->  <--
+    session.rekey(1.0)
+    session.delete(1.0)
+    net.run(1.0)
+    assert initiator.sessions == [] and responder.sessions == []
+    assert initiator.store.ike_sas() == [] and responder.store.ike_sas() == []
+    events = drain(initiator)
+    (deleted,) = of_type(events, IkeSaDeleted)
+    assert isinstance(deleted, IkeSaDeleted) and deleted.session is session
+    assert deleted.reason == "deleted_locally"
+    assert len(of_type(events, ChildSaDeleted)) == 1

@@ -18,6 +18,8 @@ from ikecore.wireshark import read_key_tables
 
 
 def _command(*args: str) -> list[str]:
+    # Run with cwd away from the source tree: `python -m` puts the working directory first
+    # on sys.path, and the source ikecore/ has no compiled _fast (DESIGN.md, import rule).
     return [sys.executable, "-m", "ikecore", *args]
 
 
@@ -46,6 +48,7 @@ def test_respond_and_initiate_exchange_esp(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        cwd=tmp_path,
     )
     try:
         time.sleep(0.5)  # let it bind
@@ -77,6 +80,7 @@ def test_respond_and_initiate_exchange_esp(tmp_path: Path) -> None:
             capture_output=True,
             text=True,
             timeout=30,
+            cwd=tmp_path,
         )
         assert initiator.returncode == 0, initiator.stderr
         result = json.loads(initiator.stdout)
@@ -182,6 +186,7 @@ def test_respond_deletes_its_sas_and_reports_on_sigterm(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        cwd=tmp_path,
     )
     initiator: subprocess.Popen[str] | None = None
     try:
@@ -204,6 +209,7 @@ def test_respond_deletes_its_sas_and_reports_on_sigterm(tmp_path: Path) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            cwd=tmp_path,
         )
         time.sleep(1.5)  # established and holding
         # SIGTERM: the responder deletes its IKE SA (INFORMATIONAL {D(IKE)} <--), reports.

@@ -199,3 +199,14 @@ def test_memory_store_child_sa_moving_to_a_new_ike_sa() -> None:
     store.delete_ike_sa(old.spi_i, old.spi_r)
     assert store.find_by_esp_spi(spi) is new
     assert not store.claim_esp_spi(spi)  # still in use by the new SA
+
+
+def test_reprs_never_show_keys() -> None:
+    sa = _ike_sa()
+    text = repr(sa)
+    assert sa.keys is not None
+    for key in (sa.keys.sk_d, sa.keys.sk_ei, *(c.key_in for c in sa.child_sas.values())):
+        assert key.hex() not in text and repr(key) not in text
+    assert "sk_ei=<32 bytes>" in repr(sa.keys)
+    peer = PeerConfig(local_id=Identity.parse("a.example"), psk=b"top-secret-psk")
+    assert "top-secret-psk" not in repr(peer)

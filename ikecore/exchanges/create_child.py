@@ -178,6 +178,11 @@ class CreateChildInitiator:
         except RemoteProtocolError as refused:
             self._fail(session, None, str(refused))
             return
+        if session.deleted_before_known(spi_out):
+            # The peer made it, then deleted it before this response reached us (§1.4.1
+            # ignores a Delete for an unknown SPI): installing it now would leave it half open.
+            self._fail(session, None, "deleted by the peer before it was established")
+            return
         g_ir = None
         if self._key_exchange is not None and ke is not None:
             if ke.group != transforms.dh:

@@ -140,7 +140,10 @@ class InformationalResponder:
             for spi in delete.spis:
                 child = session.child_by_outbound_spi(spi)
                 if child is None:
-                    continue  # §1.4.1: an unknown SPI is ignored
+                    # §1.4.1: an unknown SPI is ignored. It may be a Child SA whose
+                    # CREATE_CHILD_SA response is still on its way to us: remembered.
+                    session.note_unknown_delete(spi)
+                    continue
                 if child.state != ChildState.DELETING:
                     # We were not deleting it ourselves: answer with our inbound SPI.
                     ours.append(child.spi_in)

@@ -239,7 +239,15 @@ class RekeyIkeInitiator:
         )
         ours = _new_session(session, new_sa, visible=False)
         collision, session.rekey_collision = session.rekey_collision, None
-        if collision is not None and session.state == IkeState.REKEYING:
+        if session.state != IkeState.REKEYING:
+            # The user deleted the SA while the rekey was in flight: the new SA(s) exist at
+            # the peer too, so they go as well, silently (the user never heard of them).
+            for orphan in (ours, None if collision is None else collision.successor):
+                if orphan is not None:
+                    orphan.transition(IkeTrigger.DELETE_STARTED)
+                    orphan.start(DeleteIkeInitiator("deleted_locally"), now)
+            return
+        if collision is not None:
             # §2.8.2: of the two new SAs, the one with the lowest of the four nonces is
             # redundant; its creator (the initiator of its exchange) deletes it, and the
             # initiator of the survivor deletes the old SA.
