@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ikecore.config import Address
 from ikecore.sa import ChildSa
 
 if TYPE_CHECKING:
@@ -26,9 +27,12 @@ __all__ = [
     "IkeSaCloned",
     "IkeSaDeleted",
     "IkeSaEstablished",
+    "IkeSaMoveFailed",
+    "IkeSaMoved",
     "IkeSaRekeyFailed",
     "IkeSaRekeyed",
     "LivenessChecked",
+    "PeerAddressesChanged",
 ]
 
 
@@ -141,3 +145,31 @@ class EspPacketReceived(Event):
     child: ChildSa
     next_header: int
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaMoved(Event):
+    """RFC 4555 §3.5: the IKE SA (and with it its Child SAs) now uses these addresses; on the
+    initiator once UPDATE_SA_ADDRESSES was answered, on the responder when it arrived."""
+
+    session: IkeSession
+    local: Address
+    remote: Address
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaMoveFailed(Event):
+    """The peer refused UPDATE_SA_ADDRESSES (``notify``, e.g. UNACCEPTABLE_ADDRESSES); the SA
+    went back to its previous addresses."""
+
+    session: IkeSession
+    notify: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAddressesChanged(Event):
+    """RFC 4555 §3.6: the peer's address set (the request's source address first, then its
+    ADDITIONAL_IP4/IP6_ADDRESS list; just the source with NO_ADDITIONAL_ADDRESSES)."""
+
+    session: IkeSession
+    addresses: tuple[str, ...]

@@ -36,6 +36,7 @@ from ikecore.errors import (
 from ikecore.events import ChildSaDeleted, Event, IkeSaDeleted
 from ikecore.exchanges.base import DropMessage, InitiatorTask, NotifyError, ResponderTask
 from ikecore.exchanges.ike_sa_init import Handshake
+from ikecore.exchanges.mobike import MobikeState
 from ikecore.payloads import UnsupportedCriticalPayload
 from ikecore.sa import ChildSa, IkeSa
 from ikecore.states import (
@@ -97,6 +98,11 @@ class IkeSession:
         self.half_open_deadline: float | None = None
         # Where the peer's IKE_SA_INIT came from (responder side; the endpoint's index key).
         self.init_source: Address | None = None
+        # (source, destination) of the peer request being processed: MOBIKE takes the new
+        # addresses from the IP header (RFC 4555 §3.5).
+        self.request_path: tuple[Address, Address] | None = None
+        # RFC 4555 state that lives with the session, not in the record.
+        self.mobike = MobikeState()
         self._queue: deque[InitiatorTask] = deque()
         self._outstanding: dict[int, _Outstanding] = {}
         self._responses: dict[int, _CachedResponse] = {}
@@ -295,6 +301,32 @@ class IkeSession:
             task.abort(self, "deleted_locally", now)
         self.start(DeleteIkeInitiator(), now, first=True)
 
+    def request_clone(self, now: float) -> None:
+        """Clone this IKE SA (RFC 7791 §5.2): CREATE_CHILD_SA {N(CLONE_IKE_SA), SA, Ni, KEi}.
+
+        `IkeSaCloned` or `CloneFailed` follows. Raises `CloneRefused` and sends nothing when
+        cloning was not negotiated (§5.1) or a refusal of the peer still holds (§5.3)."""
+        from ikecore.exchanges.clone_ike import start_clone
+
+        start_clone(self, now)
+
+    def update_addresses(
+        self, local: Address, now: float, *, remote: Address | None = None
+    ) -> None:
+        """Move this IKE SA and its Child SAs to ``local`` (RFC 4555 §3.5, MOBIKE):
+        INFORMATIONAL {N(UPDATE_SA_ADDRESSES), N(NAT_DETECTION_*), N(COOKIE2)} sent from the
+        new address; `IkeSaMoved` follows."""
+        from ikecore.exchanges.mobike import start_update
+
+        start_update(self, local, remote, now)
+
+    def announce_addresses(self, additional: Iterable[str], now: float) -> None:
+        """Tell the peer where else we can be reached (RFC 4555 §3.6): ADDITIONAL_IP4/6_ADDRESS
+        per address, NO_ADDITIONAL_ADDRESSES when there is none."""
+        from ikecore.exchanges.mobike import start_announcement
+
+        start_announcement(self, tuple(additional), now)
+
     def check_liveness(self, now: float) -> None:
         """An empty INFORMATIONAL request (RFC 7296 §1.4); `LivenessChecked` follows."""
         from ikecore.exchanges.informational import LivenessInitiator
@@ -480,6 +512,7 @@ class IkeSession:
                 # §2.23: follow the initiator's move to the NAT-T port (and a NAT's
                 # rebinding), from authenticated requests only.
                 sa.remote_address, sa.local_address = src, dst
+            self.request_path = (src, dst)
             try:
                 task = self._responder_for(message)
                 response = task.process_request(self, message, payloads, now)

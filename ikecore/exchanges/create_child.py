@@ -317,16 +317,18 @@ class CreateChildDispatch:
     def process_request(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
     ) -> list[Payload]:
+        from ikecore.exchanges.clone_ike import CloneIkeResponder
         from ikecore.exchanges.rekey_ike import RekeyIkeResponder
 
         sa_payload = require(payloads, SecurityAssociation)
         task: ResponderTask
         if proposals_for(sa_payload, ProtocolId.IKE):
+            # RFC 7791 §5.2: N(CLONE_IKE_SA) counts only in an IKE SA rekey request (with an
+            # ESP proposal it is ignored, like any unknown status notify).
             if find_notify(payloads, NotifyType.CLONE_IKE_SA) is not None:
-                # RFC 7791 §5.1: never fall back to a plain rekey, which would move the
-                # Child SAs the peer means to keep. The clone exchange is not built yet.
-                raise RemoteProtocolError("clone not available", NotifyType.NO_ADDITIONAL_SAS)
-            task = RekeyIkeResponder()
+                task = CloneIkeResponder()
+            else:
+                task = RekeyIkeResponder()
         else:
             task = CreateChildResponder()
         return task.process_request(session, message, payloads, now)

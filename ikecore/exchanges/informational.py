@@ -156,6 +156,10 @@ class InformationalResponder:
                 replaced = child.state == ChildState.REKEYED
                 session.child_transition(child, ChildTrigger.DELETE_RECEIVED)
                 session.remove_child(child, "rekeyed" if replaced else "deleted_by_peer")
+        # RFC 4555: address updates and lists, NAT detection and COOKIE2 (exchanges/mobike.py).
+        from ikecore.exchanges.mobike import mobike_response
+
+        mobike = mobike_response(session, message, payloads, now)
         if ours:
-            return [Delete(ProtocolId.ESP, 4, tuple(ours))]
-        return []
+            return [Delete(ProtocolId.ESP, 4, tuple(ours)), *mobike]
+        return mobike

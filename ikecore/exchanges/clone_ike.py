@@ -1,0 +1,378 @@
+"""RFC 7791: cloning the IKE SA — an IKE SA rekey that keeps the old SA and its Child SAs.
+
+    HDR(old), SK {N(CLONE_IKE_SA), SA(SPIi'), Ni, KEi}  -->
+                                                        <--  HDR(old), SK {SA(SPIr'), Nr, KEr}
+
+The keys are those of an IKE SA rekey (RFC 7296 §2.18, `rekey_ike.derive_rekeyed_sa`):
+
+    SKEYSEED' = prf_old(SK_d_old, g^ir (new) | Ni | Nr)
+    {SK_d' | SK_ai' | SK_ar' | SK_ei' | SK_er' | SK_pi' | SK_pr'}
+              = prf+_new(SKEYSEED', Ni | Nr | SPIi' | SPIr')
+
+What differs from a rekey (RFC 7791 §5.2): the old SA is not deleted and keeps its Child SAs,
+its state and its message IDs; the clone starts with no Child SA, message IDs 0/0 and window 1;
+the clone initiator is the clone's original initiator. Both peers must have announced
+CLONE_IKE_SA_SUPPORTED in IKE_AUTH (§5.1), and a responder refuses with TEMPORARY_FAILURE or
+NO_ADDITIONAL_SAS (§5.3). Every choice RFC 7791 leaves open is in docs/CLONE.md.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ikecore.config import Identity
+from ikecore.constants import ExchangeType, NotifyType, ProtocolId, TransformType
+from ikecore.dh import SUPPORTED_GROUPS, KeyExchange
+from ikecore.errors import CloneRefused, LocalProtocolError, RemoteProtocolError
+from ikecore.events import CloneFailed, IkeSaCloned
+from ikecore.exchanges.base import (
+    NotifyError,
+    answer,
+    error_notify,
+    nonce,
+    offer,
+    proposals_for,
+    require,
+)
+from ikecore.exchanges.rekey_ike import derive_rekeyed_sa
+from ikecore.sa import IkeSa, SpiPair
+from ikecore.states import IkeState
+from ikecore.suites import IkeTransforms, ProposalSpec, select_proposal
+from ikecore.wire import IkeMessage, Nonce, Notify, Payload, Proposal, SecurityAssociation
+from ikecore.wire import KeyExchange as KePayload
+
+if TYPE_CHECKING:
+    from ikecore.endpoint import IkeEndpoint
+    from ikecore.session import IkeSession
+
+__all__ = [
+    "CLONE_RETRY_DELAY",
+    "CloneBackoff",
+    "CloneIkeInitiator",
+    "CloneIkeResponder",
+    "backoff_for",
+    "family_clone_count",
+    "start_clone",
+]
+
+CLONE_RETRY_DELAY = 30.0
+"""Seconds before the same IKE SA may be cloned again after TEMPORARY_FAILURE (RFC 7296 §2.25:
+"MUST NOT retry immediately"; RFC 7791 §5.3)."""
+
+# SAs that count as members of a clone family: up, or being rekeyed (a REKEYED SA is already
+# replaced by its successor, a DELETING one is going).
+_LIVE = (IkeState.ESTABLISHED, IkeState.REKEYING)
+
+
+@dataclass
+class CloneBackoff:
+    """The initiator's memory of refusals (RFC 7791 §5.3), one per endpoint.
+
+    ``temporary``: per IKE SA, the time before which it is not cloned again (TEMPORARY_FAILURE).
+    ``exhausted``: per peer identity, how many IKE SAs we had with it when it answered
+    NO_ADDITIONAL_SAS; no clone is asked for until fewer remain ("until some of the existing
+    SAs with the responder are deleted").
+    """
+
+    retry_delay: float = CLONE_RETRY_DELAY
+    temporary: dict[SpiPair, float] = field(default_factory=dict)
+    exhausted: dict[Identity, int] = field(default_factory=dict)
+
+    def check(self, session: IkeSession, now: float) -> None:
+        """CloneRefused if a refusal still holds for this SA or its peer."""
+        sa = session.sa
+        until = self.temporary.get(sa.spis)
+        if until is not None:
+            if now < until:
+                raise CloneRefused("TEMPORARY_FAILURE")
+            del self.temporary[sa.spis]
+        if sa.remote_id is not None and sa.remote_id in self.exhausted:
+            if _live_with_peer(session.endpoint, sa.remote_id) >= self.exhausted[sa.remote_id]:
+                raise CloneRefused("NO_ADDITIONAL_SAS")
+            del self.exhausted[sa.remote_id]
+
+    def refused(self, session: IkeSession, notify_type: int, now: float) -> None:
+        sa = session.sa
+        if notify_type == NotifyType.TEMPORARY_FAILURE:
+            self.temporary[sa.spis] = now + self.retry_delay
+        elif notify_type == NotifyType.NO_ADDITIONAL_SAS and sa.remote_id is not None:
+            self.exhausted[sa.remote_id] = _live_with_peer(session.endpoint, sa.remote_id)
+
+
+_backoffs: weakref.WeakKeyDictionary[IkeEndpoint, CloneBackoff] = weakref.WeakKeyDictionary()
+
+
+def backoff_for(endpoint: IkeEndpoint) -> CloneBackoff:
+    """The endpoint's `CloneBackoff` (made on first use; it lives as long as the endpoint)."""
+    backoff = _backoffs.get(endpoint)
+    if backoff is None:
+        backoff = _backoffs[endpoint] = CloneBackoff()
+    return backoff
+
+
+def _live_with_peer(endpoint: IkeEndpoint, remote_id: Identity) -> int:
+    return sum(1 for s in endpoint.sessions if s.sa.remote_id == remote_id and s.sa.state in _LIVE)
+
+
+def _family_members(session: IkeSession) -> list[IkeSa]:
+    """The live IKE SAs of this SA's clone family, from the store (a cluster shares it)."""
+    sa = session.sa
+    if sa.remote_id is None:
+        return [sa]
+    members = [
+        other
+        for other in session.endpoint.store.find_by_identity(sa.remote_id)
+        if other.family == sa.family and other.state in _LIVE
+    ]
+    if all(other.spis != sa.spis for other in members):
+        members.append(sa)
+    return members
+
+
+def family_clone_count(session: IkeSession) -> int:
+    """Clones alive in the family: every live member but one (the original or its successor)."""
+    return len(_family_members(session)) - 1
+
+
+def _pending_clones(session: IkeSession) -> list[CloneIkeInitiator]:
+    """Our clone requests in flight on any SA of the family (they reserve a place)."""
+    family = session.sa.family
+    return [
+        task
+        for other in session.endpoint.sessions
+        if other.sa.family == family
+        for task in other.outstanding_tasks()
+        if isinstance(task, CloneIkeInitiator)
+    ]
+
+
+def start_clone(session: IkeSession, now: float) -> None:
+    """`IkeSession.request_clone`: refuse locally (CloneRefused, nothing sent) or queue the
+    clone exchange; `IkeSaCloned` or `CloneFailed` follows."""
+    sa = session.sa
+    if sa.state in (IkeState.CONNECTING, IkeState.AUTHENTICATING):
+        raise CloneRefused("NOT_NEGOTIATED")
+    if sa.state in (IkeState.REKEYING, IkeState.DELETING):
+        # RFC 7791 §5.3 by analogy: this SA is going away or being replaced.
+        raise CloneRefused("TEMPORARY_FAILURE")
+    if sa.state != IkeState.ESTABLISHED:
+        raise LocalProtocolError(f"IKE SA is {sa.state.value}, not ESTABLISHED")
+    if not sa.clone_negotiated:
+        # §5.1: "the IKE SA MUST NOT be cloned" unless both sent CLONE_IKE_SA_SUPPORTED.
+        raise CloneRefused("NOT_NEGOTIATED")
+    backoff_for(session.endpoint).check(session, now)
+    peer = session.peer
+    if peer is None:
+        raise LocalProtocolError("no peer configuration for this SA")
+    if peer.max_clones is not None:
+        reserved = family_clone_count(session) + len(_pending_clones(session))
+        if reserved >= peer.max_clones:
+            raise CloneRefused("NO_ADDITIONAL_SAS")
+    session.start(CloneIkeInitiator(peer.ike_proposals), now)
+
+
+def _group_for(sa: IkeSa, proposals: tuple[ProposalSpec, ...]) -> int:
+    """The current group if still configured, else the first configured one (§1.3 retries)."""
+    usable = [
+        t.id
+        for spec in proposals
+        for t in spec.of_type(TransformType.DH)
+        if t.id in SUPPORTED_GROUPS
+    ]
+    if sa.transforms is not None and sa.transforms.dh in usable:
+        return sa.transforms.dh
+    if not usable:
+        raise LocalProtocolError("no supported key exchange group in the IKE proposals")
+    return usable[0]
+
+
+def _new_clone(session: IkeSession, clone_sa: IkeSa) -> IkeSession:
+    """Track the clone as a session of its own; the parent's state does not change."""
+    from ikecore.session import IkeSession
+
+    clone_sa.parent = session.sa.spis
+    clone = IkeSession(session.endpoint, clone_sa, session.peer)
+    session.endpoint.adopt(clone)
+    clone.save()
+    session.emit(IkeSaCloned(session, clone))
+    return clone
+
+
+def refusal_name(notify_type: int) -> str:
+    try:
+        return NotifyType(notify_type).name
+    except ValueError:
+        return f"NOTIFY_{notify_type}"
+
+
+class CloneIkeInitiator:
+    """CREATE_CHILD_SA {N(CLONE_IKE_SA), SA, Ni, KEi} on the SA to clone (RFC 7791 §5.2)."""
+
+    exchange_type = ExchangeType.CREATE_CHILD_SA
+
+    def __init__(self, proposals: tuple[ProposalSpec, ...], group: int | None = None) -> None:
+        self._proposals = proposals
+        self._group = group
+        self._key_exchange: KeyExchange | None = None
+        self._spi = b""
+        self.ni = b""
+
+    def build_request(self, session: IkeSession, now: float) -> list[Payload]:
+        if session.state != IkeState.ESTABLISHED:
+            # Queued behind a rekey or a Delete that has since started (§5.3 by analogy).
+            raise LocalProtocolError("the IKE SA is no longer established")
+        if self._group is None:
+            self._group = _group_for(session.sa, self._proposals)
+        self._spi = session.endpoint.allocate_ike_spi()
+        self.ni = nonce(session).data
+        self._key_exchange = session.endpoint.new_key_exchange(self._group)
+        # The order RFC 7791 §5.2 draws: N(CLONE_IKE_SA), SA, Ni, KEi.
+        return [
+            Notify.status(NotifyType.CLONE_IKE_SA),
+            offer(self._proposals, self._spi),
+            Nonce(self.ni),
+            KePayload(self._group, self._key_exchange.public_data),
+        ]
+
+    def process_response(
+        self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
+    ) -> None:
+        error = error_notify(payloads)
+        if error is not None:
+            session.endpoint.store.release_ike_spi(self._spi)
+            wanted = int.from_bytes(error.data[:2], "big") if len(error.data) >= 2 else 0
+            if (
+                error.notify_type == NotifyType.INVALID_KE_PAYLOAD
+                and wanted in SUPPORTED_GROUPS
+                and wanted != self._group
+            ):
+                # RFC 7296 §1.3: the same request again with the group the responder wants.
+                session.start(CloneIkeInitiator(self._proposals, wanted), now)
+                return
+            backoff_for(session.endpoint).refused(session, error.notify_type, now)
+            session.emit(CloneFailed(session, refusal_name(error.notify_type)))
+            return
+        proposal, transforms = _accepted_ike_choice(payloads, self._proposals)
+        ke = require(payloads, KePayload)
+        nr = require(payloads, Nonce).data
+        if ke.group != transforms.dh or ke.group != self._group:
+            raise RemoteProtocolError("KEr group differs", NotifyType.INVALID_SYNTAX)
+        assert self._key_exchange is not None
+        g_ir = self._key_exchange.shared_secret(ke.data)  # RFC 6989 §2.5: bad KEr ends the SA
+        clone_sa = derive_rekeyed_sa(
+            session.sa,
+            transforms,
+            g_ir,
+            self.ni,
+            nr,
+            self._spi,
+            proposal.spi,
+            initiator=True,
+            now=now,
+        )
+        _new_clone(session, clone_sa)
+
+    def abort(self, session: IkeSession, reason: str, now: float) -> None:
+        if self._spi:
+            session.endpoint.store.release_ike_spi(self._spi)
+        session.emit(CloneFailed(session, reason))
+
+
+def _accepted_ike_choice(
+    payloads: list[Payload], offered: tuple[ProposalSpec, ...]
+) -> tuple[Proposal, IkeTransforms]:
+    """The responder's single IKE proposal, which must be one of ours (RFC 7296 §2.7)."""
+    sa_payload = require(payloads, SecurityAssociation)
+    if len(sa_payload.proposals) != 1:
+        raise RemoteProtocolError("several proposals in a response", NotifyType.INVALID_SYNTAX)
+    proposal = sa_payload.proposals[0]
+    if proposal.protocol_id != ProtocolId.IKE or len(proposal.spi) != 8:
+        raise RemoteProtocolError("bad IKE proposal in response", NotifyType.INVALID_SYNTAX)
+    selection = select_proposal([proposal], offered)
+    if selection is None or selection.ike is None:
+        raise RemoteProtocolError(
+            "responder chose what we did not offer", NotifyType.NO_PROPOSAL_CHOSEN
+        )
+    return proposal, selection.ike
+
+
+class CloneIkeResponder:
+    """The peer's CREATE_CHILD_SA with an IKE proposal and N(CLONE_IKE_SA)."""
+
+    def process_request(
+        self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
+    ) -> list[Payload]:
+        sa = session.sa
+        if not sa.clone_negotiated:
+            # §5.1 forbids the clone; a plain rekey instead would move the Child SAs the peer
+            # means to keep (spec notes §10), so the answer is a permanent refusal.
+            raise RemoteProtocolError("clone not negotiated", NotifyType.NO_ADDITIONAL_SAS)
+        if sa.state != IkeState.ESTABLISHED:
+            # §5.3: we are deleting or rekeying this SA (RFC 7296 §2.25.2 by analogy).
+            raise RemoteProtocolError("IKE SA busy", NotifyType.TEMPORARY_FAILURE)
+        if _resources_short(session.endpoint):
+            raise RemoteProtocolError("too many SAs being set up", NotifyType.TEMPORARY_FAILURE)
+        ni = require(payloads, Nonce).data
+        if session.peer is not None and session.peer.max_clones is not None:
+            if not _room_for_peer_clone(session, session.peer.max_clones, ni):
+                raise RemoteProtocolError("clone limit reached", NotifyType.NO_ADDITIONAL_SAS)
+        ours = (
+            session.peer.ike_proposals
+            if session.peer is not None
+            else session.endpoint.config.ike_proposals
+        )
+        offered = proposals_for(require(payloads, SecurityAssociation), ProtocolId.IKE)
+        ke = require(payloads, KePayload)
+        selection = select_proposal(offered, ours, prefer_dh=ke.group)
+        if selection is None or selection.ike is None:
+            raise RemoteProtocolError("no acceptable IKE proposal", NotifyType.NO_PROPOSAL_CHOSEN)
+        proposal = offered[selection.index]
+        if len(proposal.spi) != 8:
+            raise RemoteProtocolError("IKE proposal SPI is not 8 bytes", NotifyType.INVALID_SYNTAX)
+        if ke.group != selection.ike.dh:
+            raise NotifyError(
+                f"KEi group {ke.group}, selected {selection.ike.dh}",
+                NotifyType.INVALID_KE_PAYLOAD,
+                selection.ike.dh.to_bytes(2, "big"),
+            )
+        key_exchange = session.endpoint.new_key_exchange(selection.ike.dh)
+        g_ir = key_exchange.shared_secret(ke.data)  # RFC 6989 §2.5: INVALID_SYNTAX, SA ends
+        nr = nonce(session).data
+        spi_r = session.endpoint.allocate_ike_spi()
+        clone_sa = derive_rekeyed_sa(
+            sa, selection.ike, g_ir, ni, nr, proposal.spi, spi_r, initiator=False, now=now
+        )
+        _new_clone(session, clone_sa)
+        # §5.2: "No additional Notify Payloads are included in the CREATE_CHILD_SA response".
+        return [
+            answer(proposal, selection.ike.transforms(), spi_r),
+            Nonce(nr),
+            KePayload(selection.ike.dh, key_exchange.public_data),
+        ]
+
+
+def _resources_short(endpoint: IkeEndpoint) -> bool:
+    """Our temporary shortage: as many SAs half open as make us demand COOKIEs (§2.6)."""
+    half_open = sum(
+        1 for s in endpoint.sessions if s.sa.state in (IkeState.CONNECTING, IkeState.AUTHENTICATING)
+    )
+    return half_open >= endpoint.config.cookie_threshold
+
+
+def _room_for_peer_clone(session: IkeSession, max_clones: int, peer_nonce: bytes) -> bool:
+    """§5.3 policy: at most ``max_clones`` clones in the family, counting ours in flight.
+
+    When only our own clone in flight on this SA stands in the way (both ends cloned at once),
+    the request with the higher nonce wins; the peer applies the same rule to ours, so
+    exactly one of the two clones is made and the limit holds.
+    """
+    alive = family_clone_count(session)
+    pending = _pending_clones(session)
+    if alive + len(pending) < max_clones:
+        return True
+    if alive + len(pending) - 1 >= max_clones:
+        return False
+    crossing = [t for t in session.outstanding_tasks() if isinstance(t, CloneIkeInitiator)]
+    return any(peer_nonce > task.ni for task in crossing)
