@@ -7,6 +7,9 @@ charon.log) and against tshark's reading of the capture.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +18,9 @@ from typing import Any
 
 from interop_engine_peer import EnginePeer
 from interop_peers import LoggedKeys, StrongSwan
-from interop_tshark import Dissection
+from interop_tshark import Dissection, dissect
+
+from ikecore.constants import ExchangeType, PayloadType
 
 NO_PROPOSAL_CHOSEN = 14  # RFC 7296 §3.10.1
 
@@ -148,3 +153,46 @@ def _flip_hex(text: str) -> str:
     digits = text.removeprefix("0x")
     first = int(digits[:2], 16) ^ 0x01
     return f"{prefix}{first:02x}{digits[2:]}"
+
+
+def decode_keylog(pcap: Path, keys_dir: Path) -> list[dict[str, Any]]:
+    out = subprocess.run(
+        [sys.executable, "-m", "ikecore", "decode", "--json", "--keylog", str(keys_dir),
+         str(pcap)], capture_output=True, text=True, check=True, timeout=60).stdout
+    messages: list[dict[str, Any]] = json.loads(out)["messages"]
+    return messages
+
+
+def _types(payloads: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
+    types, notifies = [], []
+    for payload in payloads:
+        types.append(PayloadType[payload["payload"]].value)
+        if "notify_type" in payload:
+            value = payload["notify_type"]
+            notifies.append(value["value"] if isinstance(value, dict) else value)
+    return types, notifies
+
+
+def decode_matches_tshark(pcap: Path, keys_dir: Path) -> list[str]:
+    """Per IKE message: the same exchange, message ID, payload types (outer, then the SK
+    payload's inner chain) and notify types in `ikecore decode --keylog` and tshark."""
+    decoded = decode_keylog(pcap, keys_dir)
+    dissection = dissect(pcap, keys_dir)
+    problems = []
+    if len(decoded) != len(dissection.ike):
+        return [f"{len(decoded)} messages decoded, tshark saw {len(dissection.ike)}"]
+    for ours, frame in zip(decoded, dissection.ike, strict=True):
+        types, notifies = _types(ours["payloads"])
+        if "decrypted" in ours:
+            if ours["decrypted"]["icv"] != "correct":
+                problems.append(f"frame {frame.number}: decode says ICV {ours['decrypted']}")
+            inner_types, inner_notifies = _types(ours["decrypted"]["payloads"])
+            types += inner_types
+            notifies += inner_notifies
+        mine = (ExchangeType[ours["exchange"]].value, ours["message_id"], ours["is_response"],
+                tuple(types), tuple(notifies))
+        tsharks = (frame.exchange, frame.message_id, frame.is_response, frame.payloads,
+                   frame.notify_types)
+        if mine != tsharks:
+            problems.append(f"frame {frame.number}: decode {mine} != tshark {tsharks}")
+    return problems

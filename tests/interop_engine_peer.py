@@ -13,6 +13,7 @@ can be started from either side at a known moment:
     {"op": "rekey_child", "spi_in": HEX} / {"op": "rekey_ike"} / {"op": "liveness"}
     {"op": "delete_child", "spi_in": HEX} / {"op": "delete"}
     {"op": "clone"}                          RFC 7791 request_clone on the current IKE SA
+    {"op": "move", "local": IP}              RFC 4555 update_addresses (MOBIKE)
     {"op": "wait", "event": NAME, "since": N, "match": {...}}  an event the peer caused
     {"op": "state"}                          every SA made so far, with its keys; counters
     {"op": "quit"}
@@ -21,7 +22,9 @@ ikecore has no TUN device, so ESP traffic is made here: `ping` sends ICMP echo r
 inner IPv4 packets through a Child SA and counts the replies; echo requests that arrive
 through any Child SA are answered. Every event is numbered; answers carry ``events`` (how many
 so far) so that a later `wait` looks only at what happened after a step. ``--keylog DIR``
-keeps Wireshark's key tables (`ikecore.wireshark.KeyLog`) for every IKE and Child SA.
+keeps Wireshark's key tables (`ikecore.wireshark.KeyLog`) for every IKE and Child SA. Steps
+act on the current IKE SA (the newest after rekeys) or, with ``"on": "clone"``, on the newest
+clone.
 
 `EnginePeer` is the test-side client: it starts the script in a namespace and sends commands.
 """
@@ -53,6 +56,7 @@ from ikecore.events import (
     IkeSaCloned,
     IkeSaDeleted,
     IkeSaEstablished,
+    IkeSaMoved,
     IkeSaRekeyed,
     LivenessChecked,
 )
@@ -105,16 +109,18 @@ class EngineHarness:
             esp_proposals=parse_proposals(args.esp, ProtocolId.ESP),
             local_ts=tuple(TrafficSelector.from_network(n) for n in args.local_ts),
             remote_ts=tuple(TrafficSelector.from_network(n) for n in args.remote_ts),
+            max_clones=args.max_clones,
             name="interop",
         )
         self.endpoint = IkeEndpoint(
             EndpointConfig(peers=(self.peer,), ike_proposals=self.peer.ike_proposals)
         )
-        self.driver = UdpDriver(self.endpoint, [args.local])
+        self.driver = UdpDriver(self.endpoint, [args.local, *args.extra_local])
         self.keylog = None if args.keylog is None else KeyLog(args.keylog)
         self.events: list[Event] = []
         self.arrived = asyncio.Event()
         self.session: IkeSession | None = None
+        self.clone: IkeSession | None = None
         # Every IKE SA and Child SA as it was when made (keys included), for key comparison.
         self.ike_sas: list[dict[str, Any]] = []
         self.child_sas: list[dict[str, Any]] = []
@@ -139,13 +145,19 @@ class EngineHarness:
             self.session = event.new
             self._record_ike(event.new)
         elif isinstance(event, IkeSaCloned):
+            self.clone = event.clone
             self._record_ike(event.clone)
+        elif isinstance(event, IkeSaMoved):
+            for child in event.session.child_sas:  # ESP now flows between the new addresses
+                self._log_child(event.session, child)
         elif isinstance(event, ChildSaEstablished):
             self._record_child(event.session, event.child)
         elif isinstance(event, ChildSaRekeyed):
             self._record_child(event.session, event.new)
         elif isinstance(event, IkeSaDeleted) and event.session is self.session:
             self.session = None
+        elif isinstance(event, IkeSaDeleted) and event.session is self.clone:
+            self.clone = None
         elif isinstance(event, EspPacketReceived):
             reply = echo_reply_for(event.data)
             if reply is not None:
@@ -175,8 +187,12 @@ class EngineHarness:
         record = child.to_dict()
         record["ike_sa"] = sa.spi_i.hex() + ":" + sa.spi_r.hex()
         self.child_sas.append(record)
+        self._log_child(session, child)
+
+    def _log_child(self, session: IkeSession, child: ChildSa) -> None:
         if self.keylog is None:
             return
+        sa = session.sa
         local, remote = sa.local_address[0], sa.remote_address[0]
         # The Child SA initiator's view (RFC 7296 §2.17: KEYMAT initiator-to-responder first).
         if child.initiator:
@@ -212,19 +228,21 @@ class EngineHarness:
 
     # -- commands -------------------------------------------------------------------------
 
-    def _current(self) -> IkeSession:
-        if self.session is None:
-            raise StepFailed("no established IKE SA")
-        return self.session
+    def _current(self, which: str = "main") -> IkeSession:
+        session = self.clone if which == "clone" else self.session
+        if session is None:
+            raise StepFailed(f"no established IKE SA ({which})")
+        return session
 
-    def _child(self, spi_in: str) -> bytes:
+    def _child(self, spi_in: str, which: str = "main") -> bytes:
         spi = bytes.fromhex(spi_in)
-        if spi not in self._current().sa.child_sas:
+        if spi not in self._current(which).sa.child_sas:
             raise StepFailed(f"no Child SA {spi_in} on the current IKE SA")
         return spi
 
     async def step(self, command: dict[str, Any]) -> dict[str, Any]:
         op = command["op"]
+        which = command.get("on", "main")
         timeout = float(command.get("timeout", 10.0))
         since = len(self.events)
         now = self.driver.now()
@@ -241,7 +259,7 @@ class EngineHarness:
             result["child"] = _describe(child)
             result["ike_sa"] = session.sa.spi_i.hex() + ":" + session.sa.spi_r.hex()
         elif op == "create_child":
-            session = self._current()
+            session = self._current(which)
             session.create_child_sa(
                 now,
                 esp_proposals=parse_proposals(command["esp"], ProtocolId.ESP),
@@ -254,7 +272,7 @@ class EngineHarness:
                 and e.session is session, since, timeout)
             result["child"] = _describe(done)
         elif op == "ping":
-            spi = self._child(command["spi_in"])
+            spi = self._child(command["spi_in"], which)
             before = self.echo_replies.get(spi.hex(), 0)
             count = int(command["count"])
             for seq in range(count):
@@ -271,34 +289,34 @@ class EngineHarness:
                     break
             result["replies"] = self.echo_replies.get(spi.hex(), 0) - before
         elif op == "rekey_child":
-            session = self._current()
-            spi = self._child(command["spi_in"])
+            session = self._current(which)
+            spi = self._child(command["spi_in"], which)
             session.rekey_child_sa(spi, now)
             self.driver.pump()
             done = await self.wait_for(
                 lambda e: isinstance(e, (ChildSaRekeyed, ChildSaFailed)), since, timeout)
             result["child"] = _describe(done)
         elif op == "rekey_ike":
-            self._current().rekey(now)
+            self._current(which).rekey(now)
             self.driver.pump()
             done = await self.wait_for(lambda e: isinstance(e, IkeSaRekeyed), since, timeout)
             result["rekeyed"] = _describe(done)
         elif op == "liveness":
-            session = self._current()
+            session = self._current(which)
             session.check_liveness(now)
             self.driver.pump()
             await self.wait_for(
                 lambda e: isinstance(e, LivenessChecked) and e.session is session, since, timeout)
         elif op == "delete_child":
-            session = self._current()
-            spi = self._child(command["spi_in"])
+            session = self._current(which)
+            spi = self._child(command["spi_in"], which)
             session.delete_child_sa(spi, now)
             self.driver.pump()
             done = await self.wait_for(
                 lambda e: isinstance(e, ChildSaDeleted) and e.child.spi_in == spi, since, timeout)
             result["deleted"] = _describe(done)
         elif op == "delete":
-            session = self._current()
+            session = self._current(which)
             session.delete(now)
             self.driver.pump()
             done = await self.wait_for(
@@ -306,6 +324,14 @@ class EngineHarness:
             result["deleted"] = _describe(done)
         elif op == "clone":
             result.update(await self._clone(since, timeout))
+        elif op == "move":
+            session = self._current(which)
+            session.update_addresses((command["local"], self.endpoint.config.nat_port), now)
+            self.driver.pump()
+            done = await self.wait_for(
+                lambda e: isinstance(e, IkeSaMoved) and e.session is session, since, timeout)
+            result["moved"] = {"local": list(session.sa.local_address),
+                               "remote": list(session.sa.remote_address)}
         elif op == "wait":
             # The first event named ``event`` since event number ``since`` whose description
             # has every item of ``match`` (e.g. {"old": SPI} or {"reason": "deleted_by_peer"}).
@@ -324,7 +350,7 @@ class EngineHarness:
 
     async def _clone(self, since: int, timeout: float) -> dict[str, Any]:
         """RFC 7791 §5.1: refused locally (nothing sent) unless both peers announced support."""
-        session = self._current()
+        session = self._current("main")
         request_clone = getattr(session, "request_clone", None)
         if request_clone is None:
             raise StepFailed("the engine has no IkeSession.request_clone yet")
@@ -339,7 +365,10 @@ class EngineHarness:
         self.driver.pump()
         done = await self.wait_for(
             lambda e: isinstance(e, (IkeSaCloned, CloneFailed)), since, timeout)
-        return {"outcome": _describe(done), "datagrams_sent": self.driver.sent - sent_before}
+        outcome = _describe(done)
+        if isinstance(done, IkeSaCloned):
+            outcome["clone"] = done.clone.sa.spi_i.hex() + ":" + done.clone.sa.spi_r.hex()
+        return {"outcome": outcome, "datagrams_sent": self.driver.sent - sent_before}
 
     def state(self) -> dict[str, Any]:
         current = self.session
@@ -409,6 +438,8 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--local-ts", nargs="+", default=["0.0.0.0/0"])
     parser.add_argument("--remote-ts", nargs="+", default=["0.0.0.0/0"])
     parser.add_argument("--keylog")
+    parser.add_argument("--extra-local", nargs="*", default=[], help="more addresses to bind")
+    parser.add_argument("--max-clones", type=int, default=None)
     asyncio.run(_serve(parser.parse_args(argv)))
     return 0
 
