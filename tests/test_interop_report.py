@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from interop_report import table
+from interop_report import BEGIN, END, table
 
 CASE = {
     "initiator": "strongSwan", "responder": "strongSwan",
@@ -64,3 +64,21 @@ def test_command_line_reads_the_json(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, str(script), str(path)], capture_output=True,
                          text=True, check=True).stdout
     assert out == table(report(CASE))
+
+
+def test_readme_section_is_replaced_between_the_markers(tmp_path: Path) -> None:
+    data = tmp_path / "interop.json"
+    data.write_text(json.dumps(report(CASE)))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n## Interoperability\n\n{BEGIN}\nold table\n{END}\n\n## Next\n")
+    script = Path(__file__).with_name("interop_report.py")
+    subprocess.run([sys.executable, str(script), str(data), "--readme", str(readme)],
+                   check=True)
+    text = readme.read_text()
+    assert "old table" not in text
+    assert text == (f"# x\n\n## Interoperability\n\n{BEGIN}\n{table(report(CASE))}{END}\n\n"
+                    "## Next\n")
+    readme.write_text("# no markers\n")
+    failed = subprocess.run([sys.executable, str(script), str(data), "--readme", str(readme)],
+                            capture_output=True, text=True)
+    assert failed.returncode != 0 and "no '<!-- interop-table" in failed.stderr

@@ -48,6 +48,7 @@ from ikecore.constants import ExchangeType, NotifyType, PayloadType
 GCM_PROPOSALS = [ike for ike in IKE_PROPOSALS if not ike.startswith("chacha20")]
 MOVED_ADDR = "192.0.2.3"  # the initiator's second address, for the MOBIKE move of the clone
 ECHOES = 3
+ESP_BOTH = "aes128gcm16, aes256gcm16"
 ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY = 8, 0
 
 
@@ -209,11 +210,10 @@ def test_tshark_decrypts_everything_with_ikecores_keylog(
                if PayloadType.DELETE in f.payloads]
     assert len(deletes) >= 4  # two rekeyed Child SAs, two rekeyed IKE SAs, clone, SA 1
     interop_case(initiator="ikecore", responder="ikecore", ike=pair_run.ike,
-                 esp="aes128gcm16, aes256gcm16", decoder="tshark",
-                 exercised="RFC 7791 clone, Child SA on the clone, MOBIKE move, rekeys, "
-                           "liveness, Deletes: tshark decrypts every IKE message and ESP packet "
-                           "with ikecore's --keylog, ICVs correct, inner payloads as sent "
-                           "(16432, 16433, 16400, ICMP between the inner addresses)")
+                 esp=ESP_BOTH, decoder="tshark",
+                 exercised="clone, Child SA on the clone, MOBIKE move, rekeys, liveness, "
+                           "Deletes: tshark decrypts all with ikecore's --keylog, ICVs correct, "
+                           "16432/16433/16400 and inner ICMP where ikecore put them")
 
 
 def _inner_pairs() -> set[tuple[str, str]]:
@@ -237,9 +237,8 @@ def test_one_wrong_key_byte_flags_every_icv(
     assert not any(e.icv_good for e in dissection.esp)
     assert sum(e.icv_bad for e in dissection.esp) >= len(dissection.esp) // 2
     interop_case(initiator="ikecore", responder="ikecore", ike=pair_run.ike,
-                 esp="aes128gcm16, aes256gcm16", decoder="tshark",
-                 exercised="one wrong key byte in ikecore's --keylog: tshark flags every IKE "
-                           "ICV and accepts no ESP ICV")
+                 esp=ESP_BOTH, decoder="tshark",
+                 exercised="one wrong key byte: tshark flags every ICV")
 
 
 # --- ikecore decode --keylog against tshark ---------------------------------------------------
@@ -249,9 +248,8 @@ def test_ikecore_decode_keylog_agrees_with_tshark(
 ) -> None:
     assert decode_matches_tshark(pair_run.pcap, pair_run.keys_dir) == []
     interop_case(initiator="ikecore", responder="ikecore", ike=pair_run.ike,
-                 esp="aes128gcm16, aes256gcm16", decoder="tshark",
-                 exercised="`ikecore decode --keylog` gives the same exchanges, payload types "
-                           "and notify types as tshark for every message of the capture")
+                 esp=ESP_BOTH, decoder="tshark",
+                 exercised="`ikecore decode --keylog` = tshark (payload and notify types)")
 
 
 # --- RFC 7791 §5.3: announced, then refused ---------------------------------------------------
@@ -290,5 +288,5 @@ def test_clone_refused_with_no_additional_sas_is_handled(
     assert NotifyType.NO_ADDITIONAL_SAS in response.notify_types
     interop_case(initiator="ikecore", responder="ikecore (--max-clones 0)", ike=ike,
                  esp="aes128gcm16", decoder="tshark",
-                 exercised="RFC 7791 §5.3: clone refused with N(NO_ADDITIONAL_SAS) -> "
-                           "CloneFailed; the IKE SA and Child SA keep working")
+                 exercised="RFC 7791 §5.3: clone refused with NO_ADDITIONAL_SAS -> CloneFailed, "
+                           "SA keeps working")
