@@ -90,7 +90,7 @@ fuzz-valgrind: install
 	  --leak-check=full --errors-for-leak-kinds=definite \
 	  $(BIN)/python tests/fuzz/fuzz_parse.py --replay build/fuzz-valgrind
 
-# The `ikecore` command (ikecore/cli.py, [project.scripts]) comes with the clone issue.
+# RFC 7791 end to end on loopback UDP as an ordinary user (ikecore/demo.py).
 demo: install
 	@test -x $(BIN)/ikecore || { echo "demo: the ikecore command is not built yet"; exit 1; }
 	$(BIN)/ikecore demo

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from ikecore import peer_commands
+from ikecore import demo, peer_commands
 from ikecore.aead import IkeCipher
 from ikecore.constants import (
     AuthMethod,
@@ -410,6 +410,7 @@ COMMANDS: dict[str, Command] = {
         peer_commands.add_respond_arguments,
         peer_commands.run_respond,
     ),
+    "demo": Command(demo.DEMO_HELP, demo.add_demo_arguments, demo.run_demo),
 }
 
 

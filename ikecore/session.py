@@ -623,7 +623,8 @@ def _protected(message: IkeMessage) -> bool:
     return bool(types) and types[-1] == PayloadType.SK
 
 
-_CHILD_CAPABLE = (IkeState.ESTABLISHED, IkeState.REKEYING, IkeState.REKEYED)
+# DELETING too: such a request is answered TEMPORARY_FAILURE (RFC 7296 §2.25.2, RFC 7791 §5.3).
+_CHILD_CAPABLE = (IkeState.ESTABLISHED, IkeState.REKEYING, IkeState.REKEYED, IkeState.DELETING)
 _INFORMATIONAL_CAPABLE = (
     IkeState.AUTHENTICATING,
     IkeState.ESTABLISHED,

@@ -36,7 +36,7 @@ from ikecore.exchanges.base import (
 from ikecore.exchanges.child import accepted_esp_choice, make_child, responder_child_choice
 from ikecore.exchanges.informational import DeleteChildInitiator
 from ikecore.sa import ChildSa
-from ikecore.states import ChildState, ChildTrigger
+from ikecore.states import ChildState, ChildTrigger, IkeState
 from ikecore.suites import ProposalSpec
 from ikecore.wire import (
     IkeMessage,
@@ -320,6 +320,9 @@ class CreateChildDispatch:
         from ikecore.exchanges.clone_ike import CloneIkeResponder
         from ikecore.exchanges.rekey_ike import RekeyIkeResponder
 
+        if session.state == IkeState.DELETING:
+            # We are closing this IKE SA: no new SA on it (RFC 7296 §2.25.2, RFC 7791 §5.3).
+            raise RemoteProtocolError("IKE SA is being deleted", NotifyType.TEMPORARY_FAILURE)
         sa_payload = require(payloads, SecurityAssociation)
         task: ResponderTask
         if proposals_for(sa_payload, ProtocolId.IKE):
