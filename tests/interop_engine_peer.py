@@ -42,7 +42,7 @@ from typing import Any
 
 from ikecore.aio import UdpDriver
 from ikecore.config import EndpointConfig, Identity, PeerConfig, TrafficSelector
-from ikecore.constants import EncrId, ProtocolId
+from ikecore.constants import ProtocolId
 from ikecore.endpoint import IkeEndpoint
 from ikecore.errors import CloneRefused, LocalProtocolError
 from ikecore.events import (
@@ -147,9 +147,8 @@ class EngineHarness:
         elif isinstance(event, IkeSaCloned):
             self.clone = event.clone
             self._record_ike(event.clone)
-        elif isinstance(event, IkeSaMoved):
-            for child in event.session.child_sas:  # ESP now flows between the new addresses
-                self._log_child(event.session, child)
+        elif isinstance(event, IkeSaMoved) and self.keylog is not None:
+            self.keylog.add_session(event.session)  # ESP now flows between the new addresses
         elif isinstance(event, ChildSaEstablished):
             self._record_child(event.session, event.child)
         elif isinstance(event, ChildSaRekeyed):
@@ -171,41 +170,18 @@ class EngineHarness:
                 self.echo_replies[spi] = self.echo_replies.get(spi, 0) + 1
 
     def _record_ike(self, session: IkeSession) -> None:
-        sa = session.sa
-        record = sa.to_dict()
+        record = session.sa.to_dict()
         record.pop("child_sas")
         self.ike_sas.append(record)
-        if self.keylog is not None and sa.keys is not None and sa.transforms is not None:
-            if sa.transforms.encr == EncrId.AES_GCM_16:  # tshark 4.0: no ChaCha20 for IKE
-                self.keylog.add_ike_sa(
-                    sa.spi_i, sa.spi_r, EncrId(sa.transforms.encr),
-                    sa.transforms.key_bits or 256, sa.keys.sk_ei, sa.keys.sk_er,
-                )
+        if self.keylog is not None:
+            self.keylog.add_session(session)
 
     def _record_child(self, session: IkeSession, child: ChildSa) -> None:
-        sa = session.sa
         record = child.to_dict()
-        record["ike_sa"] = sa.spi_i.hex() + ":" + sa.spi_r.hex()
+        record["ike_sa"] = session.sa.spi_i.hex() + ":" + session.sa.spi_r.hex()
         self.child_sas.append(record)
-        self._log_child(session, child)
-
-    def _log_child(self, session: IkeSession, child: ChildSa) -> None:
-        if self.keylog is None:
-            return
-        sa = session.sa
-        local, remote = sa.local_address[0], sa.remote_address[0]
-        # The Child SA initiator's view (RFC 7296 §2.17: KEYMAT initiator-to-responder first).
-        if child.initiator:
-            ends, spis, keys = (local, remote), (child.spi_in, child.spi_out), (
-                child.key_out, child.key_in)
-        else:
-            ends, spis, keys = (remote, local), (child.spi_out, child.spi_in), (
-                child.key_in, child.key_out)
-        self.keylog.add_child_sa(
-            ends[0], ends[1], int.from_bytes(spis[0], "big"), int.from_bytes(spis[1], "big"),
-            EncrId(child.transforms.encr), child.transforms.key_bits or 256, keys[0], keys[1],
-            esn=child.transforms.esn,
-        )
+        if self.keylog is not None:
+            self.keylog.add_engine_child_sa(session, child)
 
     async def wait_for(
         self, accept: Callable[[Event], bool], since: int, timeout: float
