@@ -21,6 +21,8 @@ strongSwan the IKE SA.
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -54,8 +56,11 @@ from interop_peers import (
     connection_name,
     icmp_echo,
     parse_keys,
+    stop_process,
 )
 from interop_tshark import dissect
+
+from ikecore.wireshark import read_key_tables
 
 # Child SAs and the inner address pair (index into NetnsPair.inner) each one uses.
 CHILDREN = (
@@ -532,3 +537,102 @@ def test_clone_not_negotiated_with_strongswan(
     interop_case(**run.peers, ike=run.ike, esp=ESP_BOTH,
                  exercised="RFC 7791: CLONE_IKE_SA_SUPPORTED ignored by strongSwan, "
                            "request_clone -> NOT_NEGOTIATED, nothing sent, SA keeps working")
+
+
+# --- the commands themselves: `ikecore initiate` and `ikecore respond` --------------------------
+
+def _keylog_matches_strongswan(keys_dir: Path, logged: Any) -> list[str]:
+    """Every IKE and ESP key in ikecore's --keylog tables is one strongSwan logged."""
+    ike_sas, esp_sas = read_key_tables(keys_dir)
+    problems = []
+    logged_ike = {(k.sk_ei, k.sk_er) for k in logged.ike}
+    for sa in ike_sas:
+        if (sa.sk_ei, sa.sk_er) not in logged_ike:
+            problems.append(f"IKE SA {sa.spi_i.hex()}: SK_ei/SK_er not in strongSwan's log")
+    by_spi = {}
+    for child in logged.children:
+        # strongSwan's inbound SA carries what its peer sends; the initiator of the Child SA
+        # sends with encr_i (RFC 7296 §2.17).
+        for spi in (child.inbound_spi, child.outbound_spi):
+            by_spi[spi] = {child.encr_i, child.encr_r}
+    for esp in esp_sas:
+        if esp.key not in by_spi.get(esp.spi, set()):
+            problems.append(f"ESP SA {esp.spi:08x}: key not in strongSwan's log")
+    if not ike_sas or not esp_sas:
+        problems.append("empty key tables")
+    return problems
+
+
+def test_ikecore_initiate_command_against_strongswan(
+    strongswan_responder: tuple[NetnsPair, StrongSwan], tmp_path: Path,
+    interop_case: Callable[..., None],
+) -> None:
+    """`ikecore initiate --ping 3 --keylog DIR --json`, as a user would run it: IKE SA and
+    Child SA, three echoes answered through strongSwan's libipsec, Delete, and the keys it
+    logged are strongSwan's."""
+    pair, strongswan = strongswan_responder
+    ike = IKE_PROPOSALS[0]
+    inner_i, inner_r = pair.inner(0)
+    offset = strongswan.log_offset()
+    psk = tmp_path / "psk"
+    psk.write_text(PSK)
+    proc = pair.initiator.run(
+        [sys.executable, "-m", "ikecore", "initiate", "--local", pair.initiator_addr,
+         "--remote", pair.responder_addr, "--psk-file", str(psk), "--local-id", INITIATOR_ID,
+         "--remote-id", RESPONDER_ID, "--ike", ike, "--esp", "aes128gcm16",
+         "--keylog", str(tmp_path / "keys"), "--ping", str(ECHOES), "--ping-from", inner_i,
+         "--ping-to", inner_r, "--timeout", "10", "--json"], check=False, timeout=40)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["established"] and result["child_sas"] == 1 and result["deleted"]
+    assert result["echo_replies"] == result["echo_requests"] == ECHOES
+    assert result["clone_supported_by_peer"] is False
+    log = wait_for_log(strongswan, offset, lambda t: "IKE_SA deleted" in t, STEP_TIMEOUT)
+    assert "IKE_SA deleted" in log
+    assert _keylog_matches_strongswan(tmp_path / "keys", parse_keys(log)) == []
+    interop_case(initiator="ikecore initiate", responder="strongSwan", ike=ike,
+                 esp="aes128gcm16",
+                 exercised="the command: --ping through ESP (all answered), --keylog keys = "
+                           "strongSwan's, Delete")
+
+
+def test_ikecore_respond_command_against_strongswan(
+    strongswan_initiator: tuple[NetnsPair, StrongSwan], tmp_path: Path,
+    interop_case: Callable[..., None],
+) -> None:
+    """`ikecore respond --echo --keylog DIR --json` serving strongSwan: IKE SA and Child SA,
+    strongSwan's echoes answered through ESP, and on SIGTERM ikecore deletes the SA and prints
+    its summary."""
+    pair, strongswan = strongswan_initiator
+    ike = IKE_PROPOSALS[0]
+    inner_i, inner_r = pair.inner(0)
+    offset = strongswan.log_offset()
+    psk = tmp_path / "psk"
+    psk.write_text(PSK)
+    out = tmp_path / "respond.json"
+    proc = pair.responder.popen(
+        [sys.executable, "-m", "ikecore", "respond", "--listen", pair.responder_addr,
+         "--psk-file", str(psk), "--local-id", RESPONDER_ID, "--ike", ike,
+         "--esp", "aes128gcm16", "--keylog", str(tmp_path / "keys"), "--echo", "--json"],
+        stdout=out)
+    try:
+        deadline = time.monotonic() + STEP_TIMEOUT
+        ok, text = strongswan.initiate("esp128", connection_name(ike))
+        while not ok and time.monotonic() < deadline:  # until ikecore listens
+            time.sleep(0.2)
+            ok, text = strongswan.initiate("esp128", connection_name(ike))
+        assert ok, text
+        replies = icmp_echo(pair.initiator, inner_i, inner_r, ECHOES)
+    finally:
+        status = stop_process(proc)
+    assert status == 0, out.read_text()
+    summary = json.loads(out.read_text().splitlines()[-1])
+    assert summary["ike_sas"] == 1 and summary["child_sas"] == 1
+    assert replies == ECHOES and summary["echoes_answered"] == ECHOES
+    log = wait_for_log(strongswan, offset, lambda t: "IKE_SA deleted" in t, STEP_TIMEOUT)
+    assert "received DELETE for IKE_SA" in log
+    assert _keylog_matches_strongswan(tmp_path / "keys", parse_keys(log)) == []
+    interop_case(initiator="strongSwan", responder="ikecore respond", ike=ike,
+                 esp="aes128gcm16",
+                 exercised="the command: --echo answers strongSwan's ICMP through ESP, "
+                           "--keylog keys = strongSwan's, Delete on SIGTERM")
