@@ -24,6 +24,7 @@ handled: CloneFailed, the SA keeps working.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,7 @@ class PairRun:
     pcap: Path
     keys_dir: Path
     workdir: Path
+    duration_s: float
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +107,7 @@ def pair_run(
     initiator, responder = _engines(pair, workdir, ike)
     steps = Steps()
     inner0, inner1 = pair.inner(0), pair.inner(1)
+    started = time.monotonic()
     try:
         child = steps.run("initiate", initiator, "initiate")["child"]["child"]
         steps.run("ping", initiator, "ping", spi_in=child, src=inner0[0], dst=inner0[1],
@@ -138,7 +141,7 @@ def pair_run(
         responder.close()
         pcap = capture.stop()
     return PairRun(ike, steps, initiator_state, responder_state, pcap, workdir / "keys",
-                   workdir)
+                   workdir, round(time.monotonic() - started, 2))
 
 
 # --- the scenario itself ----------------------------------------------------------------------
@@ -213,7 +216,8 @@ def test_tshark_decrypts_everything_with_ikecores_keylog(
                  esp=ESP_BOTH, decoder="tshark",
                  exercised="clone, Child SA on the clone, MOBIKE move, rekeys, liveness, "
                            "Deletes: tshark decrypts all with ikecore's --keylog, ICVs correct, "
-                           "16432/16433/16400 and inner ICMP where ikecore put them")
+                           "16432/16433/16400 and inner ICMP where ikecore put them",
+                 scenario_duration_s=pair_run.duration_s)
 
 
 def _inner_pairs() -> set[tuple[str, str]]:

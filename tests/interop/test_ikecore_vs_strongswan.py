@@ -376,7 +376,8 @@ def test_ike_sa_and_child_sas_established_with_esp_both_ways(
         assert steps.ok(f"ping {name}")["replies"] == ECHOES
         assert steps.ok(f"strongSwan ping {name}")["replies"] == ECHOES
     interop_case(**engine_run.peers, ike=engine_run.ike, esp=ESP_BOTH,
-                 exercised="IKE SA + 2 Child SAs up on both sides, ICMP through ESP both ways")
+                 exercised="IKE SA + 2 Child SAs up on both sides, ICMP through ESP both ways",
+                 scenario_duration_s=engine_run.duration_s)
     state = engine_run.state
     assert state["esp_dropped"] == 0 and state["malformed"] == 0
 
