@@ -17,12 +17,52 @@ from pathlib import Path
 from typing import Any
 
 from interop_engine_peer import EnginePeer
-from interop_peers import LoggedKeys, StrongSwan
+from interop_peers import (
+    INITIATOR_ID,
+    PSK,
+    RESPONDER_ID,
+    ChildConfig,
+    LoggedKeys,
+    NetnsPair,
+    StrongSwan,
+)
 from interop_tshark import Dissection, dissect
 
 from ikecore.constants import ExchangeType, PayloadType
 
 NO_PROPOSAL_CHOSEN = 14  # RFC 7296 §3.10.1
+
+# Child SAs and the inner address pair (index into NetnsPair.inner) each one uses.
+CHILDREN = (
+    ("esp128", "aes128gcm16", 0),
+    ("esp256", "aes256gcm16", 1),
+    ("esp128esn", "aes128gcm16-esn", 2),
+    ("esp256esn", "aes256gcm16-esn", 3),
+)
+
+
+def children_config(pair: NetnsPair, *, initiator: bool) -> list[ChildConfig]:
+    configs = []
+    for name, esp, index in CHILDREN:
+        inner_i, inner_r = pair.inner(index)
+        local, remote = (inner_i, inner_r) if initiator else (inner_r, inner_i)
+        configs.append(ChildConfig(name, f"{local}/32", f"{remote}/32", esp))
+    return configs
+
+
+def engine_args(role: str, pair: NetnsPair, workdir: Path, ike: str, esp: str) -> list[str]:
+    psk = workdir / "psk"
+    psk.write_text(PSK)
+    common = ["--psk-file", str(psk), "--ike", ike, "--esp", esp,
+              "--keylog", str(workdir / "keys")]
+    if role == "initiator":
+        inner_i, inner_r = pair.inner(0)
+        return ["--role", "initiator", "--local", pair.initiator_addr,
+                "--remote", pair.responder_addr, "--local-id", INITIATOR_ID,
+                "--remote-id", RESPONDER_ID, "--local-ts", f"{inner_i}/32",
+                "--remote-ts", f"{inner_r}/32", *common]
+    return ["--role", "responder", "--local", pair.responder_addr, "--local-id", RESPONDER_ID,
+            *common]
 
 
 @dataclass

@@ -11,6 +11,10 @@ can be started from either side at a known moment:
     {"op": "create_child", "esp": P, "local_ts": NET, "remote_ts": NET}
     {"op": "ping", "spi_in": HEX, "src": IP, "dst": IP, "count": N}   ICMP echo through ESP
     {"op": "rekey_child", "spi_in": HEX} / {"op": "rekey_ike"} / {"op": "liveness"}
+        (rekeys with "nowait": true return once the request is sent)
+    {"op": "hold"} / {"op": "held", "count": N} / {"op": "release"}
+        keep arriving datagrams from the endpoint / wait until N are kept / deliver them:
+        makes both peers' requests cross on the wire (rekey collisions, RFC 7296 §2.8.1-2)
     {"op": "delete_child", "spi_in": HEX} / {"op": "delete"}
     {"op": "clone"}                          RFC 7791 request_clone on the current IKE SA
     {"op": "move", "local": IP}              RFC 4555 update_addresses (MOBIKE)
@@ -41,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from ikecore.aio import UdpDriver
-from ikecore.config import EndpointConfig, Identity, PeerConfig, TrafficSelector
+from ikecore.config import Address, EndpointConfig, Identity, PeerConfig, TrafficSelector
 from ikecore.constants import ProtocolId
 from ikecore.endpoint import IkeEndpoint
 from ikecore.errors import CloneRefused, LocalProtocolError
@@ -69,6 +73,26 @@ from ikecore.wireshark import KeyLog
 IPV4_NEXT_HEADER = 4  # RFC 4303: ESP Next Header of a tunnelled IPv4 packet
 ICMP = 1
 ECHO_REPLY = 0
+
+
+class HoldingDriver(UdpDriver):
+    """`UdpDriver` that can keep what arrives from the endpoint for a while, in order."""
+
+    def __init__(self, endpoint: IkeEndpoint, addresses: Sequence[str]) -> None:
+        super().__init__(endpoint, addresses)
+        self.held: list[tuple[bytes, Address, Address]] | None = None
+
+    def received(self, data: bytes, src: Address, dst: Address) -> None:
+        if self.held is not None:
+            self.held.append((data, src, dst))
+        else:
+            super().received(data, src, dst)
+
+    def release(self) -> int:
+        held, self.held = self.held or [], None
+        for data, src, dst in held:
+            super().received(data, src, dst)
+        return len(held)
 
 
 class StepFailed(Exception):
@@ -115,7 +139,7 @@ class EngineHarness:
         self.endpoint = IkeEndpoint(
             EndpointConfig(peers=(self.peer,), ike_proposals=self.peer.ike_proposals)
         )
-        self.driver = UdpDriver(self.endpoint, [args.local, *args.extra_local])
+        self.driver = HoldingDriver(self.endpoint, [args.local, *args.extra_local])
         self.keylog = None if args.keylog is None else KeyLog(args.keylog)
         self.events: list[Event] = []
         self.arrived = asyncio.Event()
@@ -269,14 +293,27 @@ class EngineHarness:
             spi = self._child(command["spi_in"], which)
             session.rekey_child_sa(spi, now)
             self.driver.pump()
-            done = await self.wait_for(
-                lambda e: isinstance(e, (ChildSaRekeyed, ChildSaFailed)), since, timeout)
-            result["child"] = _describe(done)
+            if not command.get("nowait"):
+                done = await self.wait_for(
+                    lambda e: isinstance(e, (ChildSaRekeyed, ChildSaFailed)), since, timeout)
+                result["child"] = _describe(done)
         elif op == "rekey_ike":
             self._current(which).rekey(now)
             self.driver.pump()
-            done = await self.wait_for(lambda e: isinstance(e, IkeSaRekeyed), since, timeout)
-            result["rekeyed"] = _describe(done)
+            if not command.get("nowait"):
+                done = await self.wait_for(lambda e: isinstance(e, IkeSaRekeyed), since, timeout)
+                result["rekeyed"] = _describe(done)
+        elif op == "hold":
+            self.driver.held = []
+        elif op == "held":
+            deadline = self.driver.now() + timeout
+            while len(self.driver.held or ()) < int(command["count"]):
+                if self.driver.now() > deadline:
+                    raise StepFailed(f"only {len(self.driver.held or ())} datagrams arrived")
+                await asyncio.sleep(0.01)
+            result["held"] = len(self.driver.held or ())
+        elif op == "release":
+            result["released"] = self.driver.release()
         elif op == "liveness":
             session = self._current(which)
             session.check_liveness(now)

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from interop_engine_checks import children_config
 from interop_peers import (
     ESP_CHILDREN,
     IKE_PROPOSALS,
@@ -145,6 +146,50 @@ def strongswan_pair(
     yield StrongSwanPair(pair, initiator, responder)
     initiator.stop()
     responder.stop()
+
+
+# --- strongSwan facing the ikecore engine, one daemon per direction ----------------------------
+
+@pytest.fixture(scope="session")
+def strongswan_responder(
+    netns_pair_factory: Callable[[str], NetnsPair], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[NetnsPair, StrongSwan]]:
+    pair = netns_pair_factory("k")
+    daemon = StrongSwan(pair.responder, tmp_path_factory.mktemp("ss-responder"))
+    try:
+        daemon.start()
+        daemon.load([ConnectionConfig(
+            "resp", pair.responder_addr, "%any", IKE_PROPOSALS, RESPONDER_ID, INITIATOR_ID,
+            children_config(pair, initiator=False), dpd_delay="1s",
+        )])
+    except InteropSetupError as exc:
+        daemon.stop()
+        pytest.fail(f"strongSwan did not start: {exc}", pytrace=False)
+    yield pair, daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def strongswan_initiator(
+    netns_pair_factory: Callable[[str], NetnsPair], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[NetnsPair, StrongSwan]]:
+    pair = netns_pair_factory("m")
+    daemon = StrongSwan(pair.initiator, tmp_path_factory.mktemp("ss-initiator"))
+    try:
+        daemon.start()
+        daemon.load([
+            ConnectionConfig(
+                connection_name(ike), pair.initiator_addr, pair.responder_addr, [ike],
+                INITIATOR_ID, RESPONDER_ID, children_config(pair, initiator=True),
+                dpd_delay="1s",
+            )
+            for ike in IKE_PROPOSALS
+        ])
+    except InteropSetupError as exc:
+        daemon.stop()
+        pytest.fail(f"strongSwan did not start: {exc}", pytrace=False)
+    yield pair, daemon
+    daemon.stop()
 
 
 # --- the interop report ---------------------------------------------------------------------

@@ -24,17 +24,19 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from interop_engine_checks import (
+    CHILDREN,
     NO_PROPOSAL_CHOSEN,
     Steps,
     child_key_mismatches,
     decode_matches_tshark,
+    engine_args,
     flip_key_tables,
     ike_key_mismatches,
     tshark_problems,
@@ -47,9 +49,6 @@ from interop_peers import (
     PSK,
     RESPONDER_ID,
     Capture,
-    ChildConfig,
-    ConnectionConfig,
-    InteropSetupError,
     NetnsPair,
     StrongSwan,
     _die_with_test_process,
@@ -62,13 +61,6 @@ from interop_tshark import dissect
 
 from ikecore.wireshark import read_key_tables
 
-# Child SAs and the inner address pair (index into NetnsPair.inner) each one uses.
-CHILDREN = (
-    ("esp128", "aes128gcm16", 0),
-    ("esp256", "aes256gcm16", 1),
-    ("esp128esn", "aes128gcm16-esn", 2),
-    ("esp256esn", "aes256gcm16-esn", 3),
-)
 INSTALLABLE = CHILDREN[:2]
 ESN_CHILDREN = CHILDREN[2:]
 ECHOES = 3
@@ -80,30 +72,6 @@ ESP_ESN = "aes128gcm16-esn, aes256gcm16-esn"
 ENGINE_ESP = "aes128gcm16,aes256gcm16,aes128gcm16-esn,aes256gcm16-esn"
 STEP_TIMEOUT = 10.0
 DPD_TIMEOUT = 4.0  # dpd_delay 1s: charon probes after a second without inbound traffic
-
-
-def children_config(pair: NetnsPair, *, initiator: bool) -> list[ChildConfig]:
-    configs = []
-    for name, esp, index in CHILDREN:
-        inner_i, inner_r = pair.inner(index)
-        local, remote = (inner_i, inner_r) if initiator else (inner_r, inner_i)
-        configs.append(ChildConfig(name, f"{local}/32", f"{remote}/32", esp))
-    return configs
-
-
-def engine_args(role: str, pair: NetnsPair, workdir: Path, ike: str, esp: str) -> list[str]:
-    psk = workdir / "psk"
-    psk.write_text(PSK)
-    common = ["--psk-file", str(psk), "--ike", ike, "--esp", esp,
-              "--keylog", str(workdir / "keys")]
-    if role == "initiator":
-        inner_i, inner_r = pair.inner(0)
-        return ["--role", "initiator", "--local", pair.initiator_addr,
-                "--remote", pair.responder_addr, "--local-id", INITIATOR_ID,
-                "--remote-id", RESPONDER_ID, "--local-ts", f"{inner_i}/32",
-                "--remote-ts", f"{inner_r}/32", *common]
-    return ["--role", "responder", "--local", pair.responder_addr, "--local-id", RESPONDER_ID,
-            *common]
 
 
 @dataclass
@@ -125,50 +93,6 @@ class EngineRun:
         if self.role == "initiator":
             return {"initiator": "ikecore", "responder": "strongSwan"}
         return {"initiator": "strongSwan", "responder": "ikecore"}
-
-
-# --- strongSwan daemons, one per direction ----------------------------------------------------
-
-@pytest.fixture(scope="module")
-def strongswan_responder(
-    netns_pair_factory: Callable[[str], NetnsPair], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[NetnsPair, StrongSwan]]:
-    pair = netns_pair_factory("k")
-    daemon = StrongSwan(pair.responder, tmp_path_factory.mktemp("ss-responder"))
-    try:
-        daemon.start()
-        daemon.load([ConnectionConfig(
-            "resp", pair.responder_addr, "%any", IKE_PROPOSALS, RESPONDER_ID, INITIATOR_ID,
-            children_config(pair, initiator=False), dpd_delay="1s",
-        )])
-    except InteropSetupError as exc:
-        daemon.stop()
-        pytest.fail(f"strongSwan did not start: {exc}", pytrace=False)
-    yield pair, daemon
-    daemon.stop()
-
-
-@pytest.fixture(scope="module")
-def strongswan_initiator(
-    netns_pair_factory: Callable[[str], NetnsPair], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[NetnsPair, StrongSwan]]:
-    pair = netns_pair_factory("m")
-    daemon = StrongSwan(pair.initiator, tmp_path_factory.mktemp("ss-initiator"))
-    try:
-        daemon.start()
-        daemon.load([
-            ConnectionConfig(
-                connection_name(ike), pair.initiator_addr, pair.responder_addr, [ike],
-                INITIATOR_ID, RESPONDER_ID, children_config(pair, initiator=True),
-                dpd_delay="1s",
-            )
-            for ike in IKE_PROPOSALS
-        ])
-    except InteropSetupError as exc:
-        daemon.stop()
-        pytest.fail(f"strongSwan did not start: {exc}", pytrace=False)
-    yield pair, daemon
-    daemon.stop()
 
 
 # --- the two scenarios ------------------------------------------------------------------------
