@@ -147,6 +147,7 @@ class EngineHarness:
         self.clone: IkeSession | None = None
         # Every IKE SA and Child SA as it was when made (keys included), for key comparison.
         self.ike_sas: list[dict[str, Any]] = []
+        self._recorded: set[tuple[bytes, bytes]] = set()
         self.child_sas: list[dict[str, Any]] = []
         self.echoes_answered = 0
         self.echo_replies: dict[str, int] = {}  # our inbound SPI -> echo replies received
@@ -194,11 +195,19 @@ class EngineHarness:
                 self.echo_replies[spi] = self.echo_replies.get(spi, 0) + 1
 
     def _record_ike(self, session: IkeSession) -> None:
-        record = session.sa.to_dict()
-        record.pop("child_sas")
-        self.ike_sas.append(record)
-        if self.keylog is not None:
-            self.keylog.add_session(session)
+        # The SA the event names, and any other the endpoint holds keys for: a rekey
+        # collision's redundant SA gets no event but carries its own Delete on the wire.
+        for each in (session, *self.endpoint.sessions):
+            sa = each.sa
+            if sa.keys is None or sa.spis in self._recorded:
+                continue
+            self._recorded.add(sa.spis)
+            record = sa.to_dict()
+            record.pop("child_sas")
+            record["announced"] = each is session
+            self.ike_sas.append(record)
+            if self.keylog is not None:
+                self.keylog.add_session(each)
 
     def _record_child(self, session: IkeSession, child: ChildSa) -> None:
         record = child.to_dict()
