@@ -88,6 +88,18 @@ class HoldingDriver(UdpDriver):
         else:
             super().received(data, src, dst)
 
+    def held_exchanges(self, exchange: int) -> int:
+        """Held IKE messages (behind the non-ESP marker on 4500) of one exchange type."""
+        count = 0
+        for data, _, dst in self.held or ():
+            if dst[1] == self.endpoint.config.nat_port:
+                if data[:4] != bytes(4):
+                    continue  # ESP
+                data = data[4:]
+            if len(data) >= 28 and data[18] == exchange:  # RFC 7296 §3.1: Exchange Type
+                count += 1
+        return count
+
     def release(self) -> int:
         held, self.held = self.held or [], None
         for data, src, dst in held:
@@ -315,10 +327,13 @@ class EngineHarness:
         elif op == "hold":
             self.driver.held = []
         elif op == "held":
+            # Wait for ``count`` held IKE messages of exchange type ``exchange`` (default
+            # CREATE_CHILD_SA): a liveness check arriving meanwhile does not count.
+            exchange = int(command.get("exchange", 36))
             deadline = self.driver.now() + timeout
-            while len(self.driver.held or ()) < int(command["count"]):
+            while self.driver.held_exchanges(exchange) < int(command["count"]):
                 if self.driver.now() > deadline:
-                    raise StepFailed(f"only {len(self.driver.held or ())} datagrams arrived")
+                    raise StepFailed(f"held only {self.driver.held_exchanges(exchange)}")
                 await asyncio.sleep(0.01)
             result["held"] = len(self.driver.held or ())
         elif op == "release":
