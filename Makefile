@@ -86,7 +86,8 @@ fuzz-valgrind: install
 	PYTHONMALLOC=malloc valgrind --gen-suppressions=all --log-file=build/valgrind-baseline.log \
 	  $(BIN)/python tests/fuzz/fuzz_parse.py --replay build/fuzz-empty
 	grep -v '^==' build/valgrind-baseline.log > build/python-baseline.supp
-	PYTHONMALLOC=malloc valgrind --suppressions=build/python-baseline.supp --error-exitcode=99 \
+	PYTHONMALLOC=malloc valgrind --suppressions=build/python-baseline.supp \
+	  --suppressions=tests/fuzz/third-party.supp --error-exitcode=99 \
 	  --leak-check=full --errors-for-leak-kinds=definite \
 	  $(BIN)/python tests/fuzz/fuzz_parse.py --replay build/fuzz-valgrind
 

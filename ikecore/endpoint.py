@@ -355,6 +355,11 @@ class IkeEndpoint:
             # Refused (NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD) or dropped: keep no state.
             self.forget(session)
 
+    @property
+    def half_open_count(self) -> int:
+        """Responder SAs between IKE_SA_INIT and IKE_AUTH (what the COOKIE threshold counts)."""
+        return len(self._half_open)
+
     def half_open_established(self, session: IkeSession) -> None:
         """IKE_AUTH done: the SA no longer counts as half open."""
         self._half_open.discard(session)

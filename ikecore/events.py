@@ -22,6 +22,7 @@ __all__ = [
     "ChildSaFailed",
     "ChildSaRekeyed",
     "CloneFailed",
+    "CloneRequestRefused",
     "EspPacketReceived",
     "Event",
     "IkeSaCloned",
@@ -90,6 +91,15 @@ class IkeSaCloned(Event):
 @dataclass(frozen=True, slots=True)
 class CloneFailed(Event):
     """RFC 7791 §5.3: the clone was refused ("TEMPORARY_FAILURE", "NO_ADDITIONAL_SAS", ...)."""
+
+    session: IkeSession
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloneRequestRefused(Event):
+    """We refused the peer's clone of this SA (RFC 7791 §5.1/§5.3); ``reason`` is the notify
+    we answered with ("NO_ADDITIONAL_SAS", "TEMPORARY_FAILURE", "NO_PROPOSAL_CHOSEN", ...)."""
 
     session: IkeSession
     reason: str

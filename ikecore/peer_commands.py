@@ -30,12 +30,16 @@ from ikecore.aio import UdpDriver
 from ikecore.config import Address, EndpointConfig, Identity, PeerConfig
 from ikecore.constants import EncrId, ProtocolId
 from ikecore.endpoint import IkeEndpoint
+from ikecore.errors import CloneRefused
 from ikecore.events import (
     ChildSaEstablished,
     ChildSaFailed,
     ChildSaRekeyed,
+    CloneFailed,
+    CloneRequestRefused,
     EspPacketReceived,
     Event,
+    IkeSaCloned,
     IkeSaDeleted,
     IkeSaEstablished,
     IkeSaRekeyed,
@@ -118,6 +122,7 @@ def add_initiate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--remote", required=True, help="responder IP[:PORT]")
     parser.add_argument("--remote-id", required=True, help="the responder's identity")
     _common_arguments(parser)
+    parser.add_argument("--clone", type=int, default=0, help="clone the IKE SA N times (RFC 7791)")
     parser.add_argument("--hold", type=float, default=0.0, help="keep the SAs S seconds")
     parser.add_argument("--ping", type=int, default=0, help="send N ICMP echoes through ESP")
     parser.add_argument("--ping-from", default="10.0.0.1", help="inner source of the echoes")
@@ -128,6 +133,9 @@ def add_respond_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", required=True, help="local IP[:PORT] to serve on")
     _common_arguments(parser)
     parser.add_argument("--count", type=int, default=0, help="exit after N IKE SAs ended")
+    parser.add_argument(
+        "--max-clones", type=int, default=None, help="clones allowed per peer (RFC 7791 §5.3)"
+    )
     parser.add_argument("--echo", action="store_true", help="answer ICMP echoes received")
 
 
@@ -358,6 +366,11 @@ async def _initiate(args: argparse.Namespace) -> dict[str, Any]:
             clone_refusals=[],
             ike_sa=_spis(session),
         )
+        if args.clone:
+            outcomes = await _clone(runner, session, args.clone, deadline)
+            made = [_spis(c) for c in outcomes if isinstance(c, IkeSession)]
+            refusals = [r for r in outcomes if isinstance(r, str)]
+            result.update(clones=len(made), clone_refusals=refusals, clone_sas=made)
         if args.ping:
             result["echo_requests"] = args.ping
             result["echo_replies"] = await _ping(runner, session, args, deadline)
@@ -368,19 +381,53 @@ async def _initiate(args: argparse.Namespace) -> dict[str, Any]:
                 await runner.wait_for(
                     lambda e: isinstance(e, IkeSaDeleted) and e.session is session, hold_until
                 )
-        if session.state == IkeState.ESTABLISHED:
-            session.delete(driver.now())
-            driver.pump()
-            await runner.wait_for(
-                lambda e: isinstance(e, IkeSaDeleted) and e.session is session,
-                driver.now() + args.timeout,
-            )
+        # Delete what is left: the IKE SA and any clones (each with its Child SAs).
+        for ours in endpoint.sessions:
+            if ours.state == IkeState.ESTABLISHED:
+                ours.delete(driver.now())
+                driver.pump()
+                await runner.wait_for(
+                    lambda e, s=ours: isinstance(e, IkeSaDeleted) and e.session is s,  # type: ignore[misc]
+                    driver.now() + args.timeout,
+                )
         result["deleted"] = True
         result["esp_received"] = runner.esp_received
         result["echoes_answered"] = runner.echoes_answered
         return result
     finally:
         driver.close()
+
+
+async def _clone(
+    runner: _Peer, session: IkeSession, count: int, deadline: float
+) -> list[IkeSession | str]:
+    """Clone ``session`` ``count`` times, one after the other (RFC 7791 §5.2): each entry is
+    the clone made or the reason it was refused (by the peer, or locally after its refusal)."""
+    outcomes: list[IkeSession | str] = []
+    driver = runner.driver
+    for _ in range(count):
+        try:
+            session.request_clone(driver.now())
+        except CloneRefused as refused:
+            outcomes.append(refused.reason)
+            continue
+        driver.pump()
+        event = await runner.wait_for(
+            lambda e: isinstance(e, (IkeSaCloned, CloneFailed)) and _parent(e) is session,
+            deadline,
+        )
+        outcomes.append(event.clone if isinstance(event, IkeSaCloned) else _reason(event))
+    return outcomes
+
+
+def _parent(event: Event) -> IkeSession | None:
+    if isinstance(event, IkeSaCloned):
+        return event.parent
+    return event.session if isinstance(event, CloneFailed) else None
+
+
+def _reason(event: Event) -> str:
+    return event.reason if isinstance(event, CloneFailed) else ""
 
 
 async def _ping(
@@ -410,8 +457,13 @@ async def _ping(
 
 async def _respond(args: argparse.Namespace) -> dict[str, Any]:
     listen = _host_port(args.listen, 500)
+    if args.max_clones is not None and args.max_clones < 0:
+        raise _Failure("--max-clones must be >= 0")
     peer = PeerConfig(
-        local_id=Identity.parse(args.local_id), psk=_psk(args.psk_file), **_proposals(args)
+        local_id=Identity.parse(args.local_id),
+        psk=_psk(args.psk_file),
+        max_clones=args.max_clones,
+        **_proposals(args),
     )
     endpoint = IkeEndpoint(
         EndpointConfig(peers=(peer,), ike_proposals=peer.ike_proposals, nat_port=args.nat_port)
@@ -424,6 +476,9 @@ async def _respond(args: argparse.Namespace) -> dict[str, Any]:
         loop.add_signal_handler(signum, stop.set)
     summary: dict[str, Any] = {"ike_sas": 0, "child_sas": 0, "ended": 0}
     sessions: list[dict[str, Any]] = []
+    clone_support: list[bool] = []
+    clones = 0
+    clone_refusals: list[str] = []
     try:
         while not stop.is_set():
             getter = asyncio.ensure_future(driver.next_event())
@@ -441,6 +496,12 @@ async def _respond(args: argparse.Namespace) -> dict[str, Any]:
             if isinstance(event, IkeSaEstablished):
                 summary["ike_sas"] += 1
                 sessions.append(_spis(event.session))
+                clone_support.append(event.session.sa.peer_clone_supported)
+            elif isinstance(event, IkeSaCloned):
+                clones += 1
+                sessions.append(_spis(event.clone))
+            elif isinstance(event, CloneRequestRefused):
+                clone_refusals.append(event.reason)
             elif isinstance(event, ChildSaEstablished):
                 summary["child_sas"] += 1
             elif isinstance(event, IkeSaDeleted) and event.reason != "rekeyed":
@@ -460,7 +521,9 @@ async def _respond(args: argparse.Namespace) -> dict[str, Any]:
                 break
         summary.update(
             sessions=sessions,
-            clones=0,
+            clones=clones,
+            clone_refusals=clone_refusals,
+            clone_supported_by_peer=bool(clone_support) and all(clone_support),
             esp_received=runner.esp_received,
             echoes_answered=runner.echoes_answered,
         )

@@ -10,7 +10,14 @@ from clone_harness import Pair, clone_on_both_sides, cloned, established
 from engine_harness import of_type
 
 from ikecore import CloneRefused, ExchangeType, NotifyType, ProtocolId
-from ikecore.events import ChildSaEstablished, CloneFailed, Event, IkeSaCloned, IkeSaDeleted
+from ikecore.events import (
+    ChildSaEstablished,
+    CloneFailed,
+    CloneRequestRefused,
+    Event,
+    IkeSaCloned,
+    IkeSaDeleted,
+)
 from ikecore.exchanges.clone_ike import CLONE_RETRY_DELAY
 from ikecore.exchanges.create_child import CreateChildInitiator
 from ikecore.session import IkeSession
@@ -42,6 +49,7 @@ def test_no_additional_sas_when_the_family_is_full_until_an_sa_goes() -> None:
     assert failed(client_events).reason == "NO_ADDITIONAL_SAS"
     assert failed(client_events).session is p.client_sa
     assert not of_type(gateway_events, IkeSaCloned) and len(p.gateway.sessions) == 2
+    assert gateway_events == [CloneRequestRefused(p.gateway_sa, "NO_ADDITIONAL_SAS")]
     # The whole family counts: the clone may not be cloned either. And the refusal is
     # permanent: nothing is sent until one of our SAs with this peer is gone (§5.3).
     for session in (p.client_sa, clone):
@@ -147,7 +155,7 @@ def test_a_clone_request_on_an_sa_without_clone_support_is_refused_not_rekeyed()
     p.run(1.0)
     client_events, gateway_events = p.events()
     assert failed(client_events).reason == "NO_ADDITIONAL_SAS"
-    assert gateway_events == []
+    assert gateway_events == [CloneRequestRefused(p.gateway_sa, "NO_ADDITIONAL_SAS")]
     assert p.gateway_sa.state == IkeState.ESTABLISHED and len(p.gateway_sa.child_sas) == 1
     assert len(p.gateway.sessions) == 1
 

@@ -215,3 +215,31 @@ def test_clone_needs_both_announcements() -> None:
             side.request_clone(1.0)
         assert refused.value.reason == "NOT_NEGOTIATED"
     assert p.net.capture(1.0) == []  # nothing was sent
+
+
+def test_what_a_clone_inherits() -> None:
+    p = established()
+    old = p.client_sa.sa
+    # Capabilities the old SA negotiated (fragmentation is set by hand: the engine does not
+    # negotiate RFC 7383 yet) and a peer window raised by SET_WINDOW_SIZE on the old SA.
+    old.peer_fragmentation_supported = True
+    old.peer_window = 4
+    clone, _ = clone_on_both_sides(p, p.client_sa, 7.0)
+    sa = clone.sa
+    # Inherited: identities, peer configuration, capabilities, addresses and NAT state.
+    assert (sa.local_id, sa.remote_id, sa.peer_name) == (old.local_id, old.remote_id, old.peer_name)
+    assert clone.peer is p.client_sa.peer
+    assert sa.clone_negotiated and sa.local_mobike_supported and sa.peer_mobike_supported
+    assert sa.peer_fragmentation_supported
+    assert (sa.local_address, sa.remote_address) == (old.local_address, old.remote_address)
+    assert (sa.local_behind_nat, sa.remote_behind_nat) == (
+        old.local_behind_nat,
+        old.remote_behind_nat,
+    )
+    assert sa.local_window == old.local_window and sa.family == old.family
+    # Its own: keys, algorithms from the clone proposal, window 1, message IDs 0, lifetime
+    # from the clone time, no Child SA, no SK IV used yet.
+    assert sa.keys != old.keys and sa.peer_window == 1
+    assert (sa.next_request_id, sa.next_peer_request_id, sa.sk_iv) == (0, 0, 0)
+    assert sa.created_at == sa.established_at == 7.0 and old.created_at == 0.0
+    assert sa.child_sas == {} and sa.rekeyed_from is None and sa.parent == old.spis

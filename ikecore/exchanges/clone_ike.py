@@ -26,7 +26,7 @@ from ikecore.config import Identity
 from ikecore.constants import ExchangeType, NotifyType, ProtocolId, TransformType
 from ikecore.dh import SUPPORTED_GROUPS, KeyExchange
 from ikecore.errors import CloneRefused, LocalProtocolError, RemoteProtocolError
-from ikecore.events import CloneFailed, IkeSaCloned
+from ikecore.events import CloneFailed, CloneRequestRefused, IkeSaCloned
 from ikecore.exchanges.base import (
     NotifyError,
     answer,
@@ -304,6 +304,14 @@ class CloneIkeResponder:
     def process_request(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
     ) -> list[Payload]:
+        try:
+            return self._clone(session, payloads, now)
+        except RemoteProtocolError as refusal:
+            # The error notify is the answer (the session sends it); the user hears of it.
+            session.emit(CloneRequestRefused(session, refusal_name(refusal.notify_type)))
+            raise
+
+    def _clone(self, session: IkeSession, payloads: list[Payload], now: float) -> list[Payload]:
         sa = session.sa
         if not sa.clone_negotiated:
             # §5.1 forbids the clone; a plain rekey instead would move the Child SAs the peer
@@ -355,10 +363,7 @@ class CloneIkeResponder:
 
 def _resources_short(endpoint: IkeEndpoint) -> bool:
     """Our temporary shortage: as many SAs half open as make us demand COOKIEs (§2.6)."""
-    half_open = sum(
-        1 for s in endpoint.sessions if s.sa.state in (IkeState.CONNECTING, IkeState.AUTHENTICATING)
-    )
-    return half_open >= endpoint.config.cookie_threshold
+    return endpoint.half_open_count >= endpoint.config.cookie_threshold
 
 
 def _room_for_peer_clone(session: IkeSession, max_clones: int, peer_nonce: bytes) -> bool:
