@@ -492,33 +492,46 @@ def test_ikecore_initiate_command_against_strongswan(
     strongswan_responder: tuple[NetnsPair, StrongSwan], tmp_path: Path,
     interop_case: Callable[..., None],
 ) -> None:
-    """`ikecore initiate --ping 3 --keylog DIR --json`, as a user would run it: IKE SA and
-    Child SA, three echoes answered through strongSwan's libipsec, Delete, and the keys it
-    logged are strongSwan's."""
+    """`ikecore initiate --clone 1 --ping 3 --keylog DIR --json`, as a user would run it: IKE
+    SA and Child SA, the clone refused locally with NOT_NEGOTIATED (strongSwan announced no
+    RFC 7791 support) and nothing sent for it, three echoes answered through strongSwan's
+    libipsec, Delete, and the keys it logged are strongSwan's."""
     pair, strongswan = strongswan_responder
     ike = IKE_PROPOSALS[0]
     inner_i, inner_r = pair.inner(0)
     offset = strongswan.log_offset()
     psk = tmp_path / "psk"
     psk.write_text(PSK)
-    proc = pair.initiator.run(
-        [sys.executable, "-m", "ikecore", "initiate", "--local", pair.initiator_addr,
-         "--remote", pair.responder_addr, "--psk-file", str(psk), "--local-id", INITIATOR_ID,
-         "--remote-id", RESPONDER_ID, "--ike", ike, "--esp", "aes128gcm16",
-         "--keylog", str(tmp_path / "keys"), "--ping", str(ECHOES), "--ping-from", inner_i,
-         "--ping-to", inner_r, "--timeout", "10", "--json"], check=False, timeout=40)
+    capture = Capture(pair.responder, pair.responder_if, tmp_path / "capture.pcap")
+    try:
+        proc = pair.initiator.run(
+            [sys.executable, "-m", "ikecore", "initiate", "--local", pair.initiator_addr,
+             "--remote", pair.responder_addr, "--psk-file", str(psk),
+             "--local-id", INITIATOR_ID, "--remote-id", RESPONDER_ID, "--ike", ike,
+             "--esp", "aes128gcm16", "--keylog", str(tmp_path / "keys"), "--clone", "1",
+             "--ping", str(ECHOES), "--ping-from", inner_i, "--ping-to", inner_r,
+             "--timeout", "10", "--json"], check=False, timeout=40)
+        log = wait_for_log(strongswan, offset, lambda t: "IKE_SA deleted" in t, STEP_TIMEOUT)
+    finally:
+        pcap = capture.stop()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)
     assert result["established"] and result["child_sas"] == 1 and result["deleted"]
     assert result["echo_replies"] == result["echo_requests"] == ECHOES
     assert result["clone_supported_by_peer"] is False
-    log = wait_for_log(strongswan, offset, lambda t: "IKE_SA deleted" in t, STEP_TIMEOUT)
+    assert (result["clones"], result["clone_refusals"]) == (0, ["NOT_NEGOTIATED"])
     assert "IKE_SA deleted" in log
     assert _keylog_matches_strongswan(tmp_path / "keys", parse_keys(log)) == []
+    # On the wire: IKE_SA_INIT, IKE_AUTH, INFORMATIONAL (Delete); no CREATE_CHILD_SA at all.
+    dissection = dissect(pcap, tmp_path / "keys")
+    assert tshark_problems(dissection) == []
+    assert {f.exchange for f in dissection.ike} == {34, EXCHANGE_IKE_AUTH, 37}
+    assert all(CLONE_IKE_SA not in f.notify_types for f in dissection.ike)
     interop_case(initiator="ikecore initiate", responder="strongSwan", ike=ike,
                  esp="aes128gcm16",
-                 exercised="the command: --ping through ESP (all answered), --keylog keys = "
-                           "strongSwan's, Delete")
+                 exercised="the command: --clone 1 refused NOT_NEGOTIATED with nothing sent, "
+                           "--ping through ESP (all answered), --keylog keys = strongSwan's, "
+                           "Delete")
 
 
 def test_ikecore_respond_command_against_strongswan(
