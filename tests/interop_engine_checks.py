@@ -73,7 +73,9 @@ class Steps:
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def run(self, name: str, peer: EnginePeer, op: str, **fields: Any) -> dict[str, Any]:
+        started = time.monotonic()
         answer = peer.step(op, **fields)
+        answer["elapsed_s"] = round(time.monotonic() - started, 3)
         self.answers[name] = answer
         return answer
 

@@ -18,7 +18,9 @@ its maker deletes. The nonces and SPIs come from the capture, decrypted by `ikec
 
 from __future__ import annotations
 
+import re
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +36,13 @@ from interop_engine_checks import (
     tshark_problems,
 )
 from interop_engine_peer import EnginePeer
-from interop_peers import Capture, NetnsPair, StrongSwan, _die_with_test_process, parse_keys
+from interop_peers import (
+    Capture,
+    StrongSwan,
+    _die_with_test_process,
+    connection_name,
+    parse_keys,
+)
 from interop_tshark import dissect
 
 IKE = "aes128gcm16-prfsha256-x25519"
@@ -55,10 +63,11 @@ class RekeyExchange:
 
 @dataclass
 class CollisionRun:
+    first: str  # who initiated the IKE SA: "ikecore" or "strongSwan"
+    conn: str  # strongSwan's connection name
     steps: Steps
     state: dict[str, Any]
     exchanges: list[RekeyExchange]
-    list_sas: str
     strongswan_log: str
     pcap: Path
     keys_dir: Path
@@ -134,22 +143,34 @@ def _collide(
     steps.note(f"{label}: swanctl", output=out, status=rekey.returncode)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["ikecore", "strongSwan"],
+                ids=lambda who: f"{who} initiated the IKE SA")
 def collisions(
-    strongswan_responder: tuple[NetnsPair, StrongSwan],
-    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> CollisionRun:
-    pair, strongswan = strongswan_responder
+    ikecore_first = request.param == "ikecore"
+    fixture = "strongswan_responder" if ikecore_first else "strongswan_initiator"
+    pair, strongswan = request.getfixturevalue(fixture)
     workdir = tmp_path_factory.mktemp("collisions")
     offset = strongswan.log_offset()
     capture = Capture(pair.responder, pair.responder_if, workdir / "capture.pcap")
-    engine = EnginePeer(pair.initiator.exec_args(),
-                        engine_args("initiator", pair, workdir, IKE, "aes128gcm16"),
+    role, netns = ("initiator", pair.initiator) if ikecore_first else (
+        "responder", pair.responder)
+    engine = EnginePeer(netns.exec_args(),
+                        engine_args(role, pair, workdir, IKE, "aes128gcm16"),
                         workdir / "engine.log", _die_with_test_process)
-    steps = Steps()
+    conn = "resp" if ikecore_first else connection_name(IKE)
     inner_i, inner_r = pair.inner(0)
+    ours, theirs = (inner_i, inner_r) if ikecore_first else (inner_r, inner_i)
+    ikecore_addr = pair.initiator_addr if ikecore_first else pair.responder_addr
+    steps = Steps()
     try:
-        child = steps.run("initiate", engine, "initiate")["child"]["child"]
+        if ikecore_first:
+            child = steps.run("initiate", engine, "initiate")["child"]["child"]
+        else:
+            strongswan.initiate("esp128", conn)
+            child = steps.run("initiate", engine, "wait", event="ChildSaEstablished",
+                              since=0)["found"]["child"]
         since = engine.step("state")["events"]
         _collide(steps, engine, strongswan, "child", ["--rekey", "--child", "esp128"],
                  "rekey_child", spi_in=child)
@@ -158,20 +179,22 @@ def collisions(
         steps.run("child: settled", engine, "wait", event="ChildSaDeleted", since=since,
                   match={"child": child}, timeout=STEP_TIMEOUT)
         # §2.8.1: the redundant new SA is deleted by its maker: wait until one is left.
-        steps.note("child: list-sas", text=_wait_single_child(strongswan))
+        steps.note("child: list-sas", text=_wait_list_sas(
+            strongswan, lambda text: len(installed_esp128(text)) == 1))
         current = engine.step("state")["current"]["children"]
         steps.note("child: left", children=current)
-        steps.run("child: ping", engine, "ping", spi_in=current[0], src=inner_i, dst=inner_r,
+        steps.run("child: ping", engine, "ping", spi_in=current[0], src=ours, dst=theirs,
                   count=ECHOES)
         since = engine.step("state")["events"]
-        _collide(steps, engine, strongswan, "ike", ["--rekey", "--ike", "resp"], "rekey_ike")
+        _collide(steps, engine, strongswan, "ike", ["--rekey", "--ike", conn], "rekey_ike")
         steps.run("ike: rekeyed", engine, "wait", event="IkeSaRekeyed", since=since,
                   timeout=STEP_TIMEOUT)
-        steps.note("ike: list-sas", text=_wait_single_ike(strongswan))
+        steps.note("ike: list-sas", text=_wait_list_sas(
+            strongswan, lambda text: text.count(f"{conn}: #") == 1))
         state = engine.step("state")
         steps.run("ike: liveness", engine, "liveness")
         steps.run("ike: ping", engine, "ping", spi_in=state["current"]["children"][0],
-                  src=inner_i, dst=inner_r, count=ECHOES)
+                  src=ours, dst=theirs, count=ECHOES)
         steps.run("delete", engine, "delete")
     finally:
         state = engine.step("state")
@@ -179,30 +202,33 @@ def collisions(
         pcap = capture.stop()
     log = strongswan.log_since(offset)
     return CollisionRun(
-        steps, state,
-        rekey_exchanges(pcap, workdir / "keys", pair.initiator_addr, "ESP")
-        + rekey_exchanges(pcap, workdir / "keys", pair.initiator_addr, "IKE"),
-        steps.answers.get("child: list-sas", {}).get("text", ""), log, pcap, workdir / "keys",
+        request.param, conn, steps, state,
+        rekey_exchanges(pcap, workdir / "keys", ikecore_addr, "ESP")
+        + rekey_exchanges(pcap, workdir / "keys", ikecore_addr, "IKE"),
+        log, pcap, workdir / "keys",
     )
 
 
-def _wait_single_child(strongswan: StrongSwan) -> str:
-    return _wait_list_sas(strongswan, lambda text: text.count("esp128: #") == 1)
-
-
-def _wait_single_ike(strongswan: StrongSwan) -> str:
-    return _wait_list_sas(strongswan, lambda text: text.count("resp: #") == 1)
+def installed_esp128(list_sas: str) -> list[str]:
+    """The INSTALLED esp128 Child SAs in `swanctl --list-sas` output, each with its lines.
+    (charon lists a rekeyed SA as DELETED for 5 s more: its inbound SA stays installed for
+    late packets, strongswan.conf delete_rekeyed_delay.)"""
+    blocks = re.split(r"\n(?=\s+\S+: #\d+, )", list_sas)
+    return [b for b in blocks if re.match(r"\s+esp128: #\d+, reqid \d+, INSTALLED", b)]
 
 
 def _wait_list_sas(strongswan: StrongSwan, accept: Callable[[str], bool]) -> str:
-    import time
-
     deadline = time.monotonic() + STEP_TIMEOUT
     text = strongswan.list_sas()
     while not accept(text) and time.monotonic() < deadline:
         time.sleep(0.1)
         text = strongswan.list_sas()
     return text
+
+
+def _peers(run: CollisionRun) -> dict[str, str]:
+    other = "strongSwan" if run.first == "ikecore" else "ikecore"
+    return {"initiator": run.first, "responder": other}
 
 
 def test_simultaneous_child_sa_rekey(
@@ -221,12 +247,11 @@ def test_simultaneous_child_sa_rekey(
     # One Child SA left on each side, and it is the one the RFC keeps.
     left = steps.ok("child: left")["children"]
     assert len(left) == 1
-    list_sas = steps.ok("child: list-sas")["text"]
-    assert list_sas.count("esp128: #") == 1
+    [installed] = installed_esp128(steps.ok("child: list-sas")["text"])
     assert left[0] in kept.spis
-    assert all(spi in list_sas for spi in kept.spis)
+    assert all(spi in installed for spi in kept.spis)
     assert steps.ok("child: ping")["replies"] == ECHOES
-    interop_case(initiator="ikecore", responder="strongSwan", ike=IKE, esp="aes128gcm16",
+    interop_case(**_peers(collisions), ike=IKE, esp="aes128gcm16",
                  exercised="simultaneous Child SA rekey (RFC 7296 §2.8.1): both exchanges "
                            "complete, the SA of the lowest nonce is deleted, the same SA "
                            "survives on both sides, ESP through it")
@@ -245,12 +270,12 @@ def test_simultaneous_ike_sa_rekey(
     kept = survivor(ikes)
     assert rekeyed["new"] == f"{kept.spis[0]}:{kept.spis[1]}"
     list_sas = steps.ok("ike: list-sas")["text"]
-    assert list_sas.count("resp: #") == 1
+    assert list_sas.count(f"{collisions.conn}: #") == 1
     assert f"{kept.spis[0]}_i" in list_sas and f"{kept.spis[1]}_r" in list_sas
     steps.ok("ike: liveness")
     assert steps.ok("ike: ping")["replies"] == ECHOES
     steps.ok("delete")
-    interop_case(initiator="ikecore", responder="strongSwan", ike=IKE, esp="aes128gcm16",
+    interop_case(**_peers(collisions), ike=IKE, esp="aes128gcm16",
                  exercised="simultaneous IKE SA rekey (RFC 7296 §2.8.2): the SA of the lowest "
                            "nonce is deleted, the same IKE SA survives on both sides, Child SA "
                            "moved, liveness and ESP after it")
@@ -265,7 +290,7 @@ def test_collision_keys_and_capture(
     assert ike_key_mismatches(collisions.state["ike_sas"], logged) == []
     assert child_key_mismatches(collisions.state["child_sas"], logged) == []
     assert tshark_problems(dissect(collisions.pcap, collisions.keys_dir)) == []
-    interop_case(initiator="ikecore", responder="strongSwan", ike=IKE, esp="aes128gcm16",
+    interop_case(**_peers(collisions), ike=IKE, esp="aes128gcm16",
                  decoder="tshark",
                  exercised="rekey collisions: every key (redundant SAs too) = strongSwan's; "
                            "tshark opens the capture with ikecore's --keylog")
