@@ -555,10 +555,11 @@ def test_ikecore_respond_command_against_strongswan(
         stdout=out)
     try:
         deadline = time.monotonic() + STEP_TIMEOUT
+        listening = ["ss", "-Hlun", f"src {pair.responder_addr}:4500"]
+        while not pair.responder.run(listening).stdout.strip():  # ikecore's sockets are up
+            assert time.monotonic() < deadline, "ikecore respond never bound its ports"
+            time.sleep(0.05)
         ok, text = strongswan.initiate("esp128", connection_name(ike))
-        while not ok and time.monotonic() < deadline:  # until ikecore listens
-            time.sleep(0.2)
-            ok, text = strongswan.initiate("esp128", connection_name(ike))
         assert ok, text
         replies = icmp_echo(pair.initiator, inner_i, inner_r, ECHOES)
     finally:
