@@ -24,6 +24,8 @@ handled: CloneFailed, the SA keeps working.
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ from interop_peers import (
     Capture,
     NetnsPair,
     _die_with_test_process,
+    stop_process,
 )
 from interop_tshark import Dissection, IkeFrame, dissect
 
@@ -294,3 +297,55 @@ def test_clone_refused_with_no_additional_sas_is_handled(
                  esp="aes128gcm16", decoder="tshark",
                  exercised="RFC 7791 §5.3: clone refused with NO_ADDITIONAL_SAS -> CloneFailed, "
                            "SA keeps working")
+
+
+# --- the commands: `ikecore initiate --clone` against `ikecore respond`, both --keylog ---------
+
+def test_commands_keylog_covers_clones(
+    engine_pair: NetnsPair, tmp_path: Path, interop_case: Callable[..., None]
+) -> None:
+    """`ikecore initiate --clone 1 --ping 3 --keylog` against `ikecore respond --echo
+    --keylog`: the clone is made, and each side's --keylog alone lets tshark open every IKE
+    message (the clone's CREATE_CHILD_SA and its Delete included) and ESP packet."""
+    pair = engine_pair
+    ike = GCM_PROPOSALS[0]
+    inner_i, inner_r = pair.inner(0)
+    psk = tmp_path / "psk"
+    psk.write_text(PSK)
+    common = ["--psk-file", str(psk), "--ike", ike, "--esp", "aes128gcm16", "--json"]
+    capture = Capture(pair.responder, pair.responder_if, tmp_path / "capture.pcap")
+    respond_out = tmp_path / "respond.json"
+    responder = pair.responder.popen(
+        [sys.executable, "-m", "ikecore", "respond", "--listen", pair.responder_addr,
+         "--local-id", RESPONDER_ID, "--keylog", str(tmp_path / "keys-r"), "--echo",
+         *common], stdout=respond_out)
+    try:
+        deadline = time.monotonic() + 10
+        while not pair.responder.run(
+                ["ss", "-Hlun", f"src {pair.responder_addr}:4500"]).stdout.strip():
+            assert time.monotonic() < deadline, "ikecore respond never bound its ports"
+            time.sleep(0.05)
+        proc = pair.initiator.run(
+            [sys.executable, "-m", "ikecore", "initiate", "--local", pair.initiator_addr,
+             "--remote", pair.responder_addr, "--local-id", INITIATOR_ID,
+             "--remote-id", RESPONDER_ID, "--keylog", str(tmp_path / "keys-i"), "--clone", "1",
+             "--ping", str(ECHOES), "--ping-from", inner_i, "--ping-to", inner_r,
+             "--timeout", "10", *common], check=False, timeout=40)
+    finally:
+        stop_process(responder)
+        pcap = capture.stop()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["clones"] == 1 and result["echo_replies"] == ECHOES
+    summary = json.loads(respond_out.read_text().splitlines()[-1])
+    assert summary["clones"] == 1 and summary["echoes_answered"] == ECHOES
+    for keys in ("keys-i", "keys-r"):
+        dissection = dissect(pcap, tmp_path / keys)
+        assert tshark_problems(dissection) == [], keys
+        assert len(dissection.encrypted_ike) == len(dissection.ike) - 2
+        assert any(NotifyType.CLONE_IKE_SA in f.notify_types for f in dissection.ike)
+        assert len(dissection.esp) == 2 * ECHOES
+    interop_case(initiator="ikecore initiate", responder="ikecore respond", ike=ike,
+                 esp="aes128gcm16", decoder="tshark",
+                 exercised="the commands: --clone 1 made, --ping/--echo through ESP; each "
+                           "side's --keylog lets tshark open every message, the clone's too")
