@@ -22,6 +22,7 @@ from ikecore.payloads import Transform
 from ikecore.session import IkeSession
 from ikecore.states import IkeState
 from ikecore.wire import (
+    IkeCipher,
     KeyExchange,
     Nonce,
     Notify,
@@ -202,13 +203,13 @@ def test_arbitrary_mobike_requests(items: list[tuple[int, bytes]], source: tuple
         assert p.gateway_sa.sa.remote_address == source and answers[0].dst == source
 
 
-def _client_cipher(p: Pair):  # type: ignore[no-untyped-def]
+def _client_cipher(p: Pair) -> IkeCipher:
     sa = p.client_sa.sa
     assert sa.keys is not None and sa.transforms is not None
     return ike_cipher(sa.transforms.encr, sa.keys.sk_ei, sa.transforms.icv_length, 10**6)
 
 
-def _gateway_cipher(p: Pair):  # type: ignore[no-untyped-def]
+def _gateway_cipher(p: Pair) -> IkeCipher:
     sa = p.gateway_sa.sa
     assert sa.keys is not None and sa.transforms is not None
     return ike_cipher(sa.transforms.encr, sa.keys.sk_er, sa.transforms.icv_length, 10**6)

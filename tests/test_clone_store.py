@@ -15,8 +15,8 @@ from ikecore.states import IkeState
 def test_a_moved_clone_continues_on_a_restarted_gateway() -> None:
     p = established()
     store = SnapshotStore()
-    for record in p.gateway.store.ike_sas():
-        store.put_ike_sa(record)
+    for existing in p.gateway.store.ike_sas():
+        store.put_ike_sa(existing)
     p.gateway = IkeEndpoint(p.gateway.config, store, random=p.gateway.random)
     p.net.hosts[RESPONDER_HOST] = p.gateway
     # The gateway, now serving from the snapshot store, answers the clone exchange.

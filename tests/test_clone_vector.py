@@ -23,7 +23,7 @@ from engine_harness import drain, of_type
 from ikecore import ProtocolId
 from ikecore.config import EndpointConfig, Identity, PeerConfig, TrafficSelector
 from ikecore.dh import KeyExchange, key_exchange
-from ikecore.endpoint import IkeEndpoint
+from ikecore.endpoint import Datagram, IkeEndpoint
 from ikecore.events import ChildSaEstablished, IkeSaCloned, IkeSaMoved
 from ikecore.session import IkeSession
 from ikecore.states import IkeState
@@ -126,7 +126,9 @@ def vector_initiator() -> tuple[IkeEndpoint, PeerConfig]:
     return endpoint, peer
 
 
-def answer(endpoint: IkeEndpoint, hex_message: str, src: tuple[str, int], dst: tuple[str, int]):
+def answer(
+    endpoint: IkeEndpoint, hex_message: str, src: tuple[str, int], dst: tuple[str, int]
+) -> Datagram:
     """Feed one message; the one datagram sent in reply."""
     endpoint.receive_datagram(bytes.fromhex(hex_message), src, dst, 0.0)
     (reply,) = endpoint.datagrams_to_send(0.0)

@@ -83,3 +83,36 @@ def test_demo_fails_with_a_one_line_reason(
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("ikecore demo: ") and reason in line
     assert json.loads(result.stdout) == {"ok": False, "error": line.removeprefix("ikecore demo: ")}
+
+
+def test_demo_without_a_second_address_fails_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ikecore import demo
+    from ikecore.cli import main
+
+    monkeypatch.setattr(demo, "CLIENT_HOSTS", ("127.0.0.2", "192.0.2.55"))  # not ours
+    assert main(["demo"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("ikecore demo: cannot use loopback address 192.0.2.55")
+
+
+def test_a_failed_step_ends_the_demo_with_its_reason(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataclasses
+
+    from ikecore import demo
+    from ikecore.cli import main
+    from ikecore.config import PeerConfig
+
+    def gateway_without_clone(**fields: object) -> PeerConfig:
+        peer = PeerConfig(**fields)  # type: ignore[arg-type]
+        is_gateway = str(peer.local_id) == "gateway.demo"
+        return dataclasses.replace(peer, clone=False) if is_gateway else peer
+
+    monkeypatch.setattr(demo, "PeerConfig", gateway_without_clone)
+    assert main(["demo", "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert err.strip() == "ikecore demo: the gateway did not announce CLONE_IKE_SA_SUPPORTED"
+    assert json.loads(out)["ok"] is False

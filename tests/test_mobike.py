@@ -7,19 +7,19 @@ import pytest
 from clone_harness import SECOND_HOST, clone_on_both_sides, established
 from engine_harness import INITIATOR_HOST, RESPONDER_HOST, of_type
 
-from ikecore import LocalProtocolError, NotifyType
+from ikecore import ExchangeType, LocalProtocolError, NotifyType
 from ikecore.events import (
     ChildSaEstablished,
     EspPacketReceived,
     IkeSaDeleted,
     IkeSaMoved,
+    IkeSaMoveFailed,
     PeerAddressesChanged,
 )
 from ikecore.exchanges.base import nat_detection_hash
-from ikecore.exchanges.mobike import UpdateAddressesInitiator
 from ikecore.message import parse_message
 from ikecore.states import IkeState
-from ikecore.wire import Notify, ike_cipher, open_message
+from ikecore.wire import Notify, build_message, ike_cipher, open_message
 
 NAT_T = 4500
 PING = b"\x45" + bytes(27)
@@ -179,23 +179,89 @@ def test_an_update_the_peer_ignores_fails_the_cookie2_check_and_closes_the_sa() 
 
 
 def test_unacceptable_addresses_keep_the_previous_ones() -> None:
-    """§3.5: a refusal of the update leaves the initiator on its previous addresses."""
+    """§3.5: a refusal of the update leaves the initiator on its previous addresses. ikecore's
+    responder accepts any address pair, so the gateway's answer is made by hand here."""
     p = established()
     previous = (p.client_sa.sa.local_address, p.client_sa.sa.remote_address)
-    task = UpdateAddressesInitiator(previous)
-    p.client_sa.mobike.pending_update = task
-    cookie = b"c" * 16
-    task._cookie2 = cookie  # as if the request had been sent
-    p.client_sa.sa.local_address = (SECOND_HOST, NAT_T)
-
-    task.process_response(
-        p.client_sa,
-        None,  # type: ignore[arg-type]  (the message itself is not looked at)
-        [
-            Notify.status(NotifyType.UNACCEPTABLE_ADDRESSES),
-            Notify.status(NotifyType.COOKIE2, cookie),
-        ],
-        2.0,
+    # HDR, SK {N(UPDATE_SA_ADDRESSES), N(NAT_D_*), N(COOKIE2)}  -->
+    p.client_sa.update_addresses((SECOND_HOST, NAT_T), 1.0)
+    (request,) = p.net.capture(1.0)
+    sa = p.gateway_sa.sa
+    assert sa.keys is not None and sa.transforms is not None
+    opened = open_message(
+        ike_cipher(sa.transforms.encr, sa.keys.sk_ei, sa.transforms.icv_length, 0),
+        parse_message(request.data[4:]),
     )
+    cookie2 = next(n for n in opened if isinstance(n, Notify) and n.notify_type == 16401)
+    #   <--  HDR, SK {N(UNACCEPTABLE_ADDRESSES), N(COOKIE2)}
+    answer = build_message(
+        sa.spi_i,
+        sa.spi_r,
+        ExchangeType.INFORMATIONAL,
+        initiator=False,
+        response=True,
+        message_id=parse_message(request.data[4:]).message_id,
+        payloads=[Notify.status(NotifyType.UNACCEPTABLE_ADDRESSES), cookie2],
+        cipher=ike_cipher(sa.transforms.encr, sa.keys.sk_er, sa.transforms.icv_length, 10**6),
+    )
+    p.client.receive_datagram(bytes(4) + answer, request.dst, request.src, 1.0)
+    (failed,) = of_type(p.events()[0], IkeSaMoveFailed)
+    assert isinstance(failed, IkeSaMoveFailed)
+    assert failed.notify == NotifyType.UNACCEPTABLE_ADDRESSES
     assert (p.client_sa.sa.local_address, p.client_sa.sa.remote_address) == previous
     assert p.client_sa.mobike.pending_update is None
+    assert p.client_sa.state == IkeState.ESTABLISHED
+
+
+def test_update_addresses_checks_its_arguments() -> None:
+    p = established()
+    session = p.client_sa
+    with pytest.raises(TypeError, match="local must be a"):
+        session.update_addresses(SECOND_HOST, 1.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not an IP address"):
+        session.update_addresses(("client.example", 4500), 1.0)
+    with pytest.raises(ValueError, match="port 0"):
+        session.update_addresses((SECOND_HOST, 0), 1.0)
+    with pytest.raises(TypeError, match="remote must be"):
+        session.update_addresses((SECOND_HOST, 4500), 1.0, remote=(RESPONDER_HOST, "4500"))  # type: ignore[arg-type]
+    # Nothing changed, nothing was sent.
+    assert session.sa.local_address == (INITIATOR_HOST, NAT_T) and p.net.capture(1.0) == []
+
+
+def test_the_gateway_may_move_a_clone_it_made() -> None:
+    """The documented choice for RFC 7791 §1's gateway-side move (docs/CLONE.md): either end
+    of a MOBIKE-capable SA may send UPDATE_SA_ADDRESSES."""
+    p = established()
+    p.net.hosts["198.51.100.2"] = p.gateway  # the gateway's second interface (or node)
+    # (gateway) HDR(old, #0), SK {N(CLONE_IKE_SA), SA, Ni, KEi}  -->  <--  {SA, Nr, KEr}
+    clone, peer_clone = clone_on_both_sides(p, p.gateway_sa, 1.0)
+    # (198.51.100.2 -> 192.0.2.1) HDR(clone, #0), SK {N(UPDATE_SA_ADDRESSES), ...}  -->  <--
+    peer_clone.update_addresses(("198.51.100.2", NAT_T), 2.0)
+    flow = p.net.run(2.0)
+    assert [str(d) for d in flow] == ["INFORMATIONAL --> #0", "INFORMATIONAL <-- #0"]
+    assert flow[0].datagram.src == ("198.51.100.2", NAT_T)
+    client_events, gateway_events = p.events()
+    assert of_type(client_events, IkeSaMoved) and of_type(gateway_events, IkeSaMoved)
+    assert clone.sa.remote_address == ("198.51.100.2", NAT_T)
+    assert p.client_sa.sa.remote_address == (RESPONDER_HOST, NAT_T)
+
+
+def test_an_update_superseded_before_it_was_sent_is_never_sent() -> None:
+    p = established()
+    clone, peer_clone = clone_on_both_sides(p, p.client_sa, 1.0)
+    # HDR(clone, #0) CREATE_CHILD_SA in flight; two moves wait behind it: only the newer
+    # one goes out. CREATE_CHILD_SA --> <-- ; INFORMATIONAL {N(UPDATE_SA_ADDRESSES), ...} --> <--
+    clone.create_child_sa(2.0)
+    clone.update_addresses((SECOND_HOST, NAT_T), 2.0)
+    clone.update_addresses((INITIATOR_HOST, 4501), 2.0)
+    flow = p.net.run(2.0)
+    assert [str(d) for d in flow] == [
+        "CREATE_CHILD_SA --> #0",
+        "CREATE_CHILD_SA <-- #0",
+        "INFORMATIONAL --> #1",
+        "INFORMATIONAL <-- #1",
+    ]
+    assert flow[2].datagram.src == (INITIATOR_HOST, 4501)
+    (moved,) = of_type(p.events()[0], IkeSaMoved)
+    assert isinstance(moved, IkeSaMoved) and moved.local == (INITIATOR_HOST, 4501)
+    assert peer_clone.sa.remote_address == (INITIATOR_HOST, 4501)

@@ -81,8 +81,27 @@ def _require_mobike(session: IkeSession) -> None:
         raise LocalProtocolError("MOBIKE was not negotiated on this IKE SA (RFC 4555 §3.2)")
 
 
+def _checked_address(name: str, address: object) -> Address:
+    """A caller's (host, port): TypeError/ValueError naming what is wrong."""
+    if not (isinstance(address, tuple) and len(address) == 2):
+        raise TypeError(f"{name} must be a (host, port) tuple, not {address!r}")
+    host, port = address
+    if not isinstance(host, str) or not isinstance(port, int) or isinstance(port, bool):
+        raise TypeError(f"{name} must be (str, int), not {address!r}")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{name}: {host!r} is not an IP address") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"{name}: port {port} outside 1..65535")
+    return (host, port)
+
+
 def start_update(session: IkeSession, local: Address, remote: Address | None, now: float) -> None:
     """`IkeSession.update_addresses`: §3.5's initiator steps, in order."""
+    local = _checked_address("local", local)
+    if remote is not None:
+        remote = _checked_address("remote", remote)
     _require_mobike(session)
     sa = session.sa
     # §3.3: with MOBIKE and NAT-T both ends use the NAT-T port.
