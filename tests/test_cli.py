@@ -10,9 +10,11 @@ import sys
 import pytest
 from ikemsg_vectors import inner_chains, load, messages
 
+from ikecore.aead import IkeCipher
 from ikecore.cli import main
-from ikecore.constants import EncrId, PayloadType
-from ikecore.message import parse_payload_chain
+from ikecore.constants import EncrId, ExchangeType, PayloadType
+from ikecore.message import encode_message, parse_payload_chain
+from ikecore.payloads import EncryptedFragment
 from ikecore.wireshark import KeyLog
 
 VEC = load()
@@ -247,3 +249,22 @@ def test_python_dash_m_reads_stdin(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["messages"][0]["spi_i"] == SA_INIT[:8].hex()
+
+
+def test_decode_keylog_names_encrypted_fragments_without_opening_them(tmp_path, capsys):
+    """RFC 7383 fragments are not reassembled: an SKF payload is reported as "fragment"."""
+    first = VEC["ike_sa_init"]
+    _vector_keylog(tmp_path)
+    spi_i, spi_r = bytes.fromhex(first["spi_i"]), bytes.fromhex(first["spi_r"])
+    cipher = IkeCipher(bytes.fromhex(first["keys"]["SK_ei"]), 16)
+    prefix = encode_message(spi_i, spi_r, ExchangeType.IKE_AUTH, 1,
+                            [EncryptedFragment(PayloadType.IDI, 1, 2, bytes(40))],
+                            initiator=True, response=False)[:28]  # the header
+    message = cipher.seal_skf(prefix, PayloadType.IDI, 1, 2, b"\x00" * 40)
+    path = tmp_path / "fragment.bin"
+    path.write_bytes(message)
+    code, out, _ = run(capsys, "decode", "--json", "--keylog", str(tmp_path), str(path))
+    assert code == 0
+    [decoded] = json.loads(out)["messages"]
+    assert decoded["payloads"][0]["payload"] == "SKF"
+    assert decoded["decrypted"] == {"icv": "fragment", "payloads": []}
