@@ -12,9 +12,10 @@ can be started from either side at a known moment:
     {"op": "ping", "spi_in": HEX, "src": IP, "dst": IP, "count": N}   ICMP echo through ESP
     {"op": "rekey_child", "spi_in": HEX} / {"op": "rekey_ike"} / {"op": "liveness"}
         (rekeys with "nowait": true return once the request is sent)
-    {"op": "hold"} / {"op": "held", "count": N} / {"op": "release"}
-        keep arriving datagrams from the endpoint / wait until N are kept / deliver them:
-        makes both peers' requests cross on the wire (rekey collisions, RFC 7296 §2.8.1-2)
+    {"op": "hold"} / {"op": "held", "count": N, "exchange": T} / {"op": "release"}
+        keep arriving datagrams from the endpoint / wait until N IKE messages of exchange
+        type T (default CREATE_CHILD_SA) are kept / deliver them all, in order: makes both
+        peers' requests cross on the wire (rekey collisions, RFC 7296 §2.8.1-2)
     {"op": "delete_child", "spi_in": HEX} / {"op": "delete"}
     {"op": "clone"}                          RFC 7791 request_clone on the current IKE SA
     {"op": "move", "local": IP}              RFC 4555 update_addresses (MOBIKE)
