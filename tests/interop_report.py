@@ -76,6 +76,8 @@ def main(argv: list[str]) -> int:
         readme = Path(args[at + 1])
         del args[at : at + 2]
     path = Path(args[0] if args else "ci-artifacts/interop.json")
+    if not path.exists():
+        sys.exit(f"interop_report: no {path}: run the interop suite first (make test)")
     text = table(json.loads(path.read_text()))
     if readme is None:
         sys.stdout.write(text)

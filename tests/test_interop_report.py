@@ -82,3 +82,12 @@ def test_readme_section_is_replaced_between_the_markers(tmp_path: Path) -> None:
     failed = subprocess.run([sys.executable, str(script), str(data), "--readme", str(readme)],
                             capture_output=True, text=True)
     assert failed.returncode != 0 and "no '<!-- interop-table" in failed.stderr
+
+
+def test_a_missing_report_fails_with_one_line(tmp_path: Path) -> None:
+    script = Path(__file__).with_name("interop_report.py")
+    failed = subprocess.run([sys.executable, str(script), str(tmp_path / "none.json")],
+                            capture_output=True, text=True)
+    assert failed.returncode == 1
+    assert failed.stderr == f"interop_report: no {tmp_path / 'none.json'}: run the interop " \
+        "suite first (make test)\n"
