@@ -73,7 +73,7 @@ def check_sdist(sdist: Path, pyx_stems: list[str]) -> None:
     problems += [
         f"generated or binary file {name}"
         for name in sorted(names)
-        if name.endswith((".c", ".so", ".pyd", ".o"))
+        if name.endswith((".c", ".so", ".pyd", ".o")) and not name.startswith("benches/")
     ]
     if not pyx_stems:
         problems.append("no _fast/*.pyx in the source tree")
@@ -103,10 +103,12 @@ def check_wheel(wheel: Path, pyx_stems: list[str]) -> None:
 
 
 def run_suite(venv: Path, label: str) -> None:
-    """The whole suite, from a copy of tests/ (and the pytest settings) outside the project."""
+    """The whole suite, from a copy of tests/ and benches/ (and the pytest settings) outside
+    the project."""
     with tempfile.TemporaryDirectory(prefix="ikecore-suite-") as tmp:
         suite = Path(tmp)
         shutil.copytree(ROOT / "tests", suite / "tests")
+        shutil.copytree(ROOT / "benches", suite / "benches")  # tests/test_bench*.py drive them
         shutil.copy2(ROOT / "pyproject.toml", suite / "pyproject.toml")
         where = run(
             venv / "bin" / "python", "-c",

@@ -33,7 +33,7 @@ from cpython.long cimport PyLong_Check
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport uint32_t
 from libc.string cimport memcpy, memset
 
 from ikecore.errors import MalformedMessage, RemoteProtocolError
@@ -52,6 +52,7 @@ cdef extern from "Python.h":
     ctypedef struct PyTypeObject
     object PyType_GenericAlloc(PyTypeObject *type, Py_ssize_t nitems)
     long long PyLong_AsLongLongAndOverflow(object obj, int *overflow) except? -1
+    PyObject *PyLong_FromUnsignedLong(unsigned long value)
 
 
 ctypedef unsigned char uchar
@@ -198,7 +199,6 @@ def bind_classes(dict classes, type critical_error):
     L_CHAIN = layouts["PayloadChain"]
     L_MESSAGE = layouts["IkeMessage"]
     _critical_error = critical_error
-    _clear_transform_cache()
     _bound = True
 
 
@@ -210,6 +210,38 @@ cdef inline void _put(object obj, Py_ssize_t offset, object value) noexcept:
     """Store a new reference in an empty slot of a freshly allocated object."""
     Py_INCREF(value)
     (<PyObject **>((<char *><PyObject *>obj) + offset))[0] = <PyObject *>value
+
+
+# CPython's shared small ints by value, so that a byte field (and most 16-bit ones: transform
+# ids, groups) is stored without a PyLong_FromLong call.
+DEF SMALL_INTS = 257
+cdef PyObject *_small_ints[SMALL_INTS]
+
+
+cdef void _init_small_ints() noexcept:
+    cdef Py_ssize_t i
+    cdef object number
+    for i in range(SMALL_INTS):
+        number = i
+        Py_INCREF(number)   # held for the life of the process
+        _small_ints[i] = <PyObject *>number
+
+
+_init_small_ints()
+
+
+cdef inline int _put_uint(object obj, Py_ssize_t offset, unsigned long value) except -1:
+    """Store an int in an empty slot of a freshly allocated object."""
+    cdef PyObject *number
+    if value < SMALL_INTS:
+        number = _small_ints[value]
+        Py_INCREF(<object>number)
+    else:
+        number = PyLong_FromUnsignedLong(value)
+        if number == NULL:
+            return -1
+    (<PyObject **>((<char *><PyObject *>obj) + offset))[0] = number
+    return 0
 
 
 cdef inline object _field(object obj, Py_ssize_t offset):
@@ -317,23 +349,6 @@ cdef bint _ts_length_ok(unsigned int ts_type, unsigned int length) noexcept nogi
     return (ts_type == 7 and length == 16) or (ts_type == 8 and length == 40)
 
 
-# Decoded transforms are immutable values and peers repeat the same few in every SA payload
-# (every IKE_SA_INIT of an attack too), so those without attributes other than Key Length are
-# shared, like CPython's small ints: a direct-mapped cache keyed by (type, id, key length),
-# with 1 in bit 0 so that 0 means an empty slot. Emptied by bind_classes.
-DEF TRANSFORM_CACHE_BITS = 6
-cdef uint64_t _transform_keys[1 << TRANSFORM_CACHE_BITS]
-cdef PyObject *_transform_objects[1 << TRANSFORM_CACHE_BITS]
-
-
-cdef void _clear_transform_cache() noexcept:
-    cdef Py_ssize_t i
-    for i in range(1 << TRANSFORM_CACHE_BITS):
-        Py_XDECREF(_transform_objects[i])
-        _transform_objects[i] = NULL
-        _transform_keys[i] = 0
-
-
 # The status notify types in use (16384-16447, RFC 7296 §3.10.1 and its extensions) as shared
 # int objects: CPython caches ints only up to 256.
 DEF STATUS_NOTIFY_FIRST = 16384
@@ -379,8 +394,8 @@ cdef object _transform(const uchar *d, Py_ssize_t pos, Py_ssize_t end, Py_ssize_
                     key_length = _u16(d + apos + 2)
                 elif build:
                     attribute = _new(L_ATTR)
-                    _put(attribute, L_ATTR.off[0], attr_type)
-                    _put(attribute, L_ATTR.off[1], _u16(d + apos + 2))
+                    _put_uint(attribute, L_ATTR.off[0], attr_type)
+                    _put_uint(attribute, L_ATTR.off[1], _u16(d + apos + 2))
                     if attributes is None:
                         attributes = []
                     attributes.append(attribute)
@@ -395,7 +410,7 @@ cdef object _transform(const uchar *d, Py_ssize_t pos, Py_ssize_t end, Py_ssize_
                                base + apos)
                 if build:
                     attribute = _new(L_ATTR)
-                    _put(attribute, L_ATTR.off[0], attr_type)
+                    _put_uint(attribute, L_ATTR.off[0], attr_type)
                     _put(attribute, L_ATTR.off[1], _bytes(d + apos + 4, value_len))
                     if attributes is None:
                         attributes = []
@@ -406,25 +421,11 @@ cdef object _transform(const uchar *d, Py_ssize_t pos, Py_ssize_t end, Py_ssize_
         _forget_attributes(d, start, apos)
     if not build:
         return None
-    cdef uint64_t key = 0
-    cdef Py_ssize_t slot = 0
-    if attributes is None:
-        # RFC 7296 transform without other attributes: look in the cache of shared objects
-        key = (1 | (<uint64_t>d[pos + 4] << 8) | (<uint64_t>_u16(d + pos + 6) << 16)
-               | ((0 if key_length is None else (0x10000 | <uint64_t>key_length)) << 32))
-        slot = <Py_ssize_t>((key * 0x9E3779B97F4A7C15ULL) >> (64 - TRANSFORM_CACHE_BITS))
-        if _transform_keys[slot] == key:
-            return <object>_transform_objects[slot]
     transform = _new(L_TRANSFORM)
-    _put(transform, L_TRANSFORM.off[0], d[pos + 4])
-    _put(transform, L_TRANSFORM.off[1], _u16(d + pos + 6))
+    _put_uint(transform, L_TRANSFORM.off[0], d[pos + 4])
+    _put_uint(transform, L_TRANSFORM.off[1], _u16(d + pos + 6))
     _put(transform, L_TRANSFORM.off[2], key_length)
     _put(transform, L_TRANSFORM.off[3], () if attributes is None else tuple(attributes))
-    if key:
-        Py_INCREF(transform)
-        Py_XDECREF(_transform_objects[slot])
-        _transform_objects[slot] = <PyObject *>transform
-        _transform_keys[slot] = key
     return transform
 
 
@@ -477,8 +478,8 @@ cdef object _security_association(const uchar *d, Py_ssize_t pos, Py_ssize_t end
             _malformed("fewer transforms than the proposal counts", base + pos + 7)
         if build:
             proposal = _new(L_PROPOSAL)
-            _put(proposal, L_PROPOSAL.off[0], number)
-            _put(proposal, L_PROPOSAL.off[1], d[pos + 5])
+            _put_uint(proposal, L_PROPOSAL.off[0], number)
+            _put_uint(proposal, L_PROPOSAL.off[1], d[pos + 5])
             _put(proposal, L_PROPOSAL.off[2], _bytes(d + pos + 8, spi_size))
             _put(proposal, L_PROPOSAL.off[3], transforms)
             PyList_Append(proposals, proposal)
@@ -519,10 +520,10 @@ cdef object _traffic_selectors(const uchar *d, Py_ssize_t pos, Py_ssize_t end, P
         if build:
             addr_len = (ts_len - 8) // 2
             selector = _new(L_TS)
-            _put(selector, L_TS.off[0], ts_type)
-            _put(selector, L_TS.off[1], d[pos + 1])
-            _put(selector, L_TS.off[2], _u16(d + pos + 4))
-            _put(selector, L_TS.off[3], _u16(d + pos + 6))
+            _put_uint(selector, L_TS.off[0], ts_type)
+            _put_uint(selector, L_TS.off[1], d[pos + 1])
+            _put_uint(selector, L_TS.off[2], _u16(d + pos + 4))
+            _put_uint(selector, L_TS.off[3], _u16(d + pos + 6))
             _put(selector, L_TS.off[4], _bytes(d + pos + 8, addr_len))
             _put(selector, L_TS.off[5], _bytes(d + pos + 8 + addr_len, addr_len))
             Py_INCREF(selector)
@@ -545,7 +546,7 @@ cdef object _config_attributes(const uchar *d, Py_ssize_t pos, Py_ssize_t end, P
             _malformed("configuration attribute beyond the payload", base + pos + 2)
         if build:
             attribute = _new(L_CFGATTR)
-            _put(attribute, L_CFGATTR.off[0], _u16(d + pos) & 0x7FFF)   # R bit ignored
+            _put_uint(attribute, L_CFGATTR.off[0], _u16(d + pos) & 0x7FFF)   # R bit ignored
             _put(attribute, L_CFGATTR.off[1], _bytes(d + pos + 4, value_len))
             PyList_Append(attributes, attribute)
         pos += 4 + value_len
@@ -567,7 +568,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         obj = _new(L_SA)
         _put(obj, L_SA.off[0], proposals)
         _put(obj, L_SA.off[1], crit)
-        _put(obj, L_SA.off[2], ptype)
+        _put_uint(obj, L_SA.off[2], ptype)
         return obj
     if ptype == PT_NOTIFY:
         if n < 4:
@@ -581,15 +582,15 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         if not build:
             return None
         obj = _new(L_NOTIFY)
-        _put(obj, L_NOTIFY.off[0], d[pos])
+        _put_uint(obj, L_NOTIFY.off[0], d[pos])
         _put(obj, L_NOTIFY.off[1], _bytes(d + pos + 4, spi_size))
         if STATUS_NOTIFY_FIRST <= value < STATUS_NOTIFY_FIRST + STATUS_NOTIFY_COUNT:
             _put(obj, L_NOTIFY.off[2], _status_notify_types[value - STATUS_NOTIFY_FIRST])
         else:
-            _put(obj, L_NOTIFY.off[2], value)
+            _put_uint(obj, L_NOTIFY.off[2], value)
         _put(obj, L_NOTIFY.off[3], _bytes(d + pos + 4 + spi_size, n - 4 - spi_size))
         _put(obj, L_NOTIFY.off[4], crit)
-        _put(obj, L_NOTIFY.off[5], ptype)
+        _put_uint(obj, L_NOTIFY.off[5], ptype)
         return obj
     if ptype == PT_KE:
         if n < 4:
@@ -601,10 +602,10 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         if not build:
             return None
         obj = _new(L_KE)
-        _put(obj, L_KE.off[0], value)
+        _put_uint(obj, L_KE.off[0], value)
         _put(obj, L_KE.off[1], _bytes(d + pos + 4, n - 4))
         _put(obj, L_KE.off[2], crit)
-        _put(obj, L_KE.off[3], ptype)
+        _put_uint(obj, L_KE.off[3], ptype)
         return obj
     if ptype == PT_NONCE:
         if n < 16 or n > 256:
@@ -614,7 +615,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         obj = _new(L_NONCE)
         _put(obj, L_NONCE.off[0], _bytes(d + pos, n))
         _put(obj, L_NONCE.off[1], crit)
-        _put(obj, L_NONCE.off[2], ptype)
+        _put_uint(obj, L_NONCE.off[2], ptype)
         return obj
     if ptype == PT_IDI or ptype == PT_IDR or ptype == PT_AUTH:
         if n < 4:
@@ -625,10 +626,10 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
             return None
         layout = L_AUTH if ptype == PT_AUTH else (L_IDI if ptype == PT_IDI else L_IDR)
         obj = _new(layout)
-        _put(obj, layout.off[0], d[pos])
+        _put_uint(obj, layout.off[0], d[pos])
         _put(obj, layout.off[1], _bytes(d + pos + 4, n - 4))
         _put(obj, layout.off[2], crit)
-        _put(obj, layout.off[3], ptype)
+        _put_uint(obj, layout.off[3], ptype)
         return obj
     if ptype == PT_TSI or ptype == PT_TSR:
         selectors = _traffic_selectors(d, pos, end, base, build)
@@ -638,16 +639,16 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         obj = _new(layout)
         _put(obj, layout.off[0], selectors)
         _put(obj, layout.off[1], crit)
-        _put(obj, layout.off[2], ptype)
+        _put_uint(obj, layout.off[2], ptype)
         return obj
     if ptype == PT_SK:
         if not build:
             return None
         obj = _new(L_SK)
-        _put(obj, L_SK.off[0], next_payload)
+        _put_uint(obj, L_SK.off[0], next_payload)
         _put(obj, L_SK.off[1], _bytes(d + pos, n))
         _put(obj, L_SK.off[2], crit)
-        _put(obj, L_SK.off[3], ptype)
+        _put_uint(obj, L_SK.off[3], ptype)
         return obj
     if ptype == PT_SKF:
         if n < 4:
@@ -655,12 +656,12 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         if not build:
             return None
         obj = _new(L_SKF)
-        _put(obj, L_SKF.off[0], next_payload)
-        _put(obj, L_SKF.off[1], _u16(d + pos))
-        _put(obj, L_SKF.off[2], _u16(d + pos + 2))
+        _put_uint(obj, L_SKF.off[0], next_payload)
+        _put_uint(obj, L_SKF.off[1], _u16(d + pos))
+        _put_uint(obj, L_SKF.off[2], _u16(d + pos + 2))
         _put(obj, L_SKF.off[3], _bytes(d + pos + 4, n - 4))
         _put(obj, L_SKF.off[4], crit)
-        _put(obj, L_SKF.off[5], ptype)
+        _put_uint(obj, L_SKF.off[5], ptype)
         return obj
     if ptype == PT_CERT or ptype == PT_CERTREQ:
         if n < 1:
@@ -669,10 +670,10 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
             return None
         layout = L_CERT if ptype == PT_CERT else L_CERTREQ
         obj = _new(layout)
-        _put(obj, layout.off[0], d[pos])
+        _put_uint(obj, layout.off[0], d[pos])
         _put(obj, layout.off[1], _bytes(d + pos + 1, n - 1))
         _put(obj, layout.off[2], crit)
-        _put(obj, layout.off[3], ptype)
+        _put_uint(obj, layout.off[3], ptype)
         return obj
     if ptype == PT_DELETE:
         if n < 4:
@@ -689,11 +690,11 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
             Py_INCREF(spi)
             PyTuple_SET_ITEM(spis, i, spi)
         obj = _new(L_DELETE)
-        _put(obj, L_DELETE.off[0], d[pos])
-        _put(obj, L_DELETE.off[1], spi_size)
+        _put_uint(obj, L_DELETE.off[0], d[pos])
+        _put_uint(obj, L_DELETE.off[1], spi_size)
         _put(obj, L_DELETE.off[2], spis)
         _put(obj, L_DELETE.off[3], crit)
-        _put(obj, L_DELETE.off[4], ptype)
+        _put_uint(obj, L_DELETE.off[4], ptype)
         return obj
     if ptype == PT_VENDOR:
         if not build:
@@ -701,7 +702,7 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         obj = _new(L_VENDOR)
         _put(obj, L_VENDOR.off[0], _bytes(d + pos, n))
         _put(obj, L_VENDOR.off[1], crit)
-        _put(obj, L_VENDOR.off[2], ptype)
+        _put_uint(obj, L_VENDOR.off[2], ptype)
         return obj
     if ptype == PT_CP:
         if n < 4:
@@ -710,10 +711,10 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         if not build:
             return None
         obj = _new(L_CP)
-        _put(obj, L_CP.off[0], d[pos])
+        _put_uint(obj, L_CP.off[0], d[pos])
         _put(obj, L_CP.off[1], attributes)
         _put(obj, L_CP.off[2], crit)
-        _put(obj, L_CP.off[3], ptype)
+        _put_uint(obj, L_CP.off[3], ptype)
         return obj
     if ptype == PT_EAP:
         # RFC 7296 §3.16, RFC 3748 §4: Length covers the EAP message = the payload body
@@ -729,17 +730,17 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
         if not build:
             return None
         obj = _new(L_EAP)
-        _put(obj, L_EAP.off[0], value)
-        _put(obj, L_EAP.off[1], d[pos + 1])
+        _put_uint(obj, L_EAP.off[0], value)
+        _put_uint(obj, L_EAP.off[1], d[pos + 1])
         _put(obj, L_EAP.off[2], _bytes(d + pos + 4, n - 4))
         _put(obj, L_EAP.off[3], crit)
-        _put(obj, L_EAP.off[4], ptype)
+        _put_uint(obj, L_EAP.off[4], ptype)
         return obj
     # unknown, non-critical (the walk rejected critical ones): kept raw (RFC 7296 §2.5)
     if not build:
         return None
     obj = _new(L_UNKNOWN)
-    _put(obj, L_UNKNOWN.off[0], ptype)
+    _put_uint(obj, L_UNKNOWN.off[0], ptype)
     _put(obj, L_UNKNOWN.off[1], _bytes(d + pos, n))
     _put(obj, L_UNKNOWN.off[2], crit)
     return obj
@@ -748,8 +749,9 @@ cdef object _payload(const uchar *d, Py_ssize_t start, Py_ssize_t length, unsign
 # --- the chain walk -------------------------------------------------------------------------------
 
 cdef Py_ssize_t _walk(const uchar *d, Py_ssize_t pos, Py_ssize_t end, unsigned int next_type,
-                      Py_ssize_t base, bint inner, uint32_t *out) except -1:
-    """Walk a payload chain from d[pos] to d[end]; fill out (when given) with the index.
+                      Py_ssize_t base, bint inner, uint32_t *out, Py_ssize_t capacity) except -1:
+    """Walk a payload chain from d[pos] to d[end]; fill out with the records of the first
+    ``capacity`` payloads.
 
     RFC 7296 §3.2: every Payload Length >= 4 and within the message, the chain ends (Next
     Payload 0) exactly at the end; §3.14 / RFC 7383 §2.5: SK/SKF is last, never inside SK.
@@ -772,7 +774,7 @@ cdef Py_ssize_t _walk(const uchar *d, Py_ssize_t pos, Py_ssize_t end, unsigned i
                     f"unsupported critical payload type {next_type} (at byte {base + pos})",
                     UNSUPPORTED_CRITICAL_PAYLOAD)
             raise _critical_error(next_type, base + pos)
-        if out != NULL:
+        if count < capacity:
             out[0] = next_type | (critical << 8) | (<uint32_t>d[pos] << 16)
             out[1] = <uint32_t>pos
             out[2] = <uint32_t>length
@@ -800,12 +802,20 @@ cdef int _check_bodies(const uchar *d, const uint32_t *index, Py_ssize_t count,
     return 0
 
 
+# Records of a chain walked into a stack buffer first, so that a usual message is walked once.
+DEF INDEX_STACK_PAYLOADS = 32
+
+
 cdef object _build_index(const uchar *d, Py_ssize_t pos, Py_ssize_t end, unsigned int first,
                          Py_ssize_t base, bint inner, bint check_bodies):
-    cdef Py_ssize_t count = _walk(d, pos, end, first, base, inner, NULL)
+    cdef uint32_t records[INDEX_STACK_PAYLOADS * RECORD_WORDS]
+    cdef Py_ssize_t count = _walk(d, pos, end, first, base, inner, records, INDEX_STACK_PAYLOADS)
     index = PyBytes_FromStringAndSize(NULL, count * RECORD_WORDS * 4)
     cdef uint32_t *words = <uint32_t *>PyBytes_AS_STRING(index)
-    _walk(d, pos, end, first, base, inner, words)
+    if count <= INDEX_STACK_PAYLOADS:
+        memcpy(words, records, count * RECORD_WORDS * 4)
+    else:
+        _walk(d, pos, end, first, base, inner, words, count)
     if check_bodies:
         _check_bodies(d, words, count, base)
     return index
@@ -924,13 +934,13 @@ def parse_message(data):
     message = _new(L_MESSAGE)
     _put(message, L_MESSAGE.off[0], data)
     _put(message, L_MESSAGE.off[1], index)
-    _put(message, L_MESSAGE.off[2], 0)
+    _put_uint(message, L_MESSAGE.off[2], 0)
     _put(message, L_MESSAGE.off[3], None)
     _put(message, L_MESSAGE.off[4], _bytes(d, 8))
     _put(message, L_MESSAGE.off[5], _bytes(d + 8, 8))
-    _put(message, L_MESSAGE.off[6], d[18])
-    _put(message, L_MESSAGE.off[7], d[19])
-    _put(message, L_MESSAGE.off[8], _u32(d + 20))
+    _put_uint(message, L_MESSAGE.off[6], d[18])
+    _put_uint(message, L_MESSAGE.off[7], d[19])
+    _put_uint(message, L_MESSAGE.off[8], _u32(d + 20))
     _put(message, L_MESSAGE.off[9], True if d[19] & 0x08 else False)   # I flag, RFC 7296 §3.1
     _put(message, L_MESSAGE.off[10], True if d[19] & 0x20 else False)  # R flag
     return message
@@ -955,7 +965,7 @@ def parse_payload_chain(first_type, data, base_offset=0):
     chain = _new(L_CHAIN)
     _put(chain, L_CHAIN.off[0], data)
     _put(chain, L_CHAIN.off[1], index)
-    _put(chain, L_CHAIN.off[2], base)
+    _put_uint(chain, L_CHAIN.off[2], base)
     _put(chain, L_CHAIN.off[3], None)
     return chain
 

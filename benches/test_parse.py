@@ -207,6 +207,58 @@ def test_decode_auth_inner_scapy(benchmark):
     benchmark(lambda: touch_scapy(scapy_ikev2.IKEv2_IDi(AUTH_INNER)))
 
 
+# --- the two halves of the full decode ------------------------------------------------------
+# Decoding alone (every payload object built, no field read) and reading every field of objects
+# already decoded: the reads cost the same for both parsers (plain slot reads), so they bound the
+# full-decode ratio from above.
+
+
+def test_decode_only_sa_init_ikecore(benchmark):
+    _tag(benchmark, "decode IKE_SA_INIT, no field reads", "ikecore")
+    benchmark(lambda: parse_message(SA_INIT).payloads)
+
+
+def test_decode_only_sa_init_peer(benchmark):
+    _tag(benchmark, "decode IKE_SA_INIT, no field reads", "peer")
+    benchmark(peer.parse_message, SA_INIT)
+
+
+def test_decode_only_auth_inner_ikecore(benchmark):
+    _tag(benchmark, "decode IKE_AUTH inner chain, no field reads", "ikecore")
+    benchmark(lambda: parse_payload_chain(AUTH_FIRST, AUTH_INNER).payloads)
+
+
+def test_decode_only_auth_inner_peer(benchmark):
+    _tag(benchmark, "decode IKE_AUTH inner chain, no field reads", "peer")
+    benchmark(peer.parse_chain, AUTH_FIRST, AUTH_INNER, 0, len(AUTH_INNER))
+
+
+def _read_all(message) -> None:
+    touch_header(message)
+    touch(message.payloads)
+
+
+def test_read_fields_sa_init_ikecore(benchmark):
+    _tag(benchmark, "read every field IKE_SA_INIT (decoded)", "ikecore")
+    message = parse_message(SA_INIT)
+    benchmark(_read_all, message)
+
+
+def test_read_fields_sa_init_peer(benchmark):
+    _tag(benchmark, "read every field IKE_SA_INIT (decoded)", "peer")
+    benchmark(_read_all, peer.parse_message(SA_INIT))
+
+
+def test_read_fields_auth_inner_ikecore(benchmark):
+    _tag(benchmark, "read every field IKE_AUTH inner (decoded)", "ikecore")
+    benchmark(touch, parse_payload_chain(AUTH_FIRST, AUTH_INNER).payloads)
+
+
+def test_read_fields_auth_inner_peer(benchmark):
+    _tag(benchmark, "read every field IKE_AUTH inner (decoded)", "peer")
+    benchmark(touch, peer.parse_chain(AUTH_FIRST, AUTH_INNER, 0, len(AUTH_INNER)))
+
+
 # --- index-only walk -------------------------------------------------------------------------
 
 

@@ -5,17 +5,23 @@ Peers, measured in the same run on the same inputs (and checked to give the same
                (faster here than ``hmac.digest`` per block, which re-fetches the digest)
   "peer-best"  the fastest pure-Python approach found: pyca/cryptography HMAC objects, keyed
                once and copied for every block
+  "c-limit"    the same derivation as a C loop over OpenSSL's SHA-256 compression, the call the
+               Cython core makes (benches/prf_c_loop.c): the practical limit on this machine
 The key schedule is the whole initial IKE SA derivation of RFC 7296 §2.14: SKEYSEED and the seven
-SK_* keys, for the two suites most deployments propose first.
+SK_* keys, for the two suites most deployments propose first. Its groups time a burst of
+``SCHEDULES`` derivations per call for every implementation (per schedule: median / SCHEDULES), so
+that the C loop's single ctypes call per burst costs next to nothing.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import hmac
 from collections.abc import Callable
 from typing import Any
 
+import c_loops
 import pytest
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.hmac import HMAC
@@ -89,35 +95,63 @@ def cryptography_schedule(
     return _split(keymat, lengths)
 
 
-def _ours(suite: IkeSuite) -> Callable[[], Any]:
-    return lambda: ike_keys_initial(suite, NI, NR, G_IR, SPI_I, SPI_R)
+SCHEDULES = 64
 
 
 def _as_tuple(keys: Any) -> tuple[bytes, ...]:
     return (keys.sk_d, keys.sk_ai, keys.sk_ar, keys.sk_ei, keys.sk_er, keys.sk_pi, keys.sk_pr)
 
 
+class PrfCLoop:
+    def __init__(self, library: ctypes.CDLL) -> None:
+        self._run = library.prf_c_loop_run
+        self._run.restype = ctypes.c_int
+        # ni, nr, g_ir, spi_i, spi_r, keymat (written), keymat_len, count
+        self._run.argtypes = [ctypes.c_char_p] * 6 + [ctypes.c_size_t, ctypes.c_long]
+
+    def schedules(self, lengths: tuple[int, ...], count: int) -> tuple[bytes, ...]:
+        keymat = ctypes.create_string_buffer(sum(lengths))
+        if self._run(NI, NR, G_IR, SPI_I, SPI_R, keymat, len(keymat), count) != 0:
+            raise ValueError("keymat too long for prf+")
+        return _split(keymat.raw, lengths)
+
+
+@pytest.fixture(scope="module")
+def prf_c_loop(tmp_path_factory: pytest.TempPathFactory) -> PrfCLoop:
+    return PrfCLoop(c_loops.build("prf_c_loop.c", "crypto", tmp_path_factory.mktemp("prf_c_loop")))
+
+
 @pytest.mark.parametrize("suite_name", list(SUITES))
-@pytest.mark.parametrize("impl", ["ikecore", "peer", "peer-best"])
-def test_ike_sa_key_schedule(benchmark: Any, suite_name: str, impl: str) -> None:
+@pytest.mark.parametrize("impl", ["ikecore", "peer", "peer-best", "c-limit"])
+def test_ike_sa_key_schedule(
+    benchmark: Any, request: pytest.FixtureRequest, suite_name: str, impl: str
+) -> None:
     suite = SUITES[suite_name]
     lengths = _lengths(suite)
-    expected = _as_tuple(_ours(suite)())
-    if impl == "ikecore":
-        run: Callable[[], Any] = _ours(suite)
-        check: Callable[[Any], tuple[bytes, ...]] = _as_tuple
+    expected = _as_tuple(ike_keys_initial(suite, NI, NR, G_IR, SPI_I, SPI_R))
+    run: Callable[[], tuple[bytes, ...]]
+    if impl == "c-limit":
+        c_loop: PrfCLoop = request.getfixturevalue("prf_c_loop")
+
+        def run() -> tuple[bytes, ...]:
+            return c_loop.schedules(lengths, SCHEDULES)
+    elif impl == "ikecore":
+
+        def run() -> tuple[bytes, ...]:
+            for _ in range(SCHEDULES - 1):
+                ike_keys_initial(suite, NI, NR, G_IR, SPI_I, SPI_R)
+            return _as_tuple(ike_keys_initial(suite, NI, NR, G_IR, SPI_I, SPI_R))
     else:
         schedule = stdlib_schedule if impl == "peer" else cryptography_schedule
 
         def run() -> tuple[bytes, ...]:
+            for _ in range(SCHEDULES - 1):
+                schedule(NI, NR, G_IR, SPI_I, SPI_R, lengths)
             return schedule(NI, NR, G_IR, SPI_I, SPI_R, lengths)
 
-        def check(result: Any) -> tuple[bytes, ...]:
-            return tuple(result)
-
-    benchmark.group = f"ike sa keys {suite_name} {sum(lengths)}B"
+    benchmark.group = f"ike sa keys {suite_name} {sum(lengths)}B x{SCHEDULES}"
     benchmark.extra_info["impl"] = impl
-    assert check(benchmark(run)) == expected
+    assert benchmark(run) == expected
 
 
 KEY = bytes(range(32))

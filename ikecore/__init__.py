@@ -103,7 +103,7 @@ from ikecore.payloads import (
     VendorId,
 )
 from ikecore.session import IkeSession
-from ikecore.store import MemoryStore, SaStore, open_store
+from ikecore.store import MemoryStore, RedisStore, SaStore, SqliteStore, open_store
 
 __version__ = "0.1.0.dev0"
 
@@ -174,11 +174,13 @@ __all__ = [
     "PrfId",
     "Proposal",
     "ProtocolId",
+    "RedisStore",
     "RemoteProtocolError",
     "ReplayError",
     "SaStore",
     "SecurityAssociation",
     "SequenceExhausted",
+    "SqliteStore",
     "TSi",
     "TSr",
     "TrafficSelector",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from ikecore import demo, peer_commands
+from ikecore import _bench, demo, peer_commands
 from ikecore.aead import IkeCipher
 from ikecore.constants import (
     AuthMethod,
@@ -394,6 +394,16 @@ def _decode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+# --- bench ---------------------------------------------------------------------------------------
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    try:
+        return _bench.run(args)
+    except _bench.BenchError as e:
+        raise CommandError(str(e)) from None
+
+
 COMMANDS: dict[str, Command] = {
     "decode": Command(
         "decode IKE messages (hex, raw, pcap/pcapng) into a readable tree",
@@ -411,6 +421,11 @@ COMMANDS: dict[str, Command] = {
         peer_commands.run_respond,
     ),
     "demo": Command(demo.DEMO_HELP, demo.add_demo_arguments, demo.run_demo),
+    "bench": Command(
+        "run the benchmark suite of a source checkout: ikecore against its peers, with progress",
+        _bench.add_arguments,
+        _run_bench,
+    ),
 }
 
 

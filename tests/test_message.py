@@ -427,14 +427,14 @@ def test_bad_caller_arguments_are_type_or_value_errors(call, error):
         call()
 
 
-def test_transform_objects_are_shared_values():
+def test_transforms_decode_to_equal_values():
     sa = SecurityAssociation((Proposal(1, 1, b"", (Transform(1, 20, 256), Transform(2, 5))),))
     first, chain = encode_payload_chain([sa])
     a = parse_payload_chain(first, chain).payloads[0]
     b = parse_payload_chain(first, chain).payloads[0]
     assert a == b == sa
-    # decoded transforms without extra attributes may be one shared immutable object
     assert a.proposals[0].transforms[0] == Transform(1, 20, 256)
+    assert a.proposals[0].transforms[1].key_length is None
     with_attribute = Transform(1, 12, 128, (Attribute(3, 1),))
     sa2 = SecurityAssociation((Proposal(1, 1, b"", (with_attribute,)),))
     decoded = parse_payload_chain(*encode_payload_chain([sa2])).payloads[0]

@@ -204,6 +204,8 @@ def test_respond_deletes_its_sas_and_reports_on_sigterm(tmp_path: Path) -> None:
                 "gw",
                 "--hold",
                 "20",
+                "--keylog",
+                str(tmp_path / "client-keys"),
                 *common,
             ),
             stdout=subprocess.PIPE,
@@ -211,7 +213,14 @@ def test_respond_deletes_its_sas_and_reports_on_sigterm(tmp_path: Path) -> None:
             text=True,
             cwd=tmp_path,
         )
-        time.sleep(1.5)  # established and holding
+        # Established and holding: the initiator's key log names the IKE SA (no fixed sleep,
+        # the machine may be loaded).
+        ike_table = tmp_path / "client-keys" / "ikev2_decryption_table"
+        deadline = time.monotonic() + 20
+        while not (ike_table.is_file() and ike_table.read_text().strip()):
+            assert time.monotonic() < deadline, "the initiator never established its IKE SA"
+            assert initiator.poll() is None, initiator.communicate()[1]
+            time.sleep(0.1)
         # SIGTERM: the responder deletes its IKE SA (INFORMATIONAL {D(IKE)} <--), reports.
         responder.send_signal(signal.SIGTERM)
         out, err = responder.communicate(timeout=10)

@@ -2,12 +2,16 @@
 
 Records are kept by reference: the engine mutates an `IkeSa` and then calls `put_ike_sa`,
 which refreshes the indexes (Child SA SPIs, peer identity). Lookups are plain dict reads.
+Only one process sees it, so ownership is only this node's or, after `transfer`, nobody's
+here: the SA is then read-only for this store (its writes raise `WriteConflict`).
 """
 
 from __future__ import annotations
 
 from ikecore.config import Identity
+from ikecore.errors import LocalProtocolError, SequenceExhausted
 from ikecore.sa import IkeSa, SpiPair
+from ikecore.store import MAX_ESN, MAX_SEQ, WriteConflict
 
 __all__ = ["MemoryStore"]
 
@@ -15,7 +19,10 @@ __all__ = ["MemoryStore"]
 class MemoryStore:
     """An `SaStore` in memory: nothing survives the process."""
 
-    def __init__(self) -> None:
+    def __init__(self, node_id: str = "local") -> None:
+        self._node_id = node_id
+        self._owners: dict[SpiPair, str] = {}
+        self._seq_reserved: dict[bytes, int] = {}
         self._sas: dict[SpiPair, IkeSa] = {}
         self._ike_spis: set[bytes] = set()
         self._esp_spis: set[bytes] = set()
@@ -48,6 +55,7 @@ class MemoryStore:
 
     def put_ike_sa(self, sa: IkeSa) -> None:
         key = sa.spis
+        self._check_owner(key)
         self._sas[key] = sa
         for stale in self._esp_of.get(key, set()) - sa.child_sas.keys():
             # Only if it still names this SA: a Child SA that moved (IKE SA rekey) is
@@ -76,11 +84,14 @@ class MemoryStore:
 
     def delete_ike_sa(self, spi_i: bytes, spi_r: bytes) -> None:
         key = (spi_i, spi_r)
+        self._check_owner(key)
+        self._owners.pop(key, None)
         sa = self._sas.pop(key, None)
         for spi in self._esp_of.pop(key, set()):
             if self._by_esp_spi.get(spi) == key:
                 del self._by_esp_spi[spi]
                 self._esp_spis.discard(spi)
+                self._seq_reserved.pop(spi, None)
         identity = self._identity_of.pop(key, None)
         if identity is not None:
             self._by_identity[identity].discard(key)
@@ -89,3 +100,37 @@ class MemoryStore:
 
     def ike_sas(self) -> list[IkeSa]:
         return list(self._sas.values())
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    def owner(self, spi_i: bytes, spi_r: bytes) -> str | None:
+        key = (spi_i, spi_r)
+        return self._owners.get(key, self._node_id) if key in self._sas else None
+
+    def transfer(self, spis: SpiPair, from_node: str, to_node: str) -> bool:
+        if self.owner(*spis) != from_node:
+            return False
+        self._owners[spis] = to_node
+        return True
+
+    def reserve_seq(self, spi_in: bytes, count: int) -> int:
+        if not isinstance(count, int) or not 1 <= count <= MAX_SEQ:
+            raise ValueError("count must be an int from 1 to 2^32 - 1")
+        key = self._by_esp_spi.get(spi_in)
+        if key is None:
+            raise LocalProtocolError(f"no stored Child SA with inbound SPI {spi_in.hex()}")
+        self._check_owner(key)
+        child = self._sas[key].child_sas[spi_in]
+        last = MAX_ESN if child.transforms.esn else MAX_SEQ
+        reserved = max(self._seq_reserved.get(spi_in, 0), child.seq_out)
+        if reserved >= last:
+            raise SequenceExhausted(f"Child SA {spi_in.hex()}: no sequence numbers left")
+        self._seq_reserved[spi_in] = limit = min(reserved + count, last)
+        return limit
+
+    def _check_owner(self, key: SpiPair) -> None:
+        owner = self._owners.get(key, self._node_id)
+        if owner != self._node_id:
+            raise WriteConflict(f"IKE SA {key[0].hex()}/{key[1].hex()} belongs to {owner}")

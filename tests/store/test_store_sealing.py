@@ -1,0 +1,176 @@
+"""Key material at rest: sealed under the store key, bound to its SPIs, loud when wrong."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import redis
+from store_fixtures import OTHER_KEY, SHARED_KINDS, STORE_KEY, StoreFactory, make_sa, open_kind
+
+from ikecore.errors import IntegrityError, MalformedMessage
+from ikecore.sa import IkeSa, SpiPair
+from ikecore.store import MemoryStore, RedisStore, SqliteStore, open_store
+from ikecore.store.sealing import RecordSealer
+
+shared = pytest.mark.parametrize("kind", SHARED_KINDS)
+
+
+def _secrets(sa: IkeSa) -> list[bytes]:
+    assert sa.keys is not None
+    keys = [getattr(sa.keys, name) for name in sa.keys.__slots__]
+    for child in sa.child_sas.values():
+        keys += [child.key_in, child.key_out]
+    return keys
+
+
+def _sa_key(spis: SpiPair) -> str:
+    return f"ikecore:sa:{spis[0].hex()}{spis[1].hex()}"
+
+
+def _raw_record(kind: str, location: str, spis: SpiPair) -> bytes:
+    if kind == "sqlite":
+        with sqlite3.connect(location) as db:
+            (record,) = db.execute(
+                "SELECT record FROM ike_sa WHERE spi_i = ? AND spi_r = ?", spis
+            ).fetchone()
+        return bytes(record)
+    value = redis.Redis.from_url(location).hget(_sa_key(spis), "record")
+    assert isinstance(value, bytes)
+    return value
+
+
+def _set_raw_record(kind: str, location: str, spis: SpiPair, record: bytes) -> None:
+    if kind == "sqlite":
+        with sqlite3.connect(location) as db:
+            db.execute(
+                "UPDATE ike_sa SET record = ? WHERE spi_i = ? AND spi_r = ?", (record, *spis)
+            )
+    else:
+        redis.Redis.from_url(location).hset(_sa_key(spis), "record", record)
+
+
+def _everything_stored(kind: str, location: str) -> bytes:
+    if kind == "sqlite":
+        return b"".join(p.read_bytes() for p in Path(location).parent.glob("sa.db*"))
+    client = redis.Redis.from_url(location)
+    return b"".join(client.dump(key) or b"" for key in client.keys("*"))
+
+
+def test_sealer_round_trip_with_a_fresh_nonce_per_record() -> None:
+    sealer = RecordSealer(STORE_KEY)
+    sa = make_sa(1)
+    first, second = sealer.seal(sa), sealer.seal(sa)
+    assert first != second and first[12:44] != second[12:44]  # new salt, so a new subkey
+    assert sealer.open(first, *sa.spis) == sa == sealer.open(second, *sa.spis)
+    assert not any(secret in first or secret.hex().encode() in first for secret in _secrets(sa))
+
+
+def test_sealer_refuses_bad_keys() -> None:
+    with pytest.raises(ValueError, match="16 bytes"):
+        RecordSealer(b"short")
+    with pytest.raises(TypeError, match="bytes"):
+        RecordSealer("a text passphrase!!")  # type: ignore[arg-type]
+
+
+def test_sealer_wrong_key_is_integrity_error() -> None:
+    sa = make_sa(2)
+    record = RecordSealer(STORE_KEY).seal(sa)
+    with pytest.raises(IntegrityError):
+        RecordSealer(OTHER_KEY).open(record, *sa.spis)
+
+
+def test_sealer_every_corruption_is_malformed() -> None:
+    sealer = RecordSealer(STORE_KEY)
+    sa = make_sa(3)
+    record = sealer.seal(sa)
+    key_id = slice(4, 12)
+    for offset in range(len(record)):
+        corrupt = bytearray(record)
+        corrupt[offset] ^= 0x01
+        expected = IntegrityError if key_id.start <= offset < key_id.stop else MalformedMessage
+        with pytest.raises(expected):
+            sealer.open(bytes(corrupt), *sa.spis)
+    for length in (0, 10, 47, 48, 100, len(record) - 1):
+        with pytest.raises(MalformedMessage):
+            sealer.open(record[:length], *sa.spis)
+    with pytest.raises(MalformedMessage):
+        sealer.open(record + b"\x00", *sa.spis)
+
+
+def test_sealer_record_is_bound_to_its_spis() -> None:
+    sealer = RecordSealer(STORE_KEY)
+    one, two = make_sa(4), make_sa(5)
+    with pytest.raises(MalformedMessage, match="authenticate"):
+        sealer.open(sealer.seal(one), *two.spis)
+
+
+@shared
+def test_no_plaintext_key_in_the_store(kind: str, location: str, open_store: StoreFactory) -> None:
+    store = open_store()
+    sas = [make_sa(n) for n in range(4)]
+    for sa in sas:
+        store.put_ike_sa(sa)
+    stored = _everything_stored(kind, location)
+    assert sas[0].spi_i.hex().encode() in stored  # the search does see what is stored
+    for sa in sas:
+        for secret in _secrets(sa):
+            assert secret not in stored and secret.hex().encode() not in stored
+
+
+@shared
+def test_wrong_store_key_fails_loudly(kind: str, location: str, open_store: StoreFactory) -> None:
+    sa = make_sa(6)
+    open_store().put_ike_sa(sa)
+    wrong = open_kind(kind, location, key=OTHER_KEY)
+    with pytest.raises(IntegrityError):
+        wrong.get_ike_sa(*sa.spis)
+    with pytest.raises(IntegrityError):
+        wrong.find_by_esp_spi(next(iter(sa.child_sas)))
+    with pytest.raises(IntegrityError):
+        wrong.ike_sas()
+    wrong.close()  # type: ignore[attr-defined]
+
+
+@shared
+def test_corrupt_or_swapped_record_is_malformed(
+    kind: str, location: str, open_store: StoreFactory
+) -> None:
+    store = open_store()
+    one, two = make_sa(7), make_sa(8)
+    store.put_ike_sa(one)
+    store.put_ike_sa(two)
+    record_one = _raw_record(kind, location, one.spis)
+    # Swapped: SA 7's record stored under SA 8's SPIs does not open.
+    _set_raw_record(kind, location, two.spis, record_one)
+    with pytest.raises(MalformedMessage):
+        store.get_ike_sa(*two.spis)
+    for offset in (0, 50, len(record_one) // 2, len(record_one) - 1):
+        corrupt = bytearray(record_one)
+        corrupt[offset] ^= 0x80
+        _set_raw_record(kind, location, one.spis, bytes(corrupt))
+        with pytest.raises(MalformedMessage):
+            store.get_ike_sa(*one.spis)
+        with pytest.raises(MalformedMessage):
+            store.find_by_esp_spi(next(iter(one.child_sas)))
+    _set_raw_record(kind, location, one.spis, record_one)
+    assert store.get_ike_sa(*one.spis) == one
+
+
+def test_open_store_urls(tmp_path: Path, redis_url: str) -> None:
+    assert isinstance(open_store("memory:"), MemoryStore)
+    sqlite_store = open_store(f"sqlite:{tmp_path}/a.db?node=gw1", STORE_KEY)
+    assert isinstance(sqlite_store, SqliteStore) and sqlite_store.node_id == "gw1"
+    assert (tmp_path / "a.db").exists()
+    redis_store = open_store(redis_url + "?node=gw2", STORE_KEY)
+    assert isinstance(redis_store, RedisStore) and redis_store.node_id == "gw2"
+    redis_store.put_ike_sa(make_sa(9))
+    assert redis_store.get_ike_sa(*make_sa(9).spis) == make_sa(9)
+    sqlite_store.close()
+    redis_store.close()
+    with pytest.raises(ValueError, match="needs a key"):
+        open_store(f"sqlite:{tmp_path}/b.db")
+    for bad in ("etcd://127.0.0.1:2379", "sqlite:", "sqlite:x.db?colour=red"):
+        with pytest.raises(ValueError):
+            open_store(bad, STORE_KEY)
