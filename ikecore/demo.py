@@ -97,7 +97,12 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         help="interfaces: move the clone to a second local address (default); cluster: to "
         "another gateway node (not available yet)",
     )
-    parser.add_argument("--store", default="memory:", help="the gateway's SA store (memory:)")
+    parser.add_argument(
+        "--store",
+        default="memory:",
+        help="the gateway's SA store: memory: (default), sqlite:PATH, redis://HOST:PORT/DB "
+        "(sealed with a random key of this run)",
+    )
     parser.add_argument("--timeout", type=float, default=20.0, help="give up after S seconds")
     parser.add_argument("--keylog", metavar="DIR", help="write Wireshark's key tables to DIR")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -325,9 +330,10 @@ class _Demo:
 
     async def run(self) -> dict[str, Any]:
         try:
-            store = open_store(self.args.store)
-        except ValueError as exc:
-            raise _Failure(str(exc)) from None
+            # A persistent store seals key material at rest: this run's own random key.
+            store = open_store(self.args.store, key=os.urandom(32))
+        except Exception as exc:  # any back end's error (sqlite3, redis): one line, exit 1
+            raise _Failure(f"store {self.args.store}: {exc}") from None
         ike_port, nat_port = _free_ports((GATEWAY_HOST, *CLIENT_HOSTS))
         psk = os.urandom(24).hex().encode()
         gateway_peer = PeerConfig(

@@ -3,6 +3,9 @@ moved clone up by its SPIs and goes on with it, while the old SA stays where it 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from clone_harness import SECOND_HOST, clone_on_both_sides, established
 from engine_harness import RESPONDER_HOST, of_type
 from test_engine_store import SnapshotStore
@@ -10,11 +13,15 @@ from test_engine_store import SnapshotStore
 from ikecore.endpoint import IkeEndpoint
 from ikecore.events import ChildSaEstablished, IkeSaMoved
 from ikecore.states import IkeState
+from ikecore.store import SaStore, SqliteStore
 
 
-def test_a_moved_clone_continues_on_a_restarted_gateway() -> None:
+@pytest.mark.parametrize("kind", ["snapshot", "sqlite"])
+def test_a_moved_clone_continues_on_a_restarted_gateway(kind: str, tmp_path: Path) -> None:
     p = established()
-    store = SnapshotStore()
+    store: SaStore = (
+        SnapshotStore() if kind == "snapshot" else SqliteStore(tmp_path / "sas.db", bytes(32))
+    )
     for existing in p.gateway.store.ike_sas():
         store.put_ike_sa(existing)
     p.gateway = IkeEndpoint(p.gateway.config, store, random=p.gateway.random)
@@ -47,3 +54,22 @@ def test_a_moved_clone_continues_on_a_restarted_gateway() -> None:
     # The old SA, never loaded, is still in the store with its own address.
     old = store.get_ike_sa(*p.client_sa.sa.spis)
     assert old is not None and old.remote_address[0] != SECOND_HOST
+
+
+def test_the_clone_limit_counts_the_family_in_a_shared_store(tmp_path: Path) -> None:
+    """`max_clones` counts the family's records in the store, so a clone made through another
+    node sharing the store (here: put there directly) counts too (RFC 7791 §8)."""
+    p = established(gateway_max_clones=1)
+    store = SqliteStore(tmp_path / "sas.db", bytes(32))
+    for existing in p.gateway.store.ike_sas():
+        store.put_ike_sa(existing)
+    p.gateway.store = store
+    clone, peer_clone = clone_on_both_sides(p, p.client_sa, 1.0)
+    assert store.get_ike_sa(*peer_clone.sa.spis) is not None
+    # HDR(clone), SK {N(CLONE_IKE_SA), SA, Ni, KEi}  -->  <--  HDR, SK {N(NO_ADDITIONAL_SAS)}
+    clone.request_clone(2.0)
+    p.run(2.0)
+    client_events, gateway_events = p.events()
+    assert [type(e).__name__ for e in client_events] == ["CloneFailed"]
+    assert [type(e).__name__ for e in gateway_events] == ["CloneRequestRefused"]
+    assert p.gateway_sa.state == IkeState.ESTABLISHED and len(p.gateway.sessions) == 2

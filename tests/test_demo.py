@@ -54,6 +54,14 @@ def test_demo_prints_the_flow_and_passes(tmp_path: pathlib.Path) -> None:
     assert "esp_packets_ok: 12" in lines and "ok: every step passed" in lines
 
 
+def test_demo_on_a_sqlite_store(tmp_path: pathlib.Path) -> None:
+    result = ikecore(tmp_path, "demo", "--json", "--store", f"sqlite:{tmp_path / 'sas.db'}")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["clones"] == 1 and report["esp_packets_ok"] == 12
+    assert (tmp_path / "sas.db").stat().st_size > 0
+
+
 def test_demo_json(tmp_path: pathlib.Path) -> None:
     result = ikecore(tmp_path, "demo", "--json")
     assert result.returncode == 0, result.stderr
@@ -72,7 +80,8 @@ def test_demo_json(tmp_path: pathlib.Path) -> None:
     ("args", "reason"),
     [
         (("--scenario", "cluster"), "not available yet"),
-        (("--store", "sqlite:/nonexistent/db"), "unsupported store URL"),
+        (("--store", "nosuch:/db"), "unsupported store URL"),
+        (("--store", "sqlite:/nonexistent/dir/db"), "store sqlite:/nonexistent/dir/db: "),
     ],
 )
 def test_demo_fails_with_a_one_line_reason(
