@@ -18,7 +18,8 @@ PACKAGE_SOURCES = setup.py pyproject.toml MANIFEST.in \
 	$(wildcard ikecore/*.py ikecore/py.typed _fast/*.py _fast/*.pyx _fast/*.pxd _fast/*.pyi _fast/*.h)
 INSTALLED = $(VENV)/.ikecore-installed
 
-.PHONY: deps venv install test lint bench bench-full bench-report demo wheel wheel-check clean fuzz fuzz-valgrind
+.PHONY: deps venv install test lint bench bench-full bench-report demo wheel wheel-check clean \
+	fuzz fuzz-valgrind interop-report
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -52,6 +53,12 @@ lint: install
 test: install
 	@mkdir -p $(ARTIFACTS)
 	$(BIN)/pytest --junitxml=$(ARTIFACTS)/junit.xml
+
+# The README's Interoperability table from the interop cases of the last `make test`
+# (tests/interop/ writes $(ARTIFACTS)/interop.json); also kept as $(ARTIFACTS)/interop.md.
+interop-report:
+	$(BIN)/python tests/interop_report.py $(ARTIFACTS)/interop.json > $(ARTIFACTS)/interop.md
+	$(BIN)/python tests/interop_report.py $(ARTIFACTS)/interop.json --readme README.md
 
 # The benchmark suite (benches/conftest.py): `bench` is the quick pass CI runs every time (about
 # a minute), `bench-full` the release run (longer rounds, more packet sizes); both fail when a

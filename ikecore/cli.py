@@ -18,6 +18,7 @@ from enum import IntEnum
 from typing import Any
 
 from ikecore import _bench, demo, peer_commands
+from ikecore.aead import IkeCipher
 from ikecore.constants import (
     AuthMethod,
     ConfigAttributeType,
@@ -35,16 +36,18 @@ from ikecore.constants import (
     TransformType,
     TsType,
 )
-from ikecore.errors import IkeError, MalformedMessage
-from ikecore.message import IkeMessage, parse_message
+from ikecore.errors import IkeError, IntegrityError, MalformedMessage
+from ikecore.message import IkeMessage, parse_message, parse_payload_chain
 from ikecore.payloads import (
     ConfigAttribute,
+    Encrypted,
     Notify,
     Payload,
     SecurityAssociation,
     TrafficSelectors,
 )
 from ikecore.pcap import CaptureError, is_capture, read_capture
+from ikecore.wireshark import IkeSaKeys, read_key_tables
 
 __all__ = ["COMMANDS", "Command", "CommandError", "main"]
 
@@ -266,11 +269,54 @@ def _header_summary(m: IkeMessage) -> dict[str, Any]:
     }
 
 
+# --- decode --keylog: SK payloads opened with Wireshark's ikev2_decryption_table ------------
+
+_GCM_ICV_LENGTH = {EncrId.AES_GCM_8: 8, EncrId.AES_GCM_12: 12, EncrId.AES_GCM_16: 16}
+_SK_HEADER_LENGTH = 4  # RFC 7296 §3.14: generic payload header
+_IV_LENGTH = 8  # RFC 5282 §3.1: explicit IV of AES-GCM
+
+
+def _key_table(directory: str) -> dict[tuple[bytes, bytes], IkeSaKeys]:
+    try:
+        ike_sas, _ = read_key_tables(directory)
+    except (OSError, ValueError) as e:
+        raise CommandError(f"--keylog {directory}: {e}") from None
+    return {(sa.spi_i, sa.spi_r): sa for sa in ike_sas}
+
+
+def _decrypt(m: IkeMessage, keys: dict[tuple[bytes, bytes], IkeSaKeys]) -> dict[str, Any] | None:
+    """The SK payload's inner chain, opened with the key of the sender's direction: SK_ei for
+    messages of the original initiator (I flag), SK_er otherwise (RFC 7296 §2.14).
+
+    None when the message has no SK payload; otherwise ``icv`` is "correct" (with
+    ``payloads``), "incorrect", "no key" or "malformed" (with ``error``). Encrypted fragments
+    (SKF, RFC 7383) are not reassembled: "fragment".
+    """
+    encrypted = m.encrypted
+    if encrypted is None:
+        return None
+    if not isinstance(encrypted, Encrypted):
+        return {"icv": "fragment"}
+    sa = keys.get((m.spi_i, m.spi_r))
+    if sa is None:
+        return {"icv": "no key"}
+    cipher = IkeCipher(sa.sk_ei if m.is_initiator else sa.sk_er, _GCM_ICV_LENGTH[sa.encr])
+    sk_offset = len(m.encrypted_aad) - _SK_HEADER_LENGTH
+    try:
+        first, inner = cipher.open_sk(m.to_bytes(), sk_offset)
+    except IntegrityError:
+        return {"icv": "incorrect"}
+    except MalformedMessage as e:
+        return {"icv": "malformed", "error": str(e)}
+    try:
+        chain = parse_payload_chain(first, inner, sk_offset + _SK_HEADER_LENGTH + _IV_LENGTH)
+        return {"icv": "correct", "payloads": list(chain.payloads)}
+    except (MalformedMessage, IkeError) as e:
+        return {"icv": "correct", "error": f"inner payloads: {e}", "payloads": []}
+
+
 def _run_decode(args: argparse.Namespace) -> int:
-    if args.keylog is not None:
-        raise CommandError(
-            "--keylog: decrypting SK payloads is not implemented yet (pending the AEAD issue)"
-        )
+    keys = None if args.keylog is None else _key_table(args.keylog)
     inputs = _inputs(args.file)
     if not inputs:
         raise CommandError(f"no IKE messages found in {args.file}")
@@ -284,15 +330,24 @@ def _run_decode(args: argparse.Namespace) -> int:
             offset = getattr(e, "offset", None)
             results.append({"source": item.label, "error": str(e), "offset": offset})
             continue
-        results.append({
+        result = {
             "source": item.label,
             **_header_summary(m),
             "payloads": [_payload_json(p) for p in m.payloads],
             "_message": m,
-        })
+        }
+        opened = None if keys is None else _decrypt(m, keys)
+        if opened is not None:
+            result["_decrypted"] = opened
+            result["decrypted"] = {
+                **{k: v for k, v in opened.items() if k != "payloads"},
+                "payloads": [_payload_json(p) for p in opened.get("payloads", [])],
+            }
+        results.append(result)
     if args.json:
         for r in results:
             r.pop("_message", None)
+            r.pop("_decrypted", None)
         json.dump({"messages": results, "malformed": failures}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
@@ -317,6 +372,13 @@ def _print_tree(result: dict[str, Any]) -> None:
     for p in m.payloads:
         for line in _describe_payload(p, "  "):
             print(line)
+    opened = result.get("_decrypted")
+    if opened is not None:
+        detail = f": {opened['error']}" if "error" in opened else ""
+        print(f"    decrypted, ICV {opened['icv']}{detail}")
+        for p in opened.get("payloads", []):
+            for line in _describe_payload(p, "      "):
+                print(line)
 
 
 def _decode_arguments(parser: argparse.ArgumentParser) -> None:
@@ -326,8 +388,8 @@ def _decode_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--keylog", metavar="DIR",
-        help="decrypt SK payloads with the keys in DIR (not implemented yet: pending the AEAD "
-             "issue; given, the command fails)",
+        help="decrypt SK payloads with Wireshark's ikev2_decryption_table in DIR (as written "
+             "by initiate/respond --keylog; AES-GCM)",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 

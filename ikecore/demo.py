@@ -69,6 +69,7 @@ from ikecore.wire import (
     open_message,
     parse_message,
 )
+from ikecore.wireshark import KeyLog
 
 __all__ = ["DEMO_HELP", "add_demo_arguments", "run_demo"]
 
@@ -102,6 +103,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         "default: a temporary file) or redis://HOST:PORT/DB",
     )
     parser.add_argument("--timeout", type=float, default=20.0, help="give up after S seconds")
+    parser.add_argument("--keylog", metavar="DIR", help="write Wireshark's key tables to DIR")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -464,6 +466,12 @@ class _Demo:
         gateway_old = next(s for s in gateway.sessions if s.sa.spis == old.sa.spis)
         if gateway_old.sa.remote_address[0] != CLIENT_HOSTS[0]:
             raise _Failure("the old SA moved too")
+
+        if self.args.keylog:
+            # Both IKE SAs and their Child SAs, the clone's at its new address.
+            keylog = KeyLog(self.args.keylog)
+            keylog.add_session(old)
+            keylog.add_session(clone)
 
         self.step(f"5. ICMP echoes through both Child SAs ({PINGS_PER_SA} each way per SA)")
         sent = 0

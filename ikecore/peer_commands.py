@@ -42,6 +42,7 @@ from ikecore.events import (
     IkeSaCloned,
     IkeSaDeleted,
     IkeSaEstablished,
+    IkeSaMoved,
     IkeSaRekeyed,
 )
 from ikecore.sa import ChildSa
@@ -249,6 +250,12 @@ class _Peer:
             self._log_ike(event.session)
         elif isinstance(event, IkeSaRekeyed):
             self._log_ike(event.new)
+        elif isinstance(event, IkeSaCloned):
+            self._log_ike(event.clone)  # its own SPIs and keys (RFC 7791 §5.2)
+        elif isinstance(event, IkeSaMoved):
+            # MOBIKE: ESP records are per outer address pair; log the new ones.
+            for child in event.session.child_sas:
+                self._log_child(event.session, child)
         elif isinstance(event, ChildSaEstablished):
             self._log_child(event.session, event.child)
         elif isinstance(event, ChildSaRekeyed):

@@ -31,8 +31,13 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ikecore.constants import EncrId, IntegId
+
+if TYPE_CHECKING:
+    from ikecore.sa import ChildSa
+    from ikecore.session import IkeSession
 
 __all__ = [
     "ESP_TABLE",
@@ -260,6 +265,34 @@ class KeyLog:
         # Initiator -> responder travels under the responder's SPI with the initiator's key.
         self.add_esp_sa(initiator, responder, spi_r, encr, key_bits, encr_i, esn=esn)
         self.add_esp_sa(responder, initiator, spi_i, encr, key_bits, encr_r, esn=esn)
+
+    def add_session(self, session: IkeSession) -> None:
+        """An engine IKE SA and each of its Child SAs at their current outer addresses (call
+        again after a new Child SA or a MOBIKE move: ESP records are per address pair)."""
+        sa = session.sa
+        if sa.keys is not None and sa.transforms is not None:
+            self.add_ike_sa(
+                sa.spi_i, sa.spi_r, EncrId(sa.transforms.encr), sa.transforms.key_bits or 256,
+                sa.keys.sk_ei, sa.keys.sk_er,
+            )
+        for child in sa.child_sas.values():
+            self.add_engine_child_sa(session, child)
+
+    def add_engine_child_sa(self, session: IkeSession, child: ChildSa) -> None:
+        """One engine Child SA of ``session`` (both directions, current outer addresses)."""
+        local, remote = session.sa.local_address[0], session.sa.remote_address[0]
+        # add_child_sa takes the Child SA initiator's view; ``key_out`` is what we send with.
+        if child.initiator:
+            ends, spis, keys = (local, remote), (child.spi_in, child.spi_out), (
+                child.key_out, child.key_in)
+        else:
+            ends, spis, keys = (remote, local), (child.spi_out, child.spi_in), (
+                child.key_in, child.key_out)
+        self.add_child_sa(
+            ends[0], ends[1], int.from_bytes(spis[0], "big"), int.from_bytes(spis[1], "big"),
+            EncrId(child.transforms.encr), child.transforms.key_bits or 256, keys[0], keys[1],
+            esn=child.transforms.esn,
+        )
 
     def remove_esp_sa(self, src: str, dst: str, spi: int) -> None:
         """One direction of a Child SA was deleted (kept unless ``retain_deleted=False``)."""

@@ -234,6 +234,7 @@ class ConnectionConfig:
     remote_id: str
     children: Sequence[ChildConfig]
     remote_port: int | None = None
+    dpd_delay: str | None = None  # e.g. "1s": charon checks liveness after that much silence
 
 
 def swanctl_conf(connections: Sequence[ConnectionConfig], psk: str = PSK) -> str:
@@ -252,6 +253,8 @@ def swanctl_conf(connections: Sequence[ConnectionConfig], psk: str = PSK) -> str
         ]
         if conn.remote_port is not None:
             lines.append(f"    remote_port = {conn.remote_port}")
+        if conn.dpd_delay is not None:
+            lines.append(f"    dpd_delay = {conn.dpd_delay}")
         lines += [
             "    local {", "      auth = psk", f"      id = {conn.local_id}", "    }",
             "    remote {", "      auth = psk", f"      id = {conn.remote_id}", "    }",
@@ -405,9 +408,12 @@ _DUMP_HEAD = re.compile(r"^\S+ (\d+)\[(\w+)\] (.+?) => (\d+) bytes @ 0x[0-9a-f]+
 # "09:18:52 16[IKE]   16: 1D 1E EC 80                 ...."  (hex area: 16 x "XX ")
 _DUMP_ROW = re.compile(r"^\S+ (\d+)\[(\w+)\]\s+(\d+): (.*)$")
 _SPI_LINE = re.compile(r"^\S+ (\d+)\[CHD\]\s+SPI 0x([0-9a-f]{8}), src (\S+) dst (\S+)$")
-_DIRECTION = re.compile(r"^\S+ (\d+)\[CHD\] adding (inbound|outbound) ESP SA$")
+# A rekey's responder installs the inbound SA and only "registers" the outbound one, which it
+# adds later, once the old SA is deleted (RFC 7296 §2.8), possibly on another thread.
+_DIRECTION = re.compile(r"^\S+ (\d+)\[CHD\] (?:adding|registering) (inbound|outbound) ESP SA$")
 _CHILD_UP = re.compile(
-    r"^\S+ \d+\[IKE\] CHILD_SA (\S+)\{\d+\} established with SPIs ([0-9a-f]{8})_i ([0-9a-f]{8})_o"
+    r"^\S+ (\d+)\[IKE\] (inbound |outbound )?CHILD_SA (\S+)\{\d+\} established with SPIs "
+    r"([0-9a-f]{8})_i ([0-9a-f]{8})_o"
 )
 _IKE_LABELS = {
     "shared Diffie Hellman secret": "g_ir",
@@ -545,10 +551,11 @@ def parse_keys(log: str) -> LoggedKeys:
             continue
         up = _CHILD_UP.match(item)
         if up is not None:
-            inbound, outbound = int(up.group(2), 16), int(up.group(3), 16)
+            installing.pop(up.group(1), None)  # this thread's installation is complete
+            inbound, outbound = int(up.group(4), 16), int(up.group(5), 16)
             for keys in children:
                 if keys.inbound_spi == inbound and keys.outbound_spi == outbound:
-                    keys.name = up.group(1)
+                    keys.name = up.group(3)
     return LoggedKeys(ike, children)
 
 

@@ -8,9 +8,14 @@ import subprocess
 import sys
 
 import pytest
-from ikemsg_vectors import load
+from ikemsg_vectors import inner_chains, load, messages
 
+from ikecore.aead import IkeCipher
 from ikecore.cli import main
+from ikecore.constants import EncrId, ExchangeType, PayloadType
+from ikecore.message import encode_message, parse_payload_chain
+from ikecore.payloads import EncryptedFragment
+from ikecore.wireshark import KeyLog
 
 VEC = load()
 SA_INIT = bytes.fromhex(VEC["ike_sa_init"]["message1"])
@@ -152,12 +157,79 @@ def test_decode_failures_exit_nonzero_with_reason(tmp_path, capsys, content, rea
     assert reason in err and err.count("\n") == 1
 
 
-def test_decode_keylog_is_refused_until_implemented(tmp_path, capsys):
+def _vector_keylog(directory, *, flip: bool = False) -> None:
+    """Wireshark's IKE key table for the vectors' first IKE SA and its clone (AES-GCM-256)."""
+    log = KeyLog(directory)
+    first, clone = VEC["ike_sa_init"], VEC["clone"]
+    for spi_i, spi_r, keys in (
+        (first["spi_i"], first["spi_r"], first["keys"]),
+        (clone["new_spi_i"], clone["new_spi_r"], clone["keys"]),
+    ):
+        sk_ei = bytearray.fromhex(keys["SK_ei"])
+        if flip:
+            sk_ei[0] ^= 1
+        log.add_ike_sa(bytes.fromhex(spi_i), bytes.fromhex(spi_r), EncrId.AES_GCM_16, 256,
+                       bytes(sk_ei), bytes.fromhex(keys["SK_er"]))
+
+
+ENCRYPTED = [v for v in messages() if v.name not in ("ike_sa_init.message1",
+                                                     "ike_sa_init.message2")]
+
+
+def test_decode_keylog_opens_every_sk_payload_of_the_vectors(tmp_path, capsys):
+    """Each message's inner payloads, decrypted with the key of its sender's direction, are
+    the vector's plaintext inner chain (parsed independently here)."""
+    _vector_keylog(tmp_path)
+    path = tmp_path / "messages.bin"
+    path.write_bytes(b"".join(v.data for v in ENCRYPTED))
+    code, out, _ = run(capsys, "decode", "--json", "--keylog", str(tmp_path), str(path))
+    assert code == 0
+    decoded = json.loads(out)["messages"]
+    chains = {c.name: c for c in inner_chains()}
+    assert len(decoded) == len(ENCRYPTED) >= 6
+    for vector, message in zip(ENCRYPTED, decoded, strict=True):
+        assert message["decrypted"]["icv"] == "correct", vector.name
+        chain = chains[vector.name]
+        expected = parse_payload_chain(chain.first_type, chain.inner)
+        assert [p["payload"] for p in message["decrypted"]["payloads"]] == [
+            PayloadType(t).name for t in expected.payload_types
+        ]
+    notifies = [p["notify_type"] for m in decoded for p in m["decrypted"]["payloads"]
+                if p["payload"] == "NOTIFY"]
+    assert {"value": 16432, "name": "CLONE_IKE_SA_SUPPORTED"} in notifies
+    assert {"value": 16433, "name": "CLONE_IKE_SA"} in notifies
+
+
+def test_decode_keylog_tree_and_bad_keys(tmp_path, capsys):
+    """A wrong SK_ei fails exactly the initiator's messages; an SA not in the table is "no
+    key"; cleartext messages are unaffected; the tree shows the inner payloads."""
+    _vector_keylog(tmp_path, flip=True)
+    message3 = bytes.fromhex(VEC["ike_auth"]["message3"])
+    message4 = bytes.fromhex(VEC["ike_auth"]["message4"])
+    path = tmp_path / "m.bin"
+    path.write_bytes(SA_INIT + message3 + message4)
+    code, out, _ = run(capsys, "decode", "--json", "--keylog", str(tmp_path), str(path))
+    assert code == 0
+    first, request, response = json.loads(out)["messages"]
+    assert "decrypted" not in first
+    assert request["decrypted"] == {"icv": "incorrect", "payloads": []}
+    assert response["decrypted"]["icv"] == "correct"
+    code, out, _ = run(capsys, "decode", "--keylog", str(tmp_path / "none"), str(path))
+    assert code == 0
+    assert out.count("decrypted, ICV no key") == 2
+    _vector_keylog(tmp_path / "good")
+    code, out, _ = run(capsys, "decode", "--keylog", str(tmp_path / "good"), str(path))
+    assert code == 0 and out.count("decrypted, ICV correct") == 2
+    assert "      IDI" in out and "      NOTIFY CLONE_IKE_SA_SUPPORTED" in out
+
+
+def test_decode_keylog_rejects_a_malformed_table(tmp_path, capsys):
+    (tmp_path / "ikev2_decryption_table").write_text('00,11,"AES-GCM-128 with 16 octet ICV"\n')
     path = tmp_path / "m.bin"
     path.write_bytes(SA_INIT)
     code, out, err = run(capsys, "decode", "--keylog", str(tmp_path), str(path))
     assert code == 1 and out == ""
-    assert "not implemented" in err
+    assert "ikev2_decryption_table:1" in err and err.count("\n") == 1
 
 
 def test_decode_missing_file(capsys):
@@ -177,3 +249,22 @@ def test_python_dash_m_reads_stdin(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["messages"][0]["spi_i"] == SA_INIT[:8].hex()
+
+
+def test_decode_keylog_names_encrypted_fragments_without_opening_them(tmp_path, capsys):
+    """RFC 7383 fragments are not reassembled: an SKF payload is reported as "fragment"."""
+    first = VEC["ike_sa_init"]
+    _vector_keylog(tmp_path)
+    spi_i, spi_r = bytes.fromhex(first["spi_i"]), bytes.fromhex(first["spi_r"])
+    cipher = IkeCipher(bytes.fromhex(first["keys"]["SK_ei"]), 16)
+    prefix = encode_message(spi_i, spi_r, ExchangeType.IKE_AUTH, 1,
+                            [EncryptedFragment(PayloadType.IDI, 1, 2, bytes(40))],
+                            initiator=True, response=False)[:28]  # the header
+    message = cipher.seal_skf(prefix, PayloadType.IDI, 1, 2, b"\x00" * 40)
+    path = tmp_path / "fragment.bin"
+    path.write_bytes(message)
+    code, out, _ = run(capsys, "decode", "--json", "--keylog", str(tmp_path), str(path))
+    assert code == 0
+    [decoded] = json.loads(out)["messages"]
+    assert decoded["payloads"][0]["payload"] == "SKF"
+    assert decoded["decrypted"] == {"icv": "fragment", "payloads": []}

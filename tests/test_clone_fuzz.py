@@ -106,7 +106,10 @@ def test_arbitrary_clone_requests(
     parts: tuple[list[Proposal], bytes | None, tuple[int, bytes] | None, bool],
 ) -> None:
     p = established()
-    payloads = _clone_payloads(parts)
+    # Always with N(CLONE_IKE_SA): without it the request is an ordinary IKE SA rekey, which
+    # is the engine's (test_engine_fuzz); the notify elsewhere is in test_clone_refusals.
+    offered, nonce, ke, _ = parts
+    payloads = _clone_payloads((offered, nonce, ke, True))
     data = bytes(4) + build_message(
         p.client_sa.sa.spi_i,
         p.client_sa.sa.spi_r,

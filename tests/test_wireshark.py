@@ -257,3 +257,40 @@ def test_read_key_tables_names_the_bad_line(
     with pytest.raises(ValueError, match=message) as raised:
         read_key_tables(tmp_path)
     assert f"{table}:2:" in str(raised.value)
+
+
+def test_add_session_logs_an_engine_sa_so_that_its_messages_and_esp_open(tmp_path: Path) -> None:
+    """Both endpoints of an in-memory engine pair log their session; the tables read back
+    give the SA's SK keys, and the ESP key of each direction opens (independently, with
+    `cryptography`) the packet the engine sent that way."""
+    from engine_harness import INITIATOR_HOST, RESPONDER_HOST, drain, pair
+    from interop_tshark import open_esp_aes_gcm
+
+    from ikecore.events import IkeSaEstablished
+
+    initiator, responder, peer, net = pair(esp="aes128gcm16")
+    session = initiator.initiate(peer, 0.0)
+    net.run(0.0)
+    drain(initiator)
+    [theirs] = [e.session for e in drain(responder) if isinstance(e, IkeSaEstablished)]
+    for side, name in ((session, "i"), (theirs, "r")):
+        KeyLog(tmp_path / name).add_session(side)
+    tables = [read_key_tables(tmp_path / name) for name in ("i", "r")]
+    assert tables[0] == tables[1]  # both ends describe the same SAs the same way
+    [ike], esp = tables[0]
+    sa = session.sa
+    assert sa.keys is not None
+    assert (ike.spi_i, ike.spi_r, ike.sk_ei, ike.sk_er) == (
+        sa.spi_i, sa.spi_r, sa.keys.sk_ei, sa.keys.sk_er)
+    by_direction = {(e.src, e.dst): e for e in esp}
+    assert set(by_direction) == {(INITIATOR_HOST, RESPONDER_HOST), (RESPONDER_HOST, INITIATOR_HOST)}
+    [mine] = session.child_sas
+    [peers] = theirs.child_sas
+    for endpoint, child, src, dst in ((initiator, mine, INITIATOR_HOST, RESPONDER_HOST),
+                                      (responder, peers, RESPONDER_HOST, INITIATOR_HOST)):
+        endpoint.send_esp(child.spi_in, b"inner packet", 4, 0.0)
+        [datagram] = endpoint.datagrams_to_send(0.0)
+        record = by_direction[(src, dst)]
+        assert (record.encr, record.key_bits) == (EncrId.AES_GCM_16, 128)
+        assert record.spi == int.from_bytes(datagram.data[:4], "big")
+        assert open_esp_aes_gcm(datagram.data, record.key).startswith(b"inner packet")

@@ -7,33 +7,17 @@ Every test that exercises a peer records its case with the ``interop_case`` fixt
 of the session the cases and their outcomes are written to ``ci-artifacts/interop.json``, from
 which the README's Interoperability table is generated (tests/interop_report.py).
 
-Plugging in the ikecore engine (one side of the pair becomes `ikecore`):
-
-* Namespaces: ``pair = netns_pair_factory("e")`` (another letter per pair); the IKE peers are
-  192.0.2.1 (``pair.initiator``) and 192.0.2.2 (``pair.responder``) on a veth pair, tunnel
-  addresses ``pair.inner(k)`` sit on lo. Run ikecore inside with
-  ``pair.initiator.popen([sys.executable, "-m", "ikecore", ...], stdout=...)`` (tracked child,
-  dies with the test process) or ``pair.initiator.run([...])``; stop it with
-  ``stop_process(proc)`` (SIGTERM, SIGKILL after 5 s).
-* strongSwan responder for `ikecore initiate`: ``StrongSwan(pair.responder, dir).start()``,
-  ``.load([ConnectionConfig("resp", "192.0.2.2", "%any", [ike], RESPONDER_ID, INITIATOR_ID,
-  [ChildConfig(...)])])``; then ``ikecore initiate --local 192.0.2.1 --remote 192.0.2.2
-  --psk-file F --local-id init@ikecore.test --remote-id resp@ikecore.test --ike P --esp P
-  --keylog DIR --hold S --json``. strongSwan initiator for `ikecore respond --listen 192.0.2.2
-  --keylog DIR --json`: the mirror image, ``StrongSwan(pair.initiator, dir).initiate(child,
-  ike)``, then SIGTERM to ikecore for its JSON summary.
-* What ikecore must provide: ``--keylog DIR`` written with ikecore.wireshark.KeyLog
-  (add_ike_sa for every IKE SA incl. rekeys and clones; add_child_sa with the IKE peers' outer
-  addresses and KEYMAT), so ``dissect(pcap, DIR)`` and ``read_key_tables(DIR)`` work; the JSON
-  with per-SA SPIs (IKE SPIs as hex, Child SA SPIs in/out) so logged keys can be matched to
-  strongSwan's (``parse_keys`` of its log, looked up by SPI). kernel-libipsec makes strongSwan
-  fake a NAT: after NAT-D, IKE must float to 4500 with the non-ESP marker and ESP runs in UDP
-  4500. ESP traffic through the tunnel needs ikecore to send and answer packets itself (it has
-  no TUN device): e.g. an option that sends N ICMP echoes inner-src -> inner-dst through the
-  Child SA and counts the replies strongSwan's libipsec returns, and answers echoes it receives.
-* ESN: strongSwan's kernel-libipsec cannot install ESN SAs (it refuses with
-  NO_PROPOSAL_CHOSEN even when no-ESN is offered too) and tshark 4.0 cannot verify ESN ICVs,
-  so ESN can only be checked against ikecore itself and the `cryptography` oracle.
+How the ikecore engine is put on the wire: tests/interop_engine_peer.py runs an `IkeEndpoint`
+on the asyncio UDP driver inside a namespace and takes one JSON command per line (initiate,
+create_child, ping through ESP, rekeys, liveness, delete, clone, MOBIKE move, hold/release of
+arriving datagrams, wait for peer-caused events, state with every SA's keys), so a test can
+interleave its steps with what it makes strongSwan do (swanctl). The session fixtures
+``strongswan_responder`` / ``strongswan_initiator`` are the daemons facing it (pairs "k"/"m",
+all IKE proposals, the Child SAs of interop_engine_checks.CHILDREN, dpd_delay 1s).
+kernel-libipsec makes strongSwan fake a NAT: after NAT-D, IKE floats to 4500 with the non-ESP
+marker and ESP runs in UDP 4500. ESN: kernel-libipsec cannot install ESN SAs (NO_PROPOSAL_CHOSEN
+as responder; as initiator it proposes ESN, then Deletes the Child SA it cannot install) and
+tshark 4.0 cannot verify ESN ICVs: those cases are recorded as "not testable".
 """
 
 from __future__ import annotations
@@ -46,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from interop_engine_checks import children_config
 from interop_peers import (
     ESP_CHILDREN,
     IKE_PROPOSALS,
@@ -147,6 +132,50 @@ def strongswan_pair(
     responder.stop()
 
 
+# --- strongSwan facing the ikecore engine, one daemon per direction ----------------------------
+
+@pytest.fixture(scope="session")
+def strongswan_responder(
+    netns_pair_factory: Callable[[str], NetnsPair], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[NetnsPair, StrongSwan]]:
+    pair = netns_pair_factory("k")
+    daemon = StrongSwan(pair.responder, tmp_path_factory.mktemp("ss-responder"))
+    try:
+        daemon.start()
+        daemon.load([ConnectionConfig(
+            "resp", pair.responder_addr, "%any", IKE_PROPOSALS, RESPONDER_ID, INITIATOR_ID,
+            children_config(pair, initiator=False), dpd_delay="1s",
+        )])
+    except InteropSetupError as exc:
+        daemon.stop()
+        pytest.fail(f"strongSwan did not start: {exc}", pytrace=False)
+    yield pair, daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def strongswan_initiator(
+    netns_pair_factory: Callable[[str], NetnsPair], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[NetnsPair, StrongSwan]]:
+    pair = netns_pair_factory("m")
+    daemon = StrongSwan(pair.initiator, tmp_path_factory.mktemp("ss-initiator"))
+    try:
+        daemon.start()
+        daemon.load([
+            ConnectionConfig(
+                connection_name(ike), pair.initiator_addr, pair.responder_addr, [ike],
+                INITIATOR_ID, RESPONDER_ID, children_config(pair, initiator=True),
+                dpd_delay="1s",
+            )
+            for ike in IKE_PROPOSALS
+        ])
+    except InteropSetupError as exc:
+        daemon.stop()
+        pytest.fail(f"strongSwan did not start: {exc}", pytrace=False)
+    yield pair, daemon
+    daemon.stop()
+
+
 # --- the interop report ---------------------------------------------------------------------
 
 @pytest.fixture
@@ -154,7 +183,9 @@ def interop_case(
     request: pytest.FixtureRequest, interop_environment: dict[str, str]
 ) -> Callable[..., None]:
     """Record one case this test exercises: interop_case(initiator=..., responder=..., ike=...,
-    esp=..., exercised=...). The test's outcome becomes the case's result."""
+    esp=..., exercised=...). The test's outcome becomes the case's result; with
+    ``not_testable="why"`` a passing test records "not testable" (the peer cannot do it, and
+    the test checked that its refusal was handled cleanly)."""
 
     def record(**fields: Any) -> None:
         fields.setdefault("strongswan_version", interop_environment["strongswan"])
@@ -180,8 +211,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     if report.when == "call":
         for case in cases:
-            case.update(test=item.nodeid, result=report.outcome,
-                        duration_s=round(report.duration, 3))
+            # A case the peer cannot exercise (``not_testable=reason``) passes as that verdict
+            # only if the test proved the refusal was handled; otherwise it failed like any.
+            result = report.outcome
+            if result == "passed" and case.get("not_testable"):
+                result = "not testable"
+            case.update(test=item.nodeid, result=result, duration_s=round(report.duration, 3))
             _results.append(case)
     elif report.failed:  # a failing teardown fails the cases too
         for case in cases:
