@@ -32,6 +32,7 @@ import sqlite3
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -67,6 +68,7 @@ __all__ = ["run_cluster_demo"]
 
 CLIENT_HOST = "127.0.0.1"
 NODE_HOSTS = {"A": "127.0.0.2", "B": "127.0.0.3"}
+_INSTALLED_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 _KEY_ENV = "IKECORE_DEMO_STORE_KEY"
 _PSK_ENV = "IKECORE_DEMO_PSK"
 _IPV4 = 4
@@ -346,6 +348,10 @@ class _ClusterDemo(_Demo):
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE,
                     env=env,
+                    # `python -m` puts the working directory first on sys.path: run the nodes
+                    # where the installed ikecore is, so a source checkout (whose ikecore/ has
+                    # no compiled _fast) in the user's directory cannot shadow it.
+                    cwd=_INSTALLED_PACKAGE_PARENT,
                 )  # fmt: skip
                 nodes[name] = _NodeProcess(name, process, flow)
             pids = {}

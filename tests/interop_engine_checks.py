@@ -199,7 +199,7 @@ def _flip_hex(text: str) -> str:
 
 def decode_keylog(pcap: Path, keys_dir: Path) -> list[dict[str, Any]]:
     out = subprocess.run(
-        [sys.executable, "-m", "ikecore", "decode", "--json", "--keylog", str(keys_dir),
+        [sys.executable, "-I", "-m", "ikecore", "decode", "--json", "--keylog", str(keys_dir),
          str(pcap)], capture_output=True, text=True, check=True, timeout=60).stdout
     messages: list[dict[str, Any]] = json.loads(out)["messages"]
     return messages

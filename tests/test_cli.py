@@ -241,7 +241,7 @@ def test_python_dash_m_reads_stdin(tmp_path):
     # `python -m` puts the working directory first on sys.path: run it away from the source
     # tree, whose ikecore/ has no compiled _fast (DESIGN.md, import rule).
     result = subprocess.run(
-        [sys.executable, "-m", "ikecore", "decode", "--json", "-"],
+        [sys.executable, "-I", "-m", "ikecore", "decode", "--json", "-"],
         input=SA_INIT.hex().encode(),
         capture_output=True,
         check=False,

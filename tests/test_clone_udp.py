@@ -113,7 +113,7 @@ def test_clone_child_mobike_and_esp_through_aio() -> None:
 
 
 def _command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "ikecore", *args]
+    return [sys.executable, "-I", "-m", "ikecore", *args]
 
 
 def test_respond_max_clones_1_and_initiate_clone_2(tmp_path: Path) -> None:

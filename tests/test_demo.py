@@ -14,7 +14,7 @@ SCRIPT = pathlib.Path(sys.executable).parent / "ikecore"
 
 
 def ikecore(tmp_path: pathlib.Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "ikecore"]
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-I", "-m", "ikecore"]
     return subprocess.run(
         [*command, *args], capture_output=True, text=True, check=False, cwd=tmp_path, timeout=60
     )

@@ -20,7 +20,7 @@ from ikecore.wireshark import read_key_tables
 def _command(*args: str) -> list[str]:
     # Run with cwd away from the source tree: `python -m` puts the working directory first
     # on sys.path, and the source ikecore/ has no compiled _fast (DESIGN.md, import rule).
-    return [sys.executable, "-m", "ikecore", *args]
+    return [sys.executable, "-I", "-m", "ikecore", *args]
 
 
 def test_respond_and_initiate_exchange_esp(tmp_path: Path) -> None:

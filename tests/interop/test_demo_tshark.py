@@ -61,7 +61,7 @@ def demo_run(
     workdir = tmp_path_factory.mktemp("demo")
     capture = Capture(netns, "lo", workdir / "demo-lo.pcap")
     try:
-        proc = netns.run([sys.executable, "-m", "ikecore", "demo", "--json", "--keylog",
+        proc = netns.run([sys.executable, "-I", "-m", "ikecore", "demo", "--json", "--keylog",
                           str(workdir / "keys")], check=False, timeout=60)
     finally:
         raw = capture.stop()

@@ -316,7 +316,7 @@ def test_commands_keylog_covers_clones(
     capture = Capture(pair.responder, pair.responder_if, tmp_path / "capture.pcap")
     respond_out = tmp_path / "respond.json"
     responder = pair.responder.popen(
-        [sys.executable, "-m", "ikecore", "respond", "--listen", pair.responder_addr,
+        [sys.executable, "-I", "-m", "ikecore", "respond", "--listen", pair.responder_addr,
          "--local-id", RESPONDER_ID, "--keylog", str(tmp_path / "keys-r"), "--echo",
          *common], stdout=respond_out)
     try:
@@ -326,7 +326,7 @@ def test_commands_keylog_covers_clones(
             assert time.monotonic() < deadline, "ikecore respond never bound its ports"
             time.sleep(0.05)
         proc = pair.initiator.run(
-            [sys.executable, "-m", "ikecore", "initiate", "--local", pair.initiator_addr,
+            [sys.executable, "-I", "-m", "ikecore", "initiate", "--local", pair.initiator_addr,
              "--remote", pair.responder_addr, "--local-id", INITIATOR_ID,
              "--remote-id", RESPONDER_ID, "--keylog", str(tmp_path / "keys-i"), "--clone", "1",
              "--ping", str(ECHOES), "--ping-from", inner_i, "--ping-to", inner_r,

@@ -505,7 +505,7 @@ def test_ikecore_initiate_command_against_strongswan(
     capture = Capture(pair.responder, pair.responder_if, tmp_path / "capture.pcap")
     try:
         proc = pair.initiator.run(
-            [sys.executable, "-m", "ikecore", "initiate", "--local", pair.initiator_addr,
+            [sys.executable, "-I", "-m", "ikecore", "initiate", "--local", pair.initiator_addr,
              "--remote", pair.responder_addr, "--psk-file", str(psk),
              "--local-id", INITIATOR_ID, "--remote-id", RESPONDER_ID, "--ike", ike,
              "--esp", "aes128gcm16", "--keylog", str(tmp_path / "keys"), "--clone", "1",
@@ -549,7 +549,7 @@ def test_ikecore_respond_command_against_strongswan(
     psk.write_text(PSK)
     out = tmp_path / "respond.json"
     proc = pair.responder.popen(
-        [sys.executable, "-m", "ikecore", "respond", "--listen", pair.responder_addr,
+        [sys.executable, "-I", "-m", "ikecore", "respond", "--listen", pair.responder_addr,
          "--psk-file", str(psk), "--local-id", RESPONDER_ID, "--ike", ike,
          "--esp", "aes128gcm16", "--keylog", str(tmp_path / "keys"), "--echo", "--json"],
         stdout=out)

@@ -16,7 +16,7 @@ SCRIPT = pathlib.Path(sys.executable).parent / "ikecore"
 
 
 def demo(tmp_path: pathlib.Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "ikecore"]
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-I", "-m", "ikecore"]
     return subprocess.run(
         [*command, "demo", "--scenario", "cluster", *args],
         capture_output=True,
