@@ -82,12 +82,15 @@ class HoldingDriver(UdpDriver):
     def __init__(self, endpoint: IkeEndpoint, addresses: Sequence[str]) -> None:
         super().__init__(endpoint, addresses)
         self.held: list[tuple[bytes, Address, Address]] | None = None
+        self.after_datagram: Callable[[], None] | None = None
 
     def received(self, data: bytes, src: Address, dst: Address) -> None:
         if self.held is not None:
             self.held.append((data, src, dst))
         else:
             super().received(data, src, dst)
+            if self.after_datagram is not None:
+                self.after_datagram()
 
     def held_exchanges(self, exchange: int) -> int:
         """Held IKE messages (behind the non-ESP marker on 4500) of one exchange type."""
@@ -104,7 +107,7 @@ class HoldingDriver(UdpDriver):
     def release(self) -> int:
         held, self.held = self.held or [], None
         for data, src, dst in held:
-            super().received(data, src, dst)
+            self.received(data, src, dst)
         return len(held)
 
 
@@ -161,6 +164,7 @@ class EngineHarness:
         # Every IKE SA and Child SA as it was when made (keys included), for key comparison.
         self.ike_sas: list[dict[str, Any]] = []
         self._recorded: set[tuple[bytes, bytes]] = set()
+        self.driver.after_datagram = self._record_sessions
         self.child_sas: list[dict[str, Any]] = []
         self.echoes_answered = 0
         self.echo_replies: dict[str, int] = {}  # our inbound SPI -> echo replies received
@@ -207,12 +211,19 @@ class EngineHarness:
                 spi = event.child.spi_in.hex()
                 self.echo_replies[spi] = self.echo_replies.get(spi, 0) + 1
 
+    def _record_sessions(self) -> None:
+        """After every datagram: an SA may live between two events (a rekey collision's
+        redundant SA gets no event but carries its own Delete on the wire)."""
+        for each in self.endpoint.sessions:
+            sa = each.sa  # established (not half-open: IKE_AUTH still to settle its record)
+            if sa.established_at is not None and sa.spis not in self._recorded:
+                self._record_ike(each)
+
     def _record_ike(self, session: IkeSession) -> None:
-        # The SA the event names, and any other the endpoint holds keys for: a rekey
-        # collision's redundant SA gets no event but carries its own Delete on the wire.
+        # The SA the event names, and any other the endpoint holds keys for.
         for each in (session, *self.endpoint.sessions):
             sa = each.sa
-            if sa.keys is None or sa.spis in self._recorded:
+            if sa.keys is None or sa.established_at is None or sa.spis in self._recorded:
                 continue
             self._recorded.add(sa.spis)
             record = sa.to_dict()
