@@ -486,6 +486,21 @@ async def _respond(args: argparse.Namespace) -> dict[str, Any]:
     clone_support: list[bool] = []
     clones = 0
     clone_refusals: list[str] = []
+
+    def account(event: object) -> None:
+        nonlocal clones
+        if isinstance(event, IkeSaEstablished):
+            summary["ike_sas"] += 1
+            sessions.append(_spis(event.session))
+            clone_support.append(event.session.sa.peer_clone_supported)
+        elif isinstance(event, IkeSaCloned):
+            clones += 1
+            sessions.append(_spis(event.clone))
+        elif isinstance(event, CloneRequestRefused):
+            clone_refusals.append(event.reason)
+        elif isinstance(event, ChildSaEstablished):
+            summary["child_sas"] += 1
+
     try:
         while not stop.is_set():
             getter = asyncio.ensure_future(driver.next_event())
@@ -500,18 +515,8 @@ async def _respond(args: argparse.Namespace) -> dict[str, Any]:
                 runner.esp_received += 1
             else:
                 runner.handle(event)
-            if isinstance(event, IkeSaEstablished):
-                summary["ike_sas"] += 1
-                sessions.append(_spis(event.session))
-                clone_support.append(event.session.sa.peer_clone_supported)
-            elif isinstance(event, IkeSaCloned):
-                clones += 1
-                sessions.append(_spis(event.clone))
-            elif isinstance(event, CloneRequestRefused):
-                clone_refusals.append(event.reason)
-            elif isinstance(event, ChildSaEstablished):
-                summary["child_sas"] += 1
-            elif isinstance(event, IkeSaDeleted) and event.reason != "rekeyed":
+            account(event)
+            if isinstance(event, IkeSaDeleted) and event.reason != "rekeyed":
                 summary["ended"] += 1
                 if args.count and summary["ended"] >= args.count:
                     break
@@ -523,9 +528,13 @@ async def _respond(args: argparse.Namespace) -> dict[str, Any]:
         end = driver.now() + 2.0
         while endpoint.sessions and driver.now() < end:
             try:
-                runner.handle(await driver.next_event(timeout=end - driver.now()))
+                event = await driver.next_event(timeout=end - driver.now())
             except asyncio.TimeoutError:
                 break
+            runner.handle(event)
+            # A signal can stop the loop above with events still queued (an SA established
+            # just before it): they count too; our own Deletes are not "ended" by the peer.
+            account(event)
         summary.update(
             sessions=sessions,
             clones=clones,

@@ -213,11 +213,12 @@ def test_respond_deletes_its_sas_and_reports_on_sigterm(tmp_path: Path) -> None:
             text=True,
             cwd=tmp_path,
         )
-        # Established and holding: the initiator's key log names the IKE SA (no fixed sleep,
-        # the machine may be loaded).
-        ike_table = tmp_path / "client-keys" / "ikev2_decryption_table"
+        # Established and holding: the initiator's key log has its Child SA, which exists only
+        # once the IKE_AUTH response arrived, so the responder has established too (the IKE
+        # table is written earlier, after IKE_SA_INIT). No fixed sleep: the machine may be loaded.
+        esp_table = tmp_path / "client-keys" / "esp_sa"
         deadline = time.monotonic() + 20
-        while not (ike_table.is_file() and ike_table.read_text().strip()):
+        while not (esp_table.is_file() and esp_table.read_text().strip()):
             assert time.monotonic() < deadline, "the initiator never established its IKE SA"
             assert initiator.poll() is None, initiator.communicate()[1]
             time.sleep(0.1)
