@@ -384,10 +384,14 @@ async def _initiate(args: argparse.Namespace) -> dict[str, Any]:
         if args.hold > 0:
             # Hold (answering echoes, liveness checks...) unless the peer ends the SA first.
             hold_until = driver.now() + args.hold
+            # The peer's Delete may already have been handled while we waited for something
+            # else: then there is nothing to hold.
             with contextlib.suppress(_Failure):
-                await runner.wait_for(
-                    lambda e: isinstance(e, IkeSaDeleted) and e.session is session, hold_until
-                )
+                if session.state == IkeState.ESTABLISHED:
+                    await runner.wait_for(
+                        lambda e: isinstance(e, IkeSaDeleted) and e.session is session,
+                        hold_until,
+                    )
         # Delete what is left: the IKE SA and any clones (each with its Child SAs).
         for ours in endpoint.sessions:
             if ours.state == IkeState.ESTABLISHED:
