@@ -213,13 +213,14 @@ def test_respond_deletes_its_sas_and_reports_on_sigterm(tmp_path: Path) -> None:
             text=True,
             cwd=tmp_path,
         )
-        # Established and holding: the initiator's key log has its Child SA, which exists only
-        # once the IKE_AUTH response arrived, so the responder has established too (the IKE
-        # table is written earlier, after IKE_SA_INIT). No fixed sleep: the machine may be loaded.
-        esp_table = tmp_path / "client-keys" / "esp_sa"
+        # Established and holding: the initiator's key log has its Child SA's records, which
+        # exist only once the IKE_AUTH response arrived, so the responder has established too.
+        # (The table files themselves, with their comment header, exist from the start.) No
+        # fixed sleep: the machine may be loaded.
+        keys = tmp_path / "client-keys"
         deadline = time.monotonic() + 20
-        while not (esp_table.is_file() and esp_table.read_text().strip()):
-            assert time.monotonic() < deadline, "the initiator never established its IKE SA"
+        while not read_key_tables(keys)[1]:
+            assert time.monotonic() < deadline, "the initiator never established its Child SA"
             assert initiator.poll() is None, initiator.communicate()[1]
             time.sleep(0.1)
         # SIGTERM: the responder deletes its IKE SA (INFORMATIONAL {D(IKE)} <--), reports.
