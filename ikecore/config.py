@@ -216,6 +216,9 @@ class EndpointConfig:
     (a responder still answers those it receives, §2.23). ``esp_seq_block``: outbound ESP
     sequence numbers reserved in the store at a time (one durable write per block, not per
     packet; a crash or hand-off skips at most that many, compare RFC 6311).
+    ``fragmentation``: announce IKEV2_FRAGMENTATION_SUPPORTED and, once the peer did too,
+    send protected messages whose IP datagram would exceed ``fragment_threshold`` bytes as
+    Encrypted Fragments (RFC 7383); None means 576 over IPv4, 1280 over IPv6 (§2.5.1).
     """
 
     peers: tuple[PeerConfig, ...] = ()
@@ -231,6 +234,8 @@ class EndpointConfig:
     nat_port: int = 4500
     nat_detection: bool = True
     esp_seq_block: int = 16384
+    fragmentation: bool = True
+    fragment_threshold: int | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.esp_seq_block <= 2**32 - 1:
@@ -239,6 +244,10 @@ class EndpointConfig:
             raise ValueError("window_size must lie in 1..65536")
         if self.retransmit_timeout <= 0 or self.retransmit_backoff < 1:
             raise ValueError("retransmit_timeout must be > 0 and retransmit_backoff >= 1")
+        # IP, UDP, non-ESP marker, IKE, SKF headers, IV, pad length and a 16-byte ICV, plus
+        # at least one byte of data must fit in a fragment.
+        if self.fragment_threshold is not None and self.fragment_threshold < 150:
+            raise ValueError("fragment_threshold must be >= 150 (bytes of an IP datagram)")
         if self.retransmit_tries < 0 or self.cookie_threshold < 0:
             raise ValueError("retransmit_tries and cookie_threshold must be >= 0")
 

@@ -11,6 +11,9 @@ Reliability is the session's job, not the exchanges' (RFC 7296 §2.1-2.3):
   retransmission of the *same bytes* is answered from the cache before any decryption, so an
   exchange never runs twice. Anything else outside the window is dropped.
 - A message whose ICV fails is counted and dropped: no state changes, no answer.
+- IKE fragmentation (RFC 7383), when both peers announced it: a protected message larger than
+  the fragmentation threshold goes out as Encrypted Fragment messages (retransmitted all
+  together); received fragments are reassembled before the message is processed.
 
 The record (`IkeSa`) is written to the endpoint's store after every change once the SA is
 established; a half-open SA never reaches the store (STYLE.md §5).
@@ -37,7 +40,14 @@ from ikecore.events import ChildSaDeleted, Event, IkeSaDeleted
 from ikecore.exchanges.base import DropMessage, InitiatorTask, NotifyError, ResponderTask
 from ikecore.exchanges.ike_sa_init import Handshake
 from ikecore.exchanges.mobike import MobikeState
-from ikecore.payloads import UnsupportedCriticalPayload
+from ikecore.fragmentation import (
+    DEFAULT_THRESHOLD_IPV4,
+    DEFAULT_THRESHOLD_IPV6,
+    Reassembly,
+    build_protected,
+    max_message_length,
+)
+from ikecore.payloads import EncryptedFragment, UnsupportedCriticalPayload
 from ikecore.sa import ChildSa, IkeSa
 from ikecore.states import (
     ChildState,
@@ -73,7 +83,7 @@ _FATAL_NOTIFIES = frozenset({NotifyType.INVALID_SYNTAX, NotifyType.AUTHENTICATIO
 @dataclass(slots=True)
 class _Outstanding:
     task: InitiatorTask
-    raw: bytes
+    messages: tuple[bytes, ...]  # one, or the Encrypted Fragment messages (RFC 7383)
     tries: int
     deadline: float
 
@@ -81,7 +91,7 @@ class _Outstanding:
 @dataclass(slots=True)
 class _CachedResponse:
     request_digest: bytes
-    raw: bytes
+    messages: tuple[bytes, ...]
 
 
 class IkeSession:
@@ -114,6 +124,9 @@ class IkeSession:
         self._answered: set[int] = set()
         self._cipher_in: IkeCipher | None = None
         self._cipher_out: IkeCipher | None = None
+        # RFC 7383 §2.6: incomplete fragmented messages; given up after as long as a
+        # half-open SA may wait (the RFC suggests the initiator's give-up interval).
+        self._reassembly = Reassembly(endpoint.config.half_open_timeout)
         self._close_after_response: tuple[IkeTrigger, str, int | None] | None = None
         # §2.8.2: the SA we made answering the peer's rekey while ours was in flight.
         self.rekey_collision: RekeyCollision | None = None
@@ -400,12 +413,13 @@ class IkeSession:
                 raise SequenceExhausted("message IDs of this IKE SA are used up; rekey it")
             message_id = sa.next_request_id
             sa.next_request_id += 1
-        raw = self._build(task.exchange_type, False, message_id, payloads)
+        messages = self._build(task.exchange_type, False, message_id, payloads)
         if task.exchange_type == ExchangeType.IKE_SA_INIT and self.handshake is not None:
-            self.handshake.request = raw
+            self.handshake.request = messages[0]
         timeout = self.endpoint.config.retransmit_timeout
-        self._outstanding[message_id] = _Outstanding(task, raw, 0, now + timeout)
-        self.endpoint.transmit(self, raw)
+        self._outstanding[message_id] = _Outstanding(task, messages, 0, now + timeout)
+        for raw in messages:
+            self.endpoint.transmit(self, raw)
 
     def _build(
         self,
@@ -415,10 +429,10 @@ class IkeSession:
         payloads: list[Payload],
         *,
         zero_spi_r: bool = False,
-    ) -> bytes:
+    ) -> tuple[bytes, ...]:
         sa = self.sa
         if exchange == ExchangeType.IKE_SA_INIT:
-            return build_message(
+            raw = build_message(
                 sa.spi_i,
                 bytes(8) if zero_spi_r else sa.spi_r,
                 ExchangeType.IKE_SA_INIT,
@@ -427,19 +441,39 @@ class IkeSession:
                 message_id=message_id,
                 payloads=payloads,
             )
+            return (raw,)
         assert self._cipher_out is not None
-        raw = build_message(
+        messages = build_protected(
+            self._cipher_out,
             sa.spi_i,
             sa.spi_r,
-            ExchangeType(exchange),
+            exchange,
             initiator=sa.initiator,
             response=response,
             message_id=message_id,
             payloads=payloads,
-            cipher=self._cipher_out,
+            max_length=self._fragment_length(),
         )
         sa.sk_iv = self._cipher_out.iv_counter
-        return raw
+        return messages
+
+    @property
+    def fragmentation_negotiated(self) -> bool:
+        """Both peers announced IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 §2.3)."""
+        return self.endpoint.config.fragmentation and self.sa.peer_fragmentation_supported
+
+    def _fragment_length(self) -> int | None:
+        """The largest message before fragmenting (RFC 7383 §2.5.1), or None when
+        fragmentation is not negotiated."""
+        config = self.endpoint.config
+        if not self.fragmentation_negotiated:
+            return None
+        ipv6 = ":" in self.sa.remote_address[0]
+        threshold = config.fragment_threshold or (
+            DEFAULT_THRESHOLD_IPV6 if ipv6 else DEFAULT_THRESHOLD_IPV4
+        )
+        nat_port = config.nat_port in (self.sa.local_address[1], self.sa.remote_address[1])
+        return max_message_length(threshold, ipv6=ipv6, nat_port=nat_port)
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -453,13 +487,36 @@ class IkeSession:
             self._receive_request(message, now, src, dst)
         self.save()
 
-    def _open(self, message: IkeMessage) -> list[Payload] | None:
+    def _open(self, message: IkeMessage, now: float) -> list[Payload] | None:
+        fragment = _fragment(message)
         if message.exchange == ExchangeType.IKE_SA_INIT:
-            return None if _protected(message) else list(message.payloads)
-        if self._cipher_in is None or not _protected(message):
+            if _protected(message) or fragment is not None:
+                return None
+            return list(message.payloads)
+        if self._cipher_in is None:
+            return None
+        if fragment is not None:
+            if not self.fragmentation_negotiated:
+                return None  # RFC 7383 §2.4: fragments only once both peers announced them
+            return self._reassemble(message, now)
+        if not _protected(message):
             return None
         try:
             return open_message(self._cipher_in, message)
+        except IntegrityError:
+            self.integrity_failures += 1
+            return None
+        except UnsupportedCriticalPayload:
+            raise  # authentic, but with a critical payload we do not know: the caller answers
+        except (MalformedMessage, RemoteProtocolError):
+            return None
+
+    def _reassemble(self, message: IkeMessage, now: float) -> list[Payload] | None:
+        """One Encrypted Fragment message (RFC 7383 §2.6): the inner payloads once the
+        message is complete; None while incomplete or when the fragment is discarded."""
+        assert self._cipher_in is not None
+        try:
+            return self._reassembly.add(self._cipher_in, message, now)
         except IntegrityError:
             self.integrity_failures += 1
             return None
@@ -484,7 +541,7 @@ class IkeSession:
         if out is None or message.exchange != out.task.exchange_type:
             return  # unsolicited or duplicate response
         try:
-            payloads = self._open(message)
+            payloads = self._open(message, now)
         except UnsupportedCriticalPayload:
             payloads = None  # a response we cannot read: as good as lost
         if payloads is None:
@@ -512,9 +569,16 @@ class IkeSession:
         digest = hashlib.sha256(message.to_bytes()).digest()
         cached = self._responses.get(message_id)
         if cached is not None:
-            if cached.request_digest == digest:
+            fragment = _fragment(message)
+            # RFC 7383 §2.6.1: of a fragmented request, only fragment 1 asks for the response.
+            if (
+                cached.request_digest == digest
+                if fragment is None
+                else fragment.fragment_number == 1
+            ):
                 self.cached_answers += 1
-                self.endpoint.transmit(self, cached.raw, (src, dst))
+                for raw in cached.messages:
+                    self.endpoint.transmit(self, raw, (src, dst))
             return
         lowest = sa.next_peer_request_id
         if not lowest <= message_id < lowest + sa.local_window or message_id in self._answered:
@@ -522,7 +586,7 @@ class IkeSession:
         fatal: int | None = None
         response: list[Payload]
         try:
-            payloads = self._open(message)
+            payloads = self._open(message, now)
         except UnsupportedCriticalPayload as unsupported:
             # §2.5: the whole request is refused, naming the payload type; nothing runs.
             payloads = None
@@ -557,12 +621,15 @@ class IkeSession:
             message.exchange == ExchangeType.IKE_SA_INIT and sa.state == IkeState.CONNECTING
         )
         # A refused IKE_SA_INIT is answered as HDR(SPIi, 0): the responder keeps nothing (§2.6).
-        raw = self._build(message.exchange, True, message_id, response, zero_spi_r=refused_init)
+        messages = self._build(
+            message.exchange, True, message_id, response, zero_spi_r=refused_init
+        )
         if message.exchange == ExchangeType.IKE_SA_INIT and self.handshake is not None:
             self.handshake.request = message.to_bytes()
-            self.handshake.response = raw
-        self._remember_response(message_id, digest, raw)
-        self.endpoint.transmit(self, raw, (src, dst))
+            self.handshake.response = messages[0]
+        self._remember_response(message_id, digest, messages)
+        for raw in messages:
+            self.endpoint.transmit(self, raw, (src, dst))
         if fatal is not None:
             self.terminate(IkeTrigger.FAILED, _reason(fatal), now)
         elif self._close_after_response is not None:
@@ -572,10 +639,12 @@ class IkeSession:
         else:
             self._pump(now)
 
-    def _remember_response(self, message_id: int, digest: bytes, raw: bytes) -> None:
+    def _remember_response(
+        self, message_id: int, digest: bytes, messages: tuple[bytes, ...]
+    ) -> None:
         sa = self.sa
         self._answered.add(message_id)
-        self._responses[message_id] = _CachedResponse(digest, raw)
+        self._responses[message_id] = _CachedResponse(digest, messages)
         while sa.next_peer_request_id in self._answered:
             self._answered.discard(sa.next_peer_request_id)
             sa.next_peer_request_id += 1
@@ -624,7 +693,8 @@ class IkeSession:
             out.tries += 1
             self.retransmissions += 1
             out.deadline = now + config.retransmit_timeout * config.retransmit_backoff**out.tries
-            self.endpoint.transmit(self, out.raw)
+            for raw in out.messages:
+                self.endpoint.transmit(self, raw)
 
     def terminate(
         self, trigger: IkeTrigger, reason: str, now: float, notify: int | None = None
@@ -648,6 +718,16 @@ class IkeSession:
         if self.visible:
             self.emit(IkeSaDeleted(self, reason, notify))
         self.endpoint.forget(self)
+
+
+def _fragment(message: IkeMessage) -> EncryptedFragment | None:
+    """The message's Encrypted Fragment payload (RFC 7383 §2.5), if it is one."""
+    types = message.payload_types
+    if not types or types[-1] != PayloadType.SKF:
+        return None
+    fragment = message.encrypted
+    assert isinstance(fragment, EncryptedFragment)
+    return fragment
 
 
 def _protected(message: IkeMessage) -> bool:

@@ -17,18 +17,17 @@ from ikecore import config
 from ikecore.aead import IkeCipher
 from ikecore.constants import EncrId, TsType
 from ikecore.errors import MalformedMessage
+from ikecore.fragmentation import build_protected
 from ikecore.keys import IkeSuite, child_keys, ike_keys, prf, psk_auth, skeyseed, skeyseed_rekey
 from ikecore.message import (
     IkeMessage,
     encode_message,
-    encode_payload_chain,
     parse_message,
     parse_payload_chain,
 )
 from ikecore.payloads import (
     Authentication,
     Delete,
-    Encrypted,
     IDi,
     IDr,
     KeyExchange,
@@ -116,17 +115,17 @@ def build_message(
             initiator=initiator,
             response=response,
         )
-    first, inner = encode_payload_chain(list(payloads))
-    framed = encode_message(
+    (sealed,) = build_protected(
+        cipher,
         spi_i,
         spi_r,
         exchange,
-        message_id,
-        [Encrypted(first, b"")],
         initiator=initiator,
         response=response,
+        message_id=message_id,
+        payloads=payloads,
+        max_length=None,
     )
-    sealed: bytes = cipher.seal_sk(framed[:-_SK_HEADER_LENGTH], first, inner)
     return sealed
 
 

@@ -153,7 +153,11 @@ class EngineHarness:
             name="interop",
         )
         self.endpoint = IkeEndpoint(
-            EndpointConfig(peers=(self.peer,), ike_proposals=self.peer.ike_proposals)
+            EndpointConfig(
+                peers=(self.peer,),
+                ike_proposals=self.peer.ike_proposals,
+                fragment_threshold=args.fragment_threshold,
+            )
         )
         self.driver = HoldingDriver(self.endpoint, [args.local, *args.extra_local])
         self.keylog = None if args.keylog is None else KeyLog(args.keylog)
@@ -489,6 +493,8 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--keylog")
     parser.add_argument("--extra-local", nargs="*", default=[], help="more addresses to bind")
     parser.add_argument("--max-clones", type=int, default=None)
+    parser.add_argument("--fragment-threshold", type=int, default=None,
+                        help="IKE fragmentation threshold, bytes of IP datagram (RFC 7383)")
     asyncio.run(_serve(parser.parse_args(argv)))
     return 0
 

@@ -281,9 +281,13 @@ PLUGINS = (
 )
 
 
-def strongswan_conf(workdir: Path, port: int = 500, port_nat_t: int = 4500) -> str:
-    """Private strongswan.conf: own vici socket and key log in ``workdir``, nothing in /etc."""
+def strongswan_conf(
+    workdir: Path, port: int = 500, port_nat_t: int = 4500, fragment_size: int = 0
+) -> str:
+    """Private strongswan.conf: own vici socket and key log in ``workdir``, nothing in /etc.
+    ``fragment_size``: largest IP datagram of a sent IKE fragment (0: strongSwan's default)."""
     return f"""charon {{
+  fragment_size = {fragment_size}
   load_modular = no
   load = {PLUGINS}
   port = {port}
@@ -331,9 +335,10 @@ def connection_name(ike_proposal: str) -> str:
 class StrongSwan:
     """One charon-systemd in a namespace, driven through swanctl on its private vici socket."""
 
-    def __init__(self, netns: Netns, workdir: Path) -> None:
+    def __init__(self, netns: Netns, workdir: Path, fragment_size: int = 0) -> None:
         self.netns = netns
         self.workdir = workdir
+        self.fragment_size = fragment_size
         self.log_path = workdir / "charon.log"
         self.vici = workdir / "charon.vici"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -341,7 +346,7 @@ class StrongSwan:
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "strongswan.conf"
-        conf.write_text(strongswan_conf(self.workdir))
+        conf.write_text(strongswan_conf(self.workdir, fragment_size=self.fragment_size))
         env = {**os.environ, "STRONGSWAN_CONF": str(conf)}
         self.proc = self.netns.popen([CHARON], stdout=self.workdir / "stdout.log", env=env)
         deadline = time.monotonic() + 10.0

@@ -121,7 +121,9 @@ def vector_initiator() -> tuple[IkeEndpoint, PeerConfig]:
     )
     keys = scripted_keys([INIT["dh_private_i"], CLONE["dh_private_i"]])
     endpoint = IkeEndpoint(
-        EndpointConfig(peers=(peer,), nat_detection=False), random=random, key_exchange=keys
+        EndpointConfig(peers=(peer,), nat_detection=False, fragmentation=False),
+        random=random,
+        key_exchange=keys,
     )
     return endpoint, peer
 

@@ -28,10 +28,10 @@ def test_demo_prints_the_flow_and_passes(tmp_path: pathlib.Path) -> None:
     # The IKE messages in order (ESP lines left out), as RFC 7296 / 7791 / 4555 draw them.
     ike = [line for line in flow if "ESP" not in line]
     assert ike == [
-        "IKE_SA_INIT {SA, KEi, Ni, N(NAT_DETECTION_SOURCE_IP), N(NAT_DETECTION_DESTINATION_IP)}"
-        " -->",
+        "IKE_SA_INIT {SA, KEi, Ni, N(NAT_DETECTION_SOURCE_IP), N(NAT_DETECTION_DESTINATION_IP),"
+        " N(IKEV2_FRAGMENTATION_SUPPORTED)} -->",
         "<-- IKE_SA_INIT {SA, KEr, Nr, N(NAT_DETECTION_SOURCE_IP),"
-        " N(NAT_DETECTION_DESTINATION_IP)}",
+        " N(NAT_DETECTION_DESTINATION_IP), N(IKEV2_FRAGMENTATION_SUPPORTED)}",
         "IKE_AUTH {IDi, AUTH, N(CLONE_IKE_SA_SUPPORTED), N(MOBIKE_SUPPORTED), SA, TSi, TSr} -->",
         "<-- IKE_AUTH {IDr, AUTH, N(CLONE_IKE_SA_SUPPORTED), N(MOBIKE_SUPPORTED), SA, TSi, TSr}",
         "CREATE_CHILD_SA {N(CLONE_IKE_SA), SA, Ni, KEi} -->",

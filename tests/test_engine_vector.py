@@ -125,7 +125,7 @@ def test_initiator_reproduces_the_vector_handshake() -> None:
 
     initiator = IkeEndpoint(
         # The vector's message1 has no NAT_DETECTION notifies.
-        EndpointConfig(peers=(peer,), nat_detection=False),
+        EndpointConfig(peers=(peer,), nat_detection=False, fragmentation=False),
         random=random,
         key_exchange=fixed_key,
     )

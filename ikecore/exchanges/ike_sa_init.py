@@ -146,6 +146,8 @@ class IkeSaInitInitiator:
             payloads += nat_detection_payloads(
                 sa.spi_i, _ZERO_SPI, sa.local_address, sa.remote_address
             )
+        if session.endpoint.config.fragmentation:
+            payloads.append(Notify.status(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))  # RFC 7383
         return payloads
 
     def process_response(
@@ -189,7 +191,7 @@ class IkeSaInitInitiator:
         g_ir = self._key_exchange.shared_secret(ke.data)
         sa = session.sa
         sa.spi_r = message.spi_r
-        # RFC 7383 §2.3: remembered per SA (ikecore does not fragment, so never announces it).
+        # RFC 7383 §2.3: remembered per SA; used when we announced it too.
         sa.peer_fragmentation_supported = _announces_fragmentation(payloads)
         nat = detect_nat(payloads, sa.spi_i, sa.spi_r, sa.local_address, sa.remote_address)
         if nat is not None:
@@ -255,6 +257,9 @@ class IkeSaInitResponder:
             response += nat_detection_payloads(
                 sa.spi_i, sa.spi_r, sa.local_address, sa.remote_address
             )
+        if sa.peer_fragmentation_supported and session.endpoint.config.fragmentation:
+            # RFC 7383 §2.3: answered only to an initiator that announced it.
+            response.append(Notify.status(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
         session.transition(IkeTrigger.INIT_DONE)
         session.install_keys()
         return response
