@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from engine_harness import (
     INITIATOR_HOST,
     RESPONDER_HOST,
@@ -337,3 +338,9 @@ def test_any_message_survives_fragmenting_and_shuffled_reassembly(
     # then the Message ID is answered or no longer expected).
     results = [r for r in (_add(reassembly, raw) for raw in order) if r is not None]
     assert results[0] == payloads
+
+
+def test_a_threshold_too_small_for_any_fragment_is_refused() -> None:
+    with pytest.raises(ValueError, match="fragment_threshold"):
+        EndpointConfig(fragment_threshold=100)
+    assert EndpointConfig(fragment_threshold=150).fragment_threshold == 150
