@@ -173,6 +173,10 @@ class PeerConfig:
 
     ``remote_id`` None lets a responder accept any identity that proves the PSK. ``clone``
     announces CLONE_IKE_SA_SUPPORTED (RFC 7791 §5.1) and ``mobike`` MOBIKE_SUPPORTED (RFC 4555).
+    ``initial_contact``: an initiator with no other IKE SA to this peer says so with
+    INITIAL_CONTACT in IKE_AUTH, and the responder drops its older SAs with our identity (RFC
+    7296 §3.10.1). Off by default: it must stay off where the same credentials may be in use
+    from several systems at once.
     """
 
     local_id: Identity
@@ -191,6 +195,7 @@ class PeerConfig:
     mobike: bool = True
     clone: bool = True
     max_clones: int | None = None
+    initial_contact: bool = False
     name: str = ""
 
     def __post_init__(self) -> None:

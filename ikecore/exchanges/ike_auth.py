@@ -30,7 +30,7 @@ from ikecore.exchanges.base import (
     ts_payloads,
 )
 from ikecore.exchanges.child import accepted_esp_choice, make_child, responder_child_choice
-from ikecore.states import IkeTrigger
+from ikecore.states import IkeState, IkeTrigger
 from ikecore.wire import (
     Authentication,
     IDi,
@@ -87,6 +87,21 @@ def _announcements(
     return out
 
 
+def _other_sas_with(
+    session: IkeSession, local_id: Identity, remote_id: Identity | None
+) -> list[IkeSession]:
+    """The endpoint's other live IKE SAs between these identities (clones included)."""
+    return [
+        other
+        for other in session.endpoint.sessions
+        if other is not session
+        and other.sa.state != IkeState.DELETED
+        and other.sa.local_id == local_id
+        and (remote_id is None or other.sa.remote_id == remote_id)
+        and other.sa.remote_id is not None
+    ]
+
+
 def _remember_peer(session: IkeSession, payloads: list[Payload]) -> None:
     sa = session.sa
     sa.peer_clone_supported = find_notify(payloads, NotifyType.CLONE_IKE_SA_SUPPORTED) is not None
@@ -114,9 +129,13 @@ class IkeAuthInitiator:
         )
         self._spi_in = session.endpoint.allocate_esp_spi()
         sa.local_id = peer.local_id
+        first_contact: list[Payload] = []
+        if peer.initial_contact and not _other_sas_with(session, peer.local_id, peer.remote_id):
+            first_contact.append(Notify.status(NotifyType.INITIAL_CONTACT))
         return [
             id_i,
             Authentication(AuthMethod.SHARED_KEY_MIC, auth),
+            *first_contact,
             *_announcements(session, peer, None),
             offer(peer.esp_proposals, self._spi_in),
             *ts_payloads(peer.local_ts, peer.remote_ts),
@@ -245,6 +264,11 @@ class IkeAuthResponder:
         session.transition(IkeTrigger.AUTH_DONE)
         session.established(now)
         session.emit(IkeSaEstablished(session))
+        if find_notify(payloads, NotifyType.INITIAL_CONTACT) is not None:
+            # §3.10.1: the initiator has no other IKE SA with us (it restarted): ours with the
+            # same identities are stale. They go without a Delete: nobody would answer it.
+            for stale in _other_sas_with(session, peer.local_id, identity):
+                stale.terminate(IkeTrigger.FAILED, "initial_contact", now)
         if not any(isinstance(p, SecurityAssociation) for p in payloads):
             return response
         try:
