@@ -177,6 +177,11 @@ class PeerConfig:
     INITIAL_CONTACT in IKE_AUTH, and the responder drops its older SAs with our identity (RFC
     7296 §3.10.1). Off by default: it must stay off where the same credentials may be in use
     from several systems at once.
+    Automatic maintenance, in seconds (None: only when the application asks): ``ike_rekey_time``
+    after an IKE SA is established (or made by a rekey or clone) it is rekeyed,
+    ``child_rekey_time`` after a Child SA was made it is rekeyed (RFC 7296 §2.8), and after
+    ``dpd_delay`` without an authentic IKE message or ESP packet from the peer a liveness check
+    is sent (§1.4; a peer that never answers ends the SA with reason "timeout").
     """
 
     local_id: Identity
@@ -196,6 +201,9 @@ class PeerConfig:
     clone: bool = True
     max_clones: int | None = None
     initial_contact: bool = False
+    ike_rekey_time: float | None = None
+    child_rekey_time: float | None = None
+    dpd_delay: float | None = None
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -207,6 +215,10 @@ class PeerConfig:
             raise ValueError("esp_proposals must be ESP proposals")
         if self.max_clones is not None and self.max_clones < 0:
             raise ValueError("max_clones must be >= 0")
+        for name in ("ike_rekey_time", "child_rekey_time", "dpd_delay"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0 seconds (or None)")
 
 
 @dataclass(frozen=True, slots=True)

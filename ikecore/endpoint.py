@@ -593,6 +593,7 @@ class IkeEndpoint:
         except (IntegrityError, ReplayError, MalformedMessage):
             self.esp_dropped += 1
             return
+        state.session.last_heard = now  # authentic traffic: the peer is alive (DPD waits)
         if next_header == DUMMY_NEXT_HEADER:
             return  # RFC 4303 §2.6: authentic, counted, discarded
         self.queue_event(EspPacketReceived(state.session, state.child, next_header, inner))

@@ -76,6 +76,9 @@ if TYPE_CHECKING:
 __all__ = ["IkeSession"]
 
 _MAX_MESSAGE_ID = 2**32 - 1
+# RFC 7296 §2.25: an automatic rekey that did not happen (refused with TEMPORARY_FAILURE,
+# collided, failed) is tried again after a while, not at once.
+_REKEY_RETRY = 10.0
 # §2.21.3: after authentication these end the IKE SA on both sides.
 _FATAL_NOTIFIES = frozenset({NotifyType.INVALID_SYNTAX, NotifyType.AUTHENTICATION_FAILED})
 
@@ -127,6 +130,11 @@ class IkeSession:
         # RFC 7383 §2.6: incomplete fragmented messages; given up after as long as a
         # half-open SA may wait (the RFC suggests the initiator's give-up interval).
         self._reassembly = Reassembly(endpoint.config.half_open_timeout)
+        # When we last heard from the peer (an authentic IKE message or ESP packet): the
+        # liveness check waits for `PeerConfig.dpd_delay` of silence.
+        self.last_heard: float | None = None
+        # When an automatic rekey was last started: b"" the IKE SA, else a Child SA's SPI.
+        self._rekey_started: dict[bytes, float] = {}
         self._close_after_response: tuple[IkeTrigger, str, int | None] | None = None
         # §2.8.2: the SA we made answering the peer's rekey while ours was in flight.
         self.rekey_collision: RekeyCollision | None = None
@@ -546,6 +554,7 @@ class IkeSession:
             payloads = None  # a response we cannot read: as good as lost
         if payloads is None:
             return
+        self.last_heard = now
         self._note_window(payloads)
         del self._outstanding[message.message_id]
         if out.task.exchange_type == ExchangeType.IKE_SA_INIT and self.handshake is not None:
@@ -594,6 +603,7 @@ class IkeSession:
         else:
             if payloads is None:
                 return
+            self.last_heard = now
             self._note_window(payloads)
             if self.collision_parent is not None:
                 from ikecore.exchanges.rekey_ike import request_on_successor
@@ -676,7 +686,35 @@ class IkeSession:
         deadlines = [out.deadline for out in self._outstanding.values()]
         if self.half_open_deadline is not None:
             deadlines.append(self.half_open_deadline)
+        deadlines += [when for when, _ in self._maintenance()]
         return min(deadlines, default=None)
+
+    def _maintenance(self) -> list[tuple[float, bytes | None]]:
+        """When the automatic work of `PeerConfig` falls due: IKE SA rekey (b""), Child SA
+        rekey (its inbound SPI), liveness check (None). Only on an established SA."""
+        peer, sa = self.peer, self.sa
+        if peer is None or sa.state != IkeState.ESTABLISHED or sa.established_at is None:
+            return []
+        due: list[tuple[float, bytes | None]] = []
+        if peer.ike_rekey_time is not None:
+            due.append((self._rekey_due(b"", sa.established_at + peer.ike_rekey_time), b""))
+        if peer.child_rekey_time is not None:
+            due += [
+                (
+                    self._rekey_due(child.spi_in, child.created_at + peer.child_rekey_time),
+                    child.spi_in,
+                )
+                for child in sa.child_sas.values()
+                if child.state == ChildState.INSTALLED
+            ]
+        if peer.dpd_delay is not None and not self._outstanding and not self._queue:
+            heard = sa.established_at if self.last_heard is None else self.last_heard
+            due.append((heard + peer.dpd_delay, None))
+        return due
+
+    def _rekey_due(self, key: bytes, scheduled: float) -> float:
+        started = self._rekey_started.get(key)
+        return scheduled if started is None else max(scheduled, started + _REKEY_RETRY)
 
     def handle_timer(self, now: float) -> None:
         config = self.endpoint.config
@@ -695,6 +733,19 @@ class IkeSession:
             out.deadline = now + config.retransmit_timeout * config.retransmit_backoff**out.tries
             for raw in out.messages:
                 self.endpoint.transmit(self, raw)
+        for when, what in self._maintenance():
+            if when > now or self.sa.state != IkeState.ESTABLISHED:
+                continue  # not yet, or the SA is busy with what an earlier entry started
+            if what is None:
+                self.check_liveness(now)  # §1.4: DPD after dpd_delay of silence
+            elif what == b"":
+                self._rekey_started[what] = now
+                self.rekey(now)
+            elif (child := self.sa.child_sas.get(what)) is not None and (
+                child.state == ChildState.INSTALLED
+            ):
+                self._rekey_started[what] = now
+                self.rekey_child_sa(what, now)
 
     def terminate(
         self, trigger: IkeTrigger, reason: str, now: float, notify: int | None = None

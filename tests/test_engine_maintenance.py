@@ -1,0 +1,146 @@
+"""Automatic maintenance driven by the timer (PeerConfig.ike_rekey_time, .child_rekey_time,
+.dpd_delay): rekeys when they fall due, liveness checks after silence, retry after a refusal."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from engine_harness import (
+    INITIATOR_HOST,
+    RESPONDER_HOST,
+    Network,
+    counter_random,
+    drain,
+    of_type,
+    peer_configs,
+)
+
+from ikecore.config import EndpointConfig
+from ikecore.constants import ExchangeType
+from ikecore.endpoint import IkeEndpoint
+from ikecore.events import (
+    ChildSaRekeyed,
+    IkeSaDeleted,
+    IkeSaRekeyed,
+    IkeSaRekeyFailed,
+    LivenessChecked,
+)
+from ikecore.session import IkeSession
+from ikecore.states import IkeState
+
+
+def _established(**maintenance: float) -> tuple[IkeEndpoint, IkeEndpoint, IkeSession, Network]:
+    client, gateway = peer_configs()
+    client = dataclasses.replace(client, **maintenance)  # type: ignore[arg-type]
+    initiator = IkeEndpoint(EndpointConfig(peers=(client,)), random=counter_random(1))
+    responder = IkeEndpoint(
+        EndpointConfig(peers=(gateway,), ike_proposals=gateway.ike_proposals),
+        random=counter_random(2),
+    )
+    net = Network({INITIATOR_HOST: initiator, RESPONDER_HOST: responder})
+    session = initiator.initiate(client, 0.0)
+    net.run(0.0)
+    assert session.state == IkeState.ESTABLISHED
+    drain(initiator), drain(responder)
+    return initiator, responder, session, net
+
+
+def test_nothing_is_scheduled_unless_configured() -> None:
+    initiator, responder, _session, _net = _established()
+    assert initiator.get_timer() is None and responder.get_timer() is None
+
+
+def test_ike_sa_is_rekeyed_when_due_and_the_new_sa_schedules_its_own() -> None:
+    initiator, responder, session, net = _established(ike_rekey_time=100.0)
+    assert initiator.get_timer() == 100.0
+    initiator.handle_timer(99.0)
+    assert net.capture(99.0) == []
+    # t=100: CREATE_CHILD_SA {SA, Ni, KEi} -->  <-- {SA, Nr, KEr};  INFORMATIONAL {D} ...
+    initiator.handle_timer(100.0)
+    net.run(100.0)
+    (rekeyed,) = of_type(drain(initiator), IkeSaRekeyed)
+    assert isinstance(rekeyed, IkeSaRekeyed) and rekeyed.old is session
+    assert session.state == IkeState.DELETED
+    assert rekeyed.new.state == IkeState.ESTABLISHED
+    assert len(rekeyed.new.child_sas) == 1
+    assert initiator.get_timer() == 200.0  # 100 s after the new SA was made
+    assert len(of_type(drain(responder), IkeSaRekeyed)) == 1
+
+
+def test_child_sa_is_rekeyed_when_due() -> None:
+    initiator, _responder, session, net = _established(child_rekey_time=50.0)
+    (old,) = session.child_sas
+    assert initiator.get_timer() == 50.0
+    # t=50: CREATE_CHILD_SA {N(REKEY_SA), SA, Ni, TSi, TSr} -->  <-- ; then the old one deleted
+    initiator.handle_timer(50.0)
+    net.run(50.0)
+    (rekeyed,) = of_type(drain(initiator), ChildSaRekeyed)
+    assert isinstance(rekeyed, ChildSaRekeyed) and rekeyed.old.spi_in == old.spi_in
+    (new,) = session.child_sas
+    assert new.spi_in != old.spi_in
+    assert initiator.get_timer() == 100.0
+
+
+def test_liveness_check_after_silence_and_esp_counts_as_life() -> None:
+    initiator, responder, session, net = _established(dpd_delay=30.0)
+    assert initiator.get_timer() == 30.0
+    # t=30: INFORMATIONAL {} -->  <-- INFORMATIONAL {}
+    initiator.handle_timer(30.0)
+    flow = net.run(30.0)
+    assert [(d.exchange, d.response) for d in flow] == [
+        (ExchangeType.INFORMATIONAL, False),
+        (ExchangeType.INFORMATIONAL, True),
+    ]
+    assert len(of_type(drain(initiator), LivenessChecked)) == 1
+    assert initiator.get_timer() == 60.0
+    # t=40: an ESP packet from the gateway: the peer is alive, the next check moves to 70.
+    (peer_session,) = responder.sessions
+    (peer_child,) = peer_session.child_sas
+    responder.send_esp(peer_child.spi_in, b"\x45" + bytes(27), 4, 40.0)
+    net.run(40.0)
+    assert initiator.get_timer() == 70.0
+    assert session.state == IkeState.ESTABLISHED
+
+
+def test_liveness_check_against_a_dead_peer_ends_the_sa() -> None:
+    initiator, _responder, session, net = _established(dpd_delay=30.0)
+    now = 30.0
+    initiator.handle_timer(now)
+    net.capture(now)  # the peer is gone: every request is lost
+    while (timer := initiator.get_timer()) is not None:
+        now = timer
+        initiator.handle_timer(now)
+        net.capture(now)
+    assert session.state == IkeState.DELETED
+    (deleted,) = of_type(drain(initiator), IkeSaDeleted)
+    assert isinstance(deleted, IkeSaDeleted) and deleted.reason == "timeout"
+
+
+def test_a_refused_rekey_is_retried_later_not_at_once() -> None:
+    initiator, responder, session, net = _established(ike_rekey_time=100.0)
+    (peer_session,) = responder.sessions
+    # The gateway has a request of its own in flight (held back): a rekey meeting it is
+    # answered TEMPORARY_FAILURE (RFC 7296 §2.25).
+    peer_session.check_liveness(99.0)
+    held = net.capture(99.0)
+    initiator.handle_timer(100.0)
+    net.deliver(net.capture(100.0), 100.0)  # CREATE_CHILD_SA -->
+    net.deliver(net.capture(100.0), 100.0)  # <-- N(TEMPORARY_FAILURE)
+    assert len(of_type(drain(initiator), IkeSaRekeyFailed)) == 1
+    assert session.state == IkeState.ESTABLISHED
+    net.deliver(held, 100.0)
+    net.run(100.0)
+    # Not again at once: after the retry delay (10 s).
+    assert initiator.get_timer() == 110.0
+    initiator.handle_timer(110.0)
+    net.run(110.0)
+    assert len(of_type(drain(initiator), IkeSaRekeyed)) == 1
+
+
+@pytest.mark.parametrize("name", ["ike_rekey_time", "child_rekey_time", "dpd_delay"])
+def test_maintenance_times_must_be_positive(name: str) -> None:
+    client, _ = peer_configs()
+    with pytest.raises(ValueError, match=name):
+        dataclasses.replace(client, **{name: 0.0})  # type: ignore[arg-type]
+    assert getattr(dataclasses.replace(client, **{name: 5.0}), name) == 5.0  # type: ignore[arg-type]
