@@ -228,11 +228,13 @@ class EndpointConfig:
     Retransmission (RFC 7296 §2.1): the first retransmit after ``retransmit_timeout`` seconds,
     each next one ``retransmit_backoff`` times later, ``retransmit_tries`` retransmissions before
     the SA is given up. ``cookie_threshold``: half-open IKE SAs beyond which the responder
-    demands a COOKIE (§2.6). ``window_size`` is announced with SET_WINDOW_SIZE when above 1
-    (§2.3). ``nat_detection`` False leaves NAT_DETECTION_* out of our IKE_SA_INIT requests
-    (a responder still answers those it receives, §2.23). ``esp_seq_block``: outbound ESP
-    sequence numbers reserved in the store at a time (one durable write per block, not per
-    packet; a crash or hand-off skips at most that many, compare RFC 6311).
+    demands a COOKIE (§2.6), made with a secret that changes every ``cookie_secret_lifetime``
+    seconds (cookies of the previous secret are still accepted). ``window_size`` is announced
+    with SET_WINDOW_SIZE when above 1 (§2.3). ``nat_detection`` False leaves NAT_DETECTION_*
+    out of our IKE_SA_INIT requests (a responder still answers those it receives, §2.23).
+    ``esp_seq_block``: outbound ESP sequence numbers reserved in the store at a time (one
+    durable write per block, not per packet; a crash or hand-off skips at most that many,
+    compare RFC 6311).
     ``fragmentation``: announce IKEV2_FRAGMENTATION_SUPPORTED and, once the peer did too,
     send protected messages whose IP datagram would exceed ``fragment_threshold`` bytes as
     Encrypted Fragments (RFC 7383); None means 576 over IPv4, 1280 over IPv6 (§2.5.1).
@@ -248,6 +250,7 @@ class EndpointConfig:
     retransmit_tries: int = 5
     half_open_timeout: float = 30.0
     cookie_threshold: int = 100
+    cookie_secret_lifetime: float = 300.0
     nat_port: int = 4500
     nat_detection: bool = True
     esp_seq_block: int = 16384
@@ -265,6 +268,8 @@ class EndpointConfig:
         # at least one byte of data must fit in a fragment.
         if self.fragment_threshold is not None and self.fragment_threshold < 150:
             raise ValueError("fragment_threshold must be >= 150 (bytes of an IP datagram)")
+        if not self.cookie_secret_lifetime > 0:
+            raise ValueError("cookie_secret_lifetime must be > 0 seconds")
         if self.retransmit_tries < 0 or self.cookie_threshold < 0:
             raise ValueError("retransmit_tries and cookie_threshold must be >= 0")
 

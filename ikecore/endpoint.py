@@ -148,7 +148,11 @@ class IkeEndpoint:
         # What each session queued since the last datagrams_to_send: withdrawn if its
         # change cannot be saved (see _evict).
         self._queued_by: dict[IkeSession, list[Datagram]] = {}
-        self._cookie_secret = random(32)
+        # §2.6: the COOKIE secret changes every `cookie_secret_lifetime` seconds; cookies made
+        # with the one before it are still accepted (a peer may be just retrying with one).
+        self._cookie_secrets: dict[int, bytes] = {1: random(32)}
+        self._cookie_version = 1
+        self._cookie_secret_since: float | None = None
         self.malformed = 0
         self.cookies_sent = 0
         self.esp_dropped = 0
@@ -454,20 +458,44 @@ class IkeEndpoint:
 
     # -- a new peer ----------------------------------------------------------------------------
 
-    def _cookie(self, ni: bytes, src: Address, spi_i: bytes) -> bytes:
+    def _cookie(self, version: int, ni: bytes, src: Address, spi_i: bytes) -> bytes:
         # §2.6: Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>)
         packed = ipaddress.ip_address(src[0]).packed
-        digest = hmac.new(self._cookie_secret, ni + packed + spi_i, hashlib.sha256).digest()
-        return b"\x00\x00\x00\x01" + digest
+        secret = self._cookie_secrets[version]
+        digest = hmac.new(secret, ni + packed + spi_i, hashlib.sha256).digest()
+        return version.to_bytes(4, "big") + digest
+
+    def _rotate_cookie_secret(self, now: float) -> None:
+        if self._cookie_secret_since is None:
+            self._cookie_secret_since = now
+            return
+        elapsed, lifetime = now - self._cookie_secret_since, self.config.cookie_secret_lifetime
+        if elapsed < lifetime:
+            return
+        previous = self._cookie_version
+        self._cookie_version = previous % 0xFFFFFFFF + 1
+        # The previous secret stays valid for one lifetime after it was replaced.
+        kept = {previous: self._cookie_secrets[previous]} if elapsed < 2 * lifetime else {}
+        self._cookie_secrets = {**kept, self._cookie_version: self.random(32)}
+        self._cookie_secret_since = now
+
+    def _cookie_accepted(self, offered: bytes, ni: bytes, src: Address, spi_i: bytes) -> bool:
+        version = int.from_bytes(offered[:4], "big")
+        if version not in self._cookie_secrets:
+            return False  # too old, or not a cookie of ours
+        return hmac.compare_digest(offered, self._cookie(version, ni, src, spi_i))
 
     def _new_responder(self, message: IkeMessage, src: Address, dst: Address, now: float) -> None:
         if len(self._half_open) >= self.config.cookie_threshold:
             nonce = next((p for p in message.payloads if isinstance(p, Nonce)), None)
             if nonce is None:
                 return
-            expected = self._cookie(nonce.data, src, message.spi_i)
+            self._rotate_cookie_secret(now)
             offered = find_notify(message.payloads, NotifyType.COOKIE)
-            if offered is None or not hmac.compare_digest(offered.data, expected):
+            if offered is None or not self._cookie_accepted(
+                offered.data, nonce.data, src, message.spi_i
+            ):
+                expected = self._cookie(self._cookie_version, nonce.data, src, message.spi_i)
                 # Stateless: nothing is kept for this peer until it returns the cookie.
                 self.cookies_sent += 1
                 reply = build_message(

@@ -195,6 +195,34 @@ def test_cookie_from_elsewhere_is_refused() -> None:
     assert responder.sessions == [] and responder.cookies_sent == 2
 
 
+def test_cookie_secret_changes_and_the_previous_one_still_counts() -> None:
+    initiator, responder, peer, net = pair(
+        endpoint_options={"cookie_threshold": 0, "cookie_secret_lifetime": 60.0}
+    )
+    initiator.initiate(peer, 0.0)
+    # IKE_SA_INIT -->  <-- IKE_SA_INIT {N(COOKIE)} made with secret version 1
+    net.deliver(net.capture(0.0), 0.0)
+    (cookie_reply,) = net.capture(0.0)
+    assert cookie_reply.data[36:40] == (1).to_bytes(4, "big")  # Version ID of Secret (§2.6)
+    net.deliver([cookie_reply], 0.0)
+    retry = net.capture(0.0)
+    # t=61: the secret changed (version 2), yet the retry with the version-1 cookie is taken.
+    net.deliver(retry, 61.0)
+    assert len(responder.sessions) == 1 and responder.cookies_sent == 1
+    # A newcomer now gets a version-2 cookie.
+    other = Datagram(retry[0].data, ("203.0.113.9", 500), retry[0].dst)
+    responder.receive_datagram(other.data, other.src, other.dst, 61.0)
+    (fresh,) = [d for d in responder.datagrams_to_send(61.0) if d.dst[0] == "203.0.113.9"]
+    assert fresh.data[36:40] == (2).to_bytes(4, "big")
+    # The newcomer retries with its version-2 cookie only at t=183, two lifetimes after the
+    # secret changed: too old, answered with a new (version 3) cookie, nothing kept.
+    late_retry = retry[0].data[:36] + fresh.data[36:72] + retry[0].data[72:]
+    responder.receive_datagram(late_retry, other.src, other.dst, 183.0)
+    assert len(responder.sessions) == 1 and responder.cookies_sent == 3
+    (refused,) = [d for d in responder.datagrams_to_send(183.0) if d.dst[0] == "203.0.113.9"]
+    assert refused.data[36:40] == (3).to_bytes(4, "big")
+
+
 def test_initiator_rejecting_the_responder_tells_it() -> None:
     initiator, responder, peer, net = pair()
     peer = dataclasses.replace(peer, remote_id=Identity.parse("other.example"))
