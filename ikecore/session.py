@@ -18,7 +18,6 @@ established; a half-open SA never reaches the store (STYLE.md §5).
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,7 +34,10 @@ from ikecore.errors import (
 )
 from ikecore.events import ChildSaDeleted, Event, IkeSaDeleted
 from ikecore.exchanges.base import DropMessage, InitiatorTask, NotifyError, ResponderTask
-from ikecore.exchanges.ike_sa_init import Handshake
+from ikecore.exchanges.create_child import CreateChildDispatch
+from ikecore.exchanges.ike_auth import IkeAuthResponder
+from ikecore.exchanges.ike_sa_init import Handshake, IkeSaInitResponder
+from ikecore.exchanges.informational import InformationalResponder
 from ikecore.exchanges.mobike import MobikeState
 from ikecore.payloads import UnsupportedCriticalPayload
 from ikecore.sa import ChildSa, IkeSa
@@ -80,7 +82,9 @@ class _Outstanding:
 
 @dataclass(slots=True)
 class _CachedResponse:
-    request_digest: bytes
+    # The request as received: a retransmission is the same bytes (held, not hashed: the
+    # cache keeps one window of messages, and a comparison costs less than a digest).
+    request: bytes
     raw: bytes
 
 
@@ -509,10 +513,10 @@ class IkeSession:
     def _receive_request(self, message: IkeMessage, now: float, src: Address, dst: Address) -> None:
         sa = self.sa
         message_id = message.message_id
-        digest = hashlib.sha256(message.to_bytes()).digest()
+        request = message.to_bytes()
         cached = self._responses.get(message_id)
         if cached is not None:
-            if cached.request_digest == digest:
+            if cached.request == request:
                 self.cached_answers += 1
                 self.endpoint.transmit(self, cached.raw, (src, dst))
             return
@@ -559,9 +563,9 @@ class IkeSession:
         # A refused IKE_SA_INIT is answered as HDR(SPIi, 0): the responder keeps nothing (§2.6).
         raw = self._build(message.exchange, True, message_id, response, zero_spi_r=refused_init)
         if message.exchange == ExchangeType.IKE_SA_INIT and self.handshake is not None:
-            self.handshake.request = message.to_bytes()
+            self.handshake.request = request
             self.handshake.response = raw
-        self._remember_response(message_id, digest, raw)
+        self._remember_response(message_id, request, raw)
         self.endpoint.transmit(self, raw, (src, dst))
         if fatal is not None:
             self.terminate(IkeTrigger.FAILED, _reason(fatal), now)
@@ -572,10 +576,10 @@ class IkeSession:
         else:
             self._pump(now)
 
-    def _remember_response(self, message_id: int, digest: bytes, raw: bytes) -> None:
+    def _remember_response(self, message_id: int, request: bytes, raw: bytes) -> None:
         sa = self.sa
         self._answered.add(message_id)
-        self._responses[message_id] = _CachedResponse(digest, raw)
+        self._responses[message_id] = _CachedResponse(request, raw)
         while sa.next_peer_request_id in self._answered:
             self._answered.discard(sa.next_peer_request_id)
             sa.next_peer_request_id += 1
@@ -585,11 +589,6 @@ class IkeSession:
             del self._responses[old]
 
     def _responder_for(self, message: IkeMessage) -> ResponderTask:
-        from ikecore.exchanges.create_child import CreateChildDispatch
-        from ikecore.exchanges.ike_auth import IkeAuthResponder
-        from ikecore.exchanges.ike_sa_init import IkeSaInitResponder
-        from ikecore.exchanges.informational import InformationalResponder
-
         state, exchange = self.sa.state, message.exchange
         if exchange == ExchangeType.IKE_SA_INIT and state == IkeState.CONNECTING:
             return IkeSaInitResponder()

@@ -42,6 +42,7 @@ from ikecore.payloads import (
     TSi,
     TSr,
 )
+from ikecore.suites import EspTransforms, IkeTransforms
 from ikecore.suites import Transform as PolicyTransform
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "id_body",
     "ike_cipher",
     "ike_keys",
+    "negotiated_wire_transforms",
     "open_message",
     "parse_message",
     "prf",
@@ -154,7 +156,18 @@ def wire_transforms(transforms: tuple[PolicyTransform, ...]) -> tuple[Transform,
     return tuple(Transform(t.type, t.id, t.key_length) for t in transforms)
 
 
-def selectors_to_wire(selectors: Sequence[config.TrafficSelector]) -> tuple[TrafficSelector, ...]:
+@functools.lru_cache(maxsize=256)
+def negotiated_wire_transforms(negotiated: IkeTransforms | EspTransforms) -> tuple[Transform, ...]:
+    """The payload transforms of a negotiated choice (the responder's SA payload)."""
+    return wire_transforms(negotiated.transforms())
+
+
+# Both selector conversions are cached: a gateway sees the same few selectors in every
+# exchange, and both forms are immutable.
+@functools.lru_cache(maxsize=256)
+def selectors_to_wire(
+    selectors: tuple[config.TrafficSelector, ...],
+) -> tuple[TrafficSelector, ...]:
     return tuple(
         TrafficSelector(
             TsType.IPV4_ADDR_RANGE if ts.version == 4 else TsType.IPV6_ADDR_RANGE,
@@ -168,8 +181,9 @@ def selectors_to_wire(selectors: Sequence[config.TrafficSelector]) -> tuple[Traf
     )
 
 
+@functools.lru_cache(maxsize=256)
 def selectors_from_wire(
-    selectors: Sequence[TrafficSelector],
+    selectors: tuple[TrafficSelector, ...],
 ) -> tuple[config.TrafficSelector, ...]:
     return tuple(
         config.TrafficSelector.from_packed(

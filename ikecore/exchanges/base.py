@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from ikecore.config import TrafficSelector
 from ikecore.constants import ExchangeType, NotifyType, ProtocolId
 from ikecore.errors import RemoteProtocolError
-from ikecore.suites import ProposalSpec, Transform
+from ikecore.suites import EspTransforms, IkeTransforms, ProposalSpec
 from ikecore.wire import (
     IkeMessage,
     Nonce,
@@ -28,6 +28,7 @@ from ikecore.wire import (
     SecurityAssociation,
     TSi,
     TSr,
+    negotiated_wire_transforms,
     selectors_to_wire,
     wire_transforms,
 )
@@ -141,11 +142,11 @@ def offer(specs: Sequence[ProposalSpec], spi: bytes = b"") -> SecurityAssociatio
 
 
 def answer(
-    proposal: Proposal, transforms: tuple[Transform, ...], spi: bytes
+    proposal: Proposal, negotiated: IkeTransforms | EspTransforms, spi: bytes
 ) -> SecurityAssociation:
     """The responder's SA payload: the accepted proposal's number, one transform per type."""
-    chosen = Proposal(proposal.number, proposal.protocol_id, spi, wire_transforms(transforms))
-    return SecurityAssociation((chosen,))
+    transforms = negotiated_wire_transforms(negotiated)
+    return SecurityAssociation((Proposal(proposal.number, proposal.protocol_id, spi, transforms),))
 
 
 def proposals_for(sa: SecurityAssociation, protocol: ProtocolId) -> list[Proposal]:
@@ -170,7 +171,7 @@ def narrow(
 
 
 def ts_payloads(ts_i: Sequence[TrafficSelector], ts_r: Sequence[TrafficSelector]) -> list[Payload]:
-    return [TSi(selectors_to_wire(ts_i)), TSr(selectors_to_wire(ts_r))]
+    return [TSi(selectors_to_wire(tuple(ts_i))), TSr(selectors_to_wire(tuple(ts_r)))]
 
 
 def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: tuple[str, int]) -> bytes:

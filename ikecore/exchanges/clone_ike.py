@@ -355,7 +355,7 @@ class CloneIkeResponder:
         _new_clone(session, clone_sa)
         # §5.2: "No additional Notify Payloads are included in the CREATE_CHILD_SA response".
         return [
-            answer(proposal, selection.ike.transforms(), spi_r),
+            answer(proposal, selection.ike, spi_r),
             Nonce(nr),
             KePayload(selection.ike.dh, key_exchange.public_data),
         ]

@@ -309,7 +309,7 @@ class CreateChildResponder:
             session.child_transition(old, ChildTrigger.REKEYED)
             session.emit(ChildSaRekeyed(session, old, child))
         return [
-            answer(proposal, transforms.transforms(), spi_in),
+            answer(proposal, transforms, spi_in),
             Nonce(nr),
             *response_ke,
             *ts_payloads(ts_i, ts_r),

@@ -272,6 +272,6 @@ class IkeAuthResponder:
         session.emit(ChildSaEstablished(session, child))
         return [
             *response,
-            answer(proposal, transforms.transforms(), spi_in),
+            answer(proposal, transforms, spi_in),
             *ts_payloads(ts_i, ts_r),
         ]

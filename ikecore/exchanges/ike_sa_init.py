@@ -246,7 +246,7 @@ class IkeSaInitResponder:
         assert session.handshake is not None
         session.handshake.ni, session.handshake.nr = ni, nr
         response: list[Payload] = [
-            answer(offered[selection.index], transforms.transforms(), b""),
+            answer(offered[selection.index], transforms, b""),
             KePayload(transforms.dh, key_exchange.public_data),
             Nonce(nr),
         ]

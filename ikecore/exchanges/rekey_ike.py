@@ -342,7 +342,7 @@ class RekeyIkeResponder:
         else:
             _hand_over(session, _new_session(session, new_sa, visible=True), now)
         return [
-            answer(proposal, selection.ike.transforms(), spi_r),
+            answer(proposal, selection.ike, spi_r),
             Nonce(nr),
             KePayload(selection.ike.dh, key_exchange.public_data),
         ]
