@@ -67,6 +67,7 @@ __all__ = [
     "id_body",
     "ike_cipher",
     "ike_keys",
+    "ike_suite",
     "negotiated_wire_transforms",
     "open_message",
     "parse_message",
@@ -154,6 +155,12 @@ def id_body(payload: IDi | IDr) -> bytes:
 def wire_transforms(transforms: tuple[PolicyTransform, ...]) -> tuple[Transform, ...]:
     """Payload transforms for configured ones (immutable, so made once per proposal)."""
     return tuple(Transform(t.type, t.id, t.key_length) for t in transforms)
+
+
+@functools.lru_cache(maxsize=64)
+def ike_suite(transforms: IkeTransforms) -> IkeSuite:
+    """The key schedule's suite of negotiated IKE transforms (made and checked once each)."""
+    return IkeSuite(transforms.encr, transforms.key_bits, transforms.prf, None, transforms.dh)
 
 
 @functools.lru_cache(maxsize=256)

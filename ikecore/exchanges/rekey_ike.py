@@ -39,11 +39,11 @@ from ikecore.suites import IkeTransforms, ProposalSpec, select_proposal
 from ikecore.wire import (
     Delete,
     IkeMessage,
-    IkeSuite,
     Nonce,
     Payload,
     SecurityAssociation,
     ike_keys,
+    ike_suite,
     skeyseed_rekey,
 )
 from ikecore.wire import (
@@ -79,8 +79,7 @@ def derive_rekeyed_sa(
     # SKEYSEED' = prf_old(SK_d_old, g^ir (new) | Ni | Nr)
     seed = skeyseed_rekey(old.transforms.prf, old.keys.sk_d, g_ir, ni, nr)
     # {SK_d' | ... | SK_pr'} = prf+_new(SKEYSEED', Ni | Nr | SPIi' | SPIr')
-    suite = IkeSuite(transforms.encr, transforms.key_bits, transforms.prf, None, transforms.dh)
-    k = ike_keys(suite, seed, ni, nr, spi_i, spi_r)
+    k = ike_keys(ike_suite(transforms), seed, ni, nr, spi_i, spi_r)
     return IkeSa(
         spi_i=spi_i,
         spi_r=spi_r,

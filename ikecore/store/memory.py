@@ -90,10 +90,11 @@ class MemoryStore:
         """The indexes already say what a put of ``sa`` would write (same Child SAs, all
         indexed under it, same peer identity)."""
         children = sa.child_sas
+        identity = self._identity_of.get(key)
         return (
             self._esp_of.get(key) == children.keys()
             and all(self._by_esp_spi.get(spi) == key for spi in children)
-            and self._identity_of.get(key) == sa.remote_id
+            and (identity is sa.remote_id or identity == sa.remote_id)
         )
 
     def get_ike_sa(self, spi_i: bytes, spi_r: bytes) -> IkeSa | None:
