@@ -435,7 +435,7 @@ class IkeSession:
         raw = build_message(
             sa.spi_i,
             sa.spi_r,
-            ExchangeType(exchange),
+            exchange,
             initiator=sa.initiator,
             response=response,
             message_id=message_id,

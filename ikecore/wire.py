@@ -109,28 +109,29 @@ def build_message(
 ) -> bytes:
     """A complete IKE message; with ``cipher`` the payloads go inside an SK payload
     (RFC 5282 §5: the AAD is the header through the SK payload header, sealed natively)."""
+    chain = payloads if isinstance(payloads, (list, tuple)) else list(payloads)
     if cipher is None:
         return encode_message(
-            spi_i,
-            spi_r,
-            exchange,
-            message_id,
-            list(payloads),
-            initiator=initiator,
-            response=response,
+            spi_i, spi_r, exchange, message_id, chain, initiator=initiator, response=response
         )
-    first, inner = encode_payload_chain(list(payloads))
+    first, inner = encode_payload_chain(chain)
     framed = encode_message(
         spi_i,
         spi_r,
         exchange,
         message_id,
-        [Encrypted(first, b"")],
+        [_empty_sk(first)],
         initiator=initiator,
         response=response,
     )
     sealed: bytes = cipher.seal_sk(framed[:-_SK_HEADER_LENGTH], first, inner)
     return sealed
+
+
+@functools.cache
+def _empty_sk(first_payload: int) -> Encrypted:
+    """An SK payload with no body yet (the header the AAD ends with), per first inner type."""
+    return Encrypted(first_payload, b"")
 
 
 def open_message(cipher: IkeCipher, message: IkeMessage) -> list[Payload]:
@@ -157,16 +158,31 @@ def wire_transforms(transforms: tuple[PolicyTransform, ...]) -> tuple[Transform,
     return tuple(Transform(t.type, t.id, t.key_length) for t in transforms)
 
 
-@functools.lru_cache(maxsize=64)
+# Per negotiated choice, keyed by plain tuples (a dataclass's __hash__ and __eq__ run in
+# Python). Only what our proposals accept is ever negotiated, so these stay small.
+_suites: dict[tuple[int, int | None, int, int], IkeSuite] = {}
+_answers: dict[tuple[bool, int, int | None, int, int], tuple[Transform, ...]] = {}
+
+
 def ike_suite(transforms: IkeTransforms) -> IkeSuite:
     """The key schedule's suite of negotiated IKE transforms (made and checked once each)."""
-    return IkeSuite(transforms.encr, transforms.key_bits, transforms.prf, None, transforms.dh)
+    key = (transforms.encr, transforms.key_bits, transforms.prf, transforms.dh)
+    suite = _suites.get(key)
+    if suite is None:
+        suite = _suites[key] = IkeSuite(*key[:3], None, key[3])
+    return suite
 
 
-@functools.lru_cache(maxsize=256)
 def negotiated_wire_transforms(negotiated: IkeTransforms | EspTransforms) -> tuple[Transform, ...]:
     """The payload transforms of a negotiated choice (the responder's SA payload)."""
-    return wire_transforms(negotiated.transforms())
+    if isinstance(negotiated, IkeTransforms):
+        key = (True, negotiated.encr, negotiated.key_bits, negotiated.prf, negotiated.dh)
+    else:
+        key = (False, negotiated.encr, negotiated.key_bits, int(negotiated.esn), negotiated.dh)
+    transforms = _answers.get(key)
+    if transforms is None:
+        transforms = _answers[key] = wire_transforms(negotiated.transforms())
+    return transforms
 
 
 # Both selector conversions are cached: a gateway sees the same few selectors in every
