@@ -161,7 +161,7 @@ def wire_transforms(transforms: tuple[PolicyTransform, ...]) -> tuple[Transform,
 # Per negotiated choice, keyed by plain tuples (a dataclass's __hash__ and __eq__ run in
 # Python). Only what our proposals accept is ever negotiated, so these stay small.
 _suites: dict[tuple[int, int | None, int, int], IkeSuite] = {}
-_answers: dict[tuple[bool, int, int | None, int, int], tuple[Transform, ...]] = {}
+_answers: dict[tuple[bool, int, int | None, int | bool, int], tuple[Transform, ...]] = {}
 
 
 def ike_suite(transforms: IkeTransforms) -> IkeSuite:
@@ -178,7 +178,7 @@ def negotiated_wire_transforms(negotiated: IkeTransforms | EspTransforms) -> tup
     if isinstance(negotiated, IkeTransforms):
         key = (True, negotiated.encr, negotiated.key_bits, negotiated.prf, negotiated.dh)
     else:
-        key = (False, negotiated.encr, negotiated.key_bits, int(negotiated.esn), negotiated.dh)
+        key = (False, negotiated.encr, negotiated.key_bits, negotiated.esn, negotiated.dh)
     transforms = _answers.get(key)
     if transforms is None:
         transforms = _answers[key] = wire_transforms(negotiated.transforms())

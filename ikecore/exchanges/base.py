@@ -9,6 +9,7 @@ work the same for every exchange.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import socket
 from collections.abc import Sequence
@@ -164,7 +165,8 @@ def narrow(
     narrowed: list[TrafficSelector] = []
     for theirs in offered:
         for mine in ours:
-            common = theirs.intersect(mine)
+            # An offer equal to our policy (the common case) is its own intersection.
+            common = theirs if theirs == mine else theirs.intersect(mine)
             if common is not None and common not in narrowed:
                 narrowed.append(common)
     return tuple(narrowed)
@@ -174,11 +176,18 @@ def ts_payloads(ts_i: Sequence[TrafficSelector], ts_r: Sequence[TrafficSelector]
     return [TSi(selectors_to_wire(tuple(ts_i))), TSr(selectors_to_wire(tuple(ts_r)))]
 
 
-def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: tuple[str, int]) -> bytes:
-    """RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | Port) (RFC 4555 §3.8: with the SA's SPIs)."""
+@functools.lru_cache(maxsize=256)
+def _packed_address(address: tuple[str, int]) -> bytes:
+    """IP | Port as NAT detection hashes them (an endpoint has few addresses of its own, and
+    each peer's is hashed several times per exchange)."""
     host, port = address
     packed = socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-    return hashlib.sha1(spi_i + spi_r + packed + port.to_bytes(2, "big")).digest()
+    return packed + port.to_bytes(2, "big")
+
+
+def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: tuple[str, int]) -> bytes:
+    """RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | Port) (RFC 4555 §3.8: with the SA's SPIs)."""
+    return hashlib.sha1(spi_i + spi_r + _packed_address(address)).digest()
 
 
 def nat_detection_payloads(
