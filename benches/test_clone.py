@@ -5,6 +5,9 @@ CREATE_CHILD_SA {N(CLONE_IKE_SA), SA, Ni, KEi} request built and sealed, opened 
 by the gateway (proposal choice, key pair, shared secret, SKEYSEED' and the seven SK_* keys,
 the clone's session and store record), the response {SA, Nr, KEr} sealed, opened and
 processed by the client (shared secret, keys, session, record), and both `IkeSaCloned` events.
+The clone's own SK cipher contexts are made when it first carries a message (as the ESP objects
+of a Child SA are), so they are not in this time: a clone handed to another node never needs
+them where it was made.
 ``dh-limit`` is the key exchange work alone that a clone cannot avoid: two key pairs, two
 public values serialized and parsed with the RFC 6989 checks, two shared secrets, on
 `cryptography` directly (``engine_pair.dh_work``). The ratio dh-limit / ikecore is the share of

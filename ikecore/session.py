@@ -116,6 +116,7 @@ class IkeSession:
         self._outstanding: dict[int, _Outstanding] = {}
         self._responses: dict[int, _CachedResponse] = {}
         self._answered: set[int] = set()
+        # The SK ciphers, made from the record's keys on first use (`_ciphers`).
         self._cipher_in: IkeCipher | None = None
         self._cipher_out: IkeCipher | None = None
         self._close_after_response: tuple[IkeTrigger, str, int | None] | None = None
@@ -136,8 +137,6 @@ class IkeSession:
             IkeState.CONNECTING,
             IkeState.AUTHENTICATING,
         )
-        if sa.keys is not None:
-            self.install_keys()
 
     def __repr__(self) -> str:
         return f"<IkeSession {self.sa.spi_i.hex()}:{self.sa.spi_r.hex()} {self.sa.state.value}>"
@@ -156,16 +155,25 @@ class IkeSession:
         self.sa.state = ike_transition(self.sa.state, trigger, remote=remote)
 
     def install_keys(self) -> None:
-        """SK ciphers for both directions: SK_ei/SK_er by who is the original initiator."""
-        sa = self.sa
-        assert sa.keys is not None and sa.transforms is not None
-        icv = sa.transforms.icv_length
-        ours, theirs = (
-            (sa.keys.sk_ei, sa.keys.sk_er) if sa.initiator else (sa.keys.sk_er, sa.keys.sk_ei)
-        )
-        # Our explicit IVs continue from the record's counter (never reused, RFC 5282 §3.1).
-        self._cipher_out = ike_cipher(sa.transforms.encr, ours, icv, sa.sk_iv)
-        self._cipher_in = ike_cipher(sa.transforms.encr, theirs, icv, 0)
+        """The record's keys are new: SK ciphers are made from them when first needed."""
+        self._cipher_out = self._cipher_in = None
+
+    def _ciphers(self) -> tuple[IkeCipher, IkeCipher]:
+        """(outbound, inbound) SK ciphers: SK_ei/SK_er by who is the original initiator. Made
+        on first use, so an SA that never carries a message here (a clone handed to another
+        node, a record loaded for its ESP) never pays for the native cipher contexts."""
+        if self._cipher_out is None or self._cipher_in is None:
+            sa = self.sa
+            assert sa.keys is not None and sa.transforms is not None
+            icv = sa.transforms.icv_length
+            ours, theirs = (
+                (sa.keys.sk_ei, sa.keys.sk_er) if sa.initiator else (sa.keys.sk_er, sa.keys.sk_ei)
+            )
+            # Our explicit IVs continue from the record's counter (never reused, RFC 5282
+            # §3.1): nothing was sealed under these keys since it was last written.
+            self._cipher_out = ike_cipher(sa.transforms.encr, ours, icv, sa.sk_iv)
+            self._cipher_in = ike_cipher(sa.transforms.encr, theirs, icv, 0)
+        return self._cipher_out, self._cipher_in
 
     def established(self, now: float) -> None:
         self.sa.established_at = now
@@ -431,7 +439,7 @@ class IkeSession:
                 message_id=message_id,
                 payloads=payloads,
             )
-        assert self._cipher_out is not None
+        cipher, _ = self._ciphers()
         raw = build_message(
             sa.spi_i,
             sa.spi_r,
@@ -440,9 +448,9 @@ class IkeSession:
             response=response,
             message_id=message_id,
             payloads=payloads,
-            cipher=self._cipher_out,
+            cipher=cipher,
         )
-        sa.sk_iv = self._cipher_out.iv_counter
+        sa.sk_iv = cipher.iv_counter
         return raw
 
     # -- receiving -----------------------------------------------------------------------------
@@ -460,10 +468,10 @@ class IkeSession:
     def _open(self, message: IkeMessage) -> list[Payload] | None:
         if message.exchange == ExchangeType.IKE_SA_INIT:
             return None if _protected(message) else list(message.payloads)
-        if self._cipher_in is None or not _protected(message):
+        if self.sa.keys is None or not _protected(message):
             return None
         try:
-            return open_message(self._cipher_in, message)
+            return open_message(self._ciphers()[1], message)
         except IntegrityError:
             self.integrity_failures += 1
             return None
