@@ -54,6 +54,9 @@ __all__ = [
     "start_clone",
 ]
 
+# Payloads are immutable: the notify that marks a clone request is made once.
+_CLONE_IKE_SA = Notify.status(NotifyType.CLONE_IKE_SA)
+
 CLONE_RETRY_DELAY = 30.0
 """Seconds before the same IKE SA may be cloned again after TEMPORARY_FAILURE (RFC 7296 §2.25:
 "MUST NOT retry immediately"; RFC 7791 §5.3)."""
@@ -212,7 +215,7 @@ class CloneIkeInitiator:
         self._key_exchange = session.endpoint.new_key_exchange(self._group)
         # The order RFC 7791 §5.2 draws: N(CLONE_IKE_SA), SA, Ni, KEi.
         return [
-            Notify.status(NotifyType.CLONE_IKE_SA),
+            _CLONE_IKE_SA,
             offer(self._proposals, self._spi),
             Nonce(self.ni),
             KePayload(self._group, self._key_exchange.public_data),
