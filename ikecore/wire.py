@@ -185,12 +185,18 @@ def negotiated_wire_transforms(negotiated: IkeTransforms | EspTransforms) -> tup
     return transforms
 
 
-# Both selector conversions are cached: a gateway sees the same few selectors in every
-# exchange, and both forms are immutable.
+def selectors_to_wire(selectors: Sequence[config.TrafficSelector]) -> tuple[TrafficSelector, ...]:
+    return _to_wire(tuple(selectors))
+
+
+def selectors_from_wire(selectors: Sequence[TrafficSelector]) -> tuple[config.TrafficSelector, ...]:
+    return _from_wire(tuple(selectors))
+
+
+# Both conversions are cached: a gateway sees the same few selectors in every exchange, and
+# both forms are immutable.
 @functools.lru_cache(maxsize=256)
-def selectors_to_wire(
-    selectors: tuple[config.TrafficSelector, ...],
-) -> tuple[TrafficSelector, ...]:
+def _to_wire(selectors: tuple[config.TrafficSelector, ...]) -> tuple[TrafficSelector, ...]:
     return tuple(
         TrafficSelector(
             TsType.IPV4_ADDR_RANGE if ts.version == 4 else TsType.IPV6_ADDR_RANGE,
@@ -205,9 +211,7 @@ def selectors_to_wire(
 
 
 @functools.lru_cache(maxsize=256)
-def selectors_from_wire(
-    selectors: tuple[TrafficSelector, ...],
-) -> tuple[config.TrafficSelector, ...]:
+def _from_wire(selectors: tuple[TrafficSelector, ...]) -> tuple[config.TrafficSelector, ...]:
     return tuple(
         config.TrafficSelector.from_packed(
             ts.start_address, ts.end_address, ts.ip_protocol, ts.start_port, ts.end_port

@@ -173,7 +173,7 @@ def narrow(
 
 
 def ts_payloads(ts_i: Sequence[TrafficSelector], ts_r: Sequence[TrafficSelector]) -> list[Payload]:
-    return [TSi(selectors_to_wire(tuple(ts_i))), TSr(selectors_to_wire(tuple(ts_r)))]
+    return [TSi(selectors_to_wire(ts_i)), TSr(selectors_to_wire(ts_r))]
 
 
 @functools.lru_cache(maxsize=256)
