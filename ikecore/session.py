@@ -659,6 +659,8 @@ class IkeSession:
 
 def _protected(message: IkeMessage) -> bool:
     """The message ends with an SK payload (read from the index, nothing decoded)."""
+    if len(message) == 1:
+        return message.next_payload == PayloadType.SK  # SK alone: every message after INIT
     types = message.payload_types
     return bool(types) and types[-1] == PayloadType.SK
 
