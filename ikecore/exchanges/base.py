@@ -118,10 +118,10 @@ def first_of(payloads: Sequence[Payload], kind: type[P]) -> P | None:
 
 def require(payloads: Sequence[Payload], kind: type[P]) -> P:
     """The payload the exchange cannot do without; INVALID_SYNTAX when it is missing."""
-    found = first_of(payloads, kind)
-    if found is None:
-        raise RemoteProtocolError(f"missing {kind.__name__} payload", NotifyType.INVALID_SYNTAX)
-    return found
+    for payload in payloads:
+        if isinstance(payload, kind):
+            return payload
+    raise RemoteProtocolError(f"missing {kind.__name__} payload", NotifyType.INVALID_SYNTAX)
 
 
 def error_notify(payloads: Sequence[Payload]) -> Notify | None:

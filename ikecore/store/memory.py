@@ -89,13 +89,15 @@ class MemoryStore:
     def _indexed(self, key: SpiPair, sa: IkeSa) -> bool:
         """The indexes already say what a put of ``sa`` would write (same Child SAs, all
         indexed under it, same peer identity)."""
-        children = sa.child_sas
         identity = self._identity_of.get(key)
-        return (
-            self._esp_of.get(key) == children.keys()
-            and all(self._by_esp_spi.get(spi) == key for spi in children)
-            and (identity is sa.remote_id or identity == sa.remote_id)
-        )
+        if not (identity is sa.remote_id or identity == sa.remote_id):
+            return False
+        if self._esp_of.get(key) != sa.child_sas.keys():
+            return False
+        for spi in sa.child_sas:
+            if self._by_esp_spi.get(spi) != key:
+                return False
+        return True
 
     def get_ike_sa(self, spi_i: bytes, spi_r: bytes) -> IkeSa | None:
         return self._loaded(self._sas.get((spi_i, spi_r)))
