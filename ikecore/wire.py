@@ -152,10 +152,25 @@ def id_body(payload: IDi | IDr) -> bytes:
     return bytes((payload.id_type, 0, 0, 0)) + payload.data
 
 
-@functools.lru_cache(maxsize=256)
+# By the identity of a configured proposal's transform tuple (hashing it would run every
+# Transform's dataclass __hash__); each entry holds that tuple, so its id stays its own.
+_wire_by_id: dict[int, tuple[tuple[PolicyTransform, ...], tuple[Transform, ...]]] = {}
+
+
+def _payload_transforms(transforms: tuple[PolicyTransform, ...]) -> tuple[Transform, ...]:
+    return tuple(Transform(t.type, t.id, t.key_length) for t in transforms)
+
+
 def wire_transforms(transforms: tuple[PolicyTransform, ...]) -> tuple[Transform, ...]:
     """Payload transforms for configured ones (immutable, so made once per proposal)."""
-    return tuple(Transform(t.type, t.id, t.key_length) for t in transforms)
+    cached = _wire_by_id.get(id(transforms))
+    if cached is not None and cached[0] is transforms:
+        return cached[1]
+    made = _payload_transforms(transforms)
+    if len(_wire_by_id) >= 256:
+        _wire_by_id.clear()
+    _wire_by_id[id(transforms)] = (transforms, made)
+    return made
 
 
 # Per negotiated choice, keyed by plain tuples (a dataclass's __hash__ and __eq__ run in
@@ -181,7 +196,7 @@ def negotiated_wire_transforms(negotiated: IkeTransforms | EspTransforms) -> tup
         key = (False, negotiated.encr, negotiated.key_bits, negotiated.esn, negotiated.dh)
     transforms = _answers.get(key)
     if transforms is None:
-        transforms = _answers[key] = wire_transforms(negotiated.transforms())
+        transforms = _answers[key] = _payload_transforms(negotiated.transforms())
     return transforms
 
 
