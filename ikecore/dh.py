@@ -46,6 +46,8 @@ _ECP_CURVES: Final[dict[int, tuple[ec.EllipticCurve, int]]] = {
     DhGroup.ECP_521: (ec.SECP521R1(), 66),
 }
 
+_ECDH: Final = ec.ECDH()
+
 SUPPORTED_GROUPS: Final = frozenset(
     {DhGroup.MODP_2048, DhGroup.ECP_256, DhGroup.ECP_384, DhGroup.ECP_521, DhGroup.CURVE25519}
 )
@@ -134,11 +136,10 @@ class _EcpExchange:
             self._key = ec.generate_private_key(self._curve)
         else:
             self._key = ec.derive_private_key(int.from_bytes(private, "big"), self._curve)
-        point = self._key.public_key().public_numbers()
-        # RFC 5903 §7: KE data = x | y, each left-padded to the coordinate length.
-        self.public_data = point.x.to_bytes(self._coordinate, "big") + point.y.to_bytes(
-            self._coordinate, "big"
-        )
+        # RFC 5903 §7: KE data = x | y, each left-padded to the coordinate length: the
+        # uncompressed X9.62 point (SEC 1 §2.3.3) without its 0x04 prefix.
+        point = self._key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+        self.public_data = point[1:]
 
     def shared_secret(self, peer_data: bytes) -> bytes:
         if len(peer_data) != 2 * self._coordinate:
@@ -148,7 +149,7 @@ class _EcpExchange:
             # that (and refuses the point at infinity, which has no x | y encoding).
             peer = ec.EllipticCurvePublicKey.from_encoded_point(self._curve, b"\x04" + peer_data)
             # RFC 5903 §7: g^ir is the x-coordinate of the shared point.
-            return self._key.exchange(ec.ECDH(), peer)
+            return self._key.exchange(_ECDH, peer)
         except ValueError:
             raise _invalid(self.group, "not a point of the curve") from None
 
@@ -165,7 +166,7 @@ class _X25519Exchange:
             if len(private) != 32:
                 raise ValueError("Curve25519 private value must be 32 bytes")
             self._key = x25519.X25519PrivateKey.from_private_bytes(private)
-        self.public_data = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.public_data = self._key.public_key().public_bytes_raw()
 
     def shared_secret(self, peer_data: bytes) -> bytes:
         if len(peer_data) != 32:

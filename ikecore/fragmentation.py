@@ -8,6 +8,7 @@ message is fragmented when its IP datagram would exceed the fragmentation thresh
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -56,11 +57,13 @@ def build_protected(
     Fragment messages of at most ``max_length`` bytes each (§2.5): the inner payloads are one
     blob cut into chunks, each chunk sealed on its own; the first fragment's Next Payload
     names the first inner payload, the others carry 0."""
-    first, inner = encode_payload_chain(list(payloads))
+    first, inner = encode_payload_chain(
+        payloads if isinstance(payloads, (list, tuple)) else list(payloads)
+    )
     overhead = _IV + _PAD_LENGTH_BYTE + cipher.icv_len
     if max_length is None or _IKE_HEADER + _SK_HEADER + overhead + len(inner) <= max_length:
         framed = _frame(
-            spi_i, spi_r, exchange, message_id, initiator, response, Encrypted(first, b"")
+            spi_i, spi_r, exchange, message_id, initiator, response, _empty_sk(first)
         )
         sealed: bytes = cipher.seal_sk(framed[:-_SK_HEADER], first, inner)
         return (sealed,)
@@ -83,6 +86,12 @@ def build_protected(
         data = inner[(number - 1) * chunk : number * chunk]
         fragments.append(cipher.seal_skf(framed[:-_SKF_HEADER], next_payload, number, total, data))
     return tuple(fragments)
+
+
+@functools.cache
+def _empty_sk(first_payload: int) -> Encrypted:
+    """An SK payload with no body yet (the header the AAD ends with), per first inner type."""
+    return Encrypted(first_payload, b"")
 
 
 def _frame(

@@ -21,7 +21,6 @@ established; a half-open SA never reaches the store (STYLE.md §5).
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,7 +37,10 @@ from ikecore.errors import (
 )
 from ikecore.events import ChildSaDeleted, Event, IkeSaDeleted
 from ikecore.exchanges.base import DropMessage, InitiatorTask, NotifyError, ResponderTask
-from ikecore.exchanges.ike_sa_init import Handshake
+from ikecore.exchanges.create_child import CreateChildDispatch
+from ikecore.exchanges.ike_auth import IkeAuthResponder
+from ikecore.exchanges.ike_sa_init import Handshake, IkeSaInitResponder
+from ikecore.exchanges.informational import InformationalResponder
 from ikecore.exchanges.mobike import MobikeState
 from ikecore.fragmentation import (
     DEFAULT_THRESHOLD_IPV4,
@@ -93,7 +95,9 @@ class _Outstanding:
 
 @dataclass(slots=True)
 class _CachedResponse:
-    request_digest: bytes
+    # The request as received: a retransmission is the same bytes (held, not hashed: the
+    # cache keeps one window of messages, and a comparison costs less than a digest).
+    request: bytes
     messages: tuple[bytes, ...]
 
 
@@ -125,6 +129,7 @@ class IkeSession:
         self._outstanding: dict[int, _Outstanding] = {}
         self._responses: dict[int, _CachedResponse] = {}
         self._answered: set[int] = set()
+        # The SK ciphers, made from the record's keys on first use (`_ciphers`).
         self._cipher_in: IkeCipher | None = None
         self._cipher_out: IkeCipher | None = None
         # RFC 7383 §2.6: incomplete fragmented messages; given up after as long as a
@@ -153,8 +158,6 @@ class IkeSession:
             IkeState.CONNECTING,
             IkeState.AUTHENTICATING,
         )
-        if sa.keys is not None:
-            self.install_keys()
 
     def __repr__(self) -> str:
         return f"<IkeSession {self.sa.spi_i.hex()}:{self.sa.spi_r.hex()} {self.sa.state.value}>"
@@ -173,16 +176,25 @@ class IkeSession:
         self.sa.state = ike_transition(self.sa.state, trigger, remote=remote)
 
     def install_keys(self) -> None:
-        """SK ciphers for both directions: SK_ei/SK_er by who is the original initiator."""
-        sa = self.sa
-        assert sa.keys is not None and sa.transforms is not None
-        icv = sa.transforms.icv_length
-        ours, theirs = (
-            (sa.keys.sk_ei, sa.keys.sk_er) if sa.initiator else (sa.keys.sk_er, sa.keys.sk_ei)
-        )
-        # Our explicit IVs continue from the record's counter (never reused, RFC 5282 §3.1).
-        self._cipher_out = ike_cipher(sa.transforms.encr, ours, icv, sa.sk_iv)
-        self._cipher_in = ike_cipher(sa.transforms.encr, theirs, icv, 0)
+        """The record's keys are new: SK ciphers are made from them when first needed."""
+        self._cipher_out = self._cipher_in = None
+
+    def _ciphers(self) -> tuple[IkeCipher, IkeCipher]:
+        """(outbound, inbound) SK ciphers: SK_ei/SK_er by who is the original initiator. Made
+        on first use, so an SA that never carries a message here (a clone handed to another
+        node, a record loaded for its ESP) never pays for the native cipher contexts."""
+        if self._cipher_out is None or self._cipher_in is None:
+            sa = self.sa
+            assert sa.keys is not None and sa.transforms is not None
+            icv = sa.transforms.icv_length
+            ours, theirs = (
+                (sa.keys.sk_ei, sa.keys.sk_er) if sa.initiator else (sa.keys.sk_er, sa.keys.sk_ei)
+            )
+            # Our explicit IVs continue from the record's counter (never reused, RFC 5282
+            # §3.1): nothing was sealed under these keys since it was last written.
+            self._cipher_out = ike_cipher(sa.transforms.encr, ours, icv, sa.sk_iv)
+            self._cipher_in = ike_cipher(sa.transforms.encr, theirs, icv, 0)
+        return self._cipher_out, self._cipher_in
 
     def established(self, now: float) -> None:
         self.sa.established_at = now
@@ -450,9 +462,9 @@ class IkeSession:
                 payloads=payloads,
             )
             return (raw,)
-        assert self._cipher_out is not None
+        cipher, _ = self._ciphers()
         messages = build_protected(
-            self._cipher_out,
+            cipher,
             sa.spi_i,
             sa.spi_r,
             exchange,
@@ -462,7 +474,7 @@ class IkeSession:
             payloads=payloads,
             max_length=self._fragment_length(),
         )
-        sa.sk_iv = self._cipher_out.iv_counter
+        sa.sk_iv = cipher.iv_counter
         return messages
 
     @property
@@ -501,7 +513,7 @@ class IkeSession:
             if _protected(message) or fragment is not None:
                 return None
             return list(message.payloads)
-        if self._cipher_in is None:
+        if self.sa.keys is None:
             return None
         if fragment is not None:
             if not self.fragmentation_negotiated:
@@ -510,7 +522,7 @@ class IkeSession:
         if not _protected(message):
             return None
         try:
-            return open_message(self._cipher_in, message)
+            return open_message(self._ciphers()[1], message)
         except IntegrityError:
             self.integrity_failures += 1
             return None
@@ -522,9 +534,8 @@ class IkeSession:
     def _reassemble(self, message: IkeMessage, now: float) -> list[Payload] | None:
         """One Encrypted Fragment message (RFC 7383 §2.6): the inner payloads once the
         message is complete; None while incomplete or when the fragment is discarded."""
-        assert self._cipher_in is not None
         try:
-            return self._reassembly.add(self._cipher_in, message, now)
+            return self._reassembly.add(self._ciphers()[1], message, now)
         except IntegrityError:
             self.integrity_failures += 1
             return None
@@ -575,13 +586,13 @@ class IkeSession:
     def _receive_request(self, message: IkeMessage, now: float, src: Address, dst: Address) -> None:
         sa = self.sa
         message_id = message.message_id
-        digest = hashlib.sha256(message.to_bytes()).digest()
+        request = message.to_bytes()
         cached = self._responses.get(message_id)
         if cached is not None:
             fragment = _fragment(message)
             # RFC 7383 §2.6.1: of a fragmented request, only fragment 1 asks for the response.
             if (
-                cached.request_digest == digest
+                cached.request == request
                 if fragment is None
                 else fragment.fragment_number == 1
             ):
@@ -635,9 +646,9 @@ class IkeSession:
             message.exchange, True, message_id, response, zero_spi_r=refused_init
         )
         if message.exchange == ExchangeType.IKE_SA_INIT and self.handshake is not None:
-            self.handshake.request = message.to_bytes()
+            self.handshake.request = request
             self.handshake.response = messages[0]
-        self._remember_response(message_id, digest, messages)
+        self._remember_response(message_id, request, messages)
         for raw in messages:
             self.endpoint.transmit(self, raw, (src, dst))
         if fatal is not None:
@@ -650,11 +661,11 @@ class IkeSession:
             self._pump(now)
 
     def _remember_response(
-        self, message_id: int, digest: bytes, messages: tuple[bytes, ...]
+        self, message_id: int, request: bytes, messages: tuple[bytes, ...]
     ) -> None:
         sa = self.sa
         self._answered.add(message_id)
-        self._responses[message_id] = _CachedResponse(digest, messages)
+        self._responses[message_id] = _CachedResponse(request, messages)
         while sa.next_peer_request_id in self._answered:
             self._answered.discard(sa.next_peer_request_id)
             sa.next_peer_request_id += 1
@@ -664,11 +675,6 @@ class IkeSession:
             del self._responses[old]
 
     def _responder_for(self, message: IkeMessage) -> ResponderTask:
-        from ikecore.exchanges.create_child import CreateChildDispatch
-        from ikecore.exchanges.ike_auth import IkeAuthResponder
-        from ikecore.exchanges.ike_sa_init import IkeSaInitResponder
-        from ikecore.exchanges.informational import InformationalResponder
-
         state, exchange = self.sa.state, message.exchange
         if exchange == ExchangeType.IKE_SA_INIT and state == IkeState.CONNECTING:
             return IkeSaInitResponder()
@@ -783,6 +789,8 @@ def _fragment(message: IkeMessage) -> EncryptedFragment | None:
 
 def _protected(message: IkeMessage) -> bool:
     """The message ends with an SK payload (read from the index, nothing decoded)."""
+    if len(message) == 1:
+        return message.next_payload == PayloadType.SK  # SK alone: every message after INIT
     types = message.payload_types
     return bool(types) and types[-1] == PayloadType.SK
 

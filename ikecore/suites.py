@@ -332,9 +332,9 @@ def select_proposal(
     """
     for index, proposal in enumerate(received):
         offered = proposal.transforms
+        offered_types = {t.type for t in offered}
         for spec in ours:
-            known = _KNOWN_TYPES[spec.protocol]
-            if not all(t.type in known for t in offered):
+            if not offered_types <= _KNOWN_TYPES[spec.protocol]:
                 continue
             chosen = _select_from(offered, spec, with_dh=with_dh, prefer_dh=prefer_dh)
             if isinstance(chosen, IkeTransforms):

@@ -41,6 +41,7 @@ from ikecore.payloads import (
     TSi,
     TSr,
 )
+from ikecore.suites import EspTransforms, IkeTransforms
 from ikecore.suites import Transform as PolicyTransform
 
 __all__ = [
@@ -65,6 +66,8 @@ __all__ = [
     "id_body",
     "ike_cipher",
     "ike_keys",
+    "ike_suite",
+    "negotiated_wire_transforms",
     "open_message",
     "parse_message",
     "prf",
@@ -105,15 +108,10 @@ def build_message(
 ) -> bytes:
     """A complete IKE message; with ``cipher`` the payloads go inside an SK payload
     (RFC 5282 §5: the AAD is the header through the SK payload header, sealed natively)."""
+    chain = payloads if isinstance(payloads, (list, tuple)) else list(payloads)
     if cipher is None:
         return encode_message(
-            spi_i,
-            spi_r,
-            exchange,
-            message_id,
-            list(payloads),
-            initiator=initiator,
-            response=response,
+            spi_i, spi_r, exchange, message_id, chain, initiator=initiator, response=response
         )
     (sealed,) = build_protected(
         cipher,
@@ -123,7 +121,7 @@ def build_message(
         initiator=initiator,
         response=response,
         message_id=message_id,
-        payloads=payloads,
+        payloads=chain,
         max_length=None,
     )
     return sealed
@@ -147,13 +145,66 @@ def id_body(payload: IDi | IDr) -> bytes:
     return bytes((payload.id_type, 0, 0, 0)) + payload.data
 
 
-@functools.lru_cache(maxsize=256)
-def wire_transforms(transforms: tuple[PolicyTransform, ...]) -> tuple[Transform, ...]:
-    """Payload transforms for configured ones (immutable, so made once per proposal)."""
+# By the identity of a configured proposal's transform tuple (hashing it would run every
+# Transform's dataclass __hash__); each entry holds that tuple, so its id stays its own.
+_wire_by_id: dict[int, tuple[tuple[PolicyTransform, ...], tuple[Transform, ...]]] = {}
+
+
+def _payload_transforms(transforms: tuple[PolicyTransform, ...]) -> tuple[Transform, ...]:
     return tuple(Transform(t.type, t.id, t.key_length) for t in transforms)
 
 
+def wire_transforms(transforms: tuple[PolicyTransform, ...]) -> tuple[Transform, ...]:
+    """Payload transforms for configured ones (immutable, so made once per proposal)."""
+    cached = _wire_by_id.get(id(transforms))
+    if cached is not None and cached[0] is transforms:
+        return cached[1]
+    made = _payload_transforms(transforms)
+    if len(_wire_by_id) >= 256:
+        _wire_by_id.clear()
+    _wire_by_id[id(transforms)] = (transforms, made)
+    return made
+
+
+# Per negotiated choice, keyed by plain tuples (a dataclass's __hash__ and __eq__ run in
+# Python). Only what our proposals accept is ever negotiated, so these stay small.
+_suites: dict[tuple[int, int | None, int, int], IkeSuite] = {}
+_answers: dict[tuple[bool, int, int | None, int | bool, int], tuple[Transform, ...]] = {}
+
+
+def ike_suite(transforms: IkeTransforms) -> IkeSuite:
+    """The key schedule's suite of negotiated IKE transforms (made and checked once each)."""
+    key = (transforms.encr, transforms.key_bits, transforms.prf, transforms.dh)
+    suite = _suites.get(key)
+    if suite is None:
+        suite = _suites[key] = IkeSuite(*key[:3], None, key[3])
+    return suite
+
+
+def negotiated_wire_transforms(negotiated: IkeTransforms | EspTransforms) -> tuple[Transform, ...]:
+    """The payload transforms of a negotiated choice (the responder's SA payload)."""
+    if isinstance(negotiated, IkeTransforms):
+        key = (True, negotiated.encr, negotiated.key_bits, negotiated.prf, negotiated.dh)
+    else:
+        key = (False, negotiated.encr, negotiated.key_bits, negotiated.esn, negotiated.dh)
+    transforms = _answers.get(key)
+    if transforms is None:
+        transforms = _answers[key] = _payload_transforms(negotiated.transforms())
+    return transforms
+
+
 def selectors_to_wire(selectors: Sequence[config.TrafficSelector]) -> tuple[TrafficSelector, ...]:
+    return _to_wire(tuple(selectors))
+
+
+def selectors_from_wire(selectors: Sequence[TrafficSelector]) -> tuple[config.TrafficSelector, ...]:
+    return _from_wire(tuple(selectors))
+
+
+# Both conversions are cached: a gateway sees the same few selectors in every exchange, and
+# both forms are immutable.
+@functools.lru_cache(maxsize=256)
+def _to_wire(selectors: tuple[config.TrafficSelector, ...]) -> tuple[TrafficSelector, ...]:
     return tuple(
         TrafficSelector(
             TsType.IPV4_ADDR_RANGE if ts.version == 4 else TsType.IPV6_ADDR_RANGE,
@@ -167,9 +218,8 @@ def selectors_to_wire(selectors: Sequence[config.TrafficSelector]) -> tuple[Traf
     )
 
 
-def selectors_from_wire(
-    selectors: Sequence[TrafficSelector],
-) -> tuple[config.TrafficSelector, ...]:
+@functools.lru_cache(maxsize=256)
+def _from_wire(selectors: tuple[TrafficSelector, ...]) -> tuple[config.TrafficSelector, ...]:
     return tuple(
         config.TrafficSelector.from_packed(
             ts.start_address, ts.end_address, ts.ip_protocol, ts.start_port, ts.end_port

@@ -9,6 +9,7 @@ work the same for every exchange.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import socket
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from ikecore.config import TrafficSelector
 from ikecore.constants import ExchangeType, NotifyType, ProtocolId
 from ikecore.errors import RemoteProtocolError
-from ikecore.suites import ProposalSpec, Transform
+from ikecore.suites import EspTransforms, IkeTransforms, ProposalSpec
 from ikecore.wire import (
     IkeMessage,
     Nonce,
@@ -28,6 +29,7 @@ from ikecore.wire import (
     SecurityAssociation,
     TSi,
     TSr,
+    negotiated_wire_transforms,
     selectors_to_wire,
     wire_transforms,
 )
@@ -116,10 +118,10 @@ def first_of(payloads: Sequence[Payload], kind: type[P]) -> P | None:
 
 def require(payloads: Sequence[Payload], kind: type[P]) -> P:
     """The payload the exchange cannot do without; INVALID_SYNTAX when it is missing."""
-    found = first_of(payloads, kind)
-    if found is None:
-        raise RemoteProtocolError(f"missing {kind.__name__} payload", NotifyType.INVALID_SYNTAX)
-    return found
+    for payload in payloads:
+        if isinstance(payload, kind):
+            return payload
+    raise RemoteProtocolError(f"missing {kind.__name__} payload", NotifyType.INVALID_SYNTAX)
 
 
 def error_notify(payloads: Sequence[Payload]) -> Notify | None:
@@ -141,11 +143,11 @@ def offer(specs: Sequence[ProposalSpec], spi: bytes = b"") -> SecurityAssociatio
 
 
 def answer(
-    proposal: Proposal, transforms: tuple[Transform, ...], spi: bytes
+    proposal: Proposal, negotiated: IkeTransforms | EspTransforms, spi: bytes
 ) -> SecurityAssociation:
     """The responder's SA payload: the accepted proposal's number, one transform per type."""
-    chosen = Proposal(proposal.number, proposal.protocol_id, spi, wire_transforms(transforms))
-    return SecurityAssociation((chosen,))
+    transforms = negotiated_wire_transforms(negotiated)
+    return SecurityAssociation((Proposal(proposal.number, proposal.protocol_id, spi, transforms),))
 
 
 def proposals_for(sa: SecurityAssociation, protocol: ProtocolId) -> list[Proposal]:
@@ -163,7 +165,8 @@ def narrow(
     narrowed: list[TrafficSelector] = []
     for theirs in offered:
         for mine in ours:
-            common = theirs.intersect(mine)
+            # An offer equal to our policy (the common case) is its own intersection.
+            common = theirs if theirs == mine else theirs.intersect(mine)
             if common is not None and common not in narrowed:
                 narrowed.append(common)
     return tuple(narrowed)
@@ -173,11 +176,18 @@ def ts_payloads(ts_i: Sequence[TrafficSelector], ts_r: Sequence[TrafficSelector]
     return [TSi(selectors_to_wire(ts_i)), TSr(selectors_to_wire(ts_r))]
 
 
-def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: tuple[str, int]) -> bytes:
-    """RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | Port) (RFC 4555 §3.8: with the SA's SPIs)."""
+@functools.lru_cache(maxsize=256)
+def _packed_address(address: tuple[str, int]) -> bytes:
+    """IP | Port as NAT detection hashes them (an endpoint has few addresses of its own, and
+    each peer's is hashed several times per exchange)."""
     host, port = address
     packed = socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-    return hashlib.sha1(spi_i + spi_r + packed + port.to_bytes(2, "big")).digest()
+    return packed + port.to_bytes(2, "big")
+
+
+def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: tuple[str, int]) -> bytes:
+    """RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | Port) (RFC 4555 §3.8: with the SA's SPIs)."""
+    return hashlib.sha1(spi_i + spi_r + _packed_address(address)).digest()
 
 
 def nat_detection_payloads(

@@ -23,24 +23,21 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ikecore.config import Identity
-from ikecore.constants import ExchangeType, NotifyType, ProtocolId, TransformType
+from ikecore.constants import ExchangeType, NotifyType
 from ikecore.dh import SUPPORTED_GROUPS, KeyExchange
 from ikecore.errors import CloneRefused, LocalProtocolError, RemoteProtocolError
 from ikecore.events import CloneFailed, CloneRequestRefused, IkeSaCloned
 from ikecore.exchanges.base import (
-    NotifyError,
-    answer,
     error_notify,
     nonce,
     offer,
-    proposals_for,
     require,
 )
-from ikecore.exchanges.rekey_ike import derive_rekeyed_sa
+from ikecore.exchanges.rekey_ike import answer_with_new_sa, group_for, sa_from_response
 from ikecore.sa import IkeSa, SpiPair
 from ikecore.states import IkeState
-from ikecore.suites import IkeTransforms, ProposalSpec, select_proposal
-from ikecore.wire import IkeMessage, Nonce, Notify, Payload, Proposal, SecurityAssociation
+from ikecore.suites import ProposalSpec
+from ikecore.wire import IkeMessage, Nonce, Notify, Payload
 from ikecore.wire import KeyExchange as KePayload
 
 if TYPE_CHECKING:
@@ -56,6 +53,9 @@ __all__ = [
     "family_clone_count",
     "start_clone",
 ]
+
+# Payloads are immutable: the notify that marks a clone request is made once.
+_CLONE_IKE_SA = Notify.status(NotifyType.CLONE_IKE_SA)
 
 CLONE_RETRY_DELAY = 30.0
 """Seconds before the same IKE SA may be cloned again after TEMPORARY_FAILURE (RFC 7296 §2.25:
@@ -173,21 +173,6 @@ def start_clone(session: IkeSession, now: float) -> None:
     session.start(CloneIkeInitiator(peer.ike_proposals), now)
 
 
-def _group_for(sa: IkeSa, proposals: tuple[ProposalSpec, ...]) -> int:
-    """The current group if still configured, else the first configured one (§1.3 retries)."""
-    usable = [
-        t.id
-        for spec in proposals
-        for t in spec.of_type(TransformType.DH)
-        if t.id in SUPPORTED_GROUPS
-    ]
-    if sa.transforms is not None and sa.transforms.dh in usable:
-        return sa.transforms.dh
-    if not usable:
-        raise LocalProtocolError("no supported key exchange group in the IKE proposals")
-    return usable[0]
-
-
 def _new_clone(session: IkeSession, clone_sa: IkeSa) -> IkeSession:
     """Track the clone as a session of its own; the parent's state does not change."""
     from ikecore.session import IkeSession
@@ -224,13 +209,13 @@ class CloneIkeInitiator:
             # Queued behind a rekey or a Delete that has since started (§5.3 by analogy).
             raise LocalProtocolError("the IKE SA is no longer established")
         if self._group is None:
-            self._group = _group_for(session.sa, self._proposals)
+            self._group = group_for(session.sa, self._proposals)
         self._spi = session.endpoint.allocate_ike_spi()
         self.ni = nonce(session).data
         self._key_exchange = session.endpoint.new_key_exchange(self._group)
         # The order RFC 7791 §5.2 draws: N(CLONE_IKE_SA), SA, Ni, KEi.
         return [
-            Notify.status(NotifyType.CLONE_IKE_SA),
+            _CLONE_IKE_SA,
             offer(self._proposals, self._spi),
             Nonce(self.ni),
             KePayload(self._group, self._key_exchange.public_data),
@@ -254,23 +239,9 @@ class CloneIkeInitiator:
             backoff_for(session.endpoint).refused(session, error.notify_type, now)
             session.emit(CloneFailed(session, refusal_name(error.notify_type)))
             return
-        proposal, transforms = _accepted_ike_choice(payloads, self._proposals)
-        ke = require(payloads, KePayload)
-        nr = require(payloads, Nonce).data
-        if ke.group != transforms.dh or ke.group != self._group:
-            raise RemoteProtocolError("KEr group differs", NotifyType.INVALID_SYNTAX)
         assert self._key_exchange is not None
-        g_ir = self._key_exchange.shared_secret(ke.data)  # RFC 6989 §2.5: bad KEr ends the SA
-        clone_sa = derive_rekeyed_sa(
-            session.sa,
-            transforms,
-            g_ir,
-            self.ni,
-            nr,
-            self._spi,
-            proposal.spi,
-            initiator=True,
-            now=now,
+        clone_sa, _ = sa_from_response(
+            session, payloads, self._proposals, self._key_exchange, self.ni, self._spi, now
         )
         _new_clone(session, clone_sa)
 
@@ -278,24 +249,6 @@ class CloneIkeInitiator:
         if self._spi:
             session.endpoint.store.release_ike_spi(self._spi)
         session.emit(CloneFailed(session, reason))
-
-
-def _accepted_ike_choice(
-    payloads: list[Payload], offered: tuple[ProposalSpec, ...]
-) -> tuple[Proposal, IkeTransforms]:
-    """The responder's single IKE proposal, which must be one of ours (RFC 7296 §2.7)."""
-    sa_payload = require(payloads, SecurityAssociation)
-    if len(sa_payload.proposals) != 1:
-        raise RemoteProtocolError("several proposals in a response", NotifyType.INVALID_SYNTAX)
-    proposal = sa_payload.proposals[0]
-    if proposal.protocol_id != ProtocolId.IKE or len(proposal.spi) != 8:
-        raise RemoteProtocolError("bad IKE proposal in response", NotifyType.INVALID_SYNTAX)
-    selection = select_proposal([proposal], offered)
-    if selection is None or selection.ike is None:
-        raise RemoteProtocolError(
-            "responder chose what we did not offer", NotifyType.NO_PROPOSAL_CHOSEN
-        )
-    return proposal, selection.ike
 
 
 class CloneIkeResponder:
@@ -326,39 +279,10 @@ class CloneIkeResponder:
         if session.peer is not None and session.peer.max_clones is not None:
             if not _room_for_peer_clone(session, session.peer.max_clones, ni):
                 raise RemoteProtocolError("clone limit reached", NotifyType.NO_ADDITIONAL_SAS)
-        ours = (
-            session.peer.ike_proposals
-            if session.peer is not None
-            else session.endpoint.config.ike_proposals
-        )
-        offered = proposals_for(require(payloads, SecurityAssociation), ProtocolId.IKE)
-        ke = require(payloads, KePayload)
-        selection = select_proposal(offered, ours, prefer_dh=ke.group)
-        if selection is None or selection.ike is None:
-            raise RemoteProtocolError("no acceptable IKE proposal", NotifyType.NO_PROPOSAL_CHOSEN)
-        proposal = offered[selection.index]
-        if len(proposal.spi) != 8:
-            raise RemoteProtocolError("IKE proposal SPI is not 8 bytes", NotifyType.INVALID_SYNTAX)
-        if ke.group != selection.ike.dh:
-            raise NotifyError(
-                f"KEi group {ke.group}, selected {selection.ike.dh}",
-                NotifyType.INVALID_KE_PAYLOAD,
-                selection.ike.dh.to_bytes(2, "big"),
-            )
-        key_exchange = session.endpoint.new_key_exchange(selection.ike.dh)
-        g_ir = key_exchange.shared_secret(ke.data)  # RFC 6989 §2.5: INVALID_SYNTAX, SA ends
-        nr = nonce(session).data
-        spi_r = session.endpoint.allocate_ike_spi()
-        clone_sa = derive_rekeyed_sa(
-            sa, selection.ike, g_ir, ni, nr, proposal.spi, spi_r, initiator=False, now=now
-        )
+        clone_sa, _, response = answer_with_new_sa(session, payloads, ni, now)
         _new_clone(session, clone_sa)
         # §5.2: "No additional Notify Payloads are included in the CREATE_CHILD_SA response".
-        return [
-            answer(proposal, selection.ike.transforms(), spi_r),
-            Nonce(nr),
-            KePayload(selection.ike.dh, key_exchange.public_data),
-        ]
+        return response
 
 
 def _resources_short(endpoint: IkeEndpoint) -> bool:

@@ -34,7 +34,9 @@ from ikecore.exchanges.base import (
     ts_payloads,
 )
 from ikecore.exchanges.child import accepted_esp_choice, make_child, responder_child_choice
+from ikecore.exchanges.clone_ike import CloneIkeResponder
 from ikecore.exchanges.informational import DeleteChildInitiator
+from ikecore.exchanges.rekey_ike import RekeyIkeResponder
 from ikecore.sa import ChildSa
 from ikecore.states import ChildState, ChildTrigger, IkeState
 from ikecore.suites import ProposalSpec
@@ -309,7 +311,7 @@ class CreateChildResponder:
             session.child_transition(old, ChildTrigger.REKEYED)
             session.emit(ChildSaRekeyed(session, old, child))
         return [
-            answer(proposal, transforms.transforms(), spi_in),
+            answer(proposal, transforms, spi_in),
             Nonce(nr),
             *response_ke,
             *ts_payloads(ts_i, ts_r),
@@ -323,9 +325,6 @@ class CreateChildDispatch:
     def process_request(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
     ) -> list[Payload]:
-        from ikecore.exchanges.clone_ike import CloneIkeResponder
-        from ikecore.exchanges.rekey_ike import RekeyIkeResponder
-
         if session.state == IkeState.DELETING:
             # We are closing this IKE SA: no new SA on it (RFC 7296 §2.25.2, RFC 7791 §5.3).
             raise RemoteProtocolError("IKE SA is being deleted", NotifyType.TEMPORARY_FAILURE)

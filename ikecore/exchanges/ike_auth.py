@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 
 __all__ = ["IkeAuthInitiator", "IkeAuthResponder"]
 
+# Payloads are immutable: the capability notifies are made once.
+_CLONE_SUPPORTED = Notify.status(NotifyType.CLONE_IKE_SA_SUPPORTED)
+_MOBIKE_SUPPORTED = Notify.status(NotifyType.MOBIKE_SUPPORTED)
+
 
 def _auth_value(
     prf_id: int, psk: bytes, message: bytes, peer_nonce: bytes, sk_p: bytes, id_body: bytes
@@ -76,11 +80,11 @@ def _announcements(
     out: list[Payload] = []
     if peer.clone:
         sa.local_clone_supported = True
-        out.append(Notify.status(NotifyType.CLONE_IKE_SA_SUPPORTED))
+        out.append(_CLONE_SUPPORTED)
     peer_mobike = payloads is None or find_notify(payloads, NotifyType.MOBIKE_SUPPORTED) is not None
     if peer.mobike and peer_mobike:
         sa.local_mobike_supported = True
-        out.append(Notify.status(NotifyType.MOBIKE_SUPPORTED))
+        out.append(_MOBIKE_SUPPORTED)
     if sa.local_window > 1:
         # §2.3: the peer may have this many of its requests in flight towards us.
         out.append(Notify.set_window_size(sa.local_window))
@@ -296,6 +300,6 @@ class IkeAuthResponder:
         session.emit(ChildSaEstablished(session, child))
         return [
             *response,
-            answer(proposal, transforms.transforms(), spi_in),
+            answer(proposal, transforms, spi_in),
             *ts_payloads(ts_i, ts_r),
         ]

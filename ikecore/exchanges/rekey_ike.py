@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from ikecore.constants import ExchangeType, NotifyType, ProtocolId, TransformType
 from ikecore.dh import SUPPORTED_GROUPS, KeyExchange
-from ikecore.errors import RemoteProtocolError
+from ikecore.errors import LocalProtocolError, RemoteProtocolError
 from ikecore.events import IkeSaRekeyed, IkeSaRekeyFailed
 from ikecore.exchanges.base import (
     NotifyError,
@@ -39,11 +39,11 @@ from ikecore.suites import IkeTransforms, ProposalSpec, select_proposal
 from ikecore.wire import (
     Delete,
     IkeMessage,
-    IkeSuite,
     Nonce,
     Payload,
     SecurityAssociation,
     ike_keys,
+    ike_suite,
     skeyseed_rekey,
 )
 from ikecore.wire import (
@@ -57,7 +57,10 @@ __all__ = [
     "RekeyCollision",
     "RekeyIkeInitiator",
     "RekeyIkeResponder",
+    "answer_with_new_sa",
     "derive_rekeyed_sa",
+    "group_for",
+    "sa_from_response",
     "yield_to_peer_rekey",
 ]
 
@@ -79,8 +82,7 @@ def derive_rekeyed_sa(
     # SKEYSEED' = prf_old(SK_d_old, g^ir (new) | Ni | Nr)
     seed = skeyseed_rekey(old.transforms.prf, old.keys.sk_d, g_ir, ni, nr)
     # {SK_d' | ... | SK_pr'} = prf+_new(SKEYSEED', Ni | Nr | SPIi' | SPIr')
-    suite = IkeSuite(transforms.encr, transforms.key_bits, transforms.prf, None, transforms.dh)
-    k = ike_keys(suite, seed, ni, nr, spi_i, spi_r)
+    k = ike_keys(ike_suite(transforms), seed, ni, nr, spi_i, spi_r)
     return IkeSa(
         spi_i=spi_i,
         spi_r=spi_r,
@@ -105,6 +107,95 @@ def derive_rekeyed_sa(
         created_at=now,
         established_at=now,
     )
+
+
+def group_for(old: IkeSa, proposals: tuple[ProposalSpec, ...]) -> int:
+    """The group of a rekey or clone request: the current one if still configured, else the
+    first configured one (RFC 7296 §1.3: INVALID_KE_PAYLOAD retries name another)."""
+    groups = [
+        t.id
+        for spec in proposals
+        for t in spec.of_type(TransformType.DH)
+        if t.id in SUPPORTED_GROUPS
+    ]
+    if old.transforms is not None and old.transforms.dh in groups:
+        return old.transforms.dh
+    if not groups:
+        raise LocalProtocolError("no supported key exchange group in the IKE proposals")
+    return groups[0]
+
+
+def sa_from_response(
+    session: IkeSession,
+    payloads: list[Payload],
+    offered: tuple[ProposalSpec, ...],
+    key_exchange: KeyExchange,
+    ni: bytes,
+    spi_i: bytes,
+    now: float,
+) -> tuple[IkeSa, bytes]:
+    """The initiator's new IKE SA and Nr from a rekey or clone response {SA(SPIr'), Nr, KEr}:
+    the responder's single proposal must be one of ours (§2.7), KEr in our group (RFC 6989
+    §2.5: a bad KEr raises INVALID_SYNTAX and ends the SA)."""
+    sa_payload = require(payloads, SecurityAssociation)
+    if len(sa_payload.proposals) != 1:
+        raise RemoteProtocolError("several proposals in a response", NotifyType.INVALID_SYNTAX)
+    proposal = sa_payload.proposals[0]
+    if proposal.protocol_id != ProtocolId.IKE or len(proposal.spi) != 8:
+        raise RemoteProtocolError("bad IKE proposal in response", NotifyType.INVALID_SYNTAX)
+    selection = select_proposal([proposal], offered)
+    if selection is None or selection.ike is None:
+        raise RemoteProtocolError(
+            "responder chose what we did not offer", NotifyType.NO_PROPOSAL_CHOSEN
+        )
+    ke = require(payloads, KePayload)
+    nr = require(payloads, Nonce).data
+    if ke.group != selection.ike.dh or ke.group != key_exchange.group:
+        raise RemoteProtocolError("KEr group differs", NotifyType.INVALID_SYNTAX)
+    g_ir = key_exchange.shared_secret(ke.data)
+    new_sa = derive_rekeyed_sa(
+        session.sa, selection.ike, g_ir, ni, nr, spi_i, proposal.spi, initiator=True, now=now
+    )
+    return new_sa, nr
+
+
+def answer_with_new_sa(
+    session: IkeSession, payloads: list[Payload], ni: bytes, now: float
+) -> tuple[IkeSa, bytes, list[Payload]]:
+    """The responder's half of a rekey or clone: proposal choice (§2.7), our key pair and
+    g^ir (RFC 6989 §2.5: a bad KEi raises INVALID_SYNTAX, the SA ends); returns the new SA,
+    Nr and the response {SA(SPIr'), Nr, KEr}."""
+    ours = (
+        session.peer.ike_proposals
+        if session.peer is not None
+        else session.endpoint.config.ike_proposals
+    )
+    offered = proposals_for(require(payloads, SecurityAssociation), ProtocolId.IKE)
+    ke = require(payloads, KePayload)
+    selection = select_proposal(offered, ours, prefer_dh=ke.group)
+    if selection is None or selection.ike is None:
+        raise RemoteProtocolError("no acceptable IKE proposal", NotifyType.NO_PROPOSAL_CHOSEN)
+    proposal = offered[selection.index]
+    if len(proposal.spi) != 8:
+        raise RemoteProtocolError("IKE proposal SPI is not 8 bytes", NotifyType.INVALID_SYNTAX)
+    if ke.group != selection.ike.dh:
+        raise NotifyError(
+            f"KEi group {ke.group}, selected {selection.ike.dh}",
+            NotifyType.INVALID_KE_PAYLOAD,
+            selection.ike.dh.to_bytes(2, "big"),
+        )
+    key_exchange = session.endpoint.new_key_exchange(selection.ike.dh)
+    g_ir = key_exchange.shared_secret(ke.data)
+    nr = nonce(session).data
+    spi_r = session.endpoint.allocate_ike_spi()
+    new_sa = derive_rekeyed_sa(
+        session.sa, selection.ike, g_ir, ni, nr, proposal.spi, spi_r, initiator=False, now=now
+    )
+    return new_sa, nr, [
+        answer(proposal, selection.ike, spi_r),
+        Nonce(nr),
+        KePayload(selection.ike.dh, key_exchange.public_data),
+    ]
 
 
 @dataclass(slots=True)
@@ -173,19 +264,6 @@ def request_on_successor(successor: IkeSession, payloads: list[Payload], now: fl
     yield_to_peer_rekey(parent, now)
 
 
-def _group_for(old: IkeSa, proposals: tuple[ProposalSpec, ...]) -> int:
-    """Keep the current group if still configured, else the first configured one."""
-    groups = [
-        t.id
-        for spec in proposals
-        for t in spec.of_type(TransformType.DH)
-        if t.id in SUPPORTED_GROUPS
-    ]
-    if old.transforms is not None and old.transforms.dh in groups:
-        return old.transforms.dh
-    return groups[0]
-
-
 class RekeyIkeInitiator:
     exchange_type = ExchangeType.CREATE_CHILD_SA
 
@@ -198,7 +276,7 @@ class RekeyIkeInitiator:
 
     def build_request(self, session: IkeSession, now: float) -> list[Payload]:
         if self._group is None:
-            self._group = _group_for(session.sa, self._proposals)
+            self._group = group_for(session.sa, self._proposals)
         self._spi = session.endpoint.allocate_ike_spi()
         self._ni = nonce(session).data
         self._key_exchange = session.endpoint.new_key_exchange(self._group)
@@ -232,33 +310,9 @@ class RekeyIkeInitiator:
                 return
             self._give_up(session, error.notify_type, now)
             return
-        sa_payload = require(payloads, SecurityAssociation)
-        if len(sa_payload.proposals) != 1:
-            raise RemoteProtocolError("several proposals in a response", NotifyType.INVALID_SYNTAX)
-        proposal = sa_payload.proposals[0]
-        if proposal.protocol_id != ProtocolId.IKE or len(proposal.spi) != 8:
-            raise RemoteProtocolError("bad IKE proposal in response", NotifyType.INVALID_SYNTAX)
-        selection = select_proposal([proposal], self._proposals)
-        if selection is None or selection.ike is None:
-            raise RemoteProtocolError(
-                "responder chose what we did not offer", NotifyType.NO_PROPOSAL_CHOSEN
-            )
-        ke = require(payloads, KePayload)
-        nr = require(payloads, Nonce).data
-        if ke.group != selection.ike.dh or ke.group != self._group:
-            raise RemoteProtocolError("KEr group differs", NotifyType.INVALID_SYNTAX)
         assert self._key_exchange is not None
-        g_ir = self._key_exchange.shared_secret(ke.data)  # RFC 6989 §2.5: bad KEr ends the SA
-        new_sa = derive_rekeyed_sa(
-            session.sa,
-            selection.ike,
-            g_ir,
-            self._ni,
-            nr,
-            self._spi,
-            proposal.spi,
-            initiator=True,
-            now=now,
+        new_sa, nr = sa_from_response(
+            session, payloads, self._proposals, self._key_exchange, self._ni, self._spi, now
         )
         ours = _new_session(session, new_sa, visible=False)
         collision = _resolved(session)
@@ -307,33 +361,8 @@ class RekeyIkeResponder:
             # §2.25.2: we are deleting this SA (or already rekeyed it), or have other
             # exchanges of our own in flight on it; the peer tries again later.
             raise RemoteProtocolError("IKE SA busy", NotifyType.TEMPORARY_FAILURE)
-        ours = (
-            session.peer.ike_proposals
-            if session.peer is not None
-            else session.endpoint.config.ike_proposals
-        )
-        offered = proposals_for(require(payloads, SecurityAssociation), ProtocolId.IKE)
-        ke = require(payloads, KePayload)
         ni = require(payloads, Nonce).data
-        selection = select_proposal(offered, ours, prefer_dh=ke.group)
-        if selection is None or selection.ike is None:
-            raise RemoteProtocolError("no acceptable IKE proposal", NotifyType.NO_PROPOSAL_CHOSEN)
-        proposal = offered[selection.index]
-        if len(proposal.spi) != 8:
-            raise RemoteProtocolError("IKE proposal SPI is not 8 bytes", NotifyType.INVALID_SYNTAX)
-        if ke.group != selection.ike.dh:
-            raise NotifyError(
-                f"KEi group {ke.group}, selected {selection.ike.dh}",
-                NotifyType.INVALID_KE_PAYLOAD,
-                selection.ike.dh.to_bytes(2, "big"),
-            )
-        key_exchange = session.endpoint.new_key_exchange(selection.ike.dh)
-        g_ir = key_exchange.shared_secret(ke.data)  # RFC 6989 §2.5: INVALID_SYNTAX, SA ends
-        nr = nonce(session).data
-        spi_r = session.endpoint.allocate_ike_spi()
-        new_sa = derive_rekeyed_sa(
-            session.sa, selection.ike, g_ir, ni, nr, proposal.spi, spi_r, initiator=False, now=now
-        )
+        new_sa, nr, response = answer_with_new_sa(session, payloads, ni, now)
         if colliding:
             # §2.8.2: answer as usual; which new SA survives is known once ours completes.
             successor = _new_session(session, new_sa, visible=False)
@@ -341,8 +370,4 @@ class RekeyIkeResponder:
             session.rekey_collision = RekeyCollision(successor, (ni, nr))
         else:
             _hand_over(session, _new_session(session, new_sa, visible=True), now)
-        return [
-            answer(proposal, selection.ike.transforms(), spi_r),
-            Nonce(nr),
-            KePayload(selection.ike.dh, key_exchange.public_data),
-        ]
+        return response

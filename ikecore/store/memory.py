@@ -67,6 +67,8 @@ class MemoryStore:
     def put_ike_sa(self, sa: IkeSa) -> None:
         key = sa.spis
         self._check_owner(key)
+        if self._sas.get(key) is sa and self._indexed(key, sa):
+            return  # the engine changed counters or state of a record held here: nothing to do
         self._owners.setdefault(key, self._node_id)
         self._sas[key] = sa
         for stale in self._esp_of.get(key, set()) - sa.child_sas.keys():
@@ -83,6 +85,19 @@ class MemoryStore:
         if sa.remote_id is not None:
             self._identity_of[key] = sa.remote_id
             self._by_identity.setdefault(sa.remote_id, set()).add(key)
+
+    def _indexed(self, key: SpiPair, sa: IkeSa) -> bool:
+        """The indexes already say what a put of ``sa`` would write (same Child SAs, all
+        indexed under it, same peer identity)."""
+        identity = self._identity_of.get(key)
+        if not (identity is sa.remote_id or identity == sa.remote_id):
+            return False
+        if self._esp_of.get(key) != sa.child_sas.keys():
+            return False
+        for spi in sa.child_sas:
+            if self._by_esp_spi.get(spi) != key:
+                return False
+        return True
 
     def get_ike_sa(self, spi_i: bytes, spi_r: bytes) -> IkeSa | None:
         return self._loaded(self._sas.get((spi_i, spi_r)))
