@@ -515,27 +515,16 @@ class IkeSession:
             return list(message.payloads)
         if self.sa.keys is None:
             return None
-        if fragment is not None:
-            if not self.fragmentation_negotiated:
-                return None  # RFC 7383 §2.4: fragments only once both peers announced them
-            return self._reassemble(message, now)
-        if not _protected(message):
+        if fragment is not None and not self.fragmentation_negotiated:
+            return None  # RFC 7383 §2.4: fragments only once both peers announced them
+        if fragment is None and not _protected(message):
             return None
+        cipher = self._ciphers()[1]
         try:
-            return open_message(self._ciphers()[1], message)
-        except IntegrityError:
-            self.integrity_failures += 1
-            return None
-        except UnsupportedCriticalPayload:
-            raise  # authentic, but with a critical payload we do not know: the caller answers
-        except (MalformedMessage, RemoteProtocolError):
-            return None
-
-    def _reassemble(self, message: IkeMessage, now: float) -> list[Payload] | None:
-        """One Encrypted Fragment message (RFC 7383 §2.6): the inner payloads once the
-        message is complete; None while incomplete or when the fragment is discarded."""
-        try:
-            return self._reassembly.add(self._ciphers()[1], message, now)
+            if fragment is not None:
+                # RFC 7383 §2.6: None until the last fragment of the message arrives.
+                return self._reassembly.add(cipher, message, now)
+            return open_message(cipher, message)
         except IntegrityError:
             self.integrity_failures += 1
             return None

@@ -153,18 +153,34 @@ def pair(
 ) -> tuple[IkeEndpoint, IkeEndpoint, PeerConfig, Network]:
     """An initiator and a responder endpoint with matching configuration."""
     initiator_peer, responder_peer = peer_configs(ike, esp, **options)  # type: ignore[arg-type]
-    extra = endpoint_options or {}
+    initiator, responder, network = pair_from(
+        initiator_peer,
+        responder_peer,
+        initiator_options=endpoint_options,
+        responder_options=endpoint_options,
+    )
+    return initiator, responder, initiator_peer, network
+
+
+def pair_from(
+    client: PeerConfig,
+    gateway: PeerConfig,
+    *,
+    initiator_options: dict[str, object] | None = None,
+    responder_options: dict[str, object] | None = None,
+) -> tuple[IkeEndpoint, IkeEndpoint, Network]:
+    """Endpoints for these peer configurations (each with its own EndpointConfig options)."""
     initiator = IkeEndpoint(
-        EndpointConfig(peers=(initiator_peer,), **extra),  # type: ignore[arg-type]
+        EndpointConfig(peers=(client,), **(initiator_options or {})),  # type: ignore[arg-type]
         random=counter_random(1),
     )
     responder = IkeEndpoint(
         EndpointConfig(
-            peers=(responder_peer,),
-            ike_proposals=responder_peer.ike_proposals,
-            **extra,  # type: ignore[arg-type]
+            peers=(gateway,),
+            ike_proposals=gateway.ike_proposals,
+            **(responder_options or {}),  # type: ignore[arg-type]
         ),
         random=counter_random(2),
     )
     network = Network({INITIATOR_HOST: initiator, RESPONDER_HOST: responder})
-    return initiator, responder, initiator_peer, network
+    return initiator, responder, network

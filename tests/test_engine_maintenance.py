@@ -6,17 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from engine_harness import (
-    INITIATOR_HOST,
-    RESPONDER_HOST,
-    Network,
-    counter_random,
-    drain,
-    of_type,
-    peer_configs,
-)
+from engine_harness import Network, drain, of_type, pair_from, peer_configs
 
-from ikecore.config import EndpointConfig
 from ikecore.constants import ExchangeType
 from ikecore.endpoint import IkeEndpoint
 from ikecore.events import (
@@ -33,12 +24,7 @@ from ikecore.states import IkeState
 def _established(**maintenance: float) -> tuple[IkeEndpoint, IkeEndpoint, IkeSession, Network]:
     client, gateway = peer_configs()
     client = dataclasses.replace(client, **maintenance)  # type: ignore[arg-type]
-    initiator = IkeEndpoint(EndpointConfig(peers=(client,)), random=counter_random(1))
-    responder = IkeEndpoint(
-        EndpointConfig(peers=(gateway,), ike_proposals=gateway.ike_proposals),
-        random=counter_random(2),
-    )
-    net = Network({INITIATOR_HOST: initiator, RESPONDER_HOST: responder})
+    initiator, responder, net = pair_from(client, gateway)
     session = initiator.initiate(client, 0.0)
     net.run(0.0)
     assert session.state == IkeState.ESTABLISHED

@@ -6,22 +6,13 @@ from __future__ import annotations
 import random
 
 import pytest
-from engine_harness import (
-    INITIATOR_HOST,
-    RESPONDER_HOST,
-    Network,
-    counter_random,
-    drain,
-    of_type,
-    pair,
-    peer_configs,
-)
+from engine_harness import Network, drain, of_type, pair, pair_from, peer_configs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ikecore.config import EndpointConfig
 from ikecore.constants import ExchangeType, NotifyType
-from ikecore.endpoint import Datagram, IkeEndpoint
+from ikecore.endpoint import Datagram
 from ikecore.events import ChildSaEstablished, IkeSaCloned, IkeSaEstablished
 from ikecore.fragmentation import MAX_REASSEMBLED, Reassembly, build_protected
 from ikecore.payloads import EncryptedFragment, Notify, VendorId
@@ -93,15 +84,12 @@ def test_small_messages_are_not_fragmented() -> None:
 
 def test_no_fragments_unless_both_peers_announced_them() -> None:
     initiator_peer, responder_peer = peer_configs()
-    initiator = IkeEndpoint(
-        EndpointConfig(peers=(initiator_peer,), **SMALL),  # type: ignore[arg-type]
-        random=counter_random(1),
+    initiator, responder, net = pair_from(
+        initiator_peer,
+        responder_peer,
+        initiator_options=SMALL,
+        responder_options={**SMALL, "fragmentation": False},
     )
-    responder = IkeEndpoint(
-        EndpointConfig(peers=(responder_peer,), fragmentation=False, fragment_threshold=200),
-        random=counter_random(2),
-    )
-    net = Network({INITIATOR_HOST: initiator, RESPONDER_HOST: responder})
     session = initiator.initiate(initiator_peer, 0.0)
     # IKE_SA_INIT {.., N(IKEV2_FRAGMENTATION_SUPPORTED)} -->   <-- IKE_SA_INIT {no such N}
     flow = net.run(0.0)

@@ -7,11 +7,11 @@ import dataclasses
 
 from engine_harness import (
     INITIATOR_HOST,
-    RESPONDER_HOST,
     Network,
     counter_random,
     drain,
     of_type,
+    pair_from,
     peer_configs,
 )
 
@@ -25,12 +25,7 @@ from ikecore.states import IkeState
 def _setup(initial_contact: bool) -> tuple[IkeEndpoint, IkeEndpoint, PeerConfig, Network]:
     client, gateway = peer_configs()
     client = dataclasses.replace(client, initial_contact=initial_contact)
-    initiator = IkeEndpoint(EndpointConfig(peers=(client,)), random=counter_random(1))
-    responder = IkeEndpoint(
-        EndpointConfig(peers=(gateway,), ike_proposals=gateway.ike_proposals),
-        random=counter_random(2),
-    )
-    network = Network({INITIATOR_HOST: initiator, RESPONDER_HOST: responder})
+    initiator, responder, network = pair_from(client, gateway)
     return initiator, responder, client, network
 
 

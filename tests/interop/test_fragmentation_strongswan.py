@@ -45,7 +45,10 @@ def _daemon(
 ) -> StrongSwan:
     netns = pair.initiator if initiator else pair.responder
     daemon = StrongSwan(netns, workdir, fragment_size=THRESHOLD)
-    daemon.start()
+    try:
+        daemon.start()
+    except InteropSetupError as exc:
+        pytest.fail(f"strongSwan did not start: {exc}", pytrace=False)
     if initiator:
         daemon.load([ConnectionConfig(
             connection_name(IKE), pair.initiator_addr, pair.responder_addr, [IKE],
@@ -87,11 +90,36 @@ def engine_factory(
         engine.close()
 
 
-def _fragments_both_ways(log: str) -> tuple[list[int], list[int]]:
-    """(fragment counts strongSwan split its messages into, fragment counts it reassembled)."""
+def _check_fragments_and_traffic(
+    log: str,
+    engine: EnginePeer,
+    daemon: StrongSwan,
+    pair: NetnsPair,
+    spi_in: str,
+    *,
+    ikecore_initiated: bool,
+    interop_case: Callable[..., None],
+) -> None:
+    """Both IKE_AUTH messages went in fragments (strongSwan split one, reassembled the other),
+    ICMP gets through the Child SA both ways; the case is recorded for the interop report."""
     split = [int(m.group(2)) for m in SPLIT.finditer(log)]
     reassembled = [int(m.group(1)) for m in REASSEMBLED.finditer(log)]
-    return split, reassembled
+    assert split and split[0] > 1, log
+    assert reassembled and reassembled[0] > 1, log
+    inner_i, inner_r = pair.inner(0)
+    ours, theirs = (inner_i, inner_r) if ikecore_initiated else (inner_r, inner_i)
+    ping = engine.must("ping", spi_in=spi_in, src=ours, dst=theirs, count=ECHOES)
+    assert ping["replies"] == ECHOES
+    assert icmp_echo(daemon.netns, theirs, ours, ECHOES) == ECHOES
+    request, response = (reassembled, split) if ikecore_initiated else (split, reassembled)
+    peers = ("ikecore", "strongSwan") if ikecore_initiated else ("strongSwan", "ikecore")
+    interop_case(
+        initiator=peers[0], responder=peers[1], ike=IKE, esp="aes128gcm16",
+        exercised=(
+            f"IKE fragmentation (RFC 7383) at {THRESHOLD} bytes: IKE_AUTH request in "
+            f"{request[0]} fragments, response in {response[0]}; ICMP through ESP"
+        ),
+    )
 
 
 def test_ikecore_initiates_and_ike_auth_is_fragmented_both_ways(
@@ -101,30 +129,15 @@ def test_ikecore_initiates_and_ike_auth_is_fragmented_both_ways(
     interop_case: Callable[..., None],
 ) -> None:
     pair = fragmenting_pair
-    try:
-        daemon = _daemon(pair, tmp_path / "strongswan", initiator=False)
-    except InteropSetupError as exc:
-        pytest.fail(f"strongSwan did not start: {exc}", pytrace=False)
+    daemon = _daemon(pair, tmp_path / "strongswan", initiator=False)
     try:
         offset = daemon.log_offset()
         engine = engine_factory(pair, "initiator")
         answer = engine.must("initiate", timeout=TIMEOUT)
         log = wait_for_log(daemon, offset, lambda t: "splitting IKE message" in t, TIMEOUT)
-        split, reassembled = _fragments_both_ways(log)
-        # strongSwan reassembled ikecore's IKE_AUTH request and split its own response.
-        assert reassembled and reassembled[0] > 1, log
-        assert split and split[0] > 1, log
-        inner_i, inner_r = pair.inner(0)
-        ping = engine.must("ping", spi_in=answer["child"]["child"], src=inner_i, dst=inner_r,
-                           count=ECHOES)
-        assert ping["replies"] == ECHOES
-        assert icmp_echo(daemon.netns, inner_r, inner_i, ECHOES) == ECHOES
-        interop_case(
-            initiator="ikecore", responder="strongSwan", ike=IKE, esp="aes128gcm16",
-            exercised=(
-                f"IKE fragmentation (RFC 7383) at {THRESHOLD} bytes: IKE_AUTH request in "
-                f"{reassembled[0]} fragments, response in {split[0]}; ICMP through ESP"
-            ),
+        _check_fragments_and_traffic(
+            log, engine, daemon, pair, answer["child"]["child"], ikecore_initiated=True,
+            interop_case=interop_case,
         )
     finally:
         daemon.stop()
@@ -138,32 +151,16 @@ def test_strongswan_initiates_and_ike_auth_is_fragmented_both_ways(
 ) -> None:
     pair = fragmenting_pair
     engine = engine_factory(pair, "responder")
-    try:
-        daemon = _daemon(pair, tmp_path / "strongswan", initiator=True)
-    except InteropSetupError as exc:
-        pytest.fail(f"strongSwan did not start: {exc}", pytrace=False)
+    daemon = _daemon(pair, tmp_path / "strongswan", initiator=True)
     try:
         offset = daemon.log_offset()
         since = engine.step("state")["events"]
         ok, out = daemon.initiate("esp128", connection_name(IKE))
         assert ok, out
         found = engine.must("wait", event="ChildSaEstablished", since=since, timeout=TIMEOUT)
-        log = daemon.log_since(offset)
-        split, reassembled = _fragments_both_ways(log)
-        # strongSwan split its IKE_AUTH request and reassembled ikecore's response.
-        assert split and split[0] > 1, log
-        assert reassembled and reassembled[0] > 1, log
-        inner_i, inner_r = pair.inner(0)
-        ping = engine.must("ping", spi_in=found["found"]["child"], src=inner_r, dst=inner_i,
-                           count=ECHOES)
-        assert ping["replies"] == ECHOES
-        assert icmp_echo(daemon.netns, inner_i, inner_r, ECHOES) == ECHOES
-        interop_case(
-            initiator="strongSwan", responder="ikecore", ike=IKE, esp="aes128gcm16",
-            exercised=(
-                f"IKE fragmentation (RFC 7383) at {THRESHOLD} bytes: IKE_AUTH request in "
-                f"{split[0]} fragments, response in {reassembled[0]}; ICMP through ESP"
-            ),
+        _check_fragments_and_traffic(
+            daemon.log_since(offset), engine, daemon, pair, found["found"]["child"],
+            ikecore_initiated=False, interop_case=interop_case,
         )
     finally:
         daemon.stop()
