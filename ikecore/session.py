@@ -383,6 +383,8 @@ class IkeSession:
         while self._queue and len(self._outstanding) < self.sa.peer_window:
             if self.sa.state == IkeState.DELETED or self.evicted:
                 return
+            if self._outstanding and self._waits_for_exclusive():
+                return
             task = self._queue.popleft()
             try:
                 payloads = task.build_request(self, now)
@@ -390,6 +392,15 @@ class IkeSession:
                 task.abort(self, "not applicable", now)
                 continue
             self._send_request(task, payloads, now, None)
+
+    def _waits_for_exclusive(self) -> bool:
+        """With SET_WINDOW_SIZE > 1, an IKE SA rekey flies alone (RFC 7296 §2.8, §2.25.2):
+        it goes once our other requests on the old SA are answered, and nothing follows it
+        on the old SA (what is queued meanwhile goes on the new SA), so no request is
+        answered on an SA whose Child SAs have moved, or lost with the old SA."""
+        return getattr(self._queue[0], "exclusive", False) or any(
+            getattr(out.task, "exclusive", False) for out in self._outstanding.values()
+        )
 
     def _send_request(
         self, task: InitiatorTask, payloads: list[Payload], now: float, message_id: int | None

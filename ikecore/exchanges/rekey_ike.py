@@ -188,6 +188,9 @@ def _group_for(old: IkeSa, proposals: tuple[ProposalSpec, ...]) -> int:
 
 class RekeyIkeInitiator:
     exchange_type = ExchangeType.CREATE_CHILD_SA
+    # Sent only with nothing else in flight on the SA, and nothing sent after it (the
+    # session's window, §2.25.2).
+    exclusive = True
 
     def __init__(self, proposals: tuple[ProposalSpec, ...], group: int | None = None) -> None:
         self._proposals = proposals
