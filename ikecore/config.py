@@ -173,6 +173,15 @@ class PeerConfig:
 
     ``remote_id`` None lets a responder accept any identity that proves the PSK. ``clone``
     announces CLONE_IKE_SA_SUPPORTED (RFC 7791 §5.1) and ``mobike`` MOBIKE_SUPPORTED (RFC 4555).
+
+    MOBIKE policy (RFC 4555, used only where MOBIKE is negotiated): ``additional_addresses``
+    are our other IP addresses, announced in IKE_AUTH with ADDITIONAL_IP4/IP6_ADDRESS (§3.4;
+    later changes go with `IkeSession.announce_addresses`). ``no_nats_allowed`` puts
+    NO_NATS_ALLOWED in our first IKE_AUTH request and our UPDATE_SA_ADDRESSES requests (§3.9):
+    a NAT on the path is then refused by the peer with UNEXPECTED_NAT_DETECTED.
+    ``return_routability_check`` (the default, §3.7's SHOULD): when the peer moves the SA to a
+    new address, the Child SAs follow only once an INFORMATIONAL with COOKIE2 sent there is
+    answered.
     """
 
     local_id: Identity
@@ -192,6 +201,9 @@ class PeerConfig:
     clone: bool = True
     max_clones: int | None = None
     name: str = ""
+    additional_addresses: tuple[str, ...] = ()
+    no_nats_allowed: bool = False
+    return_routability_check: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.psk, bytes) or not self.psk:
@@ -202,6 +214,15 @@ class PeerConfig:
             raise ValueError("esp_proposals must be ESP proposals")
         if self.max_clones is not None and self.max_clones < 0:
             raise ValueError("max_clones must be >= 0")
+        if not isinstance(self.additional_addresses, tuple):
+            raise TypeError("additional_addresses must be a tuple of IP address strings")
+        for address in self.additional_addresses:
+            if not isinstance(address, str):
+                raise TypeError(f"additional_addresses: {address!r} is not a string")
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"additional_addresses: not an IP address: {address!r}") from None
 
 
 @dataclass(frozen=True, slots=True)

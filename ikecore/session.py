@@ -246,6 +246,11 @@ class IkeSession:
         for task in queued:
             successor.start(task, now)
 
+    def enqueue(self, task: InitiatorTask) -> None:
+        """Queue a request of ours without sending it yet: while we answer a peer request,
+        it goes out after that response."""
+        self._queue.append(task)
+
     def outstanding_tasks(self) -> list[InitiatorTask]:
         return [out.task for out in self._outstanding.values()]
 
@@ -344,6 +349,13 @@ class IkeSession:
         from ikecore.exchanges.mobike import start_update
 
         start_update(self, local, remote, now)
+
+    @property
+    def peer_addresses(self) -> tuple[str, ...]:
+        """The peer's address set (RFC 4555 §3.4, §3.6): the address its last announcement
+        came from, then its ADDITIONAL_IP4/IP6_ADDRESS list (from IKE_AUTH or a later
+        INFORMATIONAL); empty until it announced any."""
+        return self.mobike.peer_addresses
 
     def announce_addresses(self, additional: Iterable[str], now: float) -> None:
         """Tell the peer where else we can be reached (RFC 4555 §3.6): ADDITIONAL_IP4/6_ADDRESS
@@ -629,6 +641,14 @@ class IkeSession:
             if out.deadline > now:
                 continue
             if out.tries >= config.retransmit_tries:
+                fallback = getattr(out.task, "path_failed", None)
+                if fallback is not None and fallback(self, now):
+                    # RFC 4555 §3.7: a new path that never answered; the request goes on
+                    # on the previous one (its message ID must still be answered).
+                    out.tries = 0
+                    out.deadline = now + config.retransmit_timeout
+                    self.endpoint.transmit(self, out.raw)
+                    continue
                 # §2.4: a peer that never answers is gone; so is the SA.
                 self.terminate(IkeTrigger.FAILED, "timeout", now)
                 return
@@ -684,5 +704,6 @@ def _reason(notify: int) -> str:
         NotifyType.NO_PROPOSAL_CHOSEN: "no_proposal_chosen",
         NotifyType.INVALID_KE_PAYLOAD: "invalid_ke_payload",
         NotifyType.INVALID_SYNTAX: "invalid_syntax",
+        NotifyType.UNEXPECTED_NAT_DETECTED: "unexpected_nat_detected",
     }
     return reasons.get(notify, "failed")

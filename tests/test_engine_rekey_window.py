@@ -60,9 +60,7 @@ def test_a_new_child_sa_asked_for_during_an_ike_rekey_is_refused_temporarily() -
     (successor,) = client.sessions
     (peer_successor,) = gateway.sessions
     assert successor is not session and session.state == IkeState.DELETED
-    assert [c.spi_in for c in peer_successor.child_sas] == [
-        c.spi_out for c in successor.child_sas
-    ]
+    assert [c.spi_in for c in peer_successor.child_sas] == [c.spi_out for c in successor.child_sas]
     # Asked again later, on the new IKE SA: HDR(new, #0) CREATE_CHILD_SA -->  <--
     peer_successor.create_child_sa(20.0)
     assert [str(d) for d in net.run(20.0)] == ["CREATE_CHILD_SA --> #0", "CREATE_CHILD_SA <-- #0"]
