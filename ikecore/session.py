@@ -559,10 +559,12 @@ class IkeSession:
 
                 request_on_successor(self, payloads, now)
             if not sa.initiator and (
-                message.exchange == ExchangeType.IKE_AUTH or sa.remote_behind_nat
+                message.exchange == ExchangeType.IKE_AUTH
+                or (sa.remote_behind_nat and not _mobike_negotiated(sa))
             ):
                 # §2.23: follow the initiator's move to the NAT-T port (and a NAT's
-                # rebinding), from authenticated requests only.
+                # rebinding), from authenticated requests only. With MOBIKE only
+                # UPDATE_SA_ADDRESSES moves the SA (RFC 4555 §3.8).
                 sa.remote_address, sa.local_address = src, dst
             self.request_path = (src, dst)
             try:
@@ -696,6 +698,10 @@ _INFORMATIONAL_CAPABLE = (
     IkeState.REKEYED,
     IkeState.DELETING,
 )
+
+
+def _mobike_negotiated(sa: IkeSa) -> bool:
+    return sa.local_mobike_supported and sa.peer_mobike_supported
 
 
 def _reason(notify: int) -> str:

@@ -184,6 +184,10 @@ def test_a_nat_found_and_gone_with_the_move() -> None:
     p.client_sa.update_addresses((SECOND_HOST, NAT_T), 1.0)
     assert p.net.run(1.0, nat)
     client, gateway = p.client_sa.sa, p.gateway_sa.sa
+    client_events, gateway_events = p.events()
+    assert of_type(client_events, IkeSaMoved)
+    (moved,) = of_type(gateway_events, IkeSaMoved)
+    assert isinstance(moved, IkeSaMoved) and moved.remote == (PUBLIC, 40000)
     assert client.local_behind_nat and not client.remote_behind_nat
     assert gateway.remote_behind_nat and not gateway.local_behind_nat
     assert gateway.remote_address == (PUBLIC, 40000)
@@ -191,9 +195,19 @@ def test_a_nat_found_and_gone_with_the_move() -> None:
     p.gateway.send_esp(peer_child.spi_in, PING, 4, 1.0)
     (esp,) = p.net.capture(1.0)
     assert esp.dst == (PUBLIC, 40000)
+    # An INFORMATIONAL from elsewhere without UPDATE_SA_ADDRESSES moves nothing, NAT or not
+    # (RFC 4555 §3.8: no dynamic address updates for IKE with MOBIKE).
+    # (192.0.2.1 -> 198.51.100.1) HDR(#3), SK {}  -->  <--
+    p.client_sa.sa.local_address = (INITIATOR_HOST, NAT_T)
+    p.client_sa.check_liveness(1.5)
+    assert p.run(1.5) == ["INFORMATIONAL --> #3", "INFORMATIONAL <-- #3"]
+    assert gateway.remote_address == (PUBLIC, 40000)
     # Back to the first interface, no NAT on that path: NAT traversal state goes (§3.5).
+    # HDR(#4), SK {N(UPDATE_SA_ADDRESSES), ...}  -->  <--  ; the check  <--  -->
     p.client_sa.update_addresses((INITIATOR_HOST, NAT_T), 2.0)
-    p.net.run(2.0, nat)
+    assert len(p.net.run(2.0, nat)) == 4
+    (moved,) = of_type(drain(p.gateway), IkeSaMoved)
+    assert isinstance(moved, IkeSaMoved) and moved.remote == (INITIATOR_HOST, NAT_T)
     assert not client.local_behind_nat and not client.remote_behind_nat
     assert not gateway.local_behind_nat and not gateway.remote_behind_nat
     assert gateway.remote_address == (INITIATOR_HOST, NAT_T)
