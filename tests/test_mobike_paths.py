@@ -19,7 +19,7 @@ from ikecore.events import (
     IkeSaMoveFailed,
     PeerAddressesChanged,
 )
-from ikecore.exchanges.mobike import no_nats_data
+from ikecore.exchanges.mobike import no_nats_data, remember_auth_addresses
 from ikecore.message import parse_message
 from ikecore.states import IkeState
 from ikecore.wire import Notify, ike_cipher, open_message
@@ -315,6 +315,27 @@ def test_additional_addresses_announced_in_ike_auth() -> None:
     (changed,) = of_type(drain(p.client), PeerAddressesChanged)
     assert isinstance(changed, PeerAddressesChanged) and changed.addresses == (RESPONDER_HOST,)
     assert p.client_sa.peer_addresses == (RESPONDER_HOST,)
+
+
+def test_address_notifies_next_to_unknown_status_notifies() -> None:
+    """strongSwan's IKE_AUTH carries N(NO_ADDITIONAL_ADDRESSES) with N(EAP_ONLY) and
+    N(MSG_ID_SYN_SUP), status types ikecore does not know (RFC 7296 §3.10.1: ignored)."""
+    p = established()
+    remember_auth_addresses(
+        p.gateway_sa,
+        [
+            Notify.status(NotifyType.MOBIKE_SUPPORTED),
+            Notify.status(NotifyType.NO_ADDITIONAL_ADDRESSES),
+            Notify.status(16417),
+            Notify.status(16420),
+        ],
+    )
+    assert p.gateway_sa.peer_addresses == (INITIATOR_HOST,)
+    # A wrong-length ADDITIONAL_IP4_ADDRESS names nothing.
+    remember_auth_addresses(
+        p.gateway_sa, [Notify.status(NotifyType.ADDITIONAL_IP4_ADDRESS, b"\x01\x02")]
+    )
+    assert p.gateway_sa.peer_addresses == (INITIATOR_HOST,)
 
 
 def test_additional_addresses_need_mobike() -> None:

@@ -114,10 +114,11 @@ def _wants_no_nats(session: IkeSession) -> bool:
 
 def _announced(received: list[Notify]) -> tuple[str, ...]:
     """The ADDITIONAL_IP4/IP6_ADDRESS values (a notify of the wrong length names nothing)."""
-    lengths = {NotifyType.ADDITIONAL_IP4_ADDRESS: 4, NotifyType.ADDITIONAL_IP6_ADDRESS: 16}
-    return tuple(
-        str(n.value) for n in received if lengths.get(NotifyType(n.notify_type)) == len(n.data)
-    )
+    lengths: dict[int, int] = {
+        NotifyType.ADDITIONAL_IP4_ADDRESS: 4,
+        NotifyType.ADDITIONAL_IP6_ADDRESS: 16,
+    }
+    return tuple(str(n.value) for n in received if lengths.get(n.notify_type) == len(n.data))
 
 
 def auth_address_notifies(session: IkeSession, peer: PeerConfig, *, request: bool) -> list[Payload]:
