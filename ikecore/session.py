@@ -120,6 +120,9 @@ class IkeSession:
         # §2.8.2: on such an SA made by the peer's rekey, the old SA, until the collision is
         # resolved.
         self.collision_parent: IkeSession | None = None
+        # §2.8: after an IKE SA rekey, the SA that took our Child SAs over (a request about
+        # one of them that was sent on this SA before the peer saw the rekey end applies there).
+        self.successor: IkeSession | None = None
         # §2.8.1: per Child SA being rekeyed by both ends, the one the peer's request made.
         self.child_collisions: dict[bytes, ChildCollision] = {}
         # Child SAs the user has not been told about (made in a collision, maybe redundant):
@@ -214,6 +217,16 @@ class IkeSession:
             if child.spi_out == spi:
                 return child
         return None
+
+    def holder_of_outbound_spi(self, spi: bytes) -> IkeSession:
+        """The session holding the Child SA with outbound SPI ``spi``: this one, or the
+        successor an IKE SA rekey moved it to (§2.8); this one if neither has it."""
+        session: IkeSession | None = self
+        while session is not None:
+            if session.child_by_outbound_spi(spi) is not None:
+                return session
+            session = session.successor
+        return self
 
     def child_transition(self, child: ChildSa, trigger: ChildTrigger) -> None:
         child.state = child_transition(child.state, trigger)

@@ -176,3 +176,33 @@ def test_with_a_window_of_three_nothing_follows_a_rekey_in_flight() -> None:
     (successor,) = client.sessions
     assert successor.child_sas == [] and gateway.sessions[0].child_sas == []
     assert of_type(drain(gateway), ChildSaDeleted)
+
+
+def test_a_child_sa_delete_sent_on_the_old_sa_reaches_the_child_sa_on_the_new_one() -> None:
+    """A peer that answers our IKE SA rekey while its own Child SA Delete is in flight on the
+    old SA (§2.25.1 says it SHOULD refuse; not every peer does): the Delete arrives after the
+    Child SA moved to the new IKE SA, and is applied there on both ends (§2.8)."""
+    client, gateway, session, peer_session, net = _established()
+    (peer_child,) = peer_session.child_sas
+    # (gateway) HDR(old, #0), SK {D(ESP, spi)}  --> held back
+    # (client)  HDR(old, #2), SK {SA(SPIi'), Ni, KEi}  -->
+    peer_session.delete_child_sa(peer_child.spi_in, 1.0)
+    session.rekey(1.0)
+    rekey, delete_child = _split(net.capture(1.0))
+    peer_session.busy = lambda: False  # type: ignore[method-assign]
+    #   <--  HDR(old, #2), SK {SA(SPIr'), Nr, KEr}   (both ends: the Child SA moves)
+    net.deliver(rekey, 1.0)
+    net.deliver(net.capture(1.0), 1.0)
+    # (client) HDR(old, #3), SK {D(IKE)}  --> held back while the Child SA Delete arrives:
+    # HDR(old, #0), SK {D(ESP, spi)}  -->  <--  HDR(old, #0), SK {D(ESP, spi')}
+    delete_old = net.capture(1.0)
+    assert [str(describe(d)) for d in delete_old] == ["INFORMATIONAL --> #3"]
+    net.deliver(delete_child, 1.0)
+    net.run(1.0)
+    net.deliver(delete_old, 1.0)
+    net.run(1.0)
+    (successor,) = client.sessions
+    (peer_successor,) = gateway.sessions
+    assert successor.child_sas == [] and peer_successor.child_sas == []
+    assert of_type(drain(client), ChildSaDeleted) and of_type(drain(gateway), ChildSaDeleted)
+    assert session.state == peer_session.state == IkeState.DELETED

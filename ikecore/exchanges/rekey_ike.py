@@ -135,6 +135,7 @@ def _hand_over(session: IkeSession, successor: IkeSession, now: float) -> None:
         session.endpoint.child_installed(successor, child)
     successor.visible = True
     successor.save()
+    session.successor = successor
     session.transition(IkeTrigger.REKEYED)
     session.save()
     session.emit(IkeSaRekeyed(session, successor))
