@@ -177,8 +177,8 @@ class PeerConfig:
     MOBIKE policy (RFC 4555, used only where MOBIKE is negotiated): ``additional_addresses``
     are our other IP addresses, announced in IKE_AUTH with ADDITIONAL_IP4/IP6_ADDRESS (§3.4;
     later changes go with `IkeSession.announce_addresses`). ``no_nats_allowed`` puts
-    NO_NATS_ALLOWED in our first IKE_AUTH request and our UPDATE_SA_ADDRESSES requests (§3.9):
-    a NAT on the path is then refused by the peer with UNEXPECTED_NAT_DETECTED.
+    NO_NATS_ALLOWED in our first IKE_AUTH request and our address updates and announcements
+    (§3.9): a NAT on the path is then refused by the peer with UNEXPECTED_NAT_DETECTED.
     ``return_routability_check`` (the default, §3.7's SHOULD): when the peer moves the SA to a
     new address, the Child SAs follow only once an INFORMATIONAL with COOKIE2 sent there is
     answered.

@@ -293,6 +293,42 @@ def test_no_nats_allowed_in_ike_auth() -> None:
     assert gateway.sessions == [] and not of_type(drain(gateway), IkeSaEstablished)
 
 
+def test_no_nats_allowed_in_an_address_announcement() -> None:
+    p = established(client={"no_nats_allowed": True}, retransmit_tries=2)
+
+    def nat(datagram: Datagram) -> list[Datagram]:
+        if datagram.src[0] == INITIATOR_HOST:
+            return [Datagram(datagram.data, (PUBLIC, 40000), datagram.dst)]
+        if datagram.dst[0] == PUBLIC:
+            return [Datagram(datagram.data, datagram.src, (INITIATOR_HOST, NAT_T))]
+        return [datagram]
+
+    # HDR(#2), SK {N(ADDITIONAL_IP4_ADDRESS), N(NO_NATS_ALLOWED), N(COOKIE2)}  -NAT->
+    #    <--  HDR(#2), SK {N(UNEXPECTED_NAT_DETECTED), N(COOKIE2)}     retried: #3, #4
+    p.client_sa.announce_addresses([SECOND_HOST], 1.0)
+    assert [str(d) for d in p.net.run(1.0, nat)] == [
+        "INFORMATIONAL --> #2",
+        "INFORMATIONAL <-- #2",
+        "INFORMATIONAL --> #3",
+        "INFORMATIONAL <-- #3",
+        "INFORMATIONAL --> #4",
+        "INFORMATIONAL <-- #4",
+    ]
+    assert not of_type(drain(p.gateway), PeerAddressesChanged)
+    assert p.gateway_sa.peer_addresses == () and p.client_sa.state == IkeState.ESTABLISHED
+    # Without the NAT the same announcement is taken:
+    # HDR(#5), SK {N(ADDITIONAL_IP4_ADDRESS), N(NO_NATS_ALLOWED), N(COOKIE2)}  -->  <--
+    p.client_sa.announce_addresses([SECOND_HOST], 2.0)
+    (request,) = p.net.capture(2.0)
+    kinds = [n.notify_type for n in _opened_request(p, request)]
+    assert NotifyType.NO_NATS_ALLOWED in kinds
+    p.net.deliver([request], 2.0)
+    p.net.run(2.0)
+    (changed,) = of_type(drain(p.gateway), PeerAddressesChanged)
+    assert isinstance(changed, PeerAddressesChanged)
+    assert changed.addresses == (INITIATOR_HOST, SECOND_HOST)
+
+
 # -- ADDITIONAL_*_ADDRESS in IKE_AUTH (§3.4) ----------------------------------------------
 
 

@@ -108,8 +108,14 @@ def _nat_prohibited(payloads: list[Payload], src: Address, dst: Address) -> bool
     return no_nats is not None and not hmac.compare_digest(no_nats.data, no_nats_data(src, dst))
 
 
-def _wants_no_nats(session: IkeSession) -> bool:
-    return session.peer is not None and session.peer.no_nats_allowed
+def _no_nats(session: IkeSession) -> list[Payload]:
+    """N(NO_NATS_ALLOWED) with the addresses our request leaves from and goes to (§3.9), when
+    our policy forbids NATs on the path; else nothing."""
+    if session.peer is None or not session.peer.no_nats_allowed:
+        return []
+    sa = session.sa
+    data = no_nats_data(sa.local_address, sa.remote_address)
+    return [Notify.status(NotifyType.NO_NATS_ALLOWED, data)]
 
 
 def _announced(received: list[Notify]) -> tuple[str, ...]:
@@ -127,13 +133,8 @@ def auth_address_notifies(session: IkeSession, peer: PeerConfig, *, request: boo
     out: list[Payload] = [
         Notify.additional_address(ipaddress.ip_address(a)) for a in peer.additional_addresses
     ]
-    if request and peer.no_nats_allowed:
-        sa = session.sa
-        out.append(
-            Notify.status(
-                NotifyType.NO_NATS_ALLOWED, no_nats_data(sa.local_address, sa.remote_address)
-            )
-        )
+    if request:
+        out += _no_nats(session)
     return out
 
 
@@ -246,15 +247,10 @@ class UpdateAddressesInitiator:
             raise LocalProtocolError("superseded by a newer address update")
         sa = session.sa
         self._cookie2 = session.endpoint.random(COOKIE2_LENGTH)
-        no_nats: list[Payload] = []
-        if _wants_no_nats(session):
-            # §3.9: the addresses this request leaves from and goes to, for the peer to compare.
-            data = no_nats_data(sa.local_address, sa.remote_address)
-            no_nats = [Notify.status(NotifyType.NO_NATS_ALLOWED, data)]
         return [
             Notify.status(NotifyType.UPDATE_SA_ADDRESSES),
             *nat_detection_payloads(sa.spi_i, sa.spi_r, sa.local_address, sa.remote_address),
-            *no_nats,
+            *_no_nats(session),
             Notify.status(NotifyType.COOKIE2, self._cookie2),
         ]
 
@@ -306,13 +302,19 @@ class UpdateAddressesInitiator:
 
 
 class AnnounceAddressesInitiator:
-    """INFORMATIONAL {N(ADDITIONAL_IP4/6_ADDRESS)+ | N(NO_ADDITIONAL_ADDRESSES), N(COOKIE2)}
-    (§3.6): the complete list of our other addresses, replacing what the peer knew."""
+    """INFORMATIONAL {N(ADDITIONAL_IP4/6_ADDRESS)+ | N(NO_ADDITIONAL_ADDRESSES),
+    [N(NO_NATS_ALLOWED)], N(COOKIE2)} (§3.6): the complete list of our other addresses,
+    replacing what the peer knew. ``attempt`` as in `UpdateAddressesInitiator`."""
 
     exchange_type = ExchangeType.INFORMATIONAL
 
-    def __init__(self, additional: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]):
+    def __init__(
+        self,
+        additional: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...],
+        attempt: int = 0,
+    ):
         self._additional = additional
+        self._attempt = attempt
         self._cookie2 = b""
 
     def build_request(self, session: IkeSession, now: float) -> list[Payload]:
@@ -320,13 +322,18 @@ class AnnounceAddressesInitiator:
         addresses: list[Payload] = [Notify.additional_address(a) for a in self._additional]
         if not addresses:
             addresses = [Notify.status(NotifyType.NO_ADDITIONAL_ADDRESSES)]
-        return [*addresses, Notify.status(NotifyType.COOKIE2, self._cookie2)]
+        return [*addresses, *_no_nats(session), Notify.status(NotifyType.COOKIE2, self._cookie2)]
 
     def process_response(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
     ) -> None:
         if not _cookie_matches(self._cookie2, payloads):
             _close_for_cookie(session, now)
+            return
+        refused = find_notify(payloads, NotifyType.UNEXPECTED_NAT_DETECTED) is not None
+        if refused and self._attempt < session.endpoint.config.retransmit_tries:
+            # §3.9: retried with new requests; after that the peer keeps the set it knew.
+            session.start(AnnounceAddressesInitiator(self._additional, self._attempt + 1), now)
 
     def abort(self, session: IkeSession, reason: str, now: float) -> None:
         """Nothing to undo: the peer keeps the address set it knew."""
