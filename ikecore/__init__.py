@@ -50,6 +50,7 @@ from ikecore.events import (
     IkeSaRekeyFailed,
     LivenessChecked,
     PeerAddressesChanged,
+    ReturnRoutabilityFailed,
 )
 from ikecore.keys import (
     ChildKeys,
@@ -177,6 +178,7 @@ __all__ = [
     "RedisStore",
     "RemoteProtocolError",
     "ReplayError",
+    "ReturnRoutabilityFailed",
     "SaStore",
     "SecurityAssociation",
     "SequenceExhausted",

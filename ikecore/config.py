@@ -182,6 +182,15 @@ class PeerConfig:
     ``child_rekey_time`` after a Child SA was made it is rekeyed (RFC 7296 §2.8), and after
     ``dpd_delay`` without an authentic IKE message or ESP packet from the peer a liveness check
     is sent (§1.4; a peer that never answers ends the SA with reason "timeout").
+
+    MOBIKE policy (RFC 4555, used only where MOBIKE is negotiated): ``additional_addresses``
+    are our other IP addresses, announced in IKE_AUTH with ADDITIONAL_IP4/IP6_ADDRESS (§3.4;
+    later changes go with `IkeSession.announce_addresses`). ``no_nats_allowed`` puts
+    NO_NATS_ALLOWED in our first IKE_AUTH request and our address updates and announcements
+    (§3.9): a NAT on the path is then refused by the peer with UNEXPECTED_NAT_DETECTED.
+    ``return_routability_check`` (the default, §3.7's SHOULD): when the peer moves the SA to a
+    new address, the Child SAs follow only once an INFORMATIONAL with COOKIE2 sent there is
+    answered.
     """
 
     local_id: Identity
@@ -205,6 +214,9 @@ class PeerConfig:
     child_rekey_time: float | None = None
     dpd_delay: float | None = None
     name: str = ""
+    additional_addresses: tuple[str, ...] = ()
+    no_nats_allowed: bool = False
+    return_routability_check: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.psk, bytes) or not self.psk:
@@ -219,6 +231,15 @@ class PeerConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0 seconds (or None)")
+        if not isinstance(self.additional_addresses, tuple):
+            raise TypeError("additional_addresses must be a tuple of IP address strings")
+        for address in self.additional_addresses:
+            if not isinstance(address, str):
+                raise TypeError(f"additional_addresses: {address!r} is not a string")
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"additional_addresses: not an IP address: {address!r}") from None
 
 
 @dataclass(frozen=True, slots=True)

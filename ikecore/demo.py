@@ -300,6 +300,10 @@ class _Gateway:
     moved: list[IkeSaMoved] = field(default_factory=list)
     sessions: list[IkeSession] = field(default_factory=list)
 
+    def moved_clone(self, clone: IkeSession) -> IkeSession | None:
+        """The gateway's side of ``clone`` once it moved."""
+        return next((m.session for m in self.moved if m.session.sa.spis == clone.sa.spis), None)
+
     async def serve(self) -> None:
         while True:
             event = await self.driver.next_event()
@@ -458,9 +462,10 @@ class _Demo:
             "the MOBIKE move",
             deadline,
         )
-        gateway_clone = next(
-            (m.session for m in gateway.moved if m.session.sa.spis == clone.sa.spis), None
-        )
+        # RFC 4555 §3.7: the gateway's side moves once its return routability check of the
+        # new address (INFORMATIONAL {N(COOKIE2)} there and back) is answered.
+        while (gateway_clone := gateway.moved_clone(clone)) is None and client.now() < deadline:
+            await asyncio.sleep(0.01)
         if gateway_clone is None or gateway_clone.sa.remote_address[0] != CLIENT_HOSTS[1]:
             raise _Failure("the gateway did not move the clone")
         gateway_old = next(s for s in gateway.sessions if s.sa.spis == old.sa.spis)

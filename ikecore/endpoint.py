@@ -597,6 +597,11 @@ class IkeEndpoint:
             start = end
 
     def _esp_path(self, state: EspState) -> tuple[Address, Address]:
+        verified = state.session.mobike.esp_path
+        if verified is not None:
+            # RFC 4555 §3.7: the peer's new address is being checked; until it answers the
+            # Child SAs stay on the path they had.
+            return verified
         sa = state.session.sa
         port = self.config.nat_port
         if sa.local_address[1] == port:

@@ -34,6 +34,7 @@ __all__ = [
     "IkeSaRekeyed",
     "LivenessChecked",
     "PeerAddressesChanged",
+    "ReturnRoutabilityFailed",
 ]
 
 
@@ -174,6 +175,18 @@ class IkeSaMoveFailed(Event):
 
     session: IkeSession
     notify: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnRoutabilityFailed(Event):
+    """RFC 4555 §3.7: the peer moved the SA to ``remote`` but the check sent there (an
+    INFORMATIONAL with COOKIE2) was never answered; the IKE SA and its Child SAs stay on the
+    previous addresses, ``local`` and ``previous``."""
+
+    session: IkeSession
+    remote: Address
+    local: Address
+    previous: Address
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,6 +146,9 @@ class IkeSession:
         # §2.8.2: on such an SA made by the peer's rekey, the old SA, until the collision is
         # resolved.
         self.collision_parent: IkeSession | None = None
+        # §2.8: after an IKE SA rekey, the SA that took our Child SAs over (a request about
+        # one of them that was sent on this SA before the peer saw the rekey end applies there).
+        self.successor: IkeSession | None = None
         # §2.8.1: per Child SA being rekeyed by both ends, the one the peer's request made.
         self.child_collisions: dict[bytes, ChildCollision] = {}
         # Child SAs the user has not been told about (made in a collision, maybe redundant):
@@ -248,6 +251,16 @@ class IkeSession:
                 return child
         return None
 
+    def holder_of_outbound_spi(self, spi: bytes) -> IkeSession:
+        """The session holding the Child SA with outbound SPI ``spi``: this one, or the
+        successor an IKE SA rekey moved it to (§2.8); this one if neither has it."""
+        session: IkeSession | None = self
+        while session is not None:
+            if session.child_by_outbound_spi(spi) is not None:
+                return session
+            session = session.successor
+        return self
+
     def child_transition(self, child: ChildSa, trigger: ChildTrigger) -> None:
         child.state = child_transition(child.state, trigger)
 
@@ -278,6 +291,11 @@ class IkeSession:
         self._queue.clear()
         for task in queued:
             successor.start(task, now)
+
+    def enqueue(self, task: InitiatorTask) -> None:
+        """Queue a request of ours without sending it yet: while we answer a peer request,
+        it goes out after that response."""
+        self._queue.append(task)
 
     def outstanding_tasks(self) -> list[InitiatorTask]:
         return [out.task for out in self._outstanding.values()]
@@ -378,6 +396,13 @@ class IkeSession:
 
         start_update(self, local, remote, now)
 
+    @property
+    def peer_addresses(self) -> tuple[str, ...]:
+        """The peer's address set (RFC 4555 §3.4, §3.6): the address its last announcement
+        came from, then its ADDITIONAL_IP4/IP6_ADDRESS list (from IKE_AUTH or a later
+        INFORMATIONAL); empty until it announced any."""
+        return self.mobike.peer_addresses
+
     def announce_addresses(self, additional: Iterable[str], now: float) -> None:
         """Tell the peer where else we can be reached (RFC 4555 §3.6): ADDITIONAL_IP4/6_ADDRESS
         per address, NO_ADDITIONAL_ADDRESSES when there is none."""
@@ -416,6 +441,8 @@ class IkeSession:
         while self._queue and len(self._outstanding) < self.sa.peer_window:
             if self.sa.state == IkeState.DELETED or self.evicted:
                 return
+            if self._outstanding and self._waits_for_exclusive():
+                return
             task = self._queue.popleft()
             try:
                 payloads = task.build_request(self, now)
@@ -423,6 +450,15 @@ class IkeSession:
                 task.abort(self, "not applicable", now)
                 continue
             self._send_request(task, payloads, now, None)
+
+    def _waits_for_exclusive(self) -> bool:
+        """With SET_WINDOW_SIZE > 1, an IKE SA rekey flies alone (RFC 7296 §2.8, §2.25.2):
+        it goes once our other requests on the old SA are answered, and nothing follows it
+        on the old SA (what is queued meanwhile goes on the new SA), so no request is
+        answered on an SA whose Child SAs have moved, or lost with the old SA."""
+        return getattr(self._queue[0], "exclusive", False) or any(
+            getattr(out.task, "exclusive", False) for out in self._outstanding.values()
+        )
 
     def _send_request(
         self, task: InitiatorTask, payloads: list[Payload], now: float, message_id: int | None
@@ -610,10 +646,12 @@ class IkeSession:
 
                 request_on_successor(self, payloads, now)
             if not sa.initiator and (
-                message.exchange == ExchangeType.IKE_AUTH or sa.remote_behind_nat
+                message.exchange == ExchangeType.IKE_AUTH
+                or (sa.remote_behind_nat and not _mobike_negotiated(sa))
             ):
                 # §2.23: follow the initiator's move to the NAT-T port (and a NAT's
-                # rebinding), from authenticated requests only.
+                # rebinding), from authenticated requests only. With MOBIKE only
+                # UPDATE_SA_ADDRESSES moves the SA (RFC 4555 §3.8).
                 sa.remote_address, sa.local_address = src, dst
             self.request_path = (src, dst)
             try:
@@ -720,6 +758,15 @@ class IkeSession:
             if out.deadline > now:
                 continue
             if out.tries >= config.retransmit_tries:
+                fallback = getattr(out.task, "path_failed", None)
+                if fallback is not None and fallback(self, now):
+                    # RFC 4555 §3.7: a new path that never answered; the request goes on
+                    # on the previous one (its message ID must still be answered).
+                    out.tries = 0
+                    out.deadline = now + config.retransmit_timeout
+                    for raw in out.messages:
+                        self.endpoint.transmit(self, raw)
+                    continue
                 # §2.4: a peer that never answers is gone; so is the SA.
                 self.terminate(IkeTrigger.FAILED, "timeout", now)
                 return
@@ -795,11 +842,16 @@ _INFORMATIONAL_CAPABLE = (
 )
 
 
+def _mobike_negotiated(sa: IkeSa) -> bool:
+    return sa.local_mobike_supported and sa.peer_mobike_supported
+
+
 def _reason(notify: int) -> str:
     reasons: dict[int, str] = {
         NotifyType.AUTHENTICATION_FAILED: "authentication_failed",
         NotifyType.NO_PROPOSAL_CHOSEN: "no_proposal_chosen",
         NotifyType.INVALID_KE_PAYLOAD: "invalid_ke_payload",
         NotifyType.INVALID_SYNTAX: "invalid_syntax",
+        NotifyType.UNEXPECTED_NAT_DETECTED: "unexpected_nat_detected",
     }
     return reasons.get(notify, "failed")

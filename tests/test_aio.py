@@ -4,79 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 
 from engine_harness import peer_configs
+from udp_harness import CLIENT, GATEWAY, SECOND, expect, free_port_pair, udp_pair
 
-from ikecore.aio import UdpDriver
-from ikecore.config import EndpointConfig
-from ikecore.endpoint import IkeEndpoint
 from ikecore.events import (
     ChildSaEstablished,
-    Event,
     IkeSaDeleted,
     IkeSaEstablished,
     IkeSaRekeyed,
 )
 from ikecore.states import IkeState
 
-CLIENT, GATEWAY, SECOND = "127.0.0.1", "127.0.0.2", "127.0.0.3"
-
-
-def free_port_pair() -> tuple[int, int]:
-    """Two UDP ports free on the loopback addresses used here (unprivileged: no root)."""
-    while True:
-        with (
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a,
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b,
-        ):
-            a.bind((CLIENT, 0))
-            b.bind((CLIENT, 0))
-            ports = (a.getsockname()[1], b.getsockname()[1])
-        try:
-            for host in (CLIENT, GATEWAY, SECOND):
-                for port in ports:
-                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-                        probe.bind((host, port))
-        except OSError:
-            continue
-        return ports
-
-
-async def expect(driver: UdpDriver, kind: type) -> Event:
-    while True:
-        event = await driver.next_event(timeout=5.0)
-        if isinstance(event, kind):
-            return event
-
 
 def test_handshake_child_rekey_delete_over_udp() -> None:
-    ike_port, nat_port = free_port_pair()
+    ike_port, nat_port = ports = free_port_pair()
 
     async def scenario() -> None:
         initiator_peer, responder_peer = peer_configs()
         initiator_peer = dataclasses.replace(
             initiator_peer, remote_address=(GATEWAY, ike_port), local_address=(CLIENT, ike_port)
         )
-        client = UdpDriver(
-            IkeEndpoint(EndpointConfig(peers=(initiator_peer,), nat_port=nat_port)),
-            [CLIENT],
-            ike_port=ike_port,
-        )
-        gateway = UdpDriver(
-            IkeEndpoint(
-                EndpointConfig(
-                    peers=(responder_peer,),
-                    ike_proposals=responder_peer.ike_proposals,
-                    nat_port=nat_port,
-                )
-            ),
-            [GATEWAY],
-            ike_port=ike_port,
-        )
-        await client.start()
-        await gateway.start()
-        try:
+        async with udp_pair(initiator_peer, responder_peer, ports) as (client, gateway):
             # IKE_SA_INIT (port 500-like) -->  <--  ; IKE_AUTH (NAT-T port, marker) -->  <--
             session = client.endpoint.initiate(initiator_peer, client.now())
             client.pump()
@@ -110,39 +59,19 @@ def test_handshake_child_rekey_delete_over_udp() -> None:
             # Six requests (INIT, AUTH, CHILD, REKEY, 2 x DELETE), each answered once.
             assert client.sent == gateway.sent == 6
             assert client.received_count == gateway.received_count == 6
-        finally:
-            client.close()
-            gateway.close()
 
     asyncio.run(scenario())
 
 
 def test_several_local_addresses_and_nat_keepalives() -> None:
-    ike_port, nat_port = free_port_pair()
+    ike_port, nat_port = ports = free_port_pair()
     second = SECOND
 
     async def scenario() -> None:
         initiator_peer, responder_peer = peer_configs()
-        client = UdpDriver(
-            IkeEndpoint(EndpointConfig(peers=(initiator_peer,), nat_port=nat_port)),
-            [CLIENT, second],
-            ike_port=ike_port,
-            keepalive_interval=0.05,
-        )
-        gateway = UdpDriver(
-            IkeEndpoint(
-                EndpointConfig(
-                    peers=(responder_peer,),
-                    ike_proposals=responder_peer.ike_proposals,
-                    nat_port=nat_port,
-                )
-            ),
-            [GATEWAY],
-            ike_port=ike_port,
-        )
-        await client.start()
-        await gateway.start()
-        try:
+        async with udp_pair(
+            initiator_peer, responder_peer, ports, [CLIENT, second], keepalive_interval=0.05
+        ) as (client, gateway):
             assert sorted(client.bound) == sorted(
                 (host, port) for host in (CLIENT, second) for port in (ike_port, nat_port)
             )
@@ -167,8 +96,5 @@ def test_several_local_addresses_and_nat_keepalives() -> None:
             assert gateway.received_count - before >= 2
             assert [s.state for s in gateway.endpoint.sessions] == [IkeState.ESTABLISHED] * 2
             assert gateway.endpoint.malformed == 0 and gateway.endpoint.esp_dropped == 0
-        finally:
-            client.close()
-            gateway.close()
 
     asyncio.run(scenario())

@@ -13,11 +13,8 @@ import time
 from pathlib import Path
 
 from engine_harness import peer_configs
-from test_aio import CLIENT, GATEWAY, SECOND, expect, free_port_pair
+from udp_harness import CLIENT, GATEWAY, SECOND, expect, free_port_pair, udp_pair
 
-from ikecore.aio import UdpDriver
-from ikecore.config import EndpointConfig
-from ikecore.endpoint import IkeEndpoint
 from ikecore.events import (
     ChildSaEstablished,
     CloneFailed,
@@ -33,7 +30,7 @@ PING = b"\x45" + bytes(27)
 
 
 def test_clone_child_mobike_and_esp_through_aio() -> None:
-    ike_port, nat_port = free_port_pair()
+    ike_port, nat_port = ports = free_port_pair()
 
     async def scenario() -> None:
         client_peer, gateway_peer = peer_configs()
@@ -41,25 +38,10 @@ def test_clone_child_mobike_and_esp_through_aio() -> None:
             client_peer, remote_address=(GATEWAY, ike_port), local_address=(CLIENT, ike_port)
         )
         gateway_peer = dataclasses.replace(gateway_peer, max_clones=1)
-        client = UdpDriver(
-            IkeEndpoint(EndpointConfig(peers=(client_peer,), nat_port=nat_port)),
-            [CLIENT, SECOND],
-            ike_port=ike_port,
-        )
-        gateway = UdpDriver(
-            IkeEndpoint(
-                EndpointConfig(
-                    peers=(gateway_peer,),
-                    ike_proposals=gateway_peer.ike_proposals,
-                    nat_port=nat_port,
-                )
-            ),
-            [GATEWAY],
-            ike_port=ike_port,
-        )
-        await client.start()
-        await gateway.start()
-        try:
+        async with udp_pair(client_peer, gateway_peer, ports, [CLIENT, SECOND]) as (
+            client,
+            gateway,
+        ):
             # IKE_SA_INIT --> <-- ; IKE_AUTH {.., N(CLONE_IKE_SA_SUPPORTED), ..} --> <--
             old = client.endpoint.initiate(client_peer, client.now())
             client.pump()
@@ -105,9 +87,6 @@ def test_clone_child_mobike_and_esp_through_aio() -> None:
             }
             assert arrived == {child_event.child.spi_in, old.child_sas[0].spi_in}
             assert old.state == clone.state == IkeState.ESTABLISHED
-        finally:
-            client.close()
-            gateway.close()
 
     asyncio.run(scenario())
 

@@ -42,6 +42,9 @@ def test_demo_prints_the_flow_and_passes(tmp_path: pathlib.Path) -> None:
         " N(NAT_DETECTION_DESTINATION_IP), N(COOKIE2)} -->",
         "<-- INFORMATIONAL {N(NAT_DETECTION_SOURCE_IP), N(NAT_DETECTION_DESTINATION_IP),"
         " N(COOKIE2)}",
+        # The gateway's return routability check of the new address (RFC 4555 §3.7).
+        "<-- INFORMATIONAL {N(COOKIE2)}",
+        "INFORMATIONAL {N(COOKIE2)} -->",
         "INFORMATIONAL {D} -->",
         "<-- INFORMATIONAL {}",
         "INFORMATIONAL {D} -->",

@@ -318,16 +318,24 @@ def test_simultaneous_ike_rekey_only_one_side_notices() -> None:
 def test_ike_rekey_refused_while_other_exchanges_run() -> None:
     initiator, _responder, session, peer_session, net = established()
     # B has a CREATE_CHILD_SA in flight when A's rekey arrives: TEMPORARY_FAILURE (§2.25.2)
+    # and A, rekeying the IKE SA, answers B's CREATE_CHILD_SA the same way (§2.25.2).
     peer_session.create_child_sa(1.0)
     session.rekey(1.0)
     net.run(1.0)
     (failed,) = of_type(drain(initiator), IkeSaRekeyFailed)
     assert isinstance(failed, IkeSaRekeyFailed) and failed.notify == NotifyType.TEMPORARY_FAILURE
-    assert session.state == IkeState.ESTABLISHED and len(session.child_sas) == 2
-    # Later the rekey goes through.
+    (child_failed,) = of_type(drain(_responder), ChildSaFailed)
+    assert isinstance(child_failed, ChildSaFailed)
+    assert child_failed.notify == NotifyType.TEMPORARY_FAILURE
+    assert session.state == IkeState.ESTABLISHED and len(session.child_sas) == 1
+    assert len(peer_session.child_sas) == 1
+    # Later both go through (§2.25: retried after a wait, one at a time).
     session.rekey(10.0)
     net.run(10.0)
     assert len(initiator.sessions) == 1 and initiator.sessions[0] is not session
+    (peer_successor,) = _responder.sessions
+    peer_successor.create_child_sa(20.0)
+    net.run(20.0)
     assert len(initiator.sessions[0].child_sas) == 2
 
 

@@ -35,11 +35,20 @@ def test_move_a_clone_with_its_child_sa_while_the_old_sa_stays() -> None:
     # (192.0.2.2:4500 -> 198.51.100.1:4500)
     # HDR(clone, #1), SK {N(UPDATE_SA_ADDRESSES), N(NAT_D_SRC), N(NAT_D_DST), N(COOKIE2)} -->
     #             <--  HDR(clone, #1), SK {N(NAT_D_SRC), N(NAT_D_DST), N(COOKIE2)}
+    # (the gateway's return routability check of 192.0.2.2, RFC 4555 §3.7)
+    #             <--  HDR(clone, #0), SK {N(COOKIE2)}
+    # HDR(clone, #0), SK {N(COOKIE2)}  -->
     clone.update_addresses((SECOND_HOST, NAT_T), 2.0)
     flow = p.net.run(2.0)
-    assert [str(d) for d in flow] == ["INFORMATIONAL --> #1", "INFORMATIONAL <-- #1"]
+    assert [str(d) for d in flow] == [
+        "INFORMATIONAL --> #1",
+        "INFORMATIONAL <-- #1",
+        "INFORMATIONAL --> #0",
+        "INFORMATIONAL <-- #0",
+    ]
     assert flow[0].datagram.src == (SECOND_HOST, NAT_T)
     assert flow[1].datagram.dst == (SECOND_HOST, NAT_T)
+    assert flow[2].datagram.dst == (SECOND_HOST, NAT_T)
     client_events, gateway_events = p.events()
     (moved,) = of_type(client_events, IkeSaMoved)
     (peer_moved,) = of_type(gateway_events, IkeSaMoved)
@@ -104,23 +113,31 @@ def test_a_newer_update_supersedes_one_in_flight() -> None:
     # Two moves in a row (window 1): the first request is in flight, the second waits.
     # HDR(clone, #0), SK {N(UPDATE_SA_ADDRESSES), ...} from 192.0.2.2  -->  <--
     #   (its response gets no MOBIKE processing: a newer change happened, §3.5)
-    # HDR(clone, #1), SK {N(UPDATE_SA_ADDRESSES), ...} from 192.0.2.1  -->  <--
+    #   the gateway checks 192.0.2.2:      <--  HDR(clone, #0), SK {N(COOKIE2)}
+    # HDR(clone, #1), SK {N(UPDATE_SA_ADDRESSES), ...} from 192.0.2.1  -->
+    #   back on the path the gateway's Child SAs never left: the check is moot
+    # HDR(clone, #0), SK {N(COOKIE2)}  -->  <--  HDR(clone, #1), SK {...}
     clone.update_addresses((SECOND_HOST, NAT_T), 2.0)
     clone.update_addresses((INITIATOR_HOST, NAT_T), 2.0)
     flow = p.net.run(2.0)
     assert [str(d) for d in flow] == [
         "INFORMATIONAL --> #0",
         "INFORMATIONAL <-- #0",
+        "INFORMATIONAL --> #0",
         "INFORMATIONAL --> #1",
+        "INFORMATIONAL <-- #0",
         "INFORMATIONAL <-- #1",
     ]
     assert flow[0].datagram.src == (SECOND_HOST, NAT_T)
-    assert flow[2].datagram.src == (INITIATOR_HOST, NAT_T)
+    assert flow[2].datagram.dst == (SECOND_HOST, NAT_T)  # the gateway's check
+    assert flow[3].datagram.src == (INITIATOR_HOST, NAT_T)
     client_events, gateway_events = p.events()
     (moved,) = of_type(client_events, IkeSaMoved)
     assert isinstance(moved, IkeSaMoved) and moved.local == (INITIATOR_HOST, NAT_T)
-    assert len(of_type(gateway_events, IkeSaMoved)) == 2
+    # The gateway's Child SAs never moved: its check was overtaken before it was answered.
+    assert not of_type(gateway_events, IkeSaMoved)
     assert peer_clone.sa.remote_address == (INITIATOR_HOST, NAT_T)
+    assert peer_clone.mobike.pending_check is None and peer_clone.mobike.esp_path is None
     assert clone.mobike.pending_update is None
 
 
@@ -236,10 +253,17 @@ def test_the_gateway_may_move_a_clone_it_made() -> None:
     # (gateway) HDR(old, #0), SK {N(CLONE_IKE_SA), SA, Ni, KEi}  -->  <--  {SA, Nr, KEr}
     clone, peer_clone = clone_on_both_sides(p, p.gateway_sa, 1.0)
     # (198.51.100.2 -> 192.0.2.1) HDR(clone, #0), SK {N(UPDATE_SA_ADDRESSES), ...}  -->  <--
+    # the client's return routability check:   <--  HDR(clone, #0), SK {N(COOKIE2)}  -->
     peer_clone.update_addresses(("198.51.100.2", NAT_T), 2.0)
     flow = p.net.run(2.0)
-    assert [str(d) for d in flow] == ["INFORMATIONAL --> #0", "INFORMATIONAL <-- #0"]
+    assert [str(d) for d in flow] == [
+        "INFORMATIONAL --> #0",
+        "INFORMATIONAL <-- #0",
+        "INFORMATIONAL --> #0",
+        "INFORMATIONAL <-- #0",
+    ]
     assert flow[0].datagram.src == ("198.51.100.2", NAT_T)
+    assert flow[2].datagram.dst == ("198.51.100.2", NAT_T)
     client_events, gateway_events = p.events()
     assert of_type(client_events, IkeSaMoved) and of_type(gateway_events, IkeSaMoved)
     assert clone.sa.remote_address == ("198.51.100.2", NAT_T)
@@ -251,6 +275,7 @@ def test_an_update_superseded_before_it_was_sent_is_never_sent() -> None:
     clone, peer_clone = clone_on_both_sides(p, p.client_sa, 1.0)
     # HDR(clone, #0) CREATE_CHILD_SA in flight; two moves wait behind it: only the newer
     # one goes out. CREATE_CHILD_SA --> <-- ; INFORMATIONAL {N(UPDATE_SA_ADDRESSES), ...} --> <--
+    # then the gateway's check of port 4501:  <--  INFORMATIONAL {N(COOKIE2)}  -->
     clone.create_child_sa(2.0)
     clone.update_addresses((SECOND_HOST, NAT_T), 2.0)
     clone.update_addresses((INITIATOR_HOST, 4501), 2.0)
@@ -260,6 +285,8 @@ def test_an_update_superseded_before_it_was_sent_is_never_sent() -> None:
         "CREATE_CHILD_SA <-- #0",
         "INFORMATIONAL --> #1",
         "INFORMATIONAL <-- #1",
+        "INFORMATIONAL --> #0",
+        "INFORMATIONAL <-- #0",
     ]
     assert flow[2].datagram.src == (INITIATOR_HOST, 4501)
     (moved,) = of_type(p.events()[0], IkeSaMoved)

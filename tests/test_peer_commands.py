@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_aio import CLIENT, GATEWAY, free_port_pair
+from udp_harness import CLIENT, GATEWAY, free_port_pair
 
 from ikecore.cli import main
 from ikecore.peer_commands import _host_port, echo_reply_for, echo_request

@@ -338,5 +338,10 @@ class CreateChildDispatch:
             else:
                 task = RekeyIkeResponder()
         else:
+            if session.state in (IkeState.REKEYING, IkeState.REKEYED):
+                # §2.25.2: "a request to create or rekey a Child SA when it is currently
+                # rekeying the IKE SA" is answered TEMPORARY_FAILURE (the new Child SA would
+                # land on an IKE SA whose Child SAs are moving to its successor).
+                raise RemoteProtocolError("IKE SA is being rekeyed", NotifyType.TEMPORARY_FAILURE)
             task = CreateChildResponder()
         return task.process_request(session, message, payloads, now)

@@ -30,6 +30,11 @@ from ikecore.exchanges.base import (
     ts_payloads,
 )
 from ikecore.exchanges.child import accepted_esp_choice, make_child, responder_child_choice
+from ikecore.exchanges.mobike import (
+    auth_address_notifies,
+    refuse_unexpected_nat,
+    remember_auth_addresses,
+)
 from ikecore.states import IkeState, IkeTrigger
 from ikecore.wire import (
     Authentication,
@@ -85,6 +90,8 @@ def _announcements(
     if peer.mobike and peer_mobike:
         sa.local_mobike_supported = True
         out.append(_MOBIKE_SUPPORTED)
+        # RFC 4555 §3.4, §3.9: our other addresses; NO_NATS_ALLOWED in the request.
+        out += auth_address_notifies(session, peer, request=payloads is None)
     if sa.local_window > 1:
         # §2.3: the peer may have this many of its requests in flight towards us.
         out.append(Notify.set_window_size(sa.local_window))
@@ -110,6 +117,8 @@ def _remember_peer(session: IkeSession, payloads: list[Payload]) -> None:
     sa = session.sa
     sa.peer_clone_supported = find_notify(payloads, NotifyType.CLONE_IKE_SA_SUPPORTED) is not None
     sa.peer_mobike_supported = find_notify(payloads, NotifyType.MOBIKE_SUPPORTED) is not None
+    if sa.peer_mobike_supported:
+        remember_auth_addresses(session, payloads)
 
 
 class IkeAuthInitiator:
@@ -246,6 +255,7 @@ class IkeAuthResponder:
             raise RemoteProtocolError(
                 "initiator's AUTH does not verify", NotifyType.AUTHENTICATION_FAILED
             )
+        refuse_unexpected_nat(session, peer, payloads)  # RFC 4555 §3.9
         session.peer = peer
         sa.peer_name = peer.name
         sa.remote_id = identity

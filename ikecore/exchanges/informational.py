@@ -68,11 +68,12 @@ class DeleteChildInitiator:
     def process_response(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
     ) -> None:
-        # Whatever the peer answers, our inbound side is gone and it was told so.
-        session.remove_child(self._child, self._reason)
+        # Whatever the peer answers, our inbound side is gone and it was told so (on the
+        # successor if an IKE SA rekey moved the Child SA meanwhile, §2.8).
+        session.holder_of_outbound_spi(self._child.spi_out).remove_child(self._child, self._reason)
 
     def abort(self, session: IkeSession, reason: str, now: float) -> None:
-        session.remove_child(self._child, reason)
+        session.holder_of_outbound_spi(self._child.spi_out).remove_child(self._child, reason)
 
 
 class FatalNotifyInitiator:
@@ -138,7 +139,9 @@ class InformationalResponder:
             if delete.protocol_id != ProtocolId.ESP:
                 continue
             for spi in delete.spis:
-                child = session.child_by_outbound_spi(spi)
+                # After an IKE SA rekey the Child SA may be on the successor (§2.8).
+                holder = session.holder_of_outbound_spi(spi)
+                child = holder.child_by_outbound_spi(spi)
                 if child is None:
                     # §1.4.1: an unknown SPI is ignored. It may be a Child SA whose
                     # CREATE_CHILD_SA response is still on its way to us: remembered.
@@ -147,15 +150,15 @@ class InformationalResponder:
                 if child.state != ChildState.DELETING:
                     # We were not deleting it ourselves: answer with our inbound SPI.
                     ours.append(child.spi_in)
-                if child.spi_in in session.child_collisions:
+                if child.spi_in in holder.child_collisions:
                     # §2.8.1: the peer won a rekey collision it may not have noticed and now
                     # deletes the old Child SA: its replacement is the survivor.
                     from ikecore.exchanges.create_child import peer_rekey_won
 
-                    peer_rekey_won(session, child)
+                    peer_rekey_won(holder, child)
                 replaced = child.state == ChildState.REKEYED
-                session.child_transition(child, ChildTrigger.DELETE_RECEIVED)
-                session.remove_child(child, "rekeyed" if replaced else "deleted_by_peer")
+                holder.child_transition(child, ChildTrigger.DELETE_RECEIVED)
+                holder.remove_child(child, "rekeyed" if replaced else "deleted_by_peer")
         # RFC 4555: address updates and lists, NAT detection and COOKIE2 (exchanges/mobike.py).
         from ikecore.exchanges.mobike import mobike_response
 

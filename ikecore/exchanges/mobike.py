@@ -16,6 +16,15 @@ Only SAs on which both peers sent MOBIKE_SUPPORTED move. The responder takes the
 addresses from the IP header (§3.5); COOKIE2 is copied into every INFORMATIONAL response and
 a response whose COOKIE2 differs closes the IKE SA (§3.7). Which end may send
 UPDATE_SA_ADDRESSES is discussed in docs/CLONE.md.
+
+    (responder of the update, return routability check, §3.7, to the new address)
+                 <--  HDR, SK {N(COOKIE2)}
+    HDR, SK {N(COOKIE2)}  -->
+
+The IKE SA follows an update at once; its Child SAs only once the check is answered (the
+``return_routability_check`` policy). NO_NATS_ALLOWED (§3.9) carries the addresses the sender
+used; a responder that sees others answers UNEXPECTED_NAT_DETECTED and changes nothing.
+ADDITIONAL_*_ADDRESS may come in IKE_AUTH too (§3.4): the peer's address set is kept per SA.
 """
 
 from __future__ import annotations
@@ -28,8 +37,13 @@ from typing import TYPE_CHECKING
 
 from ikecore.config import Address
 from ikecore.constants import ExchangeType, NotifyType
-from ikecore.errors import LocalProtocolError
-from ikecore.events import IkeSaMoved, IkeSaMoveFailed, PeerAddressesChanged
+from ikecore.errors import LocalProtocolError, RemoteProtocolError
+from ikecore.events import (
+    IkeSaMoved,
+    IkeSaMoveFailed,
+    PeerAddressesChanged,
+    ReturnRoutabilityFailed,
+)
 from ikecore.exchanges.base import (
     detect_nat,
     error_notify,
@@ -41,14 +55,20 @@ from ikecore.states import IkeState, IkeTrigger
 from ikecore.wire import IkeMessage, Notify, Payload
 
 if TYPE_CHECKING:
+    from ikecore.config import PeerConfig
     from ikecore.session import IkeSession
 
 __all__ = [
     "COOKIE2_LENGTH",
     "AnnounceAddressesInitiator",
     "MobikeState",
+    "ReturnRoutabilityCheck",
     "UpdateAddressesInitiator",
+    "auth_address_notifies",
     "mobike_response",
+    "no_nats_data",
+    "refuse_unexpected_nat",
+    "remember_auth_addresses",
     "start_announcement",
     "start_update",
 ]
@@ -66,11 +86,78 @@ _ADDRESS_NOTIFIES = (
 class MobikeState:
     """Per session, in memory: the update in flight (the newest wins, §3.5), the highest
     message ID of an UPDATE_SA_ADDRESSES we acted on (older ones are answered but ignored),
-    and the peer's announced address set (§3.6)."""
+    the peer's announced address set (§3.4, §3.6), and, while the peer's new address is being
+    checked (§3.7), the check and the (local, remote) path the Child SAs keep using."""
 
     pending_update: UpdateAddressesInitiator | None = None
     last_update_id: int = -1
     peer_addresses: tuple[str, ...] = field(default_factory=tuple)
+    pending_check: ReturnRoutabilityCheck | None = None
+    esp_path: tuple[Address, Address] | None = None
+
+
+def no_nats_data(source: Address, destination: Address) -> bytes:
+    """NO_NATS_ALLOWED's data (§4.2.6): source IP | destination IP | source port | dest port."""
+    addresses = [ipaddress.ip_address(host).packed for host in (source[0], destination[0])]
+    return b"".join(addresses) + source[1].to_bytes(2, "big") + destination[1].to_bytes(2, "big")
+
+
+def _nat_prohibited(payloads: list[Payload], src: Address, dst: Address) -> bool:
+    """§3.9: a NO_NATS_ALLOWED whose addresses are not the IP header's (src, dst)."""
+    no_nats = find_notify(payloads, NotifyType.NO_NATS_ALLOWED)
+    return no_nats is not None and not hmac.compare_digest(no_nats.data, no_nats_data(src, dst))
+
+
+def _no_nats(session: IkeSession) -> list[Payload]:
+    """N(NO_NATS_ALLOWED) with the addresses our request leaves from and goes to (§3.9), when
+    our policy forbids NATs on the path; else nothing."""
+    if session.peer is None or not session.peer.no_nats_allowed:
+        return []
+    sa = session.sa
+    data = no_nats_data(sa.local_address, sa.remote_address)
+    return [Notify.status(NotifyType.NO_NATS_ALLOWED, data)]
+
+
+def _announced(received: list[Notify]) -> tuple[str, ...]:
+    """The ADDITIONAL_IP4/IP6_ADDRESS values (a notify of the wrong length names nothing)."""
+    lengths: dict[int, int] = {
+        NotifyType.ADDITIONAL_IP4_ADDRESS: 4,
+        NotifyType.ADDITIONAL_IP6_ADDRESS: 16,
+    }
+    return tuple(str(n.value) for n in received if lengths.get(n.notify_type) == len(n.data))
+
+
+def auth_address_notifies(session: IkeSession, peer: PeerConfig, *, request: bool) -> list[Payload]:
+    """What MOBIKE adds to our IKE_AUTH message once we announce MOBIKE_SUPPORTED: our other
+    addresses (§3.4) and, in the request, NO_NATS_ALLOWED when the policy forbids NATs (§3.9)."""
+    out: list[Payload] = [
+        Notify.additional_address(ipaddress.ip_address(a)) for a in peer.additional_addresses
+    ]
+    if request:
+        out += _no_nats(session)
+    return out
+
+
+def remember_auth_addresses(session: IkeSession, payloads: list[Payload]) -> None:
+    """§3.4: "The recipient stores this information, but no other action is taken"."""
+    received = notifies(payloads)
+    if not any(n.notify_type in _ADDRESS_NOTIFIES for n in received):
+        return
+    session.mobike.peer_addresses = (session.sa.remote_address[0], *_announced(received))
+
+
+def refuse_unexpected_nat(session: IkeSession, peer: PeerConfig, payloads: list[Payload]) -> None:
+    """§3.9 for the first IKE_AUTH request: a NAT rewrote what NO_NATS_ALLOWED names. Answered
+    UNEXPECTED_NAT_DETECTED (to where the request came from); the half-made SA goes."""
+    path = session.request_path
+    if not peer.mobike or path is None or not _nat_prohibited(payloads, *path):
+        return
+    session.close_after_response(
+        IkeTrigger.FAILED, "unexpected_nat_detected", NotifyType.UNEXPECTED_NAT_DETECTED
+    )
+    raise RemoteProtocolError(
+        "NO_NATS_ALLOWED does not match the IP header", NotifyType.UNEXPECTED_NAT_DETECTED
+    )
 
 
 def _require_mobike(session: IkeSession) -> None:
@@ -143,12 +230,15 @@ def _close_for_cookie(session: IkeSession, now: float) -> None:
 
 
 class UpdateAddressesInitiator:
-    """INFORMATIONAL {N(UPDATE_SA_ADDRESSES), N(NAT_DETECTION_*), N(COOKIE2)} (§3.5)."""
+    """INFORMATIONAL {N(UPDATE_SA_ADDRESSES), N(NAT_DETECTION_*), [N(NO_NATS_ALLOWED)],
+    N(COOKIE2)} (§3.5). ``attempt`` counts the new requests sent after UNEXPECTED_NAT_DETECTED
+    (§3.9)."""
 
     exchange_type = ExchangeType.INFORMATIONAL
 
-    def __init__(self, previous: tuple[Address, Address]) -> None:
+    def __init__(self, previous: tuple[Address, Address], attempt: int = 0) -> None:
         self._previous = previous
+        self._attempt = attempt
         self._cookie2 = b""
 
     def build_request(self, session: IkeSession, now: float) -> list[Payload]:
@@ -160,8 +250,20 @@ class UpdateAddressesInitiator:
         return [
             Notify.status(NotifyType.UPDATE_SA_ADDRESSES),
             *nat_detection_payloads(sa.spi_i, sa.spi_r, sa.local_address, sa.remote_address),
+            *_no_nats(session),
             Notify.status(NotifyType.COOKIE2, self._cookie2),
         ]
+
+    def _retry_after_nat(self, session: IkeSession, now: float) -> bool:
+        """§3.9: UNEXPECTED_NAT_DETECTED is retried "several times using new INFORMATIONAL
+        requests" (as many as retransmissions), so that one altered packet does not keep a
+        path unused."""
+        if self._attempt >= session.endpoint.config.retransmit_tries:
+            return False
+        retry = UpdateAddressesInitiator(self._previous, self._attempt + 1)
+        session.mobike.pending_update = retry
+        session.start(retry, now)
+        return True
 
     def process_response(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
@@ -174,8 +276,15 @@ class UpdateAddressesInitiator:
         session.mobike.pending_update = None
         sa = session.sa
         error = error_notify(payloads)
+        if (
+            error is not None
+            and error.notify_type == NotifyType.UNEXPECTED_NAT_DETECTED
+            and self._retry_after_nat(session, now)
+        ):
+            return
         if error is not None:
-            # §3.5: UNACCEPTABLE_ADDRESSES (or any refusal): keep using the previous addresses.
+            # §3.5: UNACCEPTABLE_ADDRESSES, UNEXPECTED_NAT_DETECTED once the retries are spent
+            # (or any refusal): keep using the previous addresses.
             sa.local_address, sa.remote_address = self._previous
             session.save()
             session.emit(IkeSaMoveFailed(session, error.notify_type))
@@ -193,13 +302,19 @@ class UpdateAddressesInitiator:
 
 
 class AnnounceAddressesInitiator:
-    """INFORMATIONAL {N(ADDITIONAL_IP4/6_ADDRESS)+ | N(NO_ADDITIONAL_ADDRESSES), N(COOKIE2)}
-    (§3.6): the complete list of our other addresses, replacing what the peer knew."""
+    """INFORMATIONAL {N(ADDITIONAL_IP4/6_ADDRESS)+ | N(NO_ADDITIONAL_ADDRESSES),
+    [N(NO_NATS_ALLOWED)], N(COOKIE2)} (§3.6): the complete list of our other addresses,
+    replacing what the peer knew. ``attempt`` as in `UpdateAddressesInitiator`."""
 
     exchange_type = ExchangeType.INFORMATIONAL
 
-    def __init__(self, additional: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]):
+    def __init__(
+        self,
+        additional: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...],
+        attempt: int = 0,
+    ):
         self._additional = additional
+        self._attempt = attempt
         self._cookie2 = b""
 
     def build_request(self, session: IkeSession, now: float) -> list[Payload]:
@@ -207,13 +322,18 @@ class AnnounceAddressesInitiator:
         addresses: list[Payload] = [Notify.additional_address(a) for a in self._additional]
         if not addresses:
             addresses = [Notify.status(NotifyType.NO_ADDITIONAL_ADDRESSES)]
-        return [*addresses, Notify.status(NotifyType.COOKIE2, self._cookie2)]
+        return [*addresses, *_no_nats(session), Notify.status(NotifyType.COOKIE2, self._cookie2)]
 
     def process_response(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
     ) -> None:
         if not _cookie_matches(self._cookie2, payloads):
             _close_for_cookie(session, now)
+            return
+        refused = find_notify(payloads, NotifyType.UNEXPECTED_NAT_DETECTED) is not None
+        if refused and self._attempt < session.endpoint.config.retransmit_tries:
+            # §3.9: retried with new requests; after that the peer keeps the set it knew.
+            session.start(AnnounceAddressesInitiator(self._additional, self._attempt + 1), now)
 
     def abort(self, session: IkeSession, reason: str, now: float) -> None:
         """Nothing to undo: the peer keeps the address set it knew."""
@@ -235,28 +355,121 @@ def mobike_response(
     received = notifies(payloads)
     kinds = {n.notify_type for n in received}
     newest = message.message_id > session.mobike.last_update_id
+    cookie2 = find_notify(received, NotifyType.COOKIE2)
+    changes = kinds & {NotifyType.UPDATE_SA_ADDRESSES, *_ADDRESS_NOTIFIES}
+    if changes and _nat_prohibited(payloads, src, dst):
+        # §3.9: a NAT rewrote the addresses the sender forbade to change: nothing is updated,
+        # the answer goes back where the request came from.
+        refusal: list[Payload] = [Notify.status(NotifyType.UNEXPECTED_NAT_DETECTED)]
+        if cookie2 is not None:
+            refusal.append(Notify.status(NotifyType.COOKIE2, cookie2.data))
+        return refusal
     if NotifyType.UPDATE_SA_ADDRESSES in kinds and newest:
         # §3.5: act only on the newest update (out-of-order requests are just answered).
         session.mobike.last_update_id = message.message_id
-        before = (sa.local_address, sa.remote_address)
-        # "Updates the IP addresses in the IKE_SA with the values from the IP header".
-        sa.local_address, sa.remote_address = dst, src
-        detected = detect_nat(payloads, sa.spi_i, sa.spi_r, dst, src)
-        if detected is not None:
-            sa.local_behind_nat, sa.remote_behind_nat = detected
-        if (sa.local_address, sa.remote_address) != before:
-            session.emit(IkeSaMoved(session, sa.local_address, sa.remote_address))
+        _follow_update(session, payloads, src, dst)
     if kinds & set(_ADDRESS_NOTIFIES):
         # §3.6: the new list replaces the old one; the IP header's source comes first.
-        additional = tuple(str(n.value) for n in received if n.notify_type in _ADDRESS_NOTIFIES[:2])
-        session.mobike.peer_addresses = (src[0], *additional)
+        session.mobike.peer_addresses = (src[0], *_announced(received))
         session.emit(PeerAddressesChanged(session, session.mobike.peer_addresses))
     answer: list[Payload] = []
     if NotifyType.NAT_DETECTION_SOURCE_IP in kinds:
         # §3.8: NAT detection in a request is answered with ours (our address first).
         answer += nat_detection_payloads(sa.spi_i, sa.spi_r, dst, src)
-    cookie2 = find_notify(received, NotifyType.COOKIE2)
     if cookie2 is not None:
         # §3.7: copied as-is.
         answer.append(Notify.status(NotifyType.COOKIE2, cookie2.data))
     return answer
+
+
+def _follow_update(
+    session: IkeSession, payloads: list[Payload], src: Address, dst: Address
+) -> None:
+    """§3.5, the responder's steps after the checks: the IKE SA takes the IP header's
+    addresses now; the Child SAs (and the NAT state) follow at once, or once a return
+    routability check of the new address is answered (§3.7)."""
+    sa, mobike = session.sa, session.mobike
+    # Where the Child SAs are: the verified path while a check is in flight, else the SA's.
+    current = mobike.esp_path or (sa.local_address, sa.remote_address)
+    # "Updates the IP addresses in the IKE_SA with the values from the IP header".
+    sa.local_address, sa.remote_address = dst, src
+    detected = detect_nat(payloads, sa.spi_i, sa.spi_r, dst, src)
+    check_needed = session.peer is not None and session.peer.return_routability_check
+    if (dst, src) == current or not check_needed:
+        # Back on the verified path (a check in flight is moot), or no check by policy.
+        mobike.pending_check = None
+        mobike.esp_path = None
+        _apply_move(session, detected, moved=(dst, src) != current)
+        return
+    # §3.7: "initiates a return routability check for the new initiator address ... and waits
+    # until the check is completed" before the IPsec SAs are updated. It goes after our
+    # answer to the update.
+    mobike.esp_path = current
+    check = ReturnRoutabilityCheck(detected)
+    mobike.pending_check = check
+    session.enqueue(check)
+
+
+def _apply_move(session: IkeSession, detected: tuple[bool, bool] | None, *, moved: bool) -> None:
+    sa = session.sa
+    if detected is not None:
+        # §3.5: "If NAT Traversal is supported and NAT detection payloads were included,
+        # enables or disables NAT Traversal" (keepalives from the side behind the NAT).
+        sa.local_behind_nat, sa.remote_behind_nat = detected
+    if moved:
+        session.emit(IkeSaMoved(session, sa.local_address, sa.remote_address))
+
+
+class ReturnRoutabilityCheck:
+    """INFORMATIONAL {N(COOKIE2)} to the peer's new address (§3.7): a response with our
+    COOKIE2 shows the peer really is there; then the Child SAs follow the IKE SA."""
+
+    exchange_type = ExchangeType.INFORMATIONAL
+
+    def __init__(self, detected: tuple[bool, bool] | None) -> None:
+        self._detected = detected
+        self._cookie2 = b""
+        self._failed = False
+
+    def build_request(self, session: IkeSession, now: float) -> list[Payload]:
+        if session.mobike.pending_check is not self:
+            raise LocalProtocolError("superseded by a newer address update")
+        self._cookie2 = session.endpoint.random(COOKIE2_LENGTH)
+        return [Notify.status(NotifyType.COOKIE2, self._cookie2)]
+
+    def process_response(
+        self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
+    ) -> None:
+        if not _cookie_matches(self._cookie2, payloads):
+            _close_for_cookie(session, now)
+            return
+        mobike = session.mobike
+        if self._failed or mobike.pending_check is not self:
+            return  # answered on the old path after it failed, or a newer update took over
+        mobike.pending_check = None
+        mobike.esp_path = None
+        _apply_move(session, self._detected, moved=True)
+        session.save()
+
+    def path_failed(self, session: IkeSession, now: float) -> bool:
+        """The session's retransmissions went unanswered. If the check (or a newer one) still
+        holds the Child SAs back, the IKE SA goes back to their verified path and this
+        request, whose message ID the peer must still see, is retransmitted there (now a
+        liveness check of that path). False: nothing to fall back to, the SA ends."""
+        mobike = session.mobike
+        verified = mobike.esp_path
+        if self._failed or verified is None:
+            return False
+        self._failed = True
+        sa = session.sa
+        unanswered = sa.remote_address
+        sa.local_address, sa.remote_address = verified
+        mobike.esp_path = None
+        mobike.pending_check = None
+        session.save()
+        session.emit(ReturnRoutabilityFailed(session, unanswered, *verified))
+        return True
+
+    def abort(self, session: IkeSession, reason: str, now: float) -> None:
+        if session.mobike.pending_check is self:
+            session.mobike.pending_check = None

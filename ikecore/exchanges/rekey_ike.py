@@ -226,6 +226,7 @@ def _hand_over(session: IkeSession, successor: IkeSession, now: float) -> None:
         session.endpoint.child_installed(successor, child)
     successor.visible = True
     successor.save()
+    session.successor = successor
     session.transition(IkeTrigger.REKEYED)
     session.save()
     session.emit(IkeSaRekeyed(session, successor))
@@ -266,6 +267,9 @@ def request_on_successor(successor: IkeSession, payloads: list[Payload], now: fl
 
 class RekeyIkeInitiator:
     exchange_type = ExchangeType.CREATE_CHILD_SA
+    # Sent only with nothing else in flight on the SA, and nothing sent after it (the
+    # session's window, §2.25.2).
+    exclusive = True
 
     def __init__(self, proposals: tuple[ProposalSpec, ...], group: int | None = None) -> None:
         self._proposals = proposals

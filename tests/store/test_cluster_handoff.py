@@ -129,11 +129,19 @@ def test_a_clone_handed_to_another_node_moves_there_with_its_counters(
     # B makes the client move the clone to B (the gateway-side MOBIKE move, docs/CLONE.md):
     # (198.51.100.2 -> 192.0.2.1) HDR(clone, #0), SK {N(UPDATE_SA_ADDRESSES), N(NAT_D_*),
     # N(COOKIE2)}  -->  <--  HDR(clone, #0), SK {N(NAT_D_*), N(COOKIE2)}
+    # and the client's return routability check of node B (RFC 4555 §3.7):
+    #   <--  HDR(clone, #1), SK {N(COOKIE2)}  -->
     b_clone.update_addresses((NODE_B_HOST, NAT_T), 2.0)
     flow = c.net.run(2.0)
-    assert [str(d) for d in flow] == ["INFORMATIONAL --> #0", "INFORMATIONAL <-- #0"]
+    assert [str(d) for d in flow] == [
+        "INFORMATIONAL --> #0",
+        "INFORMATIONAL <-- #0",
+        "INFORMATIONAL --> #1",
+        "INFORMATIONAL <-- #1",
+    ]
     assert flow[0].datagram.src == (NODE_B_HOST, NAT_T)
     assert flow[1].datagram.dst == (NODE_B_HOST, NAT_T)
+    assert flow[2].datagram.dst == (NODE_B_HOST, NAT_T)
     assert of_type(drain(c.client), IkeSaMoved) and of_type(drain(c.node_b), IkeSaMoved)
     assert client_clone.sa.remote_address == (NODE_B_HOST, NAT_T)
     assert c.client_sa.sa.remote_address == (RESPONDER_HOST, NAT_T)  # the old SA stays on A
@@ -167,13 +175,14 @@ def test_a_clone_handed_to_another_node_moves_there_with_its_counters(
     c.node_b.receive_datagram(replayed.data, replayed.src, (NODE_B_HOST, NAT_T), 3.5)
     assert c.node_b.esp_dropped == dropped + 1 and received(drain(c.node_b)) == []
 
-    # The client goes on using the clone with B: its message IDs continue (#1 after #0).
+    # The client goes on using the clone with B: its message IDs continue (#2 after #0 and
+    # the check #1).
     client_clone.create_child_sa(4.0)
     flow = c.net.run(4.0)
-    assert [str(d) for d in flow] == ["CREATE_CHILD_SA --> #1", "CREATE_CHILD_SA <-- #1"]
+    assert [str(d) for d in flow] == ["CREATE_CHILD_SA --> #2", "CREATE_CHILD_SA <-- #2"]
     assert flow[0].datagram.dst[0] == NODE_B_HOST
     assert of_type(drain(c.node_b), ChildSaEstablished)
-    assert b_clone.sa.next_peer_request_id == 2
+    assert b_clone.sa.next_peer_request_id == 3
     stored = c.store_b.get_ike_sa(*spis)
     assert stored is not None and len(stored.child_sas) == 2
     # Node A still serves the old SA; it never answers for the clone again.
@@ -326,9 +335,15 @@ def test_a_clone_the_client_made_can_be_handed_off_too(open_store: StoreFactory)
     assert client_clone.sa.initiator and not a_cloned.clone.sa.initiator
     c.node_a.hand_off(a_cloned.clone, "B")
     b_clone = c.node_b.take_over(client_clone.sa.spis)
+    # UPDATE_SA_ADDRESSES -->  <-- ; the client's return routability check  <--  -->
     b_clone.update_addresses((NODE_B_HOST, NAT_T), 2.0)
     flow = c.net.run(2.0)
-    assert [str(d) for d in flow] == ["INFORMATIONAL --> #0", "INFORMATIONAL <-- #0"]
+    assert [str(d) for d in flow] == [
+        "INFORMATIONAL --> #0",
+        "INFORMATIONAL <-- #0",
+        "INFORMATIONAL --> #0",
+        "INFORMATIONAL <-- #0",
+    ]
     assert client_clone.sa.remote_address == (NODE_B_HOST, NAT_T)
     client_clone.create_child_sa(3.0)
     flow = c.net.run(3.0)
@@ -389,20 +404,31 @@ def test_an_sa_goes_to_b_and_back_to_a_with_message_ids_continuing(
     c.node_a.hand_off(c.a_sa, "B")
     b_sa = c.node_b.take_over(spis)
     b_sa.update_addresses((NODE_B_HOST, NAT_T), 1.0)
-    # The gateway's first request on this SA (#0); the client's IKE_AUTH was #1.
-    assert [str(d) for d in c.net.run(1.0)] == ["INFORMATIONAL --> #0", "INFORMATIONAL <-- #0"]
+    # The gateway's first request on this SA (#0); the client's IKE_AUTH was #1, its return
+    # routability check of node B (RFC 4555 §3.7) is #2.
+    assert [str(d) for d in c.net.run(1.0)] == [
+        "INFORMATIONAL --> #0",
+        "INFORMATIONAL <-- #0",
+        "INFORMATIONAL --> #2",
+        "INFORMATIONAL <-- #2",
+    ]
     c.client_sa.check_liveness(2.0)
-    assert [str(d) for d in c.net.run(2.0)] == ["INFORMATIONAL --> #2", "INFORMATIONAL <-- #2"]
+    assert [str(d) for d in c.net.run(2.0)] == ["INFORMATIONAL --> #3", "INFORMATIONAL <-- #3"]
     c.node_b.hand_off(b_sa, "A")
     assert c.store_a.owner(*spis) == "A" and c.node_b.sessions == []
     back = c.node_a.take_over(spis)
     assert back is not c.a_sa and (back.sa.next_request_id, back.sa.next_peer_request_id) == (
         1,
-        3,
+        4,
     )
     back.update_addresses((RESPONDER_HOST, NAT_T), 3.0)
     flow = c.net.run(3.0)
-    assert [str(d) for d in flow] == ["INFORMATIONAL --> #1", "INFORMATIONAL <-- #1"]
+    assert [str(d) for d in flow] == [
+        "INFORMATIONAL --> #1",
+        "INFORMATIONAL <-- #1",
+        "INFORMATIONAL --> #4",
+        "INFORMATIONAL <-- #4",
+    ]
     assert flow[0].datagram.src == (RESPONDER_HOST, NAT_T)
     assert c.client_sa.sa.remote_address == (RESPONDER_HOST, NAT_T)
     # B's old session object is dead: it cannot be handed off again.
