@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, binding=False
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, binding=False, embedsignature.format=clinic
 """ESP with AES-GCM (RFC 4106) or ChaCha20-Poly1305 (RFC 7634) over RFC 4303.
 
 Packet: SPI (4) | Seq low 32 (4) | IV (8) | ciphertext | ICV, where the plaintext is
