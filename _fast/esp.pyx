@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, binding=False, embedsignature.format=clinic
 """ESP with AES-GCM (RFC 4106) or ChaCha20-Poly1305 (RFC 7634) over RFC 4303.
 
 Packet: SPI (4) | Seq low 32 (4) | IV (8) | ciphertext | ICV, where the plaintext is
@@ -165,8 +165,16 @@ cdef class EspOutbound:
             raise ValueError("lengths must not be negative")
         return ESP_HEADER_LEN + _padded_plaintext_len(inner_len, tfc_padding) + self._icv_len
 
-    cdef int _check_args(self, int next_header, Py_ssize_t inner_len,
-                         Py_ssize_t tfc_padding) except -1:
+    cdef inline int _check_args(self, int next_header, Py_ssize_t inner_len,
+                                Py_ssize_t tfc_padding) except -1:
+        # one test on the per-packet path; the raising part stays out of line
+        if (self.aead is not None and <unsigned int>next_header <= 255 and tfc_padding >= 0
+                and inner_len + tfc_padding <= MAX_PACKET):
+            return 0
+        return self._reject_args(next_header, inner_len, tfc_padding)
+
+    cdef int _reject_args(self, int next_header, Py_ssize_t inner_len,
+                          Py_ssize_t tfc_padding) except -1:
         if self.aead is None:
             raise ValueError("EspOutbound was not initialised")
         if not 0 <= next_header <= 255:
