@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from store_fixtures import STORE_KEY, make_sa
 
-from ikecore.store import SqliteStore, StoreUnavailable
+from ikecore.store import SqliteStore, StoreError, StoreUnavailable
 
 
 def test_write_lock_held_elsewhere_is_store_unavailable(tmp_path: Path) -> None:
@@ -30,5 +30,5 @@ def test_unknown_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "sa.db"
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA user_version = 7")
-    with pytest.raises(ValueError, match="schema 7"):
+    with pytest.raises(StoreError, match="schema 7"):
         SqliteStore(path, STORE_KEY)
