@@ -2,27 +2,29 @@
 
 A record is encoded into two byte strings: the *public* part (everything but key material,
 stored in the clear but authenticated) and the *secret* part (the IKE SA's SK_* keys and
-every Child SA's KEYMAT, which `RecordSealer` encrypts). Both are fixed-layout big-endian
-structures with length-prefixed variable fields, packed with `struct`: a store write encodes a
-record in a few microseconds, where ``json.dumps(sa.to_dict())`` took tens (format 1).
+every Child SA's KEYMAT, which `RecordSealer` encrypts). Both are big-endian `struct` layouts:
+a store write encodes a record in a few microseconds, where ``json.dumps(sa.to_dict())``
+took tens (format 1).
 
 Public part::
 
     IKE SA fixed block (_IKE)
-    per Child SA: fixed block (_CHILD), then one _TS block per traffic selector
-    string table: length (2) of each string | the strings
+    per Child SA: its fixed block (_CHILD), then one _TS block per traffic selector
+    byte strings: the local and remote identity data, then each Child SA's replay bitmap
+    text (UTF-8, to the end): IKE SA state, local host, remote host, peer name, family, then
+        per Child SA its state and the start and end of each traffic selector
 
-The fixed blocks give the number of strings: 7 of the IKE SA (state, local and remote host,
-peer name, family, local and remote identity data), 2 per Child SA (state, replay bitmap) and
-2 per traffic selector (start, end), in that order. Text is UTF-8. Optional values have a
-presence bit and a zero placeholder; ``key_bits`` 0 means "no Key Length attribute" (no
-transform is negotiated with 0). States are stored by their names, so adding a state does not
-renumber old records. Secret part: a string table of the seven IKE SA keys (RFC 7296 §2.14)
-when present, then ``key_in``, ``key_out`` of each Child SA in the order of the public part.
+The fixed blocks carry every length: of each byte string in bytes, of each text in characters
+(all texts are encoded at once), of each key. Optional values have a presence bit and a zero
+placeholder; ``key_bits`` 0 means "no Key Length attribute" (no transform is negotiated with
+0). States are stored by their names, so adding a state does not renumber old records.
+
+Secret part: the seven IKE SA keys (RFC 7296 §2.14) when present, then ``key_in`` and
+``key_out`` of each Child SA in the order of the public part, back to back.
 
 `decode` is given only authenticated bytes (the sealer opens the record first), so a decoding
-error means a writer bug or a record of another format; it raises `MalformedMessage` with the
-offset, never a partial record.
+error means a writer bug or a record of another format; it raises `MalformedMessage`, never
+returns a partial record.
 """
 
 from __future__ import annotations
@@ -42,15 +44,15 @@ __all__ = ["decode", "encode"]
 # spi_i spi_r | flags present | encr key_bits prf dh | next_request_id next_peer_request_id
 # peer_window local_window sk_iv | created_at established_at | parent rekeyed_from
 # | local port, remote port | local_id type, remote_id type | Child SA count
-_IKE = struct.Struct(">8s8sBBHHHHQQIIQdd16s16sHHBBH")
+# | lengths: 2 identity data, 5 texts, 7 keys
+_IKE = struct.Struct(">8s8sBBHHHHQQIIQdd16s16sHHBBH" + "H" * 14)
 # spi_in spi_out | flags | encr key_bits dh | seq_out replay_highest | created_at
-# | rekeyed_from | local TS count, remote TS count
-_CHILD = struct.Struct(">4s4sBHHHQQd4sBB")
-# ip_protocol start_port end_port
-_TS = struct.Struct(">BHH")
+# | rekeyed_from | local TS count, remote TS count | lengths: bitmap, state, key_in, key_out
+_CHILD = struct.Struct(">4s4sBHHHQQd4sBBHHHH")
+# ip_protocol start_port end_port | lengths: start, end
+_TS = struct.Struct(">BHHHH")
 
-# _IKE flags (bit per boolean, from bit 0; encode packs them in this order) and presence
-# bits (optional values).
+# _IKE flags: one bit per boolean, from bit 0 in this order (encode and decode follow it).
 _IKE_FLAGS = (
     "initiator",
     "local_clone_supported",
@@ -61,32 +63,18 @@ _IKE_FLAGS = (
     "local_behind_nat",
     "remote_behind_nat",
 )
+# _IKE presence bits of the optional values.
 _HAS_TRANSFORMS, _HAS_KEYS, _HAS_LOCAL_ID, _HAS_REMOTE_ID = 1, 2, 4, 8
 _HAS_PARENT, _HAS_REKEYED_FROM, _HAS_ESTABLISHED_AT = 16, 32, 64
 # _CHILD flags.
 _CHILD_INITIATOR, _CHILD_ESN, _CHILD_HAS_REKEYED_FROM = 1, 2, 4
 
 _NO_PAIR = bytes(16)
+_NO_KEYS = (0,) * 7
+_STATE_NAMES: dict[IkeState | ChildState, str] = {
+    state: state.value for states in (IkeState, ChildState) for state in states
+}
 _KEY_NAMES = IkeSaKeys.__slots__
-
-
-def _table(strings: list[bytes]) -> bytes:
-    """The string table of ``strings``: their lengths, then their bytes."""
-    return struct.pack(f">{len(strings)}H", *map(len, strings)) + b"".join(strings)
-
-
-def _strings(data: bytes, offset: int, count: int) -> list[bytes]:
-    """The ``count`` strings of the table at ``offset``, which must end ``data``."""
-    end = offset + 2 * count
-    if end > len(data):
-        raise MalformedMessage("stored SA record ends inside its string table", offset)
-    strings = []
-    for length in struct.unpack_from(f">{count}H", data, offset):
-        strings.append(data[end : end + length])
-        end += length
-    if end != len(data):
-        raise MalformedMessage("stored SA record string table does not fill it", offset)
-    return strings
 
 
 def encode(sa: IkeSa) -> tuple[bytes, bytes]:
@@ -115,15 +103,11 @@ def encode(sa: IkeSa) -> tuple[bytes, bytes]:
         | (0 if sa.rekeyed_from is None else _HAS_REKEYED_FROM)
         | (0 if sa.established_at is None else _HAS_ESTABLISHED_AT)
     )
-    strings = [
-        sa.state.value.encode(),
-        sa.local_address[0].encode(),
-        sa.remote_address[0].encode(),
-        sa.peer_name.encode(),
-        sa.family.encode(),
-        b"" if local_id is None else local_id.data,
-        b"" if remote_id is None else remote_id.data,
-    ]
+    local_data = b"" if local_id is None else local_id.data
+    remote_data = b"" if remote_id is None else remote_id.data
+    texts = [_STATE_NAMES[sa.state], sa.local_address[0], sa.remote_address[0], sa.peer_name]
+    texts.append(sa.family)
+    blobs = [local_data, remote_data]
     secret = [] if keys is None else [getattr(keys, name) for name in _KEY_NAMES]
     try:
         blocks = [
@@ -150,11 +134,18 @@ def encode(sa: IkeSa) -> tuple[bytes, bytes]:
                 0 if local_id is None else local_id.type,
                 0 if remote_id is None else remote_id.type,
                 len(sa.child_sas),
+                len(local_data),
+                len(remote_data),
+                *map(len, texts),
+                *(map(len, secret) if secret else _NO_KEYS),
             )
         ]
         for child in sa.child_sas.values():
             esp = child.transforms
             bitmap = child.replay_bitmap
+            bitmap_bytes = bitmap.to_bytes((bitmap.bit_length() + 7) // 8, "big")
+            state = _STATE_NAMES[child.state]
+            key_in, key_out = child.key_in, child.key_out
             blocks.append(
                 _CHILD.pack(
                     child.spi_in,
@@ -171,26 +162,49 @@ def encode(sa: IkeSa) -> tuple[bytes, bytes]:
                     child.rekeyed_from or bytes(4),
                     len(child.local_ts),
                     len(child.remote_ts),
+                    len(bitmap_bytes),
+                    len(state),
+                    len(key_in),
+                    len(key_out),
                 )
             )
-            strings.append(child.state.value.encode())
-            strings.append(bitmap.to_bytes((bitmap.bit_length() + 7) // 8, "big"))
+            blobs.append(bitmap_bytes)
+            texts.append(state)
             for ts in (*child.local_ts, *child.remote_ts):
-                blocks.append(_TS.pack(ts.ip_protocol, ts.start_port, ts.end_port))
-                strings.append(ts.start.encode())
-                strings.append(ts.end.encode())
-            secret.append(child.key_in)
-            secret.append(child.key_out)
-        blocks.append(_table(strings))
-        return b"".join(blocks), _table(secret)
+                start, end = ts.start, ts.end
+                blocks.append(
+                    _TS.pack(ts.ip_protocol, ts.start_port, ts.end_port, len(start), len(end))
+                )
+                texts.append(start)
+                texts.append(end)
+            secret.append(key_in)
+            secret.append(key_out)
     except (struct.error, OverflowError) as exc:
         raise ValueError(f"IKE SA record field out of range: {exc}") from None
+    blocks += blobs
+    blocks.append("".join(texts).encode())
+    return b"".join(blocks), b"".join(secret)
 
 
 def _unpack(layout: struct.Struct, data: bytes, offset: int) -> tuple[Any, ...]:
     if offset + layout.size > len(data):
         raise MalformedMessage("stored SA record ends inside a fixed block", offset)
     return layout.unpack_from(data, offset)
+
+
+class _Cutter:
+    """Cuts a sequence (bytes or str) into consecutive pieces of the given lengths."""
+
+    __slots__ = ("data", "offset")
+
+    def __init__(self, data: Any, offset: int = 0) -> None:
+        self.data = data
+        self.offset = offset
+
+    def take(self, length: int) -> Any:
+        start = self.offset
+        self.offset = start + length
+        return self.data[start : self.offset]
 
 
 def decode(public: bytes, secret: bytes) -> IkeSa:
@@ -202,6 +216,7 @@ def decode(public: bytes, secret: bytes) -> IkeSa:
 
 
 def _decode(public: bytes, secret: bytes) -> IkeSa:
+    ike = _unpack(_IKE, public, 0)
     (
         spi_i,
         spi_r,
@@ -225,30 +240,46 @@ def _decode(public: bytes, secret: bytes) -> IkeSa:
         local_id_type,
         remote_id_type,
         child_count,
-    ) = _unpack(_IKE, public, 0)
+        local_data_length,
+        remote_data_length,
+    ) = ike[:24]
+    text_lengths = list(ike[24:29])
+    key_lengths = list(ike[29:36])
+    blob_lengths = [local_data_length, remote_data_length]
+    # The fixed blocks first: they give every length of what follows them.
     offset = _IKE.size
     child_blocks = []
-    string_count = 7
     for _ in range(child_count):
-        child_block = _unpack(_CHILD, public, offset)
+        child = _unpack(_CHILD, public, offset)
         offset += _CHILD.size
-        selector_blocks = []
-        for _ in range(child_block[-2] + child_block[-1]):
-            selector_blocks.append(_unpack(_TS, public, offset))
+        selectors = []
+        for _ in range(child[10] + child[11]):
+            selectors.append(_unpack(_TS, public, offset))
             offset += _TS.size
-        child_blocks.append((child_block, selector_blocks))
-        string_count += 2 + 2 * len(selector_blocks)
-    strings = _strings(public, offset, string_count)
-    keys = _strings(secret, 0, (7 if present & _HAS_KEYS else 0) + 2 * child_count)
-    state, local_host, remote_host, peer_name, family, local_id_data, remote_id_data = strings[:7]
-    next_string, next_key = 7, 0
-    if present & _HAS_KEYS:
-        ike_keys: IkeSaKeys | None = IkeSaKeys(*keys[:7])
-        next_key = 7
-    else:
-        ike_keys = None
+        child_blocks.append((child, selectors))
+        blob_lengths.append(child[12])
+        text_lengths.append(child[13])
+        text_lengths += [length for ts in selectors for length in ts[3:]]
+        key_lengths += child[14:]
+    text_at = offset + sum(blob_lengths)
+    if text_at > len(public):
+        raise MalformedMessage("stored SA record ends inside its byte strings", offset)
+    try:
+        text = _Cutter(public[text_at:].decode())
+    except UnicodeDecodeError:
+        raise MalformedMessage("stored SA record text is not UTF-8", text_at) from None
+    if sum(text_lengths) != len(text.data):
+        raise MalformedMessage("stored SA record text is not as long as its lengths", text_at)
+    if not present & _HAS_KEYS and any(key_lengths[:7]):
+        raise MalformedMessage("stored SA record has lengths of IKE SA keys it does not hold")
+    if sum(key_lengths) != len(secret):
+        raise MalformedMessage("stored SA record keys are not as long as their lengths")
+    blobs, keys = _Cutter(public, offset), _Cutter(secret)
+    local_id_data, remote_id_data = blobs.take(local_data_length), blobs.take(remote_data_length)
+    state, local_host, remote_host, peer_name, family = (text.take(n) for n in text_lengths[:5])
+    ike_keys = IkeSaKeys(*(keys.take(n) for n in key_lengths[:7])) if present & _HAS_KEYS else None
     children = {}
-    for child_block, selector_blocks in child_blocks:
+    for child, selectors in child_blocks:
         (
             spi_in,
             spi_out,
@@ -262,18 +293,17 @@ def _decode(public: bytes, secret: bytes) -> IkeSa:
             child_rekeyed_from,
             local_count,
             _,
-        ) = child_block
-        child_state, bitmap = strings[next_string : next_string + 2]
-        next_string += 2
-        selectors = []
-        for ip_protocol, start_port, end_port in selector_blocks:
-            start, end = strings[next_string : next_string + 2]
-            next_string += 2
-            selectors.append(
-                TrafficSelector(start.decode(), end.decode(), ip_protocol, start_port, end_port)
-            )
-        key_in, key_out = keys[next_key : next_key + 2]
-        next_key += 2
+            bitmap_length,
+            state_length,
+            key_in_length,
+            key_out_length,
+        ) = child
+        bitmap = blobs.take(bitmap_length)
+        child_state = text.take(state_length)
+        traffic_selectors = [
+            TrafficSelector(text.take(start), text.take(end), ip_protocol, first, last)
+            for ip_protocol, first, last, start, end in selectors
+        ]
         children[spi_in] = ChildSa(
             spi_in=spi_in,
             spi_out=spi_out,
@@ -281,11 +311,11 @@ def _decode(public: bytes, secret: bytes) -> IkeSa:
             transforms=EspTransforms(
                 esp_encr, esp_key_bits or None, bool(child_flags & _CHILD_ESN), esp_dh
             ),
-            key_in=key_in,
-            key_out=key_out,
-            local_ts=tuple(selectors[:local_count]),
-            remote_ts=tuple(selectors[local_count:]),
-            state=ChildState(child_state.decode()),
+            key_in=keys.take(key_in_length),
+            key_out=keys.take(key_out_length),
+            local_ts=tuple(traffic_selectors[:local_count]),
+            remote_ts=tuple(traffic_selectors[local_count:]),
+            state=ChildState(child_state),
             seq_out=seq_out,
             replay_highest=replay_highest,
             replay_bitmap=int.from_bytes(bitmap, "big"),
@@ -298,9 +328,9 @@ def _decode(public: bytes, secret: bytes) -> IkeSa:
         spi_i=spi_i,
         spi_r=spi_r,
         initiator=False,
-        local_address=(local_host.decode(), local_port),
-        remote_address=(remote_host.decode(), remote_port),
-        state=IkeState(state.decode()),
+        local_address=(local_host, local_port),
+        remote_address=(remote_host, remote_port),
+        state=IkeState(state),
         transforms=IkeTransforms(encr, key_bits or None, prf, dh)
         if present & _HAS_TRANSFORMS
         else None,
@@ -311,14 +341,14 @@ def _decode(public: bytes, secret: bytes) -> IkeSa:
         remote_id=Identity(IdType(remote_id_type), remote_id_data)
         if present & _HAS_REMOTE_ID
         else None,
-        peer_name=peer_name.decode(),
+        peer_name=peer_name,
         next_request_id=next_request_id,
         next_peer_request_id=next_peer_request_id,
         peer_window=peer_window,
         local_window=local_window,
         sk_iv=sk_iv,
         parent=(parent[:8], parent[8:]) if present & _HAS_PARENT else None,
-        family=family.decode(),
+        family=family,
         rekeyed_from=(rekeyed_from[:8], rekeyed_from[8:]) if present & _HAS_REKEYED_FROM else None,
         created_at=created_at,
         established_at=established_at if present & _HAS_ESTABLISHED_AT else None,
