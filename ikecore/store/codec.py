@@ -30,6 +30,7 @@ returns a partial record.
 from __future__ import annotations
 
 import struct
+from operator import attrgetter
 from typing import Any
 
 from ikecore.config import Identity, TrafficSelector
@@ -71,10 +72,7 @@ _CHILD_INITIATOR, _CHILD_ESN, _CHILD_HAS_REKEYED_FROM = 1, 2, 4
 
 _NO_PAIR = bytes(16)
 _NO_KEYS = (0,) * 7
-_STATE_NAMES: dict[IkeState | ChildState, str] = {
-    state: state.value for states in (IkeState, ChildState) for state in states
-}
-_KEY_NAMES = IkeSaKeys.__slots__
+_IKE_SA_KEYS = attrgetter(*IkeSaKeys.__slots__)
 
 
 def encode(sa: IkeSa) -> tuple[bytes, bytes]:
@@ -105,10 +103,11 @@ def encode(sa: IkeSa) -> tuple[bytes, bytes]:
     )
     local_data = b"" if local_id is None else local_id.data
     remote_data = b"" if remote_id is None else remote_id.data
-    texts = [_STATE_NAMES[sa.state], sa.local_address[0], sa.remote_address[0], sa.peer_name]
-    texts.append(sa.family)
+    # States by name: _value_ is the plain attribute behind Enum's (much slower) .value.
+    texts: list[str] = [sa.state._value_, sa.local_address[0], sa.remote_address[0]]
+    texts += (sa.peer_name, sa.family)
     blobs = [local_data, remote_data]
-    secret = [] if keys is None else [getattr(keys, name) for name in _KEY_NAMES]
+    secret: list[bytes] = [] if keys is None else list(_IKE_SA_KEYS(keys))
     try:
         blocks = [
             _IKE.pack(
@@ -144,7 +143,7 @@ def encode(sa: IkeSa) -> tuple[bytes, bytes]:
             esp = child.transforms
             bitmap = child.replay_bitmap
             bitmap_bytes = bitmap.to_bytes((bitmap.bit_length() + 7) // 8, "big")
-            state = _STATE_NAMES[child.state]
+            state = child.state._value_
             key_in, key_out = child.key_in, child.key_out
             blocks.append(
                 _CHILD.pack(
