@@ -32,7 +32,10 @@ raises `MalformedMessage`. Nothing is returned from a record that did not authen
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterator
+from typing import NamedTuple
 
 from ikecore.aead import AesGcm
 from ikecore.constants import PrfId
@@ -61,10 +64,19 @@ _RECORDS_PER_SUBKEY = 2**32
 _OPEN_CACHE_SIZE = 64
 
 
+class _Writer(NamedTuple):
+    """A sealer's subkey: its salt, its cipher, the counter of its IVs, the process using it."""
+
+    salt: bytes
+    aead: AesGcm
+    counter: Iterator[int]
+    pid: int
+
+
 class RecordSealer:
     """Seals and opens `IkeSa` records under one store key (at least 16 bytes, e.g. 32 random)."""
 
-    __slots__ = ("_counter", "_key", "_key_id", "_opening", "_pid", "_salt", "_sealing")
+    __slots__ = ("_key", "_key_id", "_opening", "_writer")
 
     def __init__(self, key: bytes) -> None:
         if not isinstance(key, bytes):
@@ -76,7 +88,7 @@ class RecordSealer:
         # with IntegrityError before any decryption is tried.
         self._key_id = prf(_PRF, key, b"ikecore store key id")[:_KEY_ID_LEN]
         self._opening: dict[bytes, AesGcm] = {}
-        self._new_subkey()
+        self._writer = self._new_writer()
 
     def _subkey(self, salt: bytes) -> AesGcm:
         # HKDF-like (RFC 5869 shape, RFC 7296 §2.13 prf+):
@@ -84,25 +96,27 @@ class RecordSealer:
         extracted = prf(_PRF, salt, self._key)
         return AesGcm(prf_plus(_PRF, extracted, b"ikecore store records", _SUBKEY_LEN), _ICV_LEN)
 
-    def _new_subkey(self) -> None:
-        self._salt = os.urandom(_SALT_LEN)
-        self._sealing = self._opening[self._salt] = self._subkey(self._salt)
-        self._counter = 0
-        self._pid = os.getpid()
+    def _new_writer(self) -> _Writer:
+        salt = os.urandom(_SALT_LEN)
+        aead = self._opening[salt] = self._subkey(salt)
+        return _Writer(salt, aead, itertools.count(), os.getpid())
 
     def seal(self, sa: IkeSa) -> bytes:
         """The sealed record of ``sa`` (stored under ``sa.spis``)."""
         public, secret = codec.encode(sa)
-        if self._pid != os.getpid() or self._counter == _RECORDS_PER_SUBKEY:
-            # A forked child must not continue its parent's counter under the same subkey.
-            self._new_subkey()
-        iv = self._counter.to_bytes(_IV_LEN, "big")
-        self._counter += 1
+        writer = self._writer
+        # next() of an itertools.count is atomic: threads sharing this sealer never draw the
+        # same IV. A forked child must not continue its parent's counter under its subkey.
+        number = next(writer.counter)
+        while number >= _RECORDS_PER_SUBKEY or writer.pid != os.getpid():
+            writer = self._writer = self._new_writer()
+            number = next(writer.counter)
+        iv = number.to_bytes(_IV_LEN, "big")
         header = b"".join(
-            (_MAGIC, _FORMAT, self._key_id, self._salt, iv, len(public).to_bytes(4, "big"))
+            (_MAGIC, _FORMAT, self._key_id, writer.salt, iv, len(public).to_bytes(4, "big"))
         )
         aad = header + public + sa.spi_i + sa.spi_r
-        return header + public + self._sealing.seal(iv, aad, secret)
+        return header + public + writer.aead.seal(iv, aad, secret)
 
     def open(self, record: bytes, spi_i: bytes, spi_r: bytes) -> IkeSa:
         """The `IkeSa` sealed in ``record``, which was stored under (``spi_i``, ``spi_r``)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from store_fixtures import OTHER_KEY, SHARED_KINDS, STORE_KEY, StoreFactory, mak
 
 from ikecore.errors import IntegrityError, MalformedMessage
 from ikecore.sa import IkeSa, SpiPair
-from ikecore.store import MemoryStore, RedisStore, SqliteStore, open_store
+from ikecore.store import MemoryStore, RedisStore, SqliteStore, open_store, sealing
 from ikecore.store.sealing import RecordSealer
 
 shared = pytest.mark.parametrize("kind", SHARED_KINDS)
@@ -96,6 +97,36 @@ def test_forked_sealer_takes_a_new_subkey() -> None:
     assert child_record[SALT] != parent_record[SALT]
     assert sealer.open(child_record, *sa.spis) == sa
     assert sealer.seal(sa)[SALT] == parent_record[SALT]  # the parent keeps its own
+
+
+def test_threads_sharing_a_sealer_never_draw_the_same_iv() -> None:
+    sealer = RecordSealer(STORE_KEY)
+    sa = make_sa(2)
+    records: list[bytes] = []
+
+    def seal_many() -> None:
+        records.extend(sealer.seal(sa) for _ in range(300))
+
+    threads = [threading.Thread(target=seal_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({record[SALT] for record in records}) == 1
+    assert sorted(int.from_bytes(record[IV], "big") for record in records) == list(range(1200))
+
+
+def test_sealer_takes_a_new_subkey_before_its_counter_runs_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sealing, "_RECORDS_PER_SUBKEY", 3)  # instead of 2^32
+    sealer = RecordSealer(STORE_KEY)
+    sa = make_sa(3)
+    records = [sealer.seal(sa) for _ in range(7)]
+    salts = [record[SALT] for record in records]
+    assert salts[0] == salts[2] != salts[3] == salts[5] != salts[6] != salts[0]
+    assert [int.from_bytes(r[IV], "big") for r in records] == [0, 1, 2, 0, 1, 2, 0]
+    assert all(sealer.open(record, *sa.spis) == sa for record in records)
 
 
 def test_sealer_refuses_bad_keys() -> None:
