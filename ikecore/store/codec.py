@@ -71,6 +71,7 @@ _HAS_PARENT, _HAS_REKEYED_FROM, _HAS_ESTABLISHED_AT = 16, 32, 64
 _CHILD_INITIATOR, _CHILD_ESN, _CHILD_HAS_REKEYED_FROM = 1, 2, 4
 
 _NO_PAIR = bytes(16)
+_NO_SPI = bytes(4)
 _NO_KEYS = (0,) * 7
 _IKE_SA_KEYS = attrgetter(*IkeSaKeys.__slots__)
 
@@ -79,7 +80,10 @@ def encode(sa: IkeSa) -> tuple[bytes, bytes]:
     """(public, secret) encodings of ``sa``. ValueError for a value that does not fit its
     field (a negative counter, a 9-byte SPI): such a record was never valid, and nothing of
     it is written."""
-    if len(sa.spi_i) != 8 or len(sa.spi_r) != 8:
+    # struct's "s" pads or cuts a byte string to its size: the SPI lengths are checked here.
+    parent = _NO_PAIR if sa.parent is None else b"".join(sa.parent)
+    rekeyed_from = _NO_PAIR if sa.rekeyed_from is None else b"".join(sa.rekeyed_from)
+    if len(sa.spi_i) != 8 or len(sa.spi_r) != 8 or len(parent) != 16 or len(rekeyed_from) != 16:
         raise ValueError("IKE SPIs are 8 bytes")
     transforms, keys, local_id, remote_id = sa.transforms, sa.keys, sa.local_id, sa.remote_id
     flags = (
@@ -126,8 +130,8 @@ def encode(sa: IkeSa) -> tuple[bytes, bytes]:
                 sa.sk_iv,
                 sa.created_at,
                 sa.established_at or 0.0,
-                _NO_PAIR if sa.parent is None else b"".join(sa.parent),
-                _NO_PAIR if sa.rekeyed_from is None else b"".join(sa.rekeyed_from),
+                parent,
+                rekeyed_from,
                 sa.local_address[1],
                 sa.remote_address[1],
                 0 if local_id is None else local_id.type,
@@ -145,6 +149,9 @@ def encode(sa: IkeSa) -> tuple[bytes, bytes]:
             bitmap_bytes = bitmap.to_bytes((bitmap.bit_length() + 7) // 8, "big")
             state = child.state._value_
             key_in, key_out = child.key_in, child.key_out
+            child_rekeyed_from = child.rekeyed_from or _NO_SPI
+            if len(child.spi_in) != 4 or len(child.spi_out) != 4 or len(child_rekeyed_from) != 4:
+                raise ValueError("ESP SPIs are 4 bytes")
             blocks.append(
                 _CHILD.pack(
                     child.spi_in,
@@ -158,7 +165,7 @@ def encode(sa: IkeSa) -> tuple[bytes, bytes]:
                     child.seq_out,
                     child.replay_highest,
                     child.created_at,
-                    child.rekeyed_from or bytes(4),
+                    child_rekeyed_from,
                     len(child.local_ts),
                     len(child.remote_ts),
                     len(bitmap_bytes),

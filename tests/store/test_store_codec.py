@@ -154,6 +154,14 @@ def test_values_that_do_not_fit_are_refused_when_written() -> None:
     sa.spi_i = bytes(9)
     with pytest.raises(ValueError, match="8 bytes"):
         codec.encode(sa)
+    sa = make_sa(1)
+    sa.parent = (bytes(8), bytes(7))
+    with pytest.raises(ValueError, match="8 bytes"):
+        codec.encode(sa)
+    sa = make_sa(1)
+    next(iter(sa.child_sas.values())).spi_out = bytes(5)  # never cut to 4 silently
+    with pytest.raises(ValueError, match="4 bytes"):
+        codec.encode(sa)
 
 
 def test_every_truncation_or_extension_is_malformed() -> None:
