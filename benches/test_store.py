@@ -16,8 +16,10 @@
 - ``... reserve 64 seq``: one sequence-number reservation (per 64 ESP packets) against the
   raw single-row/field increment in its transaction.
 
-The store's put seals the keys (HKDF-like subkey + AES-GCM), writes the record with its
-indexes (Child SA SPIs, identity) in one transaction and checks owner and version.
+The store's put encodes the record (binary format 2, ikecore/store/codec.py), seals its keys
+(AES-GCM under the sealer's subkey, sealing.py), checks owner and version and writes the record
+in one transaction; the index rows (Child SA SPIs, reservations, identity) are written only
+when they change, as after a Child SA is added.
 """
 
 from __future__ import annotations

@@ -30,6 +30,9 @@ from ikecore.errors import (
     RemoteProtocolError,
     ReplayError,
     SequenceExhausted,
+    StoreError,
+    StoreUnavailable,
+    WriteConflict,
 )
 from ikecore.esp import EspInbound, EspOutbound
 from ikecore.events import (
@@ -183,6 +186,8 @@ __all__ = [
     "SecurityAssociation",
     "SequenceExhausted",
     "SqliteStore",
+    "StoreError",
+    "StoreUnavailable",
     "TSi",
     "TSr",
     "TrafficSelector",
@@ -192,6 +197,7 @@ __all__ = [
     "UnknownPayload",
     "UnsupportedCriticalPayload",
     "VendorId",
+    "WriteConflict",
     "__version__",
     "child_keys",
     "encode_message",

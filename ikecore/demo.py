@@ -50,6 +50,7 @@ from ikecore.events import (
     IkeSaMoveFailed,
 )
 from ikecore.peer_commands import echo_reply_for, echo_request
+from ikecore.sa import ChildSa
 from ikecore.session import IkeSession
 from ikecore.store import open_store
 from ikecore.wire import (
@@ -83,6 +84,32 @@ _IPV4 = 4  # ESP Next Header of a tunnelled IPv4 packet
 # that each Child SA carries its own traffic (RFC 7791 §1 leaves the SPD to the user).
 _GATEWAY_NET = TrafficSelector.from_network("10.1.0.0/24")
 _VPN_INNER = {"VPN_0": "10.0.0.1", "VPN_1": "10.0.0.2"}
+
+
+def gateway_peer(psk: bytes) -> PeerConfig:
+    """The gateway's side of both demos (one identity for every cluster node)."""
+    return PeerConfig(
+        local_id=Identity.parse("gateway.demo"),
+        remote_id=Identity.parse("client.demo"),
+        psk=psk,
+        local_ts=(_GATEWAY_NET,),
+        remote_ts=(TrafficSelector.from_network("10.0.0.0/24"),),
+        name="client",
+    )
+
+
+def client_peer(psk: bytes, local: Address, gateway: Address) -> PeerConfig:
+    """The client's side of both demos: PSK, VPN_0's inner address to the gateway's network."""
+    return PeerConfig(
+        local_id=Identity.parse("client.demo"),
+        remote_id=Identity.parse("gateway.demo"),
+        psk=psk,
+        remote_address=gateway,
+        local_address=local,
+        local_ts=(TrafficSelector.from_network(_VPN_INNER["VPN_0"] + "/32"),),
+        remote_ts=(_GATEWAY_NET,),
+        name="gateway",
+    )
 
 
 class _Failure(Exception):
@@ -337,35 +364,19 @@ class _Demo:
         try:
             # A persistent store seals key material at rest: this run's own random key.
             store = open_store(self.args.store or "memory:", key=os.urandom(32))
-        except Exception as exc:  # any back end's error (sqlite3, redis): one line, exit 1
+        except (ValueError, IkeError) as exc:  # a bad URL, a store error: one line, exit 1
             raise _Failure(f"store {self.args.store}: {exc}") from None
         ike_port, nat_port = _free_ports((GATEWAY_HOST, *CLIENT_HOSTS))
         psk = os.urandom(24).hex().encode()
-        gateway_peer = PeerConfig(
-            local_id=Identity.parse("gateway.demo"),
-            remote_id=Identity.parse("client.demo"),
-            psk=psk,
-            local_ts=(_GATEWAY_NET,),
-            remote_ts=(TrafficSelector.from_network("10.0.0.0/24"),),
-            name="client",
-        )
-        client_peer = PeerConfig(
-            local_id=Identity.parse("client.demo"),
-            remote_id=Identity.parse("gateway.demo"),
-            psk=psk,
-            remote_address=(GATEWAY_HOST, ike_port),
-            local_address=(CLIENT_HOSTS[0], ike_port),
-            local_ts=(TrafficSelector.from_network(_VPN_INNER["VPN_0"] + "/32"),),
-            remote_ts=(_GATEWAY_NET,),
-            name="gateway",
-        )
+        gateway = gateway_peer(psk)
+        peer = client_peer(psk, (CLIENT_HOSTS[0], ike_port), (GATEWAY_HOST, ike_port))
         gateway_endpoint = IkeEndpoint(
             EndpointConfig(
-                peers=(gateway_peer,), ike_proposals=gateway_peer.ike_proposals, nat_port=nat_port
+                peers=(gateway,), ike_proposals=gateway.ike_proposals, nat_port=nat_port
             ),
             store,
         )
-        client_endpoint = IkeEndpoint(EndpointConfig(peers=(client_peer,), nat_port=nat_port))
+        client_endpoint = IkeEndpoint(EndpointConfig(peers=(peer,), nat_port=nat_port))
         gateway_driver = UdpDriver(gateway_endpoint, [GATEWAY_HOST], ike_port=ike_port)
         client = _TapDriver(client_endpoint, list(CLIENT_HOSTS), ike_port)
         flow = _Flow(client_endpoint, nat_port, echo=not self.args.json)
@@ -377,16 +388,22 @@ class _Demo:
             gateway_driver.close()
             client.close()
             raise _Failure(f"cannot bind the loopback UDP ports: {exc}") from None
-        gateway = _Gateway(gateway_driver)
-        serving = asyncio.ensure_future(gateway.serve())
+        gateway_loop = _Gateway(gateway_driver)
+        serving = asyncio.ensure_future(gateway_loop.serve())
         try:
-            result = await self._scenario(client, client_peer, gateway, flow)
+            result = await self._scenario(client, peer, gateway_loop, flow)
         finally:
             serving.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await serving
             client.close()
             gateway_driver.close()
+        return self._report(result, flow, ike_port, nat_port)
+
+    def _report(
+        self, result: dict[str, Any], flow: _Flow, ike_port: int, nat_port: int
+    ) -> dict[str, Any]:
+        """The scenario's result with the message flow, the steps and the ports."""
         result["messages"] = flow.lines
         result["steps"] = self.steps
         result["ports"] = {"ike": ike_port, "nat_t": nat_port}
@@ -409,14 +426,12 @@ class _Demo:
             if accept(event):
                 return event
 
-    async def _scenario(
-        self, client: _TapDriver, peer: PeerConfig, gateway: _Gateway, flow: _Flow
-    ) -> dict[str, Any]:
-        endpoint = client.endpoint
-        deadline = client.now() + self.args.timeout
-
-        self.step(f"1. IKE_SA_INIT + IKE_AUTH from {CLIENT_HOSTS[0]} (PSK), Child SA VPN_0")
-        old = endpoint.initiate(peer, client.now())
+    async def _establish(
+        self, client: _TapDriver, peer: PeerConfig, flow: _Flow, deadline: float
+    ) -> tuple[IkeSession, ChildSa]:
+        """IKE_SA_INIT + IKE_AUTH and the first Child SA (VPN_0); the gateway must have
+        announced CLONE_IKE_SA_SUPPORTED."""
+        old = client.endpoint.initiate(peer, client.now())
         flow.labels[old.sa.spi_i] = "old SA"
         client.pump()
         await self._wait(client, lambda e: isinstance(e, IkeSaEstablished), "IKE_AUTH", deadline)
@@ -427,6 +442,70 @@ class _Demo:
         flow.child_labels.update({made.child.spi_in: "VPN_0", made.child.spi_out: "VPN_0"})
         if not old.sa.clone_negotiated:
             raise _Failure("the gateway did not announce CLONE_IKE_SA_SUPPORTED")
+        return old, made.child
+
+    async def _child_on_clone(
+        self, client: _TapDriver, clone: IkeSession, flow: _Flow, deadline: float
+    ) -> ChildSa:
+        """A Child SA (VPN_1) on the clone."""
+        vpn_1 = (TrafficSelector.from_network(_VPN_INNER["VPN_1"] + "/32"),)
+        clone.create_child_sa(client.now(), local_ts=vpn_1, remote_ts=(_GATEWAY_NET,))
+        client.pump()
+        on_clone = await self._wait(
+            client,
+            lambda e: isinstance(e, (ChildSaEstablished, ChildSaFailed)) and e.session is clone,
+            "the Child SA on the clone",
+            deadline,
+        )
+        if not isinstance(on_clone, ChildSaEstablished):
+            raise _Failure(f"the Child SA on the clone: {_why(on_clone)}")
+        flow.child_labels.update({on_clone.child.spi_in: "VPN_1", on_clone.child.spi_out: "VPN_1"})
+        return on_clone.child
+
+    async def _echoes(
+        self, client: _TapDriver, children: dict[str, ChildSa], deadline: float
+    ) -> tuple[int, dict[bytes, int]]:
+        """PINGS_PER_SA echo requests through each named Child SA (VPN_0, VPN_1) and their
+        replies: the number sent, and the replies received per inbound SPI."""
+        sent = 0
+        for name, child in children.items():
+            for seq in range(PINGS_PER_SA):
+                packet = echo_request(_VPN_INNER[name], "10.1.0.1", seq)
+                client.endpoint.send_esp(child.spi_in, packet, _IPV4, client.now())
+                sent += 1
+        client.pump()
+        replies: dict[bytes, int] = {}
+        while sum(replies.values()) < sent:
+            event = await self._wait(
+                client, lambda e: isinstance(e, EspPacketReceived), "the echo replies", deadline
+            )
+            assert isinstance(event, EspPacketReceived)
+            spi = event.child.spi_in
+            replies[spi] = replies.get(spi, 0) + 1
+        return sent, replies
+
+    async def _delete(
+        self, client: _TapDriver, sessions: tuple[IkeSession, ...], deadline: float
+    ) -> None:
+        """Deletes the IKE SAs one after the other, each answered before the next."""
+        for session in sessions:
+            session.delete(client.now())
+            client.pump()
+            await self._wait(
+                client,
+                lambda e, s=session: isinstance(e, IkeSaDeleted) and e.session is s,  # type: ignore[misc]
+                "the Delete",
+                deadline,
+            )
+
+    async def _scenario(
+        self, client: _TapDriver, peer: PeerConfig, gateway: _Gateway, flow: _Flow
+    ) -> dict[str, Any]:
+        endpoint = client.endpoint
+        deadline = client.now() + self.args.timeout
+
+        self.step(f"1. IKE_SA_INIT + IKE_AUTH from {CLIENT_HOSTS[0]} (PSK), Child SA VPN_0")
+        old, vpn_0 = await self._establish(client, peer, flow, deadline)
 
         self.step("2. clone the IKE SA (RFC 7791): CREATE_CHILD_SA with N(CLONE_IKE_SA)")
         old.request_clone(client.now())
@@ -440,17 +519,7 @@ class _Demo:
         flow.labels[clone.sa.spi_i] = "clone"
 
         self.step("3. a Child SA (VPN_1) on the clone")
-        vpn_1 = (TrafficSelector.from_network(_VPN_INNER["VPN_1"] + "/32"),)
-        clone.create_child_sa(client.now(), local_ts=vpn_1, remote_ts=(_GATEWAY_NET,))
-        client.pump()
-        on_clone = await self._wait(
-            client,
-            lambda e: isinstance(e, (ChildSaEstablished, ChildSaFailed)) and e.session is clone,
-            "the Child SA on the clone",
-            deadline,
-        )
-        assert isinstance(on_clone, ChildSaEstablished)
-        flow.child_labels.update({on_clone.child.spi_in: "VPN_1", on_clone.child.spi_out: "VPN_1"})
+        vpn_1 = await self._child_on_clone(client, clone, flow, deadline)
 
         self.step(f"4. move the clone to {CLIENT_HOSTS[1]} with MOBIKE; the old SA stays")
         nat_port = endpoint.config.nat_port
@@ -479,24 +548,10 @@ class _Demo:
             keylog.add_session(clone)
 
         self.step(f"5. ICMP echoes through both Child SAs ({PINGS_PER_SA} each way per SA)")
-        sent = 0
-        for name, child in (("VPN_0", made.child), ("VPN_1", on_clone.child)):
-            for seq in range(PINGS_PER_SA):
-                packet = echo_request(_VPN_INNER[name], "10.1.0.1", seq)
-                endpoint.send_esp(child.spi_in, packet, _IPV4, client.now())
-                sent += 1
-        client.pump()
-        replies: dict[bytes, int] = {}
-        while sum(replies.values()) < sent:
-            event = await self._wait(
-                client, lambda e: isinstance(e, EspPacketReceived), "the echo replies", deadline
-            )
-            assert isinstance(event, EspPacketReceived)
-            spi = event.child.spi_in
-            replies[spi] = replies.get(spi, 0) + 1
+        sent, replies = await self._echoes(client, {"VPN_0": vpn_0, "VPN_1": vpn_1}, deadline)
         checks = {
-            "VPN_0": (made.child.spi_in, CLIENT_HOSTS[0], gateway_old),
-            "VPN_1": (on_clone.child.spi_in, CLIENT_HOSTS[1], gateway_clone),
+            "VPN_0": (vpn_0.spi_in, CLIENT_HOSTS[0], gateway_old),
+            "VPN_1": (vpn_1.spi_in, CLIENT_HOSTS[1], gateway_clone),
         }
         for name, (spi, host, gateway_session) in checks.items():
             if replies.get(spi) != PINGS_PER_SA:
@@ -526,15 +581,7 @@ class _Demo:
         }
 
         self.step("6. delete both IKE SAs")
-        for session in (clone, old):
-            session.delete(client.now())
-            client.pump()
-            await self._wait(
-                client,
-                lambda e, s=session: isinstance(e, IkeSaDeleted) and e.session is s,  # type: ignore[misc]
-                "the Delete",
-                deadline,
-            )
+        await self._delete(client, (clone, old), deadline)
         return result
 
 

@@ -16,6 +16,9 @@ __all__ = [
     "RemoteProtocolError",
     "ReplayError",
     "SequenceExhausted",
+    "StoreError",
+    "StoreUnavailable",
+    "WriteConflict",
 ]
 
 CLONE_REFUSAL_REASONS = frozenset({"TEMPORARY_FAILURE", "NO_ADDITIONAL_SAS", "NOT_NEGOTIATED"})
@@ -71,3 +74,24 @@ class CloneRefused(IkeError):
             raise ValueError(f"unknown clone refusal reason {reason!r}")
         super().__init__(f"clone refused: {reason}")
         self.reason = reason
+
+
+class StoreError(IkeError):
+    """An SA store operation that could not be done (ikecore.store): the base of the two
+    below, and itself raised for a store that cannot be used as it is (a SQLite file that is
+    not a database or is corrupt, or of a schema this ikecore does not read). A corrupt
+    *record* in a sound store is `MalformedMessage`; a record under another store key is
+    `IntegrityError`."""
+
+
+class WriteConflict(StoreError):
+    """This store object may not write the SA: another node owns it (it was transferred), or
+    another writer changed it since this object read it. Nothing was changed; reload the SA
+    (``get_ike_sa``) or let it go."""
+
+
+class StoreUnavailable(StoreError):
+    """The store did not answer (server down or unreachable, a SQLite file that cannot be
+    opened or written, a lock held too long, disk I/O trouble) or did not confirm a write on
+    its replicas: the change may or may not have been made, so read the SA again before
+    writing it (its next put from the old copy raises WriteConflict)."""

@@ -26,7 +26,7 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
 
 from ikecore.config import Identity
-from ikecore.errors import IkeError
+from ikecore.errors import StoreError, StoreUnavailable, WriteConflict
 from ikecore.sa import IkeSa, SpiPair
 
 __all__ = [
@@ -44,22 +44,6 @@ MAX_SEQ = 2**32 - 1
 """Last 32-bit ESP sequence number (RFC 4303 §3.3.3: never wraps)."""
 MAX_ESN = 2**64 - 1
 """Last extended (64-bit) ESP sequence number (RFC 4303 §2.2.1)."""
-
-
-class StoreError(IkeError):
-    """A store operation that could not be done."""
-
-
-class WriteConflict(StoreError):
-    """This store object may not write the SA: another node owns it (it was transferred), or
-    another writer changed it since this object read it. Nothing was changed; reload the SA
-    (``get_ike_sa``) or let it go."""
-
-
-class StoreUnavailable(StoreError):
-    """The store did not answer (server down, lock held too long) or did not confirm a write
-    on its replicas: the change may or may not have been made, so read the SA again before
-    writing it (its next put from the old copy raises WriteConflict)."""
 
 
 @runtime_checkable

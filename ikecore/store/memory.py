@@ -26,6 +26,8 @@ class MemoryStore:
         self._node_id = node_id
         self._owners: dict[SpiPair, str] = {}
         self._seq_reserved: dict[bytes, int] = {}
+        # SAs put or given a reservation since their last load: only their load has work to do.
+        self._unloaded: set[SpiPair] = set()
         self._sas: dict[SpiPair, IkeSa] = {}
         self._ike_spis: set[bytes] = set()
         self._esp_spis: set[bytes] = set()
@@ -71,6 +73,7 @@ class MemoryStore:
             return  # the engine changed counters or state of a record held here: nothing to do
         self._owners.setdefault(key, self._node_id)
         self._sas[key] = sa
+        self._unloaded.add(key)
         for stale in self._esp_of.get(key, set()) - sa.child_sas.keys():
             # Only if it still names this SA: a Child SA that moved (IKE SA rekey) is
             # indexed under its new IKE SA already.
@@ -100,16 +103,22 @@ class MemoryStore:
         return True
 
     def get_ike_sa(self, spi_i: bytes, spi_r: bytes) -> IkeSa | None:
-        return self._loaded(self._sas.get((spi_i, spi_r)))
+        key = (spi_i, spi_r)
+        return self._loaded(key) if key in self._unloaded else self._sas.get(key)
 
     def find_by_esp_spi(self, spi_in: bytes) -> IkeSa | None:
         key = self._by_esp_spi.get(spi_in)
-        return None if key is None else self._loaded(self._sas.get(key))
+        if key is None:
+            return None
+        return self._loaded(key) if key in self._unloaded else self._sas.get(key)
 
-    def _loaded(self, sa: IkeSa | None) -> IkeSa | None:
+    def _loaded(self, key: SpiPair) -> IkeSa | None:
         """A load resumes each Child SA's ``seq_out`` above its reservations, like the
         persistent stores: a node that takes the SA over never reuses a number the old owner
-        may have sent."""
+        may have sent. Done once after each put or reservation: ``seq_out`` never goes down,
+        so until the next one a load finds every Child SA above its reservation already."""
+        self._unloaded.discard(key)
+        sa = self._sas.get(key)
         if sa is not None:
             for spi_in, child in sa.child_sas.items():
                 child.seq_out = max(child.seq_out, self._seq_reserved.get(spi_in, 0))
@@ -122,6 +131,7 @@ class MemoryStore:
         key = (spi_i, spi_r)
         self._check_owner(key)
         self._owners.pop(key, None)
+        self._unloaded.discard(key)
         sa = self._sas.pop(key, None)
         for spi in self._esp_of.pop(key, set()):
             if self._by_esp_spi.get(spi) == key:
@@ -164,6 +174,7 @@ class MemoryStore:
         if reserved >= last:
             raise SequenceExhausted(f"Child SA {spi_in.hex()}: no sequence numbers left")
         self._seq_reserved[spi_in] = limit = min(reserved + count, last)
+        self._unloaded.add(key)
         return limit
 
     def _check_owner(self, key: SpiPair) -> None:

@@ -289,20 +289,27 @@ class RedisStore:
         """The SA from its hash (HGETALL), None for an empty one (no such SA)."""
         if not fields:
             return None
-        text = pair.decode() if isinstance(pair, bytes) else pair
-        spi_i, spi_r = bytes.fromhex(text[:16]), bytes.fromhex(text[16:])
         try:
+            text = pair.decode() if isinstance(pair, bytes) else pair
+            spi_i, spi_r = bytes.fromhex(text[:16]), bytes.fromhex(text[16:])
             version, record = int(fields[b"version"]), fields[b"record"]
+            reservations = {
+                spi_in: int(fields[b"seq:" + spi_in.hex().encode()] or b"0", 16)
+                for spi_in in self._reserved_spis(fields)
+            }
         except (KeyError, ValueError):
-            raise MalformedMessage(f"stored IKE SA {text} incomplete") from None
+            raise MalformedMessage(f"stored IKE SA {pair!r} incomplete or corrupt") from None
         sa = self._sealer.open(record, spi_i, spi_r)
         for spi_in, child in sa.child_sas.items():
-            reserved = fields.get(b"seq:" + spi_in.hex().encode())
-            if reserved:
-                # Resume above every number that may have been sent (reserved or recorded).
-                child.seq_out = max(child.seq_out, int(reserved, 16))
+            # Resume above every number that may have been sent (reserved or recorded).
+            child.seq_out = max(child.seq_out, reservations.get(spi_in, 0))
         self._seen[(spi_i, spi_r)] = version
         return sa
+
+    @staticmethod
+    def _reserved_spis(fields: dict[bytes, bytes]) -> list[bytes]:
+        """The inbound SPIs of the reservations in an SA's hash (its ``seq:SPI`` fields)."""
+        return [bytes.fromhex(name[4:].decode()) for name in fields if name.startswith(b"seq:")]
 
     def _load(self, pairs: list[str]) -> list[IkeSa]:
         with self._server():

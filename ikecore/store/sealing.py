@@ -2,19 +2,28 @@
 
 A sealed record is one byte string::
 
-    "IKS1" | key id (8) | salt (32) | public length (4) | public JSON | ciphertext | ICV (16)
+    "IKS" | format (1) | key id (8) | salt (32) | IV (8) | public length (4) | public
+          | ciphertext | ICV (16)
 
-*public JSON* is `IkeSa.to_dict()` without its key material (the IKE SA's ``"keys"`` and every
-Child SA's ``"keys"``); the *ciphertext* is AES-256-GCM over those keys. The AAD is everything
-before the ciphertext plus the SPI pair the record is stored under, so every field is
-authenticated and a record copied under another SPI pair does not open.
+*format* is the record format, ``"2"``: *public* and the plaintext of *ciphertext* are the two
+parts of `ikecore.store.codec` (everything but key material; the IKE SA's and every Child SA's
+keys). The *ciphertext* is AES-256-GCM over the keys alone; the AAD is everything before the
+ciphertext plus the SPI pair the record is stored under, so every field is authenticated and a
+record copied under another SPI pair does not open.
 
-Nonces: each record is sealed under its own subkey, derived from the store key and a fresh
-random 32-byte salt, and that subkey seals exactly one message, so the fixed IV cannot repeat
-under any key. A random 8-byte IV under the long-lived store key could (birthday bound after
-~2^32 records, which a busy gateway writes in days); a persisted counter would need to be
-shared by every process and cluster node writing the store. Two records get the same subkey
-only if their 256-bit salts collide.
+Format 1 (JSON of `IkeSa.to_dict`, written before the binary codec) is not read: such records
+existed only in test and demo stores, and opening one raises `MalformedMessage` naming the
+format, so a store of the old format is recreated (a SQLite file of schema 1 is refused when
+it is opened), never half-read.
+
+Nonces (RFC 4106 §3: an IV must never repeat under one key): a `RecordSealer` seals under its
+own subkey, derived from the store key and a fresh random 32-byte salt, with a counter as the
+IV; the salt and IV are in the record, so any holder of the store key opens it. No counter
+needs persisting or sharing between processes and cluster nodes: every sealer (and a process
+forked from one: the salt is renewed when the process id changes) has its own subkey, and it
+takes a new salt before its counter reaches 2^32. Two sealers share a subkey only if their
+256-bit salts collide. Deriving the subkey once per sealer rather than once per record keeps a
+store write cheap; opening caches the subkeys of the last salts it saw.
 
 Errors: a record sealed under another store key raises `IntegrityError` (the key id differs);
 a record that does not authenticate under the right key, or does not parse, is corrupt and
@@ -23,33 +32,51 @@ raises `MalformedMessage`. Nothing is returned from a record that did not authen
 
 from __future__ import annotations
 
-import json
+import itertools
 import os
-from typing import Any
+from collections.abc import Iterator
+from typing import NamedTuple
 
 from ikecore.aead import AesGcm
 from ikecore.constants import PrfId
 from ikecore.errors import IntegrityError, MalformedMessage
 from ikecore.keys import prf, prf_plus
 from ikecore.sa import IkeSa
+from ikecore.store import codec
 
 __all__ = ["RecordSealer"]
 
-_MAGIC = b"IKS1"
+_MAGIC = b"IKS"
+_FORMAT = b"2"
 _KEY_ID_LEN = 8
 _SALT_LEN = 32
-_HEADER_LEN = len(_MAGIC) + _KEY_ID_LEN + _SALT_LEN + 4
+_IV_LEN = 8
+_KEY_ID_AT = len(_MAGIC) + len(_FORMAT)
+_SALT_AT = _KEY_ID_AT + _KEY_ID_LEN
+_IV_AT = _SALT_AT + _SALT_LEN
+_HEADER_LEN = _IV_AT + _IV_LEN + 4
 _ICV_LEN = 16
-# One subkey seals one record: the IV may be constant (see the module docstring).
-_IV = bytes(8)
 _PRF = PrfId.HMAC_SHA2_256
 _SUBKEY_LEN = 32 + 4  # AES-256 key | GCM salt (RFC 4106 §8.1 layout, as AesGcm takes it)
+# Records one subkey seals before its sealer takes a new salt (far below GCM's limits).
+_RECORDS_PER_SUBKEY = 2**32
+# Subkeys of other sealers' salts kept for opening (a process reads what a few wrote).
+_OPEN_CACHE_SIZE = 64
+
+
+class _Writer(NamedTuple):
+    """A sealer's subkey: its salt, its cipher, the counter of its IVs, the process using it."""
+
+    salt: bytes
+    aead: AesGcm
+    counter: Iterator[int]
+    pid: int
 
 
 class RecordSealer:
     """Seals and opens `IkeSa` records under one store key (at least 16 bytes, e.g. 32 random)."""
 
-    __slots__ = ("_key", "_key_id")
+    __slots__ = ("_key", "_key_id", "_opening", "_writer")
 
     def __init__(self, key: bytes) -> None:
         if not isinstance(key, bytes):
@@ -60,60 +87,72 @@ class RecordSealer:
         # Identifies the key without revealing it: a record under another key is refused
         # with IntegrityError before any decryption is tried.
         self._key_id = prf(_PRF, key, b"ikecore store key id")[:_KEY_ID_LEN]
+        self._opening: dict[bytes, AesGcm] = {}
+        self._writer = self._new_writer()
 
-    def _aead(self, salt: bytes, spi_i: bytes, spi_r: bytes) -> AesGcm:
+    def _subkey(self, salt: bytes) -> AesGcm:
         # HKDF-like (RFC 5869 shape, RFC 7296 §2.13 prf+):
-        #   K = prf(salt, store key); subkey = prf+(K, "ikecore store record" | SPIi | SPIr)
+        #   K = prf(salt, store key); subkey = prf+(K, "ikecore store records")
         extracted = prf(_PRF, salt, self._key)
-        info = b"ikecore store record" + spi_i + spi_r
-        return AesGcm(prf_plus(_PRF, extracted, info, _SUBKEY_LEN), _ICV_LEN)
+        return AesGcm(prf_plus(_PRF, extracted, b"ikecore store records", _SUBKEY_LEN), _ICV_LEN)
+
+    def _new_writer(self) -> _Writer:
+        salt = os.urandom(_SALT_LEN)
+        aead = self._opening[salt] = self._subkey(salt)
+        return _Writer(salt, aead, itertools.count(), os.getpid())
 
     def seal(self, sa: IkeSa) -> bytes:
         """The sealed record of ``sa`` (stored under ``sa.spis``)."""
-        public = sa.to_dict()
-        secret: dict[str, Any] = {"ike": public.pop("keys"), "child": {}}
-        public["keys"] = None
-        for child in public["child_sas"]:
-            secret["child"][child["spi_in"]] = child.pop("keys")
-        public_json = json.dumps(public, separators=(",", ":")).encode()
-        salt = os.urandom(_SALT_LEN)
-        header = _MAGIC + self._key_id + salt + len(public_json).to_bytes(4, "big")
-        aad = header + public_json + sa.spi_i + sa.spi_r
-        plaintext = json.dumps(secret, separators=(",", ":")).encode()
-        sealed = self._aead(salt, sa.spi_i, sa.spi_r).seal(_IV, aad, plaintext)
-        return header + public_json + sealed
+        public, secret = codec.encode(sa)
+        writer = self._writer
+        # next() of an itertools.count is atomic: threads sharing this sealer never draw the
+        # same IV. A forked child must not continue its parent's counter under its subkey.
+        number = next(writer.counter)
+        while number >= _RECORDS_PER_SUBKEY or writer.pid != os.getpid():
+            writer = self._writer = self._new_writer()
+            number = next(writer.counter)
+        iv = number.to_bytes(_IV_LEN, "big")
+        header = b"".join(
+            (_MAGIC, _FORMAT, self._key_id, writer.salt, iv, len(public).to_bytes(4, "big"))
+        )
+        aad = header + public + sa.spi_i + sa.spi_r
+        return header + public + writer.aead.seal(iv, aad, secret)
 
     def open(self, record: bytes, spi_i: bytes, spi_r: bytes) -> IkeSa:
         """The `IkeSa` sealed in ``record``, which was stored under (``spi_i``, ``spi_r``)."""
         if len(record) < _HEADER_LEN + _ICV_LEN:
             raise MalformedMessage("stored SA record too short", len(record))
-        if record[:4] != _MAGIC:
-            raise MalformedMessage("stored SA record of an unknown format", 0)
-        if record[4 : 4 + _KEY_ID_LEN] != self._key_id:
+        if record[:3] != _MAGIC:
+            raise MalformedMessage("not a stored SA record", 0)
+        if record[3:4] != _FORMAT:
+            # Format 1 (JSON) is not read: see the module docstring.
+            raise MalformedMessage(
+                f"stored SA record of format {record[3:4]!r}; this ikecore reads format "
+                f"{_FORMAT!r} (recreate the store)",
+                3,
+            )
+        if record[_KEY_ID_AT:_SALT_AT] != self._key_id:
             # Sealed under another store key: loud, and nothing is decrypted.
             raise IntegrityError()
-        salt = record[4 + _KEY_ID_LEN : 4 + _KEY_ID_LEN + _SALT_LEN]
+        salt = record[_SALT_AT:_IV_AT]
+        aead = self._opening.get(salt)
+        if aead is None:
+            if len(self._opening) == _OPEN_CACHE_SIZE:
+                self._opening.clear()
+            aead = self._opening[salt] = self._subkey(salt)
         public_len = int.from_bytes(record[_HEADER_LEN - 4 : _HEADER_LEN], "big")
         public_end = _HEADER_LEN + public_len
         if public_end + _ICV_LEN > len(record):
             raise MalformedMessage("stored SA record length field beyond its end", _HEADER_LEN - 4)
         aad = record[:public_end] + spi_i + spi_r
         try:
-            plaintext = self._aead(salt, spi_i, spi_r).open(_IV, aad, record[public_end:])
+            plaintext = aead.open(record[_IV_AT : _IV_AT + _IV_LEN], aad, record[public_end:])
         except IntegrityError:
             # The key id matched, so the key is right: the record was altered or moved.
             raise MalformedMessage(
                 "stored SA record does not authenticate (corrupt, or not this SPI pair's)"
             ) from None
-        try:
-            public = json.loads(record[_HEADER_LEN:public_end])
-            secret = json.loads(plaintext)
-            public["keys"] = secret["ike"]
-            for child in public["child_sas"]:
-                child["keys"] = secret["child"][child["spi_in"]]
-        except (ValueError, TypeError, KeyError) as exc:
-            raise MalformedMessage(f"unreadable stored SA record: {exc}") from None
-        sa = IkeSa.from_dict(public)
+        sa = codec.decode(record[_HEADER_LEN:public_end], plaintext)
         if sa.spis != (spi_i, spi_r):
             raise MalformedMessage("stored SA record names other SPIs")
         return sa

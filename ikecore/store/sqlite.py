@@ -18,19 +18,24 @@ unsigned, SQLite integers are signed).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Any
 
 from ikecore.config import Identity
 from ikecore.errors import LocalProtocolError, SequenceExhausted
 from ikecore.sa import IkeSa, SpiPair
-from ikecore.store import MAX_ESN, MAX_SEQ, StoreUnavailable, WriteConflict
+from ikecore.store import MAX_ESN, MAX_SEQ, StoreError, StoreUnavailable, WriteConflict
 from ikecore.store.sealing import RecordSealer
 
 __all__ = ["SqliteStore"]
 
-_SCHEMA_VERSION = 1
+# 2: records of format 2 (sealing.py). A file of schema 1 holds JSON records (format 1),
+# which this ikecore does not read: it is refused when opened, to be recreated.
+_SCHEMA_VERSION = 2
+_SCHEMA_1 = " (its SA records are of format 1: recreate the store)"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ike_sa (
     spi_i BLOB NOT NULL, spi_r BLOB NOT NULL, owner TEXT NOT NULL, version INTEGER NOT NULL,
@@ -59,6 +64,79 @@ def _seq(value: int) -> bytes:
     return value.to_bytes(8, "big")
 
 
+class _SqliteErrors:
+    """Maps sqlite3's errors to the store's: a locked database (past the timeout), a file
+    that cannot be opened or written, disk I/O trouble (OperationalError) are
+    `StoreUnavailable`; any other (a file that is not a database, a corrupt one) is a
+    `StoreError`. A context manager, reused for every statement outside a transaction."""
+
+    __slots__ = ("_path",)
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _: TracebackType | None
+    ) -> None:
+        if isinstance(exc, sqlite3.Error):
+            raise self.mapped(exc) from None
+
+    def mapped(self, exc: sqlite3.Error) -> StoreError:
+        if isinstance(exc, sqlite3.OperationalError):
+            return StoreUnavailable(f"sqlite store {self._path}: {exc}")
+        return StoreError(f"sqlite store {self._path}: {exc}")
+
+
+class _Transaction:
+    """One transaction holding the write lock from its start (no lost update): BEGIN
+    IMMEDIATE on entry, COMMIT on a normal exit, ROLLBACK on an exception. A context manager
+    reused for every write; sqlite3 errors are mapped as `_SqliteErrors` says."""
+
+    __slots__ = ("_db", "_errors")
+
+    def __init__(self, db: sqlite3.Connection, errors: _SqliteErrors) -> None:
+        self._db = db
+        self._errors = errors
+
+    def __enter__(self) -> sqlite3.Connection:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:  # locked past the timeout, disk trouble
+            raise self._errors.mapped(exc) from None
+        return self._db
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _: TracebackType | None
+    ) -> None:
+        try:
+            if exc is None:
+                self._db.execute("COMMIT")
+                return
+        except sqlite3.Error as commit_error:
+            exc = commit_error
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite may have rolled back already (I/O error, full disk)
+        if isinstance(exc, sqlite3.Error):
+            raise self._errors.mapped(exc) from None
+
+
+@dataclass(slots=True)
+class _Seen:
+    """A record as this object last read or wrote it: what its compare-and-set expects."""
+
+    version: int
+    remote_id: bytes | None
+    # The reservation high-water mark of each Child SA indexed under the record: a lower
+    # bound (only reserve_seq raises a mark, and never lowers it).
+    marks: dict[bytes, int]
+
+
 class SqliteStore:
     """An `SaStore` in an SQLite file; key material sealed under ``key`` (see sealing.py)."""
 
@@ -67,18 +145,23 @@ class SqliteStore:
     ) -> None:
         self._sealer = RecordSealer(key)
         self._node_id = node_id
-        # Version of each record as this object last read or wrote it (compare-and-set).
-        self._seen: dict[SpiPair, int] = {}
-        # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE in _write).
-        self._db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        # Each record as this object last read or wrote it (compare-and-set).
+        self._seen: dict[SpiPair, _Seen] = {}
+        self._errors = _SqliteErrors(str(path))
+        with self._errors:
+            # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE in _write).
+            self._db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
         try:
-            with self._write():
+            with self._errors:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+            self._write = _Transaction(self._db, self._errors)
+            with self._write:
                 (version,) = self._db.execute("PRAGMA user_version").fetchone()
                 if version not in (0, _SCHEMA_VERSION):
-                    raise ValueError(
-                        f"{path}: store schema {version}, this ikecore reads {_SCHEMA_VERSION}"
+                    raise StoreError(
+                        f"sqlite store {path}: schema {version}, this ikecore reads "
+                        f"{_SCHEMA_VERSION}" + (_SCHEMA_1 if version == 1 else "")
                     )
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
@@ -91,45 +174,26 @@ class SqliteStore:
     def close(self) -> None:
         self._db.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One transaction holding the write lock from its start (no lost update)."""
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:  # locked past the timeout, disk trouble
-            raise StoreUnavailable(f"sqlite store: {exc}") from None
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        try:
-            db.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            db.execute("ROLLBACK")
-            raise StoreUnavailable(f"sqlite store: {exc}") from None
-
     # -- SPI claims ----------------------------------------------------------------------------
 
     def claim_ike_spi(self, spi: bytes) -> bool:
         if len(spi) != 8:
             raise ValueError("an IKE SPI is 8 bytes")
-        with self._write() as db:
+        with self._write as db:
             return db.execute("INSERT OR IGNORE INTO ike_spi VALUES (?)", (spi,)).rowcount == 1
 
     def release_ike_spi(self, spi: bytes) -> None:
-        with self._write() as db:
+        with self._write as db:
             db.execute("DELETE FROM ike_spi WHERE spi = ?", (spi,))
 
     def claim_esp_spi(self, spi: bytes) -> bool:
         if len(spi) != 4:
             raise ValueError("an ESP SPI is 4 bytes")
-        with self._write() as db:
+        with self._write as db:
             return db.execute("INSERT OR IGNORE INTO esp_spi VALUES (?)", (spi,)).rowcount == 1
 
     def release_esp_spi(self, spi: bytes) -> None:
-        with self._write() as db:
+        with self._write as db:
             db.execute("DELETE FROM esp_spi WHERE spi = ?", (spi,))
 
     # -- records -------------------------------------------------------------------------------
@@ -137,34 +201,35 @@ class SqliteStore:
     def put_ike_sa(self, sa: IkeSa) -> None:
         spi_i, spi_r = key = sa.spis
         record = self._sealer.seal(sa)
+        remote_id = _identity_key(sa.remote_id)
         seen = self._seen.get(key)
-        with self._write() as db:
+        with self._write as db:
             # Compare-and-set in one statement: create if absent, or update the version read.
             if seen is None:
                 changed = db.execute(
                     "INSERT OR IGNORE INTO ike_sa VALUES (?, ?, ?, 1, ?, ?, ?)",
-                    (
-                        spi_i,
-                        spi_r,
-                        self._node_id,
-                        sa.local_spi,
-                        _identity_key(sa.remote_id),
-                        record,
-                    ),
+                    (spi_i, spi_r, self._node_id, sa.local_spi, remote_id, record),
+                ).rowcount
+            elif remote_id == seen.remote_id:
+                # Most writes (message IDs, windows, counters) leave the peer identity alone:
+                # its index is not touched.
+                changed = db.execute(
+                    "UPDATE ike_sa SET version = ?, record = ? "
+                    "WHERE spi_i = ? AND spi_r = ? AND owner = ? AND version = ?",
+                    (seen.version + 1, record, spi_i, spi_r, self._node_id, seen.version),
                 ).rowcount
             else:
                 changed = db.execute(
-                    "UPDATE ike_sa SET version = ?, local_spi = ?, remote_id = ?, record = ? "
+                    "UPDATE ike_sa SET version = ?, remote_id = ?, record = ? "
                     "WHERE spi_i = ? AND spi_r = ? AND owner = ? AND version = ?",
                     (
-                        seen + 1,
-                        sa.local_spi,
-                        _identity_key(sa.remote_id),
+                        seen.version + 1,
+                        remote_id,
                         record,
                         spi_i,
                         spi_r,
                         self._node_id,
-                        seen,
+                        seen.version,
                     ),
                 ).rowcount
             if changed != 1:
@@ -172,36 +237,51 @@ class SqliteStore:
                     "SELECT owner, version FROM ike_sa WHERE spi_i = ? AND spi_r = ?", key
                 ).fetchone()
                 raise self._conflict(key, row)
-            version = 1 if seen is None else seen + 1
-            # This SA's index rows, and the rows of its Child SAs wherever they are (a Child SA
-            # moves to the new IKE SA of a rekey, RFC 7296 §2.8: its reservation moves along).
-            spis = list(sa.child_sas)
-            rows = db.execute(
-                "SELECT spi_in, spi_i, spi_r, seq_reserved FROM child_sa "
-                f"WHERE spi_i = ? AND spi_r = ? OR spi_in IN ({_marks(len(spis))})",
-                (*key, *spis),
-            ).fetchall()
-            indexed = {
-                spi_in: ((row_i, row_r), reserved) for spi_in, row_i, row_r, reserved in rows
-            }
-            for spi_in, (owner_sa, _) in indexed.items():
-                if owner_sa == key and spi_in not in sa.child_sas:
-                    db.execute("DELETE FROM child_sa WHERE spi_in = ?", (spi_in,))
-            for spi_in, child in sa.child_sas.items():
-                indexed_under, reserved = indexed.get(spi_in, (None, None))
-                mark = child.seq_out if reserved is None else int.from_bytes(reserved, "big")
-                if indexed_under != key or mark < child.seq_out:
-                    db.execute(
-                        "INSERT OR REPLACE INTO child_sa VALUES (?, ?, ?, ?, ?)",
-                        (
-                            spi_in,
-                            spi_i,
-                            spi_r,
-                            child.transforms.esn,
-                            _seq(max(mark, child.seq_out)),
-                        ),
-                    )
-        self._seen[key] = version
+            children = sa.child_sas
+            if (
+                seen is not None
+                and seen.marks.keys() == children.keys()
+                and all(child.seq_out <= seen.marks[spi] for spi, child in children.items())
+            ):
+                # The same Child SAs, indexed here when this version was read or written, and
+                # none past its reservation: the index rows are right as they are.
+                marks = seen.marks
+            else:
+                marks = self._index_children(db, sa)
+        if seen is not None and marks is seen.marks:
+            seen.version += 1
+            seen.remote_id = remote_id
+        else:
+            self._seen[key] = _Seen(1 if seen is None else seen.version + 1, remote_id, marks)
+
+    @staticmethod
+    def _index_children(db: sqlite3.Connection, sa: IkeSa) -> dict[bytes, int]:
+        """Points the index rows of ``sa``'s Child SAs at it, with reservations at least their
+        ``seq_out``; drops the rows of its Child SAs that are gone. Returns the marks."""
+        spi_i, spi_r = key = sa.spis
+        # This SA's index rows, and the rows of its Child SAs wherever they are (a Child SA
+        # moves to the new IKE SA of a rekey, RFC 7296 §2.8: its reservation moves along).
+        spis = list(sa.child_sas)
+        rows = db.execute(
+            "SELECT spi_in, spi_i, spi_r, seq_reserved FROM child_sa "
+            f"WHERE spi_i = ? AND spi_r = ? OR spi_in IN ({_marks(len(spis))})",
+            (*key, *spis),
+        ).fetchall()
+        indexed = {spi_in: ((row_i, row_r), reserved) for spi_in, row_i, row_r, reserved in rows}
+        for spi_in, (owner_sa, _) in indexed.items():
+            if owner_sa == key and spi_in not in sa.child_sas:
+                db.execute("DELETE FROM child_sa WHERE spi_in = ?", (spi_in,))
+        marks = {}
+        for spi_in, child in sa.child_sas.items():
+            indexed_under, reserved = indexed.get(spi_in, (None, None))
+            mark = child.seq_out if reserved is None else int.from_bytes(reserved, "big")
+            marks[spi_in] = max(mark, child.seq_out)
+            if indexed_under != key or mark < child.seq_out:
+                db.execute(
+                    "INSERT OR REPLACE INTO child_sa VALUES (?, ?, ?, ?, ?)",
+                    (spi_in, spi_i, spi_r, child.transforms.esn, _seq(marks[spi_in])),
+                )
+        return marks
 
     def _conflict(self, key: SpiPair, row: tuple[str, int] | None) -> WriteConflict:
         """Why the compare-and-set of ``key`` failed, given its row as it is now."""
@@ -212,45 +292,55 @@ class SqliteStore:
             return WriteConflict(f"{name} belongs to {row[0]}")
         return WriteConflict(f"{name} changed since this store read it")
 
+    def _rows(self, query: str, parameters: Sequence[object]) -> list[Any]:
+        """The rows of a read outside a transaction (sqlite3 errors mapped)."""
+        with self._errors:
+            return self._db.execute(query, parameters).fetchall()
+
     def _load(self, spi_i: bytes, spi_r: bytes, version: int, record: bytes) -> IkeSa:
         sa = self._sealer.open(record, spi_i, spi_r)
         spis = list(sa.child_sas)
-        for spi_in, reserved in self._db.execute(
-            f"SELECT spi_in, seq_reserved FROM child_sa WHERE spi_in IN ({_marks(len(spis))})",
+        marks = {}
+        for spi_in, row_i, row_r, reserved in self._rows(
+            "SELECT spi_in, spi_i, spi_r, seq_reserved FROM child_sa "
+            f"WHERE spi_in IN ({_marks(len(spis))})",
             spis,
         ):
             child = sa.child_sas.get(spi_in)
             if child is not None:
                 # Resume above every number that may have been sent (reserved or recorded).
-                child.seq_out = max(child.seq_out, int.from_bytes(reserved, "big"))
-        self._seen[(spi_i, spi_r)] = version
+                mark = int.from_bytes(reserved, "big")
+                child.seq_out = max(child.seq_out, mark)
+                if (row_i, row_r) == (spi_i, spi_r):
+                    marks[spi_in] = mark
+        self._seen[(spi_i, spi_r)] = _Seen(version, _identity_key(sa.remote_id), marks)
         return sa
 
     def get_ike_sa(self, spi_i: bytes, spi_r: bytes) -> IkeSa | None:
-        row = self._db.execute(
+        rows = self._rows(
             "SELECT version, record FROM ike_sa WHERE spi_i = ? AND spi_r = ?", (spi_i, spi_r)
-        ).fetchone()
-        return None if row is None else self._load(spi_i, spi_r, *row)
+        )
+        return self._load(spi_i, spi_r, *rows[0]) if rows else None
 
     def find_by_esp_spi(self, spi_in: bytes) -> IkeSa | None:
-        row = self._db.execute(
+        rows = self._rows(
             "SELECT s.spi_i, s.spi_r, s.version, s.record FROM child_sa AS c "
             "JOIN ike_sa AS s ON s.spi_i = c.spi_i AND s.spi_r = c.spi_r WHERE c.spi_in = ?",
             (spi_in,),
-        ).fetchone()
-        return None if row is None else self._load(*row)
+        )
+        return self._load(*rows[0]) if rows else None
 
     def find_by_identity(self, remote_id: Identity) -> list[IkeSa]:
-        rows = self._db.execute(
+        rows = self._rows(
             "SELECT spi_i, spi_r, version, record FROM ike_sa WHERE remote_id = ? "
             "ORDER BY spi_i, spi_r",
             (_identity_key(remote_id),),
-        ).fetchall()
+        )
         return [self._load(*row) for row in rows]
 
     def delete_ike_sa(self, spi_i: bytes, spi_r: bytes) -> None:
         key = (spi_i, spi_r)
-        with self._write() as db:
+        with self._write as db:
             row = db.execute(
                 "SELECT owner, local_spi FROM ike_sa WHERE spi_i = ? AND spi_r = ?", key
             ).fetchone()
@@ -270,9 +360,9 @@ class SqliteStore:
         self._seen.pop(key, None)
 
     def ike_sas(self) -> list[IkeSa]:
-        rows = self._db.execute(
-            "SELECT spi_i, spi_r, version, record FROM ike_sa ORDER BY spi_i, spi_r"
-        ).fetchall()
+        rows = self._rows(
+            "SELECT spi_i, spi_r, version, record FROM ike_sa ORDER BY spi_i, spi_r", ()
+        )
         return [self._load(*row) for row in rows]
 
     # -- ownership and sequence numbers --------------------------------------------------------
@@ -282,13 +372,11 @@ class SqliteStore:
         return self._node_id
 
     def owner(self, spi_i: bytes, spi_r: bytes) -> str | None:
-        row = self._db.execute(
-            "SELECT owner FROM ike_sa WHERE spi_i = ? AND spi_r = ?", (spi_i, spi_r)
-        ).fetchone()
-        return None if row is None else str(row[0])
+        rows = self._rows("SELECT owner FROM ike_sa WHERE spi_i = ? AND spi_r = ?", (spi_i, spi_r))
+        return str(rows[0][0]) if rows else None
 
     def transfer(self, spis: SpiPair, from_node: str, to_node: str) -> bool:
-        with self._write() as db:
+        with self._write as db:
             moved = db.execute(
                 "UPDATE ike_sa SET owner = ?, version = version + 1 "
                 "WHERE spi_i = ? AND spi_r = ? AND owner = ?",
@@ -301,15 +389,15 @@ class SqliteStore:
     def reserve_seq(self, spi_in: bytes, count: int) -> int:
         if not isinstance(count, int) or not 1 <= count <= MAX_SEQ:
             raise ValueError("count must be an int from 1 to 2^32 - 1")
-        with self._write() as db:
+        with self._write as db:
             row = db.execute(
-                "SELECT s.owner, c.esn, c.seq_reserved FROM child_sa AS c "
+                "SELECT s.owner, c.esn, c.seq_reserved, c.spi_i, c.spi_r FROM child_sa AS c "
                 "JOIN ike_sa AS s ON s.spi_i = c.spi_i AND s.spi_r = c.spi_r WHERE c.spi_in = ?",
                 (spi_in,),
             ).fetchone()
             if row is None:
                 raise LocalProtocolError(f"no stored Child SA with inbound SPI {spi_in.hex()}")
-            owner, esn, reserved_bytes = row
+            owner, esn, reserved_bytes, spi_i, spi_r = row
             if owner != self._node_id:
                 raise WriteConflict(f"Child SA {spi_in.hex()} belongs to {owner}")
             last = MAX_ESN if esn else MAX_SEQ
@@ -320,4 +408,7 @@ class SqliteStore:
             db.execute(
                 "UPDATE child_sa SET seq_reserved = ? WHERE spi_in = ?", (_seq(limit), spi_in)
             )
+        seen = self._seen.get((spi_i, spi_r))
+        if seen is not None and spi_in in seen.marks:
+            seen.marks[spi_in] = limit  # the next put of the SA need not touch the index
         return limit

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import redis
 from store_fixtures import STORE_KEY, RedisServer, free_port, make_sa
 
+from ikecore.errors import MalformedMessage
 from ikecore.store import RedisStore, StoreUnavailable
 
 
@@ -94,15 +97,72 @@ def test_primary_killed_mid_run_no_acknowledged_sa_lost(tmp_path: Path) -> None:
             server.stop()
 
 
+def _every_operation(store: RedisStore) -> dict[str, Callable[[], object]]:
+    sa = make_sa(1)
+    spi_in = next(iter(sa.child_sas))
+    remote_id = sa.remote_id
+    assert remote_id is not None
+    return {
+        "put_ike_sa": lambda: store.put_ike_sa(make_sa(1)),
+        "get_ike_sa": lambda: store.get_ike_sa(*sa.spis),
+        "find_by_esp_spi": lambda: store.find_by_esp_spi(spi_in),
+        "find_by_identity": lambda: store.find_by_identity(remote_id),
+        "ike_sas": store.ike_sas,
+        "delete_ike_sa": lambda: store.delete_ike_sa(*sa.spis),
+        "owner": lambda: store.owner(*sa.spis),
+        "transfer": lambda: store.transfer(sa.spis, "gw-a", "gw-b"),
+        "reserve_seq": lambda: store.reserve_seq(spi_in, 64),
+        "claim_ike_spi": lambda: store.claim_ike_spi(sa.spi_i),
+        "release_ike_spi": lambda: store.release_ike_spi(sa.spi_i),
+        "claim_esp_spi": lambda: store.claim_esp_spi(spi_in),
+        "release_esp_spi": lambda: store.release_esp_spi(spi_in),
+    }
+
+
 def test_unreachable_server_is_store_unavailable() -> None:
     store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", "gw-a", STORE_KEY)
-    sa = make_sa(1)
-    with pytest.raises(StoreUnavailable):
-        store.put_ike_sa(sa)
-    with pytest.raises(StoreUnavailable):
-        store.get_ike_sa(*sa.spis)
-    with pytest.raises(StoreUnavailable):
-        store.claim_ike_spi(sa.spi_i)
+    for operation in _every_operation(store).values():
+        with pytest.raises(StoreUnavailable, match="redis store"):
+            operation()
+    store.close()
+
+
+def test_corrupt_hash_fields_are_malformed(redis_url: str) -> None:
+    """Fields beside the sealed record (version, reservations) that do not parse are a
+    corrupt record too: MalformedMessage, not a ValueError."""
+    store = RedisStore(redis_url, "gw-a", STORE_KEY)
+    sa = make_sa(3)
+    store.put_ike_sa(sa)
+    client = redis.Redis.from_url(redis_url)
+    key = f"ikecore:sa:{sa.spi_i.hex()}{sa.spi_r.hex()}"
+    seq_field = "seq:" + next(iter(sa.child_sas)).hex()
+    for field, value in ((seq_field, "not hex"), ("version", "seven")):
+        good = client.hget(key, field)
+        assert good is not None
+        client.hset(key, field, value)
+        with pytest.raises(MalformedMessage, match="corrupt"):
+            store.get_ike_sa(*sa.spis)
+        with pytest.raises(MalformedMessage, match="corrupt"):
+            store.find_by_esp_spi(next(iter(sa.child_sas)))
+        client.hset(key, field, good)
+    assert store.get_ike_sa(*sa.spis) == sa
+    client.close()
+    store.close()
+
+
+def test_server_killed_mid_run_is_store_unavailable(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis")
+    store = RedisStore(server.url, "gw-a", STORE_KEY, socket_timeout=1.0)
+    try:
+        store.put_ike_sa(make_sa(1))
+        assert store.get_ike_sa(*make_sa(1).spis) == make_sa(1)
+        server.kill()
+        for operation in _every_operation(store).values():
+            with pytest.raises(StoreUnavailable, match="redis store"):
+                operation()
+    finally:
+        store.close()
+        server.stop()
 
 
 def test_write_without_its_replicas_is_store_unavailable(redis_url: str) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from store_fixtures import OTHER_KEY, SHARED_KINDS, STORE_KEY, StoreFactory, mak
 
 from ikecore.errors import IntegrityError, MalformedMessage
 from ikecore.sa import IkeSa, SpiPair
-from ikecore.store import MemoryStore, RedisStore, SqliteStore, open_store
+from ikecore.store import MemoryStore, RedisStore, SqliteStore, open_store, sealing
 from ikecore.store.sealing import RecordSealer
 
 shared = pytest.mark.parametrize("kind", SHARED_KINDS)
@@ -58,13 +60,73 @@ def _everything_stored(kind: str, location: str) -> bytes:
     return b"".join(client.dump(key) or b"" for key in client.keys("*"))
 
 
-def test_sealer_round_trip_with_a_fresh_nonce_per_record() -> None:
+SALT = slice(12, 44)
+IV = slice(44, 52)
+
+
+def test_sealer_round_trip_with_a_fresh_iv_per_record() -> None:
+    sealer, other = RecordSealer(STORE_KEY), RecordSealer(STORE_KEY)
+    sa = make_sa(1)
+    first, second, third = sealer.seal(sa), sealer.seal(sa), other.seal(sa)
+    # One sealer: one subkey (its salt), a counter IV; another sealer: another subkey.
+    assert first[SALT] == second[SALT] != third[SALT]
+    assert first[IV] == bytes(8) and second[IV] == (1).to_bytes(8, "big")
+    for record in (first, second, third):
+        assert sealer.open(record, *sa.spis) == sa == other.open(record, *sa.spis)
+        assert not any(
+            secret in record or secret.hex().encode() in record for secret in _secrets(sa)
+        )
+
+
+def test_forked_sealer_takes_a_new_subkey() -> None:
+    """A child process continuing its parent's counter under the parent's subkey would reuse
+    its IVs: the sealer notices the new process id and takes a new salt."""
     sealer = RecordSealer(STORE_KEY)
     sa = make_sa(1)
-    first, second = sealer.seal(sa), sealer.seal(sa)
-    assert first != second and first[12:44] != second[12:44]  # new salt, so a new subkey
-    assert sealer.open(first, *sa.spis) == sa == sealer.open(second, *sa.spis)
-    assert not any(secret in first or secret.hex().encode() in first for secret in _secrets(sa))
+    parent_record = sealer.seal(sa)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: seal once, send the record, leave without pytest's cleanup
+        os.close(read_end)
+        os.write(write_end, sealer.seal(sa))
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        child_record = pipe.read()
+    assert os.waitpid(pid, 0)[1] == 0
+    assert child_record[SALT] != parent_record[SALT]
+    assert sealer.open(child_record, *sa.spis) == sa
+    assert sealer.seal(sa)[SALT] == parent_record[SALT]  # the parent keeps its own
+
+
+def test_threads_sharing_a_sealer_never_draw_the_same_iv() -> None:
+    sealer = RecordSealer(STORE_KEY)
+    sa = make_sa(2)
+    records: list[bytes] = []
+
+    def seal_many() -> None:
+        records.extend(sealer.seal(sa) for _ in range(300))
+
+    threads = [threading.Thread(target=seal_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({record[SALT] for record in records}) == 1
+    assert sorted(int.from_bytes(record[IV], "big") for record in records) == list(range(1200))
+
+
+def test_sealer_takes_a_new_subkey_before_its_counter_runs_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sealing, "_RECORDS_PER_SUBKEY", 3)  # instead of 2^32
+    sealer = RecordSealer(STORE_KEY)
+    sa = make_sa(3)
+    records = [sealer.seal(sa) for _ in range(7)]
+    salts = [record[SALT] for record in records]
+    assert salts[0] == salts[2] != salts[3] == salts[5] != salts[6] != salts[0]
+    assert [int.from_bytes(r[IV], "big") for r in records] == [0, 1, 2, 0, 1, 2, 0]
+    assert all(sealer.open(record, *sa.spis) == sa for record in records)
 
 
 def test_sealer_refuses_bad_keys() -> None:

@@ -1,5 +1,6 @@
-"""SqliteStore specifics: a write lock held too long by another process is StoreUnavailable,
-and a database of an unknown schema is refused."""
+"""SqliteStore specifics: sqlite3's errors become the store's. A write lock held too long by
+another process, a file that cannot be opened, disk trouble: StoreUnavailable; a file that is
+not a database, a corrupt one, an unknown schema: StoreError. No sqlite3 exception escapes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from store_fixtures import STORE_KEY, make_sa
 
-from ikecore.store import SqliteStore, StoreUnavailable
+from ikecore.store import SqliteStore, StoreError, StoreUnavailable
 
 
 def test_write_lock_held_elsewhere_is_store_unavailable(tmp_path: Path) -> None:
@@ -30,5 +31,73 @@ def test_unknown_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "sa.db"
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA user_version = 7")
-    with pytest.raises(ValueError, match="schema 7"):
+    with pytest.raises(StoreError, match="schema 7"):
         SqliteStore(path, STORE_KEY)
+
+
+@pytest.mark.parametrize("where", ["missing directory", "a directory"])
+def test_unopenable_path_is_store_unavailable(tmp_path: Path, where: str) -> None:
+    path = tmp_path / "missing" / "sa.db" if where == "missing directory" else tmp_path
+    with pytest.raises(StoreUnavailable, match="unable to open database file") as caught:
+        SqliteStore(path, STORE_KEY)
+    assert str(path) in str(caught.value)
+
+
+def test_file_that_is_not_a_database_is_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "sa.db"
+    path.write_bytes(b"these are not the pages you are looking for" * 200)
+    with pytest.raises(StoreError, match="not a database") as caught:
+        SqliteStore(path, STORE_KEY)
+    assert not isinstance(caught.value, StoreUnavailable)
+
+
+def test_corrupt_database_pages_are_store_error_on_every_operation(tmp_path: Path) -> None:
+    path = tmp_path / "sa.db"
+    store = SqliteStore(path, STORE_KEY)
+    for n in range(200):
+        store.put_ike_sa(make_sa(n))
+    store.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 20 * page
+    for start in range(3 * page, len(data), 3 * page):  # b-tree pages of both tables
+        data[start : start + 100] = b"\xff" * 100
+    path.write_bytes(bytes(data))
+    store = SqliteStore(path, STORE_KEY)
+    sa = make_sa(5)
+    operations = {
+        "ike_sas": store.ike_sas,
+        "get_ike_sa": lambda: store.get_ike_sa(*sa.spis),
+        "find_by_esp_spi": lambda: store.find_by_esp_spi(next(iter(sa.child_sas))),
+        "find_by_identity": lambda: store.find_by_identity(make_sa(7).remote_id),
+        "put_ike_sa": lambda: store.put_ike_sa(make_sa(1000)),
+    }
+    for name, operation in operations.items():
+        with pytest.raises(StoreError, match="malformed"):
+            operation()
+        assert not store._db.in_transaction, name  # a failed write was rolled back
+    store.close()
+
+
+def test_failed_write_leaves_nothing_half_done(tmp_path: Path) -> None:
+    """A write that fails inside its transaction is rolled back whole: the store is usable
+    and the SA reads as it was before."""
+    path = tmp_path / "sa.db"
+    store = SqliteStore(path, STORE_KEY, timeout=0.05)
+    sa = make_sa(1)
+    store.put_ike_sa(sa)
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN IMMEDIATE")
+    changed = store.get_ike_sa(*sa.spis)
+    assert changed is not None
+    changed.next_request_id += 5
+    with pytest.raises(StoreUnavailable, match="locked"):
+        store.put_ike_sa(changed)
+    with pytest.raises(StoreUnavailable, match="locked"):
+        store.reserve_seq(next(iter(sa.child_sas)), 64)
+    reader.execute("ROLLBACK")
+    reader.close()
+    assert store.get_ike_sa(*sa.spis) == sa
+    store.put_ike_sa(changed)  # the compare-and-set still expects the version it read
+    assert store.get_ike_sa(*sa.spis) == changed
+    store.close()
