@@ -16,11 +16,11 @@ Every function leaves the OpenSSL error queue empty and wipes the native buffers
 material (OPENSSL_cleanse). The returned ``bytes`` are the caller's to keep.
 """
 
+cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_AsLongAndOverflow, PyLong_Check
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from cpython.object cimport PyObject_GenericSetAttr
 from libc.string cimport memcpy, memset
 
 from ikecore._fast._libcrypto cimport (
@@ -711,50 +711,145 @@ def skeyseed_rekey(old_prf_id, sk_d_old, g_ir, ni, nr) -> bytes:
         OPENSSL_cleanse(out, MAX_OUT)
 
 
-_IKE_KEY_FIELDS = ("sk_d", "sk_ai", "sk_ar", "sk_ei", "sk_er", "sk_pi", "sk_pr")
-_CHILD_KEY_FIELDS = ("encr_i", "integ_i", "encr_r", "integ_r")
+# --- results ---------------------------------------------------------------------------------
+# Native classes rather than dataclasses: the keys are stored straight into the fields, which
+# costs a tenth of a dataclass's per-field attribute machinery (that cost more than the hashing).
 
 
-cdef object _record(type result_type, tuple fields, const uchar *keymat, const size_t *lengths):
-    """A ``result_type`` instance whose slots ``fields`` hold consecutive slices of ``keymat``.
+@cython.final
+@cython.freelist(8)
+cdef class IkeKeys:
+    """The seven keys of an IKE SA (RFC 7296 §2.14). *_i protect what the original initiator
+    sends, *_r the other direction; AEAD encryption keys end with their 4-byte salt.
+    Immutable; the repr shows key lengths only."""
 
-    The slots are set with object.__setattr__ semantics, as a frozen dataclass's own __init__
-    does, without its per-field Python calls (they would cost more than the key schedule).
-    """
-    cdef object record = result_type.__new__(result_type)
-    cdef size_t offset = 0
-    cdef Py_ssize_t i
-    for i in range(len(fields)):
-        PyObject_GenericSetAttr(record, fields[i], _bytes(keymat + offset, lengths[i]))
-        offset += lengths[i]
-    return record
+    cdef readonly bytes sk_d, sk_ai, sk_ar, sk_ei, sk_er, sk_pi, sk_pr
+
+    __match_args__ = ("sk_d", "sk_ai", "sk_ar", "sk_ei", "sk_er", "sk_pi", "sk_pr")
+
+    def __init__(self, bytes sk_d not None, bytes sk_ai not None, bytes sk_ar not None,
+                 bytes sk_ei not None, bytes sk_er not None, bytes sk_pi not None,
+                 bytes sk_pr not None):
+        self.sk_d, self.sk_ai, self.sk_ar = sk_d, sk_ai, sk_ar
+        self.sk_ei, self.sk_er, self.sk_pi, self.sk_pr = sk_ei, sk_er, sk_pi, sk_pr
+
+    cdef tuple _fields(self):
+        return (self.sk_d, self.sk_ai, self.sk_ar, self.sk_ei, self.sk_er, self.sk_pi, self.sk_pr)
+
+    def __eq__(self, other):
+        if type(other) is not IkeKeys:
+            return NotImplemented
+        return self._fields() == (<IkeKeys>other)._fields()
+
+    def __hash__(self):
+        return hash(self._fields())
+
+    def __reduce__(self):
+        return (IkeKeys, self._fields())
+
+    def __repr__(self):
+        return _lengths_repr("IkeKeys", self.__match_args__, self._fields())
 
 
-cdef object _ike_sa_keys(type result_type, _PrfState *st, int alg, const uchar *key, size_t key_len, _Scratch *work,
-                        size_t seed_len, size_t integ_len, size_t encr_len):
+@cython.final
+@cython.freelist(8)
+cdef class ChildKeys:
+    """The keys of a Child SA pair (RFC 7296 §2.17). *_i protect initiator-to-responder traffic
+    (the SA whose SPI the responder chose), *_r the reverse; AEAD keys end with their salt.
+    Immutable; the repr shows key lengths only."""
+
+    cdef readonly bytes encr_i, integ_i, encr_r, integ_r
+
+    __match_args__ = ("encr_i", "integ_i", "encr_r", "integ_r")
+
+    def __init__(self, bytes encr_i not None, bytes integ_i not None, bytes encr_r not None,
+                 bytes integ_r not None):
+        self.encr_i, self.integ_i, self.encr_r, self.integ_r = encr_i, integ_i, encr_r, integ_r
+
+    cdef tuple _fields(self):
+        return (self.encr_i, self.integ_i, self.encr_r, self.integ_r)
+
+    def __eq__(self, other):
+        if type(other) is not ChildKeys:
+            return NotImplemented
+        return self._fields() == (<ChildKeys>other)._fields()
+
+    def __hash__(self):
+        return hash(self._fields())
+
+    def __reduce__(self):
+        return (ChildKeys, self._fields())
+
+    def __repr__(self):
+        return _lengths_repr("ChildKeys", self.__match_args__, self._fields())
+
+
+cdef str _lengths_repr(str name, tuple names, tuple values):
+    """``Name(field=<N bytes>, ...)``: lengths only, so keys never reach a log."""
+    shown = ", ".join([f"{field}=<{len(value)} bytes>" for field, value in zip(names, values)])
+    return f"{name}({shown})"
+
+
+cdef IkeKeys _ike_record(const uchar *keymat, size_t prf_len, size_t integ_len, size_t encr_len):
+    # KEYMAT = SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr (RFC 7296 §2.14)
+    cdef IkeKeys keys = IkeKeys.__new__(IkeKeys)
+    keys.sk_d = _bytes(keymat, prf_len)
+    keymat += prf_len
+    keys.sk_ai = _bytes(keymat, integ_len)
+    keys.sk_ar = _bytes(keymat + integ_len, integ_len)
+    keymat += 2 * integ_len
+    keys.sk_ei = _bytes(keymat, encr_len)
+    keys.sk_er = _bytes(keymat + encr_len, encr_len)
+    keymat += 2 * encr_len
+    keys.sk_pi = _bytes(keymat, prf_len)
+    keys.sk_pr = _bytes(keymat + prf_len, prf_len)
+    return keys
+
+
+cdef ChildKeys _child_record(const uchar *keymat, size_t encr_len, size_t integ_len):
+    # KEYMAT = encr_i | integ_i | encr_r | integ_r (RFC 7296 §2.17)
+    cdef ChildKeys keys = ChildKeys.__new__(ChildKeys)
+    keys.encr_i = _bytes(keymat, encr_len)
+    keys.integ_i = _bytes(keymat + encr_len, integ_len)
+    keymat += encr_len + integ_len
+    keys.encr_r = _bytes(keymat, encr_len)
+    keys.integ_r = _bytes(keymat + encr_len, integ_len)
+    return keys
+
+
+cdef IkeKeys _ike_sa_keys(_PrfState *st, int alg, const uchar *key, size_t key_len, _Scratch *work,
+                          size_t seed_len, size_t integ_len, size_t encr_len):
     """The seven keys from prf+(key, seed at work + MAX_OUT), keymat after the seed in ``work``."""
     # RFC 7296 §2.14:
     # {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr} = prf+(SKEYSEED, Ni | Nr | SPIi | SPIr)
     cdef size_t prf_len = _output_length(alg)
-    cdef size_t lengths[7]
-    lengths[0] = lengths[5] = lengths[6] = prf_len
-    lengths[1] = lengths[2] = integ_len
-    lengths[3] = lengths[4] = encr_len
     cdef uchar *keymat = work.ptr + MAX_OUT + seed_len + 1 + PAD_ROOM
     _state_key(st, alg, key, key_len)
     _expand(st, work.ptr, seed_len, keymat, 3 * prf_len + 2 * integ_len + 2 * encr_len)
-    return _record(result_type, _IKE_KEY_FIELDS, keymat, lengths)
+    return _ike_record(keymat, prf_len, integ_len, encr_len)
 
 
-cdef int _key_lengths(object integ_key_len, object encr_key_len, size_t *integ_len, size_t *encr_len,
-                      int alg) except -1:
-    cdef size_t h = _output_length(alg)
-    integ_len[0] = _length(integ_key_len, "integ_key_len")
-    encr_len[0] = _length(encr_key_len, "encr_key_len")
+cdef struct _Suite:
+    int prf_id
+    size_t integ_len
+    size_t encr_len
+
+
+cdef int _suite(_Suite *out, object suite) except -1:
+    """The PRF and key lengths of an IkeSuite (checked again here: the suite is duck-typed)."""
+    cdef size_t h
+    try:
+        prf_id, integ_key_len, encr_key_len = suite.prf, suite.integ_key_len, suite.encr_key_len
+    except AttributeError:
+        raise TypeError(f"suite must be an IkeSuite, not {type(suite).__name__}") from None
+    out.prf_id = _prf_id(prf_id, "suite.prf")
+    h = _output_length(out.prf_id)
+    out.integ_len = _length(integ_key_len, "suite.integ_key_len")
+    out.encr_len = _length(encr_key_len, "suite.encr_key_len")
     # each length on its own first, so that the sum cannot wrap around
-    _check_blocks(integ_len[0], h, alg)
-    _check_blocks(encr_len[0], h, alg)
-    _check_blocks(3 * h + 2 * integ_len[0] + 2 * encr_len[0], h, alg)
+    _check_blocks(out.integ_len, h, out.prf_id)
+    _check_blocks(out.encr_len, h, out.prf_id)
+    _check_blocks(3 * h + 2 * out.integ_len + 2 * out.encr_len, h, out.prf_id)
     return 0
 
 
@@ -772,14 +867,18 @@ cdef inline size_t _ike_seed(_Scratch *work, size_t keymat_len, const _Arg *ni, 
     return seed_len
 
 
-def ike_keys(type result_type, prf_id, skeyseed, ni, nr, spi_i, spi_r, integ_key_len, encr_key_len):
-    """A ``result_type`` with slots sk_d .. sk_pr, from SKEYSEED (RFC 7296 §2.14)."""
-    cdef int alg = _prf_id(prf_id, "prf_id")
-    cdef size_t integ_len, encr_len, seed_len
+cdef inline size_t _ike_keymat_len(const _Suite *suite) noexcept nogil:
+    return 3 * _output_length(suite.prf_id) + 2 * suite.integ_len + 2 * suite.encr_len
+
+
+def ike_keys(suite, skeyseed, ni, nr, spi_i, spi_r) -> IkeKeys:
+    """The seven SK_* keys of an IKE SA from SKEYSEED (RFC 7296 §2.14); SPIs are 8 bytes."""
+    cdef _Suite s
+    cdef size_t seed_len
     cdef _Arg args[5]
     cdef _PrfState st
     cdef _Scratch work
-    _key_lengths(integ_key_len, encr_key_len, &integ_len, &encr_len, alg)
+    _suite(&s, suite)
     args[0].held = args[1].held = args[2].held = args[3].held = args[4].held = False
     work.size = 0
     _state_new(&st)
@@ -789,28 +888,29 @@ def ike_keys(type result_type, prf_id, skeyseed, ni, nr, spi_i, spi_r, integ_key
         _arg(&args[2], nr, "nr")
         _spi(&args[3], spi_i, "spi_i")
         _spi(&args[4], spi_r, "spi_r")
-        seed_len = _ike_seed(&work, 3 * _output_length(alg) + 2 * integ_len + 2 * encr_len,
-                             &args[1], &args[2], &args[3], &args[4])
-        return _ike_sa_keys(result_type, &st, alg, args[0].ptr, args[0].len, &work, seed_len, integ_len, encr_len)
+        seed_len = _ike_seed(&work, _ike_keymat_len(&s), &args[1], &args[2], &args[3], &args[4])
+        return _ike_sa_keys(&st, s.prf_id, args[0].ptr, args[0].len, &work, seed_len, s.integ_len,
+                            s.encr_len)
     finally:
         _release(args, 5)
         _state_wipe(&st)
         _scratch_wipe(&work)
 
 
-def ike_sa_init_keys(type result_type, prf_id, ni, nr, g_ir, spi_i, spi_r, integ_key_len, encr_key_len):
+def ike_keys_initial(suite, ni, nr, g_ir, spi_i, spi_r) -> IkeKeys:
     """SKEYSEED and the seven SK_* keys of an initial IKE SA in one call (RFC 7296 §2.14).
 
-    Returns a ``result_type`` with slots sk_d .. sk_pr; SKEYSEED never leaves native memory.
+    Same result as ``ike_keys(suite, skeyseed(suite.prf, ni, nr, g_ir), ni, nr, spi_i, spi_r)``;
+    SKEYSEED never leaves native memory.
     """
-    cdef int alg = _prf_id(prf_id, "prf_id")
-    cdef size_t integ_len, encr_len, seed_len
+    cdef _Suite s
+    cdef size_t seed_len
     cdef _Arg args[5]
     cdef _PrfState st
     cdef _Scratch work
     cdef uchar seed_key[MAX_OUT]
     cdef size_t seed_key_len
-    _key_lengths(integ_key_len, encr_key_len, &integ_len, &encr_len, alg)
+    _suite(&s, suite)
     args[0].held = args[1].held = args[2].held = args[3].held = args[4].held = False
     work.size = 0
     _state_new(&st)
@@ -820,12 +920,12 @@ def ike_sa_init_keys(type result_type, prf_id, ni, nr, g_ir, spi_i, spi_r, integ
         _arg(&args[2], g_ir, "g_ir")
         _spi(&args[3], spi_i, "spi_i")
         _spi(&args[4], spi_r, "spi_r")
-        seed_len = _ike_seed(&work, 3 * _output_length(alg) + 2 * integ_len + 2 * encr_len,
-                             &args[0], &args[1], &args[3], &args[4])
+        seed_len = _ike_seed(&work, _ike_keymat_len(&s), &args[0], &args[1], &args[3], &args[4])
         # the seed begins with Ni | Nr: the SKEYSEED key needs no copy of its own
-        seed_key_len = _skeyseed_into(&st, alg, &args[0], &args[1], work.ptr + MAX_OUT, &args[2],
-                                      seed_key)
-        return _ike_sa_keys(result_type, &st, alg, seed_key, seed_key_len, &work, seed_len, integ_len, encr_len)
+        seed_key_len = _skeyseed_into(&st, s.prf_id, &args[0], &args[1], work.ptr + MAX_OUT,
+                                      &args[2], seed_key)
+        return _ike_sa_keys(&st, s.prf_id, seed_key, seed_key_len, &work, seed_len, s.integ_len,
+                            s.encr_len)
     finally:
         _release(args, 5)
         _state_wipe(&st)
@@ -833,21 +933,20 @@ def ike_sa_init_keys(type result_type, prf_id, ni, nr, g_ir, spi_i, spi_r, integ
         OPENSSL_cleanse(seed_key, MAX_OUT)
 
 
-def ike_sa_rekey_keys(type result_type, old_prf_id, sk_d_old, prf_id, g_ir, ni, nr, spi_i, spi_r, integ_key_len,
-                      encr_key_len):
+def ike_keys_rekey(old_prf_id, sk_d_old, suite, g_ir, ni, nr, spi_i, spi_r) -> IkeKeys:
     """SKEYSEED and the seven SK_* keys of a rekeyed or cloned IKE SA in one call (§2.18, RFC 7791).
 
-    SKEYSEED uses the old SA's PRF and SK_d; prf+ uses the new SA's PRF; SPIi and SPIr are the
-    new SA's SPIs (from the Proposal SPI fields).
+    SKEYSEED uses the old SA's PRF and SK_d; prf+ uses the new SA's PRF (``suite``); SPIi and
+    SPIr are the new SA's SPIs (from the Proposal SPI fields).
     """
     cdef int old_alg = _prf_id(old_prf_id, "old_prf_id")
-    cdef int alg = _prf_id(prf_id, "prf_id")
-    cdef size_t integ_len, encr_len, seed_len, seed_key_len, keymat_len, message_len
+    cdef _Suite s
+    cdef size_t seed_len, seed_key_len, keymat_len, message_len
     cdef _Arg args[6]
     cdef _PrfState st
     cdef _Scratch work
     cdef uchar seed_key[MAX_OUT]
-    _key_lengths(integ_key_len, encr_key_len, &integ_len, &encr_len, alg)
+    _suite(&s, suite)
     args[0].held = args[1].held = args[2].held = args[3].held = args[4].held = args[5].held = False
     work.size = 0
     _state_new(&st)
@@ -859,13 +958,14 @@ def ike_sa_rekey_keys(type result_type, old_prf_id, sk_d_old, prf_id, g_ir, ni, 
         _spi(&args[4], spi_i, "spi_i")
         _spi(&args[5], spi_r, "spi_r")
         # room for the keymat and, in the same place beforehand, g^ir | Ni | Nr
-        keymat_len = 3 * _output_length(alg) + 2 * integ_len + 2 * encr_len
+        keymat_len = _ike_keymat_len(&s)
         message_len = args[1].len + args[2].len + args[3].len
         seed_len = _ike_seed(&work, keymat_len if keymat_len > message_len else message_len,
                              &args[2], &args[3], &args[4], &args[5])
         seed_key_len = _skeyseed_rekey_into(&st, old_alg, &args[0], &args[1], &args[2], &args[3],
                                             work.ptr + MAX_OUT + seed_len + 1 + PAD_ROOM, seed_key)
-        return _ike_sa_keys(result_type, &st, alg, seed_key, seed_key_len, &work, seed_len, integ_len, encr_len)
+        return _ike_sa_keys(&st, s.prf_id, seed_key, seed_key_len, &work, seed_len, s.integ_len,
+                            s.encr_len)
     finally:
         _release(args, 6)
         _state_wipe(&st)
@@ -873,13 +973,16 @@ def ike_sa_rekey_keys(type result_type, old_prf_id, sk_d_old, prf_id, g_ir, ni, 
         OPENSSL_cleanse(seed_key, MAX_OUT)
 
 
-def child_keys(type result_type, prf_id, sk_d, ni, nr, encr_key_len, integ_key_len, g_ir=None):
-    """A ``result_type`` with slots encr_i, integ_i, encr_r, integ_r: the Child SA keys of
-    RFC 7296 §2.17, with PFS when ``g_ir`` is given."""
+def child_keys(prf_id, sk_d, ni, nr, encr_key_len, integ_key_len, g_ir=None) -> ChildKeys:
+    """KEYMAT of a Child SA pair (RFC 7296 §2.17), with PFS when ``g_ir`` is given.
+
+    ``encr_key_len`` includes an AEAD salt (e.g. 36 for AES-GCM-256); ``integ_key_len`` is 0
+    for AEAD. Ni/Nr are those of the exchange that creates the Child SA (IKE_SA_INIT's for the
+    Child SA of IKE_AUTH).
+    """
     cdef int alg = _prf_id(prf_id, "prf_id")
     cdef size_t encr_len = _length(encr_key_len, "encr_key_len")
     cdef size_t integ_len = _length(integ_key_len, "integ_key_len")
-    cdef size_t lengths[4]
     cdef size_t seed_len, keymat_len
     cdef _Arg args[4]
     cdef _PrfState st
@@ -891,8 +994,6 @@ def child_keys(type result_type, prf_id, sk_d, ni, nr, encr_key_len, integ_key_l
     _check_blocks(integ_len, _output_length(alg), alg)
     keymat_len = 2 * (encr_len + integ_len)
     _check_blocks(keymat_len, _output_length(alg), alg)
-    lengths[0] = lengths[2] = encr_len
-    lengths[1] = lengths[3] = integ_len
     args[0].held = args[1].held = args[2].held = args[3].held = False
     args[3].len = 0
     work.size = 0
@@ -916,7 +1017,7 @@ def child_keys(type result_type, prf_id, sk_d, ni, nr, encr_key_len, integ_key_l
         keymat = seed + seed_len + 1 + PAD_ROOM
         _state_key(&st, alg, args[0].ptr, args[0].len)
         _expand(&st, work.ptr, seed_len, keymat, keymat_len)
-        return _record(result_type, _CHILD_KEY_FIELDS, keymat, lengths)
+        return _child_record(keymat, encr_len, integ_len)
     finally:
         _release(args, 4)
         _state_wipe(&st)

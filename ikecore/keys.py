@@ -11,9 +11,10 @@ naming the problem (an unknown PRF id, more than 255 prf+ blocks, SPIs that are 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from ikecore._fast import prf as _prf
+from ikecore._fast.prf import ChildKeys, IkeKeys
 from ikecore.constants import EncrId, IntegId, PrfId
 
 __all__ = [
@@ -61,15 +62,6 @@ _INTEG_KEY_LEN: dict[int, int] = {
     IntegId.HMAC_SHA2_384_192: 48,
     IntegId.HMAC_SHA2_512_256: 64,
 }
-
-
-def _key_repr(record: object) -> str:
-    """``Name(field=<N bytes>, ...)``: lengths only, so keys never reach a log."""
-    shown = ", ".join(
-        f"{f.name}=<{len(getattr(record, f.name))} bytes>"
-        for f in fields(record)  # type: ignore[arg-type]
-    )
-    return f"{type(record).__name__}({shown})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,40 +123,6 @@ class IkeSuite:
         object.__setattr__(self, "prf_key_len", _prf.output_length(self.prf))
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class IkeKeys:
-    """The seven keys of an IKE SA (RFC 7296 §2.14). *_i protect what the original initiator
-    sends, *_r the other direction; AEAD encryption keys end with their 4-byte salt."""
-
-    sk_d: bytes
-    sk_ai: bytes
-    sk_ar: bytes
-    sk_ei: bytes
-    sk_er: bytes
-    sk_pi: bytes
-    sk_pr: bytes
-
-    __repr__ = _key_repr
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class ChildKeys:
-    """The keys of a Child SA pair (RFC 7296 §2.17). *_i protect initiator-to-responder traffic
-    (the SA whose SPI the responder chose), *_r the reverse; AEAD keys end with their salt."""
-
-    encr_i: bytes
-    integ_i: bytes
-    encr_r: bytes
-    integ_r: bytes
-
-    __repr__ = _key_repr
-
-
-def _not_a_suite(suite: object) -> TypeError:
-    # the schedules read the suite's attributes without an isinstance check on the hot path
-    return TypeError(f"suite must be an IkeSuite, not {type(suite).__name__}")
-
-
 def prf(prf_id: int, key: Bytes, data: Bytes) -> bytes:
     """prf(K, S) (RFC 7296 §2.13); XCBC/CMAC keys follow RFC 4434 / RFC 4615."""
     return _prf.prf(prf_id, key, data)
@@ -196,20 +154,8 @@ def ike_keys(
     """The seven SK_* keys from SKEYSEED (RFC 7296 §2.14); SPIs are the 8-byte IKE SPIs."""
     # {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
     #                   = prf+ (SKEYSEED, Ni | Nr | SPIi | SPIr)
-    try:
-        return _prf.ike_keys(
-            IkeKeys,
-            suite.prf,
-            skeyseed,
-            ni,
-            nr,
-            spi_i,
-            spi_r,
-            suite.integ_key_len,
-            suite.encr_key_len,
-        )
-    except AttributeError:
-        raise _not_a_suite(suite) from None
+    return _prf.ike_keys(suite, skeyseed, ni, nr, spi_i, spi_r)
+
 
 
 def ike_keys_initial(
@@ -223,12 +169,8 @@ def ike_keys_initial(
     # SKEYSEED = prf(Ni | Nr, g^ir)   (Ni[0:8] | Nr[0:8] for XCBC/CMAC)
     # {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
     #                   = prf+ (SKEYSEED, Ni | Nr | SPIi | SPIr)
-    try:
-        return _prf.ike_sa_init_keys(
-            IkeKeys, suite.prf, ni, nr, g_ir, spi_i, spi_r, suite.integ_key_len, suite.encr_key_len
-        )
-    except AttributeError:
-        raise _not_a_suite(suite) from None
+    return _prf.ike_keys_initial(suite, ni, nr, g_ir, spi_i, spi_r)
+
 
 
 def ike_keys_rekey(
@@ -249,22 +191,8 @@ def ike_keys_rekey(
     # SKEYSEED = prf_old(SK_d (old), g^ir (new) | Ni | Nr)
     # {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
     #                   = prf+_new(SKEYSEED, Ni | Nr | SPIi | SPIr)
-    try:
-        return _prf.ike_sa_rekey_keys(
-            IkeKeys,
-            old_prf_id,
-            sk_d_old,
-            suite.prf,
-            g_ir,
-            ni,
-            nr,
-            spi_i,
-            spi_r,
-            suite.integ_key_len,
-            suite.encr_key_len,
-        )
-    except AttributeError:
-        raise _not_a_suite(suite) from None
+    return _prf.ike_keys_rekey(old_prf_id, sk_d_old, suite, g_ir, ni, nr, spi_i, spi_r)
+
 
 
 def child_keys(
@@ -285,7 +213,7 @@ def child_keys(
     # KEYMAT = prf+(SK_d, Ni | Nr)                 without PFS
     # KEYMAT = prf+(SK_d, g^ir (new) | Ni | Nr)    with PFS
     # KEYMAT = encr_i | integ_i | encr_r | integ_r (initiator-to-responder SA first)
-    return _prf.child_keys(ChildKeys, prf_id, sk_d, ni, nr, encr_key_len, integ_key_len, g_ir)
+    return _prf.child_keys(prf_id, sk_d, ni, nr, encr_key_len, integ_key_len, g_ir)
 
 
 def psk_auth(prf_id: int, psk: Bytes, signed_octets: Bytes) -> bytes:
