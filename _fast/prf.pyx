@@ -71,7 +71,7 @@ cdef enum:
     AES_BLOCK = 16
     STACK_BYTES = 1024    # scratch kept on the stack; larger requests are allocated
     CHAIN_BYTES = 256     # CBC-MAC output is discarded in chunks of this size
-    PAD_ROOM = 256        # room after a prf+ message for its hash padding (<= 128 + 16 bytes)
+    PAD_ROOM = 144        # room after a prf+ message for its hash padding (a block + 16 bytes)
 
 ctypedef unsigned char uchar
 
@@ -278,7 +278,7 @@ cdef inline void _put64(uchar *out, unsigned long long word) noexcept nogil:
     _put32(out + 4, <unsigned int>word)
 
 
-cdef void _words_out(_PrfState *st, const _HashCtx *ctx, uchar *out) noexcept nogil:
+cdef inline void _words_out(_PrfState *st, const _HashCtx *ctx, uchar *out) noexcept nogil:
     """The digest: the chaining value in big-endian byte order."""
     cdef int i
     if st.prf_id == PRF_HMAC_SHA2_256:
@@ -335,26 +335,27 @@ cdef void _hash_finish(_PrfState *st, _HashCtx *ctx, size_t prefix, const uchar 
 cdef void _hmac_key(_PrfState *st, const uchar *key, size_t key_len) noexcept nogil:
     # RFC 2104: K0 = H(K) if K is longer than the block, else K; zero-padded to the block size
     # inner = H(K0 ^ ipad | text), outer = H(K0 ^ opad | inner): keep both states after one block
-    cdef uchar k0[128]
+    cdef uchar hashed_key[MAX_OUT]
     cdef uchar pad[128]
     cdef size_t block = _hash_block(st.prf_id)
     cdef size_t i
-    memset(k0, 0, block)
-    if key_len > block:
+    cdef bint long_key = key_len > block
+    if long_key:
         _hash_init(st.prf_id, &st.work)
-        _hash_finish(st, &st.work, 0, key, key_len, k0)
-    else:
-        memcpy(k0, key, key_len)
+        _hash_finish(st, &st.work, 0, key, key_len, hashed_key)
+        key = hashed_key
+        key_len = st.out_len
     for i in range(block):
-        pad[i] = k0[i] ^ 0x36
+        pad[i] = (key[i] if i < key_len else 0) ^ 0x36
     _hash_init(st.prf_id, &st.inner)
     _compress(st.prf_id, &st.inner, pad)
     for i in range(block):
-        pad[i] = k0[i] ^ 0x5c
+        pad[i] = (key[i] if i < key_len else 0) ^ 0x5c
     _hash_init(st.prf_id, &st.outer)
     _compress(st.prf_id, &st.outer, pad)
-    OPENSSL_cleanse(k0, block)
     OPENSSL_cleanse(pad, block)
+    if long_key:
+        OPENSSL_cleanse(hashed_key, MAX_OUT)
     # the outer hash always covers K0 ^ opad and one digest: its padding never changes
     _pad(st.prf_id, st.outer_tail, st.out_len, block)
 

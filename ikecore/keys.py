@@ -148,72 +148,31 @@ def skeyseed_rekey(old_prf_id: int, sk_d_old: Bytes, g_ir: Bytes, ni: Bytes, nr:
     return _prf.skeyseed_rekey(old_prf_id, sk_d_old, g_ir, ni, nr)
 
 
-def ike_keys(
-    suite: IkeSuite, skeyseed: Bytes, ni: Bytes, nr: Bytes, spi_i: Bytes, spi_r: Bytes
-) -> IkeKeys:
-    """The seven SK_* keys from SKEYSEED (RFC 7296 §2.14); SPIs are the 8-byte IKE SPIs."""
-    # {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
-    #                   = prf+ (SKEYSEED, Ni | Nr | SPIi | SPIr)
-    return _prf.ike_keys(suite, skeyseed, ni, nr, spi_i, spi_r)
+# The key schedules are the native functions themselves: a Python wrapper would add a frame to
+# calls that take about two microseconds. Their docstrings are in _fast/prf.pyx.
 
+# {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
+#                   = prf+ (SKEYSEED, Ni | Nr | SPIi | SPIr)                    (§2.14)
+ike_keys = _prf.ike_keys
 
+# SKEYSEED = prf(Ni | Nr, g^ir)   (Ni[0:8] | Nr[0:8] for XCBC/CMAC)             (§2.14)
+# {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
+#                   = prf+ (SKEYSEED, Ni | Nr | SPIi | SPIr)
+# Same result as ike_keys(suite, skeyseed(suite.prf, ni, nr, g_ir), ni, nr, spi_i, spi_r);
+# SKEYSEED itself never becomes a Python object.
+ike_keys_initial = _prf.ike_keys_initial
 
-def ike_keys_initial(
-    suite: IkeSuite, ni: Bytes, nr: Bytes, g_ir: Bytes, spi_i: Bytes, spi_r: Bytes
-) -> IkeKeys:
-    """The whole key schedule of an initial IKE SA in one native call (RFC 7296 §2.14).
+# SKEYSEED = prf_old(SK_d (old), g^ir (new) | Ni | Nr)                          (§2.18)
+# {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
+#                   = prf+_new(SKEYSEED, Ni | Nr | SPIi | SPIr)
+# old_prf_id/sk_d_old belong to the SA being rekeyed or cloned (RFC 7791), suite to the new SA;
+# spi_i/spi_r are the new SA's SPIs (the Proposal SPI fields of the exchange).
+ike_keys_rekey = _prf.ike_keys_rekey
 
-    Same result as ``ike_keys(suite, skeyseed(suite.prf, ni, nr, g_ir), ni, nr, spi_i, spi_r)``;
-    SKEYSEED itself never becomes a Python object.
-    """
-    # SKEYSEED = prf(Ni | Nr, g^ir)   (Ni[0:8] | Nr[0:8] for XCBC/CMAC)
-    # {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
-    #                   = prf+ (SKEYSEED, Ni | Nr | SPIi | SPIr)
-    return _prf.ike_keys_initial(suite, ni, nr, g_ir, spi_i, spi_r)
-
-
-
-def ike_keys_rekey(
-    old_prf_id: int,
-    sk_d_old: Bytes,
-    suite: IkeSuite,
-    g_ir: Bytes,
-    ni: Bytes,
-    nr: Bytes,
-    spi_i: Bytes,
-    spi_r: Bytes,
-) -> IkeKeys:
-    """The keys of a rekeyed IKE SA or an RFC 7791 clone in one native call (RFC 7296 §2.18).
-
-    ``old_prf_id``/``sk_d_old`` belong to the SA being rekeyed or cloned, ``suite`` to the new
-    SA; ``spi_i``/``spi_r`` are the new SA's SPIs (the Proposal SPI fields of the exchange).
-    """
-    # SKEYSEED = prf_old(SK_d (old), g^ir (new) | Ni | Nr)
-    # {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
-    #                   = prf+_new(SKEYSEED, Ni | Nr | SPIi | SPIr)
-    return _prf.ike_keys_rekey(old_prf_id, sk_d_old, suite, g_ir, ni, nr, spi_i, spi_r)
-
-
-
-def child_keys(
-    prf_id: int,
-    sk_d: Bytes,
-    ni: Bytes,
-    nr: Bytes,
-    encr_key_len: int,
-    integ_key_len: int,
-    g_ir: Bytes | None = None,
-) -> ChildKeys:
-    """KEYMAT of a Child SA pair (RFC 7296 §2.17), with PFS when ``g_ir`` is given.
-
-    ``encr_key_len`` includes an AEAD salt (e.g. 36 for AES-GCM-256); ``integ_key_len`` is 0
-    for AEAD. Ni/Nr are those of the exchange that creates the Child SA (IKE_SA_INIT's for the
-    Child SA of IKE_AUTH).
-    """
-    # KEYMAT = prf+(SK_d, Ni | Nr)                 without PFS
-    # KEYMAT = prf+(SK_d, g^ir (new) | Ni | Nr)    with PFS
-    # KEYMAT = encr_i | integ_i | encr_r | integ_r (initiator-to-responder SA first)
-    return _prf.child_keys(prf_id, sk_d, ni, nr, encr_key_len, integ_key_len, g_ir)
+# KEYMAT = prf+(SK_d, Ni | Nr)                 without PFS                      (§2.17)
+# KEYMAT = prf+(SK_d, g^ir (new) | Ni | Nr)    with PFS
+# KEYMAT = encr_i | integ_i | encr_r | integ_r (initiator-to-responder SA first)
+child_keys = _prf.child_keys
 
 
 def psk_auth(prf_id: int, psk: Bytes, signed_octets: Bytes) -> bytes:
