@@ -56,6 +56,14 @@ cdef extern from *:
     #endif
     """
 
+cdef extern from "ikecore_sha256_ni.h" nogil:
+    int IKECORE_SHA_NI
+    int ikecore_sha_ni_supported()
+    void ikecore_sha256_ni_pack(const unsigned int *h, unsigned int *packed)
+    void ikecore_hmac_sha256_ni(const unsigned int *inner, const unsigned int *outer,
+                                const unsigned char *message, size_t blocks, const unsigned char *tail,
+                                size_t tail_blocks, unsigned char *out)
+
 # IANA Transform Type 2 ids (RFC 7296 §3.3.2, RFC 4434, RFC 4868, RFC 4615).
 cdef enum:
     PRF_HMAC_SHA1 = 2
@@ -96,7 +104,15 @@ cdef struct _PrfState:
     uchar subkey_complete[AES_BLOCK]
     uchar subkey_padded[AES_BLOCK]
     uchar digest[MAX_OUT]
+    # HMAC-SHA-256 on the SHA-NI kernel (ikecore_sha256_ni.h): inner/outer in its packed layout
+    bint sha_ni
+    unsigned int inner_packed[8]
+    unsigned int outer_packed[8]
 
+
+# SHA-NI is used where the CPU has it (_set_sha_ni turns it off, for the tests of both paths)
+cdef bint _SHA_NI_PRESENT = ikecore_sha_ni_supported() != 0
+cdef bint _sha_ni = _SHA_NI_PRESENT
 
 cdef const EVP_CIPHER *_AES_128_CBC = EVP_CIPHER_fetch(NULL, b"AES-128-CBC", NULL)
 if _AES_128_CBC == NULL:
@@ -358,6 +374,10 @@ cdef void _hmac_key(_PrfState *st, const uchar *key, size_t key_len) noexcept no
         OPENSSL_cleanse(hashed_key, MAX_OUT)
     # the outer hash always covers K0 ^ opad and one digest: its padding never changes
     _pad(st.prf_id, st.outer_tail, st.out_len, block)
+    st.sha_ni = _sha_ni and st.prf_id == PRF_HMAC_SHA2_256
+    if st.sha_ni:
+        ikecore_sha256_ni_pack(st.inner.sha256.h, st.inner_packed)
+        ikecore_sha256_ni_pack(st.outer.sha256.h, st.outer_packed)
 
 
 cdef inline void _hmac_outer(_PrfState *st, uchar *out) noexcept nogil:
@@ -368,6 +388,14 @@ cdef inline void _hmac_outer(_PrfState *st, uchar *out) noexcept nogil:
 
 
 cdef inline void _hmac(_PrfState *st, const uchar *data, size_t n, uchar *out) noexcept nogil:
+    cdef size_t whole, padded
+    if st.sha_ni:
+        # the whole blocks straight from ``data``, the rest padded in ``tail``
+        whole = n // 64
+        memcpy(st.tail, data + 64 * whole, n - 64 * whole)
+        padded = _pad(st.prf_id, st.tail, n - 64 * whole, 64 + 64 * whole)
+        ikecore_hmac_sha256_ni(st.inner_packed, st.outer_packed, data, whole, st.tail, padded // 64, out)
+        return
     _copy_words(st.prf_id, &st.work, &st.inner)
     _hash_finish(st, &st.work, _hash_block(st.prf_id), data, n, st.outer_tail)
     _hmac_outer(st, out)
@@ -376,6 +404,9 @@ cdef inline void _hmac(_PrfState *st, const uchar *data, size_t n, uchar *out) n
 cdef inline void _hmac_padded(_PrfState *st, const uchar *message, size_t padded, uchar *out) noexcept nogil:
     """HMAC of a message already followed by its padding (see ``_pad``)."""
     cdef size_t block = _hash_block(st.prf_id), offset = 0
+    if st.sha_ni:
+        ikecore_hmac_sha256_ni(st.inner_packed, st.outer_packed, message, padded // 64, NULL, 0, out)
+        return
     _copy_words(st.prf_id, &st.work, &st.inner)
     while offset < padded:
         _compress(st.prf_id, &st.work, message + offset)
@@ -506,6 +537,7 @@ cdef int _state_key(_PrfState *st, int prf_id, const uchar *key, size_t key_len)
 
 cdef inline void _state_new(_PrfState *st) noexcept nogil:
     st.cipher = NULL
+    st.sha_ni = False
     st.prf_id = 0
     st.hash_state_len = 0
 
@@ -522,6 +554,8 @@ cdef void _state_wipe(_PrfState *st) noexcept nogil:
         OPENSSL_cleanse(&st.work, st.hash_state_len)
         OPENSSL_cleanse(st.tail, 2 * st.hash_state_len)
         OPENSSL_cleanse(st.outer_tail, st.hash_state_len)
+        if _SHA_NI_PRESENT:
+            OPENSSL_cleanse(st.inner_packed, 2 * sizeof(st.inner_packed))
     OPENSSL_cleanse(st.digest, MAX_OUT)
 
 
@@ -579,6 +613,20 @@ cdef inline object _bytes(const uchar *ptr, size_t n):
 def output_length(prf_id) -> int:
     """Output length of the PRF in bytes (= its preferred key length, RFC 7296 §2.13)."""
     return _output_length(_prf_id(prf_id, "prf_id"))
+
+
+def _set_sha_ni(bint enabled) -> bool:
+    """Use the SHA-NI kernel for HMAC-SHA-256 (where the CPU has it) or not; returns the previous
+    setting. For the tests, which run the vectors and the oracle over both paths."""
+    global _sha_ni
+    previous = _sha_ni
+    _sha_ni = enabled and _SHA_NI_PRESENT
+    return previous
+
+
+def _sha_ni_present() -> bool:
+    """Whether this CPU has the SHA extensions (and this build the kernel)."""
+    return _SHA_NI_PRESENT
 
 
 def prf(prf_id, key, data) -> bytes:

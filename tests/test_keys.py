@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kdf_vectors import clone_exchange, h, kdf_vectors, prf_id_named
+from prf_paths import hmac_sha256_path  # noqa: F401  (every test on both SHA-256 paths)
 
 import ikecore
 from ikecore import (
