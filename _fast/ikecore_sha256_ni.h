@@ -9,10 +9,9 @@
  *
  * The compression is FIPS 180-4 §6.2.2, written from Intel's description of SHA256RNDS2,
  * SHA256MSG1 and SHA256MSG2 (each round pair takes W[t] + K[t] for two rounds). It is used only
- * where CPUID reports SHA, SSSE3 and SSE4.1, and only for HMAC keyed with the portable code
- * (prf.pyx keys the inner/outer states with SHA256_Transform and hands them over through
- * ikecore_sha256_ni_pack). Built only with GCC or Clang on x86-64 (function target attributes);
- * elsewhere IKECORE_SHA_NI is 0 and prf.pyx keeps to SHA256_Transform.
+ * where CPUID reports SHA, SSSE3 and SSE4.1; keys longer than a block are hashed first by the
+ * SHA256_Transform code of prf.pyx. Built only with GCC or Clang on x86-64 (function target
+ * attributes); elsewhere IKECORE_SHA_NI is 0 and prf.pyx keeps to SHA256_Transform.
  */
 #ifndef IKECORE_SHA256_NI_H
 #define IKECORE_SHA256_NI_H
@@ -98,6 +97,25 @@ static IKECORE_SHA_NI_TARGET void ikecore_sha256_ni_pack(const uint32_t h[8], ui
     _mm_storeu_si128((__m128i *)(packed + 4), _mm_blend_epi16(hgfe, dcba, 0xf0));      /* H G D C */
 }
 
+/* The state after one block from the initial hash value (FIPS 180-4 §5.3.3), packed: the
+ * HMAC states after K0 ^ ipad and K0 ^ opad. */
+static IKECORE_SHA_NI_TARGET void ikecore_sha256_ni_first_block(const unsigned char block[64],
+                                                                uint32_t packed[8])
+{
+    static const uint32_t initial[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                        0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    __m128i abef, cdgh;
+    ikecore_sha256_ni_pack(initial, packed);
+    abef = _mm_loadu_si128((const __m128i *)packed);
+    cdgh = _mm_loadu_si128((const __m128i *)(packed + 4));
+    ikecore_sha256_ni_compress(&abef, &cdgh, ikecore_sha256_ni_words(block),
+                               ikecore_sha256_ni_words(block + 16),
+                               ikecore_sha256_ni_words(block + 32),
+                               ikecore_sha256_ni_words(block + 48));
+    _mm_storeu_si128((__m128i *)packed, abef);
+    _mm_storeu_si128((__m128i *)(packed + 4), cdgh);
+}
+
 /* The state as message words: (A B C D) and (E F G H) in lanes 0..3. */
 static inline __attribute__((always_inline)) IKECORE_SHA_NI_TARGET void
 ikecore_sha256_ni_digest_words(__m128i abef, __m128i cdgh, __m128i *abcd, __m128i *efgh)
@@ -150,9 +168,9 @@ static IKECORE_SHA_NI_TARGET void ikecore_hmac_sha256_ni(const uint32_t inner[8]
 #define IKECORE_SHA_NI 0
 
 static int ikecore_sha_ni_supported(void) { return 0; }
-static void ikecore_sha256_ni_pack(const uint32_t h[8], uint32_t packed[8])
+static void ikecore_sha256_ni_first_block(const unsigned char block[64], uint32_t packed[8])
 {
-    (void)h;
+    (void)block;
     (void)packed;
 }
 static void ikecore_hmac_sha256_ni(const uint32_t inner[8], const uint32_t outer[8],

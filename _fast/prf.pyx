@@ -59,7 +59,7 @@ cdef extern from *:
 cdef extern from "ikecore_sha256_ni.h" nogil:
     int IKECORE_SHA_NI
     int ikecore_sha_ni_supported()
-    void ikecore_sha256_ni_pack(const unsigned int *h, unsigned int *packed)
+    void ikecore_sha256_ni_first_block(const unsigned char *block, unsigned int *packed)
     void ikecore_hmac_sha256_ni(const unsigned int *inner, const unsigned int *outer,
                                 const unsigned char *message, size_t blocks, const unsigned char *tail,
                                 size_t tail_blocks, unsigned char *out)
@@ -91,7 +91,7 @@ cdef union _HashCtx:
 cdef struct _PrfState:
     int prf_id
     size_t out_len
-    size_t hash_state_len    # hash block size of the HMACs keyed so far (what _state_wipe clears)
+    size_t hash_state_len    # largest hash block of the portable HMAC keys so far (what _state_wipe clears)
     # HMAC: hash states after absorbing K0 ^ ipad and K0 ^ opad (RFC 2104)
     _HashCtx inner
     _HashCtx outer
@@ -105,7 +105,8 @@ cdef struct _PrfState:
     uchar subkey_padded[AES_BLOCK]
     uchar digest[MAX_OUT]
     # HMAC-SHA-256 on the SHA-NI kernel (ikecore_sha256_ni.h): inner/outer in its packed layout
-    bint sha_ni
+    bint sha_ni              # the current key is on the kernel
+    bint sha_ni_used         # some key was (what _state_wipe clears)
     unsigned int inner_packed[8]
     unsigned int outer_packed[8]
 
@@ -356,6 +357,11 @@ cdef void _hmac_key(_PrfState *st, const uchar *key, size_t key_len) noexcept no
     cdef size_t block = _hash_block(st.prf_id)
     cdef size_t i
     cdef bint long_key = key_len > block
+    st.sha_ni = _sha_ni and st.prf_id == PRF_HMAC_SHA2_256
+    if long_key or not st.sha_ni:
+        # the portable states (and, for a long key, work and tail) will hold key material
+        if block > st.hash_state_len:
+            st.hash_state_len = block
     if long_key:
         _hash_init(st.prf_id, &st.work)
         _hash_finish(st, &st.work, 0, key, key_len, hashed_key)
@@ -363,21 +369,24 @@ cdef void _hmac_key(_PrfState *st, const uchar *key, size_t key_len) noexcept no
         key_len = st.out_len
     for i in range(block):
         pad[i] = (key[i] if i < key_len else 0) ^ 0x36
-    _hash_init(st.prf_id, &st.inner)
-    _compress(st.prf_id, &st.inner, pad)
+    if st.sha_ni:
+        ikecore_sha256_ni_first_block(pad, st.inner_packed)
+    else:
+        _hash_init(st.prf_id, &st.inner)
+        _compress(st.prf_id, &st.inner, pad)
     for i in range(block):
         pad[i] = (key[i] if i < key_len else 0) ^ 0x5c
-    _hash_init(st.prf_id, &st.outer)
-    _compress(st.prf_id, &st.outer, pad)
+    if st.sha_ni:
+        ikecore_sha256_ni_first_block(pad, st.outer_packed)
+        st.sha_ni_used = True
+    else:
+        _hash_init(st.prf_id, &st.outer)
+        _compress(st.prf_id, &st.outer, pad)
+        # the outer hash always covers K0 ^ opad and one digest: its padding never changes
+        _pad(st.prf_id, st.outer_tail, st.out_len, block)
     OPENSSL_cleanse(pad, block)
     if long_key:
         OPENSSL_cleanse(hashed_key, MAX_OUT)
-    # the outer hash always covers K0 ^ opad and one digest: its padding never changes
-    _pad(st.prf_id, st.outer_tail, st.out_len, block)
-    st.sha_ni = _sha_ni and st.prf_id == PRF_HMAC_SHA2_256
-    if st.sha_ni:
-        ikecore_sha256_ni_pack(st.inner.sha256.h, st.inner_packed)
-        ikecore_sha256_ni_pack(st.outer.sha256.h, st.outer_packed)
 
 
 cdef inline void _hmac_outer(_PrfState *st, uchar *out) noexcept nogil:
@@ -520,7 +529,6 @@ cdef int _aes_key(_PrfState *st, const uchar *key, size_t key_len) noexcept nogi
 
 cdef int _state_key(_PrfState *st, int prf_id, const uchar *key, size_t key_len) except -1:
     """Key (or re-key, with the same or another PRF) ``st``, made by ``_state_new``."""
-    cdef size_t used
     st.prf_id = prf_id
     st.out_len = _output_length(prf_id)
     if prf_id == PRF_AES128_XCBC or prf_id == PRF_AES128_CMAC:
@@ -528,16 +536,13 @@ cdef int _state_key(_PrfState *st, int prf_id, const uchar *key, size_t key_len)
             ERR_clear_error()
             raise MemoryError("libcrypto could not key AES-128-CBC")
     else:
-        used = _hash_block(prf_id)    # >= the chaining value; the tail uses up to twice this
-        if used > st.hash_state_len:
-            st.hash_state_len = used
         _hmac_key(st, key, key_len)
     return 0
 
 
 cdef inline void _state_new(_PrfState *st) noexcept nogil:
     st.cipher = NULL
-    st.sha_ni = False
+    st.sha_ni = st.sha_ni_used = False
     st.prf_id = 0
     st.hash_state_len = 0
 
@@ -554,8 +559,10 @@ cdef void _state_wipe(_PrfState *st) noexcept nogil:
         OPENSSL_cleanse(&st.work, st.hash_state_len)
         OPENSSL_cleanse(st.tail, 2 * st.hash_state_len)
         OPENSSL_cleanse(st.outer_tail, st.hash_state_len)
-        if _SHA_NI_PRESENT:
-            OPENSSL_cleanse(st.inner_packed, 2 * sizeof(st.inner_packed))
+    if st.sha_ni_used:
+        # the packed states and the padded message tails of _hmac
+        OPENSSL_cleanse(st.inner_packed, 2 * sizeof(st.inner_packed))
+        OPENSSL_cleanse(st.tail, 128)
     OPENSSL_cleanse(st.digest, MAX_OUT)
 
 
