@@ -54,6 +54,14 @@ _GCM = frozenset({EncrId.AES_GCM_8, EncrId.AES_GCM_12, EncrId.AES_GCM_16})
 _SALT_LEN = 4
 
 # Integrity key length per INTEG transform (RFC 7296 §3.3.2, RFC 3566, RFC 4494, RFC 4868 §2.1.1).
+# (ENCR id, Key Length attribute) -> (SK_e length, AEAD?)
+_ENCR_KEY_LEN: dict[tuple[int, int | None], tuple[int, bool]] = {
+    **{(encr, bits): (bits // 8 + _SALT_LEN, True) for encr in _GCM for bits in _AES_KEY_BITS},
+    **{(EncrId.CHACHA20_POLY1305, bits): (32 + _SALT_LEN, True) for bits in (None, 256)},
+    **{(EncrId.AES_CBC, bits): (bits // 8, False) for bits in _AES_KEY_BITS},
+}
+_INTEG_NONE = int(IntegId.NONE)
+
 _INTEG_KEY_LEN: dict[int, int] = {
     IntegId.HMAC_SHA1_96: 20,
     IntegId.AES_XCBC_96: 16,
@@ -83,44 +91,55 @@ class IkeSuite:
     prf_key_len: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # the engine makes a suite for every key derivation: one table look-up when all is well
+        encr, bits, integ = self.encr, self.key_bits, self.integ
+        if not (
+            isinstance(encr, int)
+            and isinstance(self.prf, int)
+            and (bits is None or isinstance(bits, int))
+            and (integ is None or isinstance(integ, int))
+            and (self.dh is None or isinstance(self.dh, int))
+        ):
+            raise self._type_error()
+        try:
+            encr_key_len, aead = _ENCR_KEY_LEN[encr, bits]
+        except KeyError:
+            raise _encr_error(encr, bits) from None
+        if aead:
+            # RFC 5282 §8: an AEAD cipher has no separate integrity transform (SK_ai/SK_ar empty)
+            if integ is not None and integ != _INTEG_NONE:
+                raise ValueError(
+                    f"AEAD cipher {encr!r} takes no integrity transform, got {integ!r}"
+                )
+            integ_key_len = 0
+        elif integ is not None and integ in _INTEG_KEY_LEN:
+            integ_key_len = _INTEG_KEY_LEN[integ]
+        else:
+            raise ValueError(
+                f"cipher {encr!r} needs a supported integrity transform, got {integ!r}"
+            )
+        object.__setattr__(self, "encr_key_len", encr_key_len)
+        object.__setattr__(self, "integ_key_len", integ_key_len)
+        object.__setattr__(self, "prf_key_len", _prf.output_length(self.prf))
+
+    def _type_error(self) -> TypeError:
         for name in ("encr", "key_bits", "prf", "integ", "dh"):
             value = getattr(self, name)
             optional = name not in ("encr", "prf")
             if not isinstance(value, int) and not (optional and value is None):
                 wanted = "an int or None" if optional else "an int"
-                raise TypeError(f"IkeSuite.{name} must be {wanted}, not {type(value).__name__}")
-        bits = self.key_bits
-        aead = self.encr in _GCM or self.encr == EncrId.CHACHA20_POLY1305
-        if self.encr in _GCM:
-            if bits is None or bits not in _AES_KEY_BITS:
-                raise ValueError(f"AES-GCM needs key_bits 128, 192 or 256, got {bits!r}")
-            encr_key_len = bits // 8 + _SALT_LEN
-        elif self.encr == EncrId.CHACHA20_POLY1305:
-            if bits not in (None, 256):
-                raise ValueError(f"ChaCha20-Poly1305 has a 256-bit key, got key_bits {bits!r}")
-            encr_key_len = 32 + _SALT_LEN
-        elif self.encr == EncrId.AES_CBC:
-            if bits is None or bits not in _AES_KEY_BITS:
-                raise ValueError(f"AES-CBC needs key_bits 128, 192 or 256, got {bits!r}")
-            encr_key_len = bits // 8
-        else:
-            raise ValueError(f"unsupported encryption transform {self.encr!r}")
-        if aead:
-            # RFC 5282 §8: an AEAD cipher has no separate integrity transform (SK_ai/SK_ar empty)
-            if self.integ not in (None, IntegId.NONE):
-                raise ValueError(
-                    f"AEAD cipher {self.encr!r} takes no integrity transform, got {self.integ!r}"
-                )
-            integ_key_len = 0
-        elif self.integ is not None and self.integ in _INTEG_KEY_LEN:
-            integ_key_len = _INTEG_KEY_LEN[self.integ]
-        else:
-            raise ValueError(
-                f"cipher {self.encr!r} needs a supported integrity transform, got {self.integ!r}"
-            )
-        object.__setattr__(self, "encr_key_len", encr_key_len)
-        object.__setattr__(self, "integ_key_len", integ_key_len)
-        object.__setattr__(self, "prf_key_len", _prf.output_length(self.prf))
+                return TypeError(f"IkeSuite.{name} must be {wanted}, not {type(value).__name__}")
+        raise AssertionError("called for a suite with a field of a wrong type")
+
+
+def _encr_error(encr: int, bits: int | None) -> ValueError:
+    if encr in _GCM:
+        return ValueError(f"AES-GCM needs key_bits 128, 192 or 256, got {bits!r}")
+    if encr == EncrId.CHACHA20_POLY1305:
+        return ValueError(f"ChaCha20-Poly1305 has a 256-bit key, got key_bits {bits!r}")
+    if encr == EncrId.AES_CBC:
+        return ValueError(f"AES-CBC needs key_bits 128, 192 or 256, got {bits!r}")
+    return ValueError(f"unsupported encryption transform {encr!r}")
 
 
 def prf(prf_id: int, key: Bytes, data: Bytes) -> bytes:
