@@ -11,6 +11,7 @@ naming the problem (an unknown PRF id, more than 255 prf+ blocks, SPIs that are 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from ikecore._fast import prf as _prf
@@ -29,6 +30,7 @@ __all__ = [
     "prf",
     "prf_plus",
     "psk_auth",
+    "shared_suite",
     "skeyseed",
     "skeyseed_rekey",
 ]
@@ -140,6 +142,16 @@ def _encr_error(encr: int, bits: int | None) -> ValueError:
     if encr == EncrId.AES_CBC:
         return ValueError(f"AES-CBC needs key_bits 128, 192 or 256, got {bits!r}")
     return ValueError(f"unsupported encryption transform {encr!r}")
+
+
+@functools.lru_cache(maxsize=64)
+def shared_suite(
+    encr: int, key_bits: int | None, prf: int, integ: int | None = None, dh: int | None = None
+) -> IkeSuite:
+    """``IkeSuite(encr, key_bits, prf, integ, dh)``, made once per distinct suite and shared (an
+    IkeSuite is immutable): the engine derives the keys of every SA with one of a few suites,
+    and checking a suite costs more than its key schedule."""
+    return IkeSuite(encr, key_bits, prf, integ, dh)
 
 
 def prf(prf_id: int, key: Bytes, data: Bytes) -> bytes:

@@ -17,7 +17,18 @@ from ikecore import config
 from ikecore.aead import IkeCipher
 from ikecore.constants import EncrId, TsType
 from ikecore.errors import MalformedMessage
-from ikecore.keys import IkeSuite, child_keys, ike_keys, prf, psk_auth, skeyseed, skeyseed_rekey
+from ikecore.keys import (
+    IkeSuite,
+    child_keys,
+    ike_keys,
+    ike_keys_initial,
+    ike_keys_rekey,
+    prf,
+    psk_auth,
+    shared_suite,
+    skeyseed,
+    skeyseed_rekey,
+)
 from ikecore.message import (
     IkeMessage,
     encode_message,
@@ -66,12 +77,15 @@ __all__ = [
     "id_body",
     "ike_cipher",
     "ike_keys",
+    "ike_keys_initial",
+    "ike_keys_rekey",
     "open_message",
     "parse_message",
     "prf",
     "psk_auth",
     "selectors_from_wire",
     "selectors_to_wire",
+    "shared_suite",
     "skeyseed",
     "skeyseed_rekey",
     "wire_transforms",
