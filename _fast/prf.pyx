@@ -892,12 +892,16 @@ cdef struct _Suite:
 
 
 cdef int _suite(_Suite *out, object suite) except -1:
-    """The PRF and key lengths of an IkeSuite (checked again here: the suite is duck-typed)."""
+    """The PRF and key lengths of an IkeSuite, from the one tuple it keeps for this (read once
+    instead of three attributes; checked again here, the suite is duck-typed)."""
     cdef size_t h
     try:
-        prf_id, integ_key_len, encr_key_len = suite.prf, suite.integ_key_len, suite.encr_key_len
+        schedule = suite._key_schedule
     except AttributeError:
         raise TypeError(f"suite must be an IkeSuite, not {type(suite).__name__}") from None
+    if type(schedule) is not tuple or len(<tuple>schedule) != 3:
+        raise TypeError("suite._key_schedule must be a tuple (prf, integ_key_len, encr_key_len)")
+    prf_id, integ_key_len, encr_key_len = <tuple>schedule
     out.prf_id = _prf_id(prf_id, "suite.prf")
     h = _output_length(out.prf_id)
     out.integ_len = _length(integ_key_len, "suite.integ_key_len")

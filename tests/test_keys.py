@@ -4,7 +4,7 @@ XCBC/CMAC chains, the RFC 7791 clone scenario, a differential oracle and bad arg
 from __future__ import annotations
 
 import pickle
-from typing import Any, NamedTuple
+from typing import Any
 
 import kdf_oracle as ref
 import pytest
@@ -301,12 +301,11 @@ def test_public_names_are_importable_from_the_package() -> None:
         assert getattr(ikecore, name) is getattr(ikecore.keys, name)
 
 
-class _LooseSuite(NamedTuple):
+class _LooseSuite:
     """What the native schedules read from an IkeSuite, without IkeSuite's own checks."""
 
-    prf: Any
-    integ_key_len: Any
-    encr_key_len: Any
+    def __init__(self, prf: Any, integ_key_len: Any, encr_key_len: Any) -> None:
+        self._key_schedule = (prf, integ_key_len, encr_key_len)
 
 
 # --- bad arguments -------------------------------------------------------------------------
@@ -372,6 +371,10 @@ def test_bad_key_schedule_arguments() -> None:
         ike_keys(_LooseSuite(3, 0, 36), b"k", b"n", b"r", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"suite\.encr_key_len must be an int"):
         ike_keys(_LooseSuite(5, 0, "36"), b"k", b"n", b"r", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"suite\._key_schedule must be a tuple"):
+        loose = _LooseSuite(5, 0, 36)
+        loose._key_schedule = [5, 0, 36]  # type: ignore[assignment]
+        ike_keys(loose, b"k", b"n", b"r", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"suite\.integ_key_len must be a non-negative int"):
         ike_keys(_LooseSuite(5, -1, 36), b"k", b"n", b"r", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]
 
