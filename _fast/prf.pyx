@@ -103,7 +103,6 @@ cdef struct _PrfState:
     EVP_CIPHER_CTX *cipher
     uchar subkey_complete[AES_BLOCK]
     uchar subkey_padded[AES_BLOCK]
-    uchar digest[MAX_OUT]
     # HMAC-SHA-256 on the SHA-NI kernel (ikecore_sha256_ni.h): inner/outer in its packed layout
     bint sha_ni              # the current key is on the kernel
     bint sha_ni_used         # some key was (what _state_wipe clears)
@@ -561,9 +560,9 @@ cdef void _state_wipe(_PrfState *st) noexcept nogil:
         OPENSSL_cleanse(st.outer_tail, st.hash_state_len)
     if st.sha_ni_used:
         # the packed states and the padded message tails of _hmac
-        OPENSSL_cleanse(st.inner_packed, 2 * sizeof(st.inner_packed))
+        OPENSSL_cleanse(st.inner_packed, sizeof(st.inner_packed))
+        OPENSSL_cleanse(st.outer_packed, sizeof(st.outer_packed))
         OPENSSL_cleanse(st.tail, 128)
-    OPENSSL_cleanse(st.digest, MAX_OUT)
 
 
 cdef inline int _mac(_PrfState *st, const uchar *data, size_t n, uchar *out) except -1:
@@ -588,24 +587,25 @@ cdef int _expand(_PrfState *st, uchar *work, size_t seed_len, uchar *out, size_t
     cdef size_t block = _hash_block(st.prf_id)
     cdef bint hmac = st.prf_id != PRF_AES128_XCBC and st.prf_id != PRF_AES128_CMAC
     cdef uchar *message = work + MAX_OUT
+    cdef uchar *t = work + MAX_OUT - h    # T(n), where the next block's input begins
     cdef size_t message_len = seed_len + 1
     cdef uchar n = 1
     while done < out_len:
         # T1 = prf(K, S | 0x01);  Tn = prf(K, T(n-1) | S | n)
+        # (every MAC reads all of its input before it writes its output: T(n) may replace T(n-1))
         work[MAX_OUT + seed_len] = n
         if not hmac:
-            _mac(st, message, message_len, st.digest)
+            _mac(st, message, message_len, t)
         else:
             if n <= 2:
                 padded = _pad(st.prf_id, message, message_len, block)
-            _hmac_padded(st, message, padded, st.digest)
+            _hmac_padded(st, message, padded, t)
         take = out_len - done
         if take > h:
             take = h
-        memcpy(out + done, st.digest, take)
+        memcpy(out + done, t, take)
         done += take
-        memcpy(work + MAX_OUT - h, st.digest, h)
-        message = work + MAX_OUT - h
+        message = t
         message_len = h + seed_len + 1
         n += 1
     return 0
