@@ -4,10 +4,18 @@
 The keyed state of a PRF is computed once per key and reused for every prf+ block:
 
 * HMAC (RFC 2104): the chaining values after the K0 ^ ipad and K0 ^ opad blocks are kept; each
-  MAC copies them (32 or 64 bytes, no allocation), pads the message tail itself and calls the
-  one-block SHA compression of libcrypto directly (SHA*_Transform, deprecated in OpenSSL 3.0 but
-  exported; EVP_MD_CTX_copy_ex allocates per copy and EVP_MAC costs more than the hashing). A
-  prf+ block of HMAC-SHA-256 over Ni | Nr | SPIi | SPIr is three compressions, the minimum.
+  MAC starts from them (32 or 64 bytes, no allocation) and pads the message tail itself. A prf+
+  block of HMAC-SHA-256 over Ni | Nr | SPIi | SPIr is three compressions, the minimum.
+  HMAC-SHA-256 on a CPU with the SHA extensions runs on the kernel of ikecore_sha256_ni.h (the
+  inner and outer hash in one function, the state in registers). The other hashes, and SHA-256
+  elsewhere, call libcrypto's one-block compression, SHA*_Init/SHA*_Transform: deprecated in
+  OpenSSL 3.0 (absent from builds with no-deprecated) but exported by every 3.x, and kept on
+  purpose. The non-deprecated ways to resume a keyed state cost more than the hashing, measured
+  per HMAC of a 113-byte prf+ block against the SHA256_Transform path: EVP_MD_CTX_copy_ex from
+  keyed contexts + Update + Final 1.1-1.8x the time (the provider allocates per copy),
+  EVP_MAC_CTX_dup + update + final 3.0-4.9x; a C loop of the whole key schedule on
+  EVP_MD_CTX_copy_ex, without any Python, reaches only 6.6x the stdlib-hmac schedule and 4.9-5.0x
+  the best pure-Python one (benches/test_prf.py; the targets are 12x and 6x).
 * AES-XCBC-PRF-128 (RFC 3566, RFC 4434) and AES-CMAC-PRF-128 (RFC 4493, RFC 4615): one AES-128-CBC
   context keyed once; each MAC resets its IV to zero, CBC-encrypts all but the last block and
   XORs the last block with the subkey the algorithm picks for a complete or a padded block.
