@@ -65,7 +65,6 @@ cdef extern from *:
     """
 
 cdef extern from "ikecore_sha256_ni.h" nogil:
-    int IKECORE_SHA_NI
     int ikecore_sha_ni_supported()
     void ikecore_sha256_ni_first_block(const unsigned char *block, unsigned int *packed)
     void ikecore_hmac_sha256_ni(const unsigned int *inner, const unsigned int *outer,
