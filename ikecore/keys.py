@@ -55,7 +55,6 @@ _AES_KEY_BITS = frozenset({128, 192, 256})
 _GCM = frozenset({EncrId.AES_GCM_8, EncrId.AES_GCM_12, EncrId.AES_GCM_16})
 _SALT_LEN = 4
 
-# Integrity key length per INTEG transform (RFC 7296 §3.3.2, RFC 3566, RFC 4494, RFC 4868 §2.1.1).
 # (ENCR id, Key Length attribute) -> (SK_e length, AEAD?)
 _ENCR_KEY_LEN: dict[tuple[int, int | None], tuple[int, bool]] = {
     **{(encr, bits): (bits // 8 + _SALT_LEN, True) for encr in _GCM for bits in _AES_KEY_BITS},
@@ -64,6 +63,7 @@ _ENCR_KEY_LEN: dict[tuple[int, int | None], tuple[int, bool]] = {
 }
 _INTEG_NONE = int(IntegId.NONE)
 
+# Integrity key length per INTEG transform (RFC 7296 §3.3.2, RFC 3566, RFC 4494, RFC 4868 §2.1.1).
 _INTEG_KEY_LEN: dict[int, int] = {
     IntegId.HMAC_SHA1_96: 20,
     IntegId.AES_XCBC_96: 16,
