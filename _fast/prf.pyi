@@ -1,14 +1,63 @@
 # IKEv2 PRFs, prf+ and key schedules (RFC 7296 §2.13-2.18); ikecore.keys is the public API.
 # Byte arguments accept bytes, bytearray or memoryview; PRF ids are PrfId values 2, 4, 5-8.
-# The key-schedule functions build ``result_type`` instances (the frozen slotted dataclasses
-# of ikecore.keys) and fill their slots directly.
+# ``suite`` is an ikecore.keys.IkeSuite (read for .prf, .integ_key_len and .encr_key_len).
 
-from typing import TypeAlias, TypeVar
+from typing import Any, ClassVar, TypeAlias, final
+
+from ikecore.keys import IkeSuite
 
 Buffer: TypeAlias = bytes | bytearray | memoryview
-_R = TypeVar("_R")
+
+@final
+class IkeKeys:
+    __match_args__: ClassVar[tuple[str, ...]]
+    @property
+    def sk_d(self) -> bytes: ...
+    @property
+    def sk_ai(self) -> bytes: ...
+    @property
+    def sk_ar(self) -> bytes: ...
+    @property
+    def sk_ei(self) -> bytes: ...
+    @property
+    def sk_er(self) -> bytes: ...
+    @property
+    def sk_pi(self) -> bytes: ...
+    @property
+    def sk_pr(self) -> bytes: ...
+    def __init__(
+        self,
+        sk_d: bytes,
+        sk_ai: bytes,
+        sk_ar: bytes,
+        sk_ei: bytes,
+        sk_er: bytes,
+        sk_pi: bytes,
+        sk_pr: bytes,
+    ) -> None: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+@final
+class ChildKeys:
+    __match_args__: ClassVar[tuple[str, ...]]
+    @property
+    def encr_i(self) -> bytes: ...
+    @property
+    def integ_i(self) -> bytes: ...
+    @property
+    def encr_r(self) -> bytes: ...
+    @property
+    def integ_r(self) -> bytes: ...
+    def __init__(self, encr_i: bytes, integ_i: bytes, encr_r: bytes, integ_r: bytes) -> None: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
 
 def output_length(prf_id: int) -> int: ...
+def _set_sha_ni(enabled: bool) -> bool: ...
+def _sha_ni_present() -> bool: ...
 def prf(prf_id: int, key: Buffer, data: Buffer) -> bytes: ...
 def prf_plus(prf_id: int, key: Buffer, seed: Buffer, length: int) -> bytes: ...
 def skeyseed(prf_id: int, ni: Buffer, nr: Buffer, g_ir: Buffer) -> bytes: ...
@@ -16,42 +65,22 @@ def skeyseed_rekey(
     old_prf_id: int, sk_d_old: Buffer, g_ir: Buffer, ni: Buffer, nr: Buffer
 ) -> bytes: ...
 def ike_keys(
-    result_type: type[_R],
-    prf_id: int,
-    skeyseed: Buffer,
-    ni: Buffer,
-    nr: Buffer,
-    spi_i: Buffer,
-    spi_r: Buffer,
-    integ_key_len: int,
-    encr_key_len: int,
-) -> _R: ...
-def ike_sa_init_keys(
-    result_type: type[_R],
-    prf_id: int,
-    ni: Buffer,
-    nr: Buffer,
-    g_ir: Buffer,
-    spi_i: Buffer,
-    spi_r: Buffer,
-    integ_key_len: int,
-    encr_key_len: int,
-) -> _R: ...
-def ike_sa_rekey_keys(
-    result_type: type[_R],
+    suite: IkeSuite, skeyseed: Buffer, ni: Buffer, nr: Buffer, spi_i: Buffer, spi_r: Buffer
+) -> IkeKeys: ...
+def ike_keys_initial(
+    suite: IkeSuite, ni: Buffer, nr: Buffer, g_ir: Buffer, spi_i: Buffer, spi_r: Buffer
+) -> IkeKeys: ...
+def ike_keys_rekey(
     old_prf_id: int,
     sk_d_old: Buffer,
-    prf_id: int,
+    suite: IkeSuite,
     g_ir: Buffer,
     ni: Buffer,
     nr: Buffer,
     spi_i: Buffer,
     spi_r: Buffer,
-    integ_key_len: int,
-    encr_key_len: int,
-) -> _R: ...
+) -> IkeKeys: ...
 def child_keys(
-    result_type: type[_R],
     prf_id: int,
     sk_d: Buffer,
     ni: Buffer,
@@ -59,5 +88,5 @@ def child_keys(
     encr_key_len: int,
     integ_key_len: int,
     g_ir: Buffer | None = None,
-) -> _R: ...
+) -> ChildKeys: ...
 def psk_auth(prf_id: int, psk: Buffer, signed_octets: Buffer) -> bytes: ...

@@ -4,10 +4,18 @@
 The keyed state of a PRF is computed once per key and reused for every prf+ block:
 
 * HMAC (RFC 2104): the chaining values after the K0 ^ ipad and K0 ^ opad blocks are kept; each
-  MAC copies them (32 or 64 bytes, no allocation), pads the message tail itself and calls the
-  one-block SHA compression of libcrypto directly (SHA*_Transform, deprecated in OpenSSL 3.0 but
-  exported; EVP_MD_CTX_copy_ex allocates per copy and EVP_MAC costs more than the hashing). A
-  prf+ block of HMAC-SHA-256 over Ni | Nr | SPIi | SPIr is three compressions, the minimum.
+  MAC starts from them (32 or 64 bytes, no allocation) and pads the message tail itself. A prf+
+  block of HMAC-SHA-256 over Ni | Nr | SPIi | SPIr is three compressions, the minimum.
+  HMAC-SHA-256 on a CPU with the SHA extensions runs on the kernel of ikecore_sha256_ni.h (the
+  inner and outer hash in one function, the state in registers). The other hashes, and SHA-256
+  elsewhere, call libcrypto's one-block compression, SHA*_Init/SHA*_Transform: deprecated in
+  OpenSSL 3.0 (absent from builds with no-deprecated) but exported by every 3.x, and kept on
+  purpose. The non-deprecated ways to resume a keyed state cost more than the hashing, measured
+  per HMAC of a 113-byte prf+ block against the SHA256_Transform path: EVP_MD_CTX_copy_ex from
+  keyed contexts + Update + Final 1.1-1.8x the time (the provider allocates per copy),
+  EVP_MAC_CTX_dup + update + final 3.0-4.9x; a C loop of the whole key schedule on
+  EVP_MD_CTX_copy_ex, without any Python, reaches only 6.6x the stdlib-hmac schedule and 4.9-5.0x
+  the best pure-Python one (benches/test_prf.py; the targets are 12x and 6x).
 * AES-XCBC-PRF-128 (RFC 3566, RFC 4434) and AES-CMAC-PRF-128 (RFC 4493, RFC 4615): one AES-128-CBC
   context keyed once; each MAC resets its IV to zero, CBC-encrypts all but the last block and
   XORs the last block with the subkey the algorithm picks for a complete or a padded block.
@@ -16,11 +24,11 @@ Every function leaves the OpenSSL error queue empty and wipes the native buffers
 material (OPENSSL_cleanse). The returned ``bytes`` are the caller's to keep.
 """
 
+cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_AsLongAndOverflow, PyLong_Check
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from cpython.object cimport PyObject_GenericSetAttr
 from libc.string cimport memcpy, memset
 
 from ikecore._fast._libcrypto cimport (
@@ -56,6 +64,13 @@ cdef extern from *:
     #endif
     """
 
+cdef extern from "ikecore_sha256_ni.h" nogil:
+    int ikecore_sha_ni_supported()
+    void ikecore_sha256_ni_first_block(const unsigned char *block, unsigned int *packed)
+    void ikecore_hmac_sha256_ni(const unsigned int *inner, const unsigned int *outer,
+                                const unsigned char *message, size_t blocks, const unsigned char *tail,
+                                size_t tail_blocks, unsigned char *out)
+
 # IANA Transform Type 2 ids (RFC 7296 §3.3.2, RFC 4434, RFC 4868, RFC 4615).
 cdef enum:
     PRF_HMAC_SHA1 = 2
@@ -71,7 +86,7 @@ cdef enum:
     AES_BLOCK = 16
     STACK_BYTES = 1024    # scratch kept on the stack; larger requests are allocated
     CHAIN_BYTES = 256     # CBC-MAC output is discarded in chunks of this size
-    PAD_ROOM = 256        # room after a prf+ message for its hash padding (<= 128 + 16 bytes)
+    PAD_ROOM = 144        # room after a prf+ message for its hash padding (a block + 16 bytes)
 
 ctypedef unsigned char uchar
 
@@ -83,7 +98,7 @@ cdef union _HashCtx:
 cdef struct _PrfState:
     int prf_id
     size_t out_len
-    size_t hash_state_len    # hash block size of the HMACs keyed so far (what _state_wipe clears)
+    size_t hash_state_len    # largest hash block of the portable HMAC keys so far (what _state_wipe clears)
     # HMAC: hash states after absorbing K0 ^ ipad and K0 ^ opad (RFC 2104)
     _HashCtx inner
     _HashCtx outer
@@ -95,8 +110,16 @@ cdef struct _PrfState:
     EVP_CIPHER_CTX *cipher
     uchar subkey_complete[AES_BLOCK]
     uchar subkey_padded[AES_BLOCK]
-    uchar digest[MAX_OUT]
+    # HMAC-SHA-256 on the SHA-NI kernel (ikecore_sha256_ni.h): inner/outer in its packed layout
+    bint sha_ni              # the current key is on the kernel
+    bint sha_ni_used         # some key was (what _state_wipe clears)
+    unsigned int inner_packed[8]
+    unsigned int outer_packed[8]
 
+
+# SHA-NI is used where the CPU has it (_set_sha_ni turns it off, for the tests of both paths)
+cdef bint _SHA_NI_PRESENT = ikecore_sha_ni_supported() != 0
+cdef bint _sha_ni = _SHA_NI_PRESENT
 
 cdef const EVP_CIPHER *_AES_128_CBC = EVP_CIPHER_fetch(NULL, b"AES-128-CBC", NULL)
 if _AES_128_CBC == NULL:
@@ -278,7 +301,7 @@ cdef inline void _put64(uchar *out, unsigned long long word) noexcept nogil:
     _put32(out + 4, <unsigned int>word)
 
 
-cdef void _words_out(_PrfState *st, const _HashCtx *ctx, uchar *out) noexcept nogil:
+cdef inline void _words_out(_PrfState *st, const _HashCtx *ctx, uchar *out) noexcept nogil:
     """The digest: the chaining value in big-endian byte order."""
     cdef int i
     if st.prf_id == PRF_HMAC_SHA2_256:
@@ -335,28 +358,41 @@ cdef void _hash_finish(_PrfState *st, _HashCtx *ctx, size_t prefix, const uchar 
 cdef void _hmac_key(_PrfState *st, const uchar *key, size_t key_len) noexcept nogil:
     # RFC 2104: K0 = H(K) if K is longer than the block, else K; zero-padded to the block size
     # inner = H(K0 ^ ipad | text), outer = H(K0 ^ opad | inner): keep both states after one block
-    cdef uchar k0[128]
+    cdef uchar hashed_key[MAX_OUT]
     cdef uchar pad[128]
     cdef size_t block = _hash_block(st.prf_id)
     cdef size_t i
-    memset(k0, 0, block)
-    if key_len > block:
+    cdef bint long_key = key_len > block
+    st.sha_ni = _sha_ni and st.prf_id == PRF_HMAC_SHA2_256
+    if long_key or not st.sha_ni:
+        # the portable states (and, for a long key, work and tail) will hold key material
+        if block > st.hash_state_len:
+            st.hash_state_len = block
+    if long_key:
         _hash_init(st.prf_id, &st.work)
-        _hash_finish(st, &st.work, 0, key, key_len, k0)
+        _hash_finish(st, &st.work, 0, key, key_len, hashed_key)
+        key = hashed_key
+        key_len = st.out_len
+    for i in range(block):
+        pad[i] = (key[i] if i < key_len else 0) ^ 0x36
+    if st.sha_ni:
+        ikecore_sha256_ni_first_block(pad, st.inner_packed)
     else:
-        memcpy(k0, key, key_len)
+        _hash_init(st.prf_id, &st.inner)
+        _compress(st.prf_id, &st.inner, pad)
     for i in range(block):
-        pad[i] = k0[i] ^ 0x36
-    _hash_init(st.prf_id, &st.inner)
-    _compress(st.prf_id, &st.inner, pad)
-    for i in range(block):
-        pad[i] = k0[i] ^ 0x5c
-    _hash_init(st.prf_id, &st.outer)
-    _compress(st.prf_id, &st.outer, pad)
-    OPENSSL_cleanse(k0, block)
+        pad[i] = (key[i] if i < key_len else 0) ^ 0x5c
+    if st.sha_ni:
+        ikecore_sha256_ni_first_block(pad, st.outer_packed)
+        st.sha_ni_used = True
+    else:
+        _hash_init(st.prf_id, &st.outer)
+        _compress(st.prf_id, &st.outer, pad)
+        # the outer hash always covers K0 ^ opad and one digest: its padding never changes
+        _pad(st.prf_id, st.outer_tail, st.out_len, block)
     OPENSSL_cleanse(pad, block)
-    # the outer hash always covers K0 ^ opad and one digest: its padding never changes
-    _pad(st.prf_id, st.outer_tail, st.out_len, block)
+    if long_key:
+        OPENSSL_cleanse(hashed_key, MAX_OUT)
 
 
 cdef inline void _hmac_outer(_PrfState *st, uchar *out) noexcept nogil:
@@ -367,6 +403,14 @@ cdef inline void _hmac_outer(_PrfState *st, uchar *out) noexcept nogil:
 
 
 cdef inline void _hmac(_PrfState *st, const uchar *data, size_t n, uchar *out) noexcept nogil:
+    cdef size_t whole, padded
+    if st.sha_ni:
+        # the whole blocks straight from ``data``, the rest padded in ``tail``
+        whole = n // 64
+        memcpy(st.tail, data + 64 * whole, n - 64 * whole)
+        padded = _pad(st.prf_id, st.tail, n - 64 * whole, 64 + 64 * whole)
+        ikecore_hmac_sha256_ni(st.inner_packed, st.outer_packed, data, whole, st.tail, padded // 64, out)
+        return
     _copy_words(st.prf_id, &st.work, &st.inner)
     _hash_finish(st, &st.work, _hash_block(st.prf_id), data, n, st.outer_tail)
     _hmac_outer(st, out)
@@ -375,6 +419,9 @@ cdef inline void _hmac(_PrfState *st, const uchar *data, size_t n, uchar *out) n
 cdef inline void _hmac_padded(_PrfState *st, const uchar *message, size_t padded, uchar *out) noexcept nogil:
     """HMAC of a message already followed by its padding (see ``_pad``)."""
     cdef size_t block = _hash_block(st.prf_id), offset = 0
+    if st.sha_ni:
+        ikecore_hmac_sha256_ni(st.inner_packed, st.outer_packed, message, padded // 64, NULL, 0, out)
+        return
     _copy_words(st.prf_id, &st.work, &st.inner)
     while offset < padded:
         _compress(st.prf_id, &st.work, message + offset)
@@ -488,7 +535,6 @@ cdef int _aes_key(_PrfState *st, const uchar *key, size_t key_len) noexcept nogi
 
 cdef int _state_key(_PrfState *st, int prf_id, const uchar *key, size_t key_len) except -1:
     """Key (or re-key, with the same or another PRF) ``st``, made by ``_state_new``."""
-    cdef size_t used
     st.prf_id = prf_id
     st.out_len = _output_length(prf_id)
     if prf_id == PRF_AES128_XCBC or prf_id == PRF_AES128_CMAC:
@@ -496,15 +542,13 @@ cdef int _state_key(_PrfState *st, int prf_id, const uchar *key, size_t key_len)
             ERR_clear_error()
             raise MemoryError("libcrypto could not key AES-128-CBC")
     else:
-        used = _hash_block(prf_id)    # >= the chaining value; the tail uses up to twice this
-        if used > st.hash_state_len:
-            st.hash_state_len = used
         _hmac_key(st, key, key_len)
     return 0
 
 
 cdef inline void _state_new(_PrfState *st) noexcept nogil:
     st.cipher = NULL
+    st.sha_ni = st.sha_ni_used = False
     st.prf_id = 0
     st.hash_state_len = 0
 
@@ -521,7 +565,11 @@ cdef void _state_wipe(_PrfState *st) noexcept nogil:
         OPENSSL_cleanse(&st.work, st.hash_state_len)
         OPENSSL_cleanse(st.tail, 2 * st.hash_state_len)
         OPENSSL_cleanse(st.outer_tail, st.hash_state_len)
-    OPENSSL_cleanse(st.digest, MAX_OUT)
+    if st.sha_ni_used:
+        # the packed states and the padded message tails of _hmac
+        OPENSSL_cleanse(st.inner_packed, sizeof(st.inner_packed))
+        OPENSSL_cleanse(st.outer_packed, sizeof(st.outer_packed))
+        OPENSSL_cleanse(st.tail, 128)
 
 
 cdef inline int _mac(_PrfState *st, const uchar *data, size_t n, uchar *out) except -1:
@@ -546,24 +594,25 @@ cdef int _expand(_PrfState *st, uchar *work, size_t seed_len, uchar *out, size_t
     cdef size_t block = _hash_block(st.prf_id)
     cdef bint hmac = st.prf_id != PRF_AES128_XCBC and st.prf_id != PRF_AES128_CMAC
     cdef uchar *message = work + MAX_OUT
+    cdef uchar *t = work + MAX_OUT - h    # T(n), where the next block's input begins
     cdef size_t message_len = seed_len + 1
     cdef uchar n = 1
     while done < out_len:
         # T1 = prf(K, S | 0x01);  Tn = prf(K, T(n-1) | S | n)
+        # (every MAC reads all of its input before it writes its output: T(n) may replace T(n-1))
         work[MAX_OUT + seed_len] = n
         if not hmac:
-            _mac(st, message, message_len, st.digest)
+            _mac(st, message, message_len, t)
         else:
             if n <= 2:
                 padded = _pad(st.prf_id, message, message_len, block)
-            _hmac_padded(st, message, padded, st.digest)
+            _hmac_padded(st, message, padded, t)
         take = out_len - done
         if take > h:
             take = h
-        memcpy(out + done, st.digest, take)
+        memcpy(out + done, t, take)
         done += take
-        memcpy(work + MAX_OUT - h, st.digest, h)
-        message = work + MAX_OUT - h
+        message = t
         message_len = h + seed_len + 1
         n += 1
     return 0
@@ -578,6 +627,20 @@ cdef inline object _bytes(const uchar *ptr, size_t n):
 def output_length(prf_id) -> int:
     """Output length of the PRF in bytes (= its preferred key length, RFC 7296 §2.13)."""
     return _output_length(_prf_id(prf_id, "prf_id"))
+
+
+def _set_sha_ni(bint enabled) -> bool:
+    """Use the SHA-NI kernel for HMAC-SHA-256 (where the CPU has it) or not; returns the previous
+    setting. For the tests, which run the vectors and the oracle over both paths."""
+    global _sha_ni
+    previous = _sha_ni
+    _sha_ni = enabled and _SHA_NI_PRESENT
+    return previous
+
+
+def _sha_ni_present() -> bool:
+    """Whether this CPU has the SHA extensions (and this build the kernel)."""
+    return _SHA_NI_PRESENT
 
 
 def prf(prf_id, key, data) -> bytes:
@@ -711,50 +774,149 @@ def skeyseed_rekey(old_prf_id, sk_d_old, g_ir, ni, nr) -> bytes:
         OPENSSL_cleanse(out, MAX_OUT)
 
 
-_IKE_KEY_FIELDS = ("sk_d", "sk_ai", "sk_ar", "sk_ei", "sk_er", "sk_pi", "sk_pr")
-_CHILD_KEY_FIELDS = ("encr_i", "integ_i", "encr_r", "integ_r")
+# --- results ---------------------------------------------------------------------------------
+# Native classes rather than dataclasses: the keys are stored straight into the fields, which
+# costs a tenth of a dataclass's per-field attribute machinery (that cost more than the hashing).
 
 
-cdef object _record(type result_type, tuple fields, const uchar *keymat, const size_t *lengths):
-    """A ``result_type`` instance whose slots ``fields`` hold consecutive slices of ``keymat``.
+@cython.final
+@cython.freelist(8)
+cdef class IkeKeys:
+    """The seven keys of an IKE SA (RFC 7296 §2.14). *_i protect what the original initiator
+    sends, *_r the other direction; AEAD encryption keys end with their 4-byte salt.
+    Immutable; the repr shows key lengths only."""
 
-    The slots are set with object.__setattr__ semantics, as a frozen dataclass's own __init__
-    does, without its per-field Python calls (they would cost more than the key schedule).
-    """
-    cdef object record = result_type.__new__(result_type)
-    cdef size_t offset = 0
-    cdef Py_ssize_t i
-    for i in range(len(fields)):
-        PyObject_GenericSetAttr(record, fields[i], _bytes(keymat + offset, lengths[i]))
-        offset += lengths[i]
-    return record
+    cdef readonly bytes sk_d, sk_ai, sk_ar, sk_ei, sk_er, sk_pi, sk_pr
+
+    __match_args__ = ("sk_d", "sk_ai", "sk_ar", "sk_ei", "sk_er", "sk_pi", "sk_pr")
+
+    def __init__(self, bytes sk_d not None, bytes sk_ai not None, bytes sk_ar not None,
+                 bytes sk_ei not None, bytes sk_er not None, bytes sk_pi not None,
+                 bytes sk_pr not None):
+        self.sk_d, self.sk_ai, self.sk_ar = sk_d, sk_ai, sk_ar
+        self.sk_ei, self.sk_er, self.sk_pi, self.sk_pr = sk_ei, sk_er, sk_pi, sk_pr
+
+    cdef tuple _fields(self):
+        return (self.sk_d, self.sk_ai, self.sk_ar, self.sk_ei, self.sk_er, self.sk_pi, self.sk_pr)
+
+    def __eq__(self, other):
+        if type(other) is not IkeKeys:
+            return NotImplemented
+        return self._fields() == (<IkeKeys>other)._fields()
+
+    def __hash__(self):
+        return hash(self._fields())
+
+    def __reduce__(self):
+        return (IkeKeys, self._fields())
+
+    def __repr__(self):
+        return _lengths_repr("IkeKeys", self.__match_args__, self._fields())
 
 
-cdef object _ike_sa_keys(type result_type, _PrfState *st, int alg, const uchar *key, size_t key_len, _Scratch *work,
-                        size_t seed_len, size_t integ_len, size_t encr_len):
+@cython.final
+@cython.freelist(8)
+cdef class ChildKeys:
+    """The keys of a Child SA pair (RFC 7296 §2.17). *_i protect initiator-to-responder traffic
+    (the SA whose SPI the responder chose), *_r the reverse; AEAD keys end with their salt.
+    Immutable; the repr shows key lengths only."""
+
+    cdef readonly bytes encr_i, integ_i, encr_r, integ_r
+
+    __match_args__ = ("encr_i", "integ_i", "encr_r", "integ_r")
+
+    def __init__(self, bytes encr_i not None, bytes integ_i not None, bytes encr_r not None,
+                 bytes integ_r not None):
+        self.encr_i, self.integ_i, self.encr_r, self.integ_r = encr_i, integ_i, encr_r, integ_r
+
+    cdef tuple _fields(self):
+        return (self.encr_i, self.integ_i, self.encr_r, self.integ_r)
+
+    def __eq__(self, other):
+        if type(other) is not ChildKeys:
+            return NotImplemented
+        return self._fields() == (<ChildKeys>other)._fields()
+
+    def __hash__(self):
+        return hash(self._fields())
+
+    def __reduce__(self):
+        return (ChildKeys, self._fields())
+
+    def __repr__(self):
+        return _lengths_repr("ChildKeys", self.__match_args__, self._fields())
+
+
+cdef str _lengths_repr(str name, tuple names, tuple values):
+    """``Name(field=<N bytes>, ...)``: lengths only, so keys never reach a log."""
+    shown = ", ".join([f"{field}=<{len(value)} bytes>" for field, value in zip(names, values)])
+    return f"{name}({shown})"
+
+
+cdef IkeKeys _ike_record(const uchar *keymat, size_t prf_len, size_t integ_len, size_t encr_len):
+    # KEYMAT = SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr (RFC 7296 §2.14)
+    cdef IkeKeys keys = IkeKeys.__new__(IkeKeys)
+    keys.sk_d = _bytes(keymat, prf_len)
+    keymat += prf_len
+    keys.sk_ai = _bytes(keymat, integ_len)
+    keys.sk_ar = _bytes(keymat + integ_len, integ_len)
+    keymat += 2 * integ_len
+    keys.sk_ei = _bytes(keymat, encr_len)
+    keys.sk_er = _bytes(keymat + encr_len, encr_len)
+    keymat += 2 * encr_len
+    keys.sk_pi = _bytes(keymat, prf_len)
+    keys.sk_pr = _bytes(keymat + prf_len, prf_len)
+    return keys
+
+
+cdef ChildKeys _child_record(const uchar *keymat, size_t encr_len, size_t integ_len):
+    # KEYMAT = encr_i | integ_i | encr_r | integ_r (RFC 7296 §2.17)
+    cdef ChildKeys keys = ChildKeys.__new__(ChildKeys)
+    keys.encr_i = _bytes(keymat, encr_len)
+    keys.integ_i = _bytes(keymat + encr_len, integ_len)
+    keymat += encr_len + integ_len
+    keys.encr_r = _bytes(keymat, encr_len)
+    keys.integ_r = _bytes(keymat + encr_len, integ_len)
+    return keys
+
+
+cdef IkeKeys _ike_sa_keys(_PrfState *st, int alg, const uchar *key, size_t key_len, _Scratch *work,
+                          size_t seed_len, size_t integ_len, size_t encr_len):
     """The seven keys from prf+(key, seed at work + MAX_OUT), keymat after the seed in ``work``."""
     # RFC 7296 §2.14:
     # {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr} = prf+(SKEYSEED, Ni | Nr | SPIi | SPIr)
     cdef size_t prf_len = _output_length(alg)
-    cdef size_t lengths[7]
-    lengths[0] = lengths[5] = lengths[6] = prf_len
-    lengths[1] = lengths[2] = integ_len
-    lengths[3] = lengths[4] = encr_len
     cdef uchar *keymat = work.ptr + MAX_OUT + seed_len + 1 + PAD_ROOM
     _state_key(st, alg, key, key_len)
     _expand(st, work.ptr, seed_len, keymat, 3 * prf_len + 2 * integ_len + 2 * encr_len)
-    return _record(result_type, _IKE_KEY_FIELDS, keymat, lengths)
+    return _ike_record(keymat, prf_len, integ_len, encr_len)
 
 
-cdef int _key_lengths(object integ_key_len, object encr_key_len, size_t *integ_len, size_t *encr_len,
-                      int alg) except -1:
-    cdef size_t h = _output_length(alg)
-    integ_len[0] = _length(integ_key_len, "integ_key_len")
-    encr_len[0] = _length(encr_key_len, "encr_key_len")
+cdef struct _Suite:
+    int prf_id
+    size_t integ_len
+    size_t encr_len
+
+
+cdef int _suite(_Suite *out, object suite) except -1:
+    """The PRF and key lengths of an IkeSuite, from the one tuple it keeps for this (read once
+    instead of three attributes; checked again here, the suite is duck-typed)."""
+    cdef size_t h
+    try:
+        schedule = suite._key_schedule
+    except AttributeError:
+        raise TypeError(f"suite must be an IkeSuite, not {type(suite).__name__}") from None
+    if type(schedule) is not tuple or len(<tuple>schedule) != 3:
+        raise TypeError("suite._key_schedule must be a tuple (prf, integ_key_len, encr_key_len)")
+    prf_id, integ_key_len, encr_key_len = <tuple>schedule
+    out.prf_id = _prf_id(prf_id, "suite.prf")
+    h = _output_length(out.prf_id)
+    out.integ_len = _length(integ_key_len, "suite.integ_key_len")
+    out.encr_len = _length(encr_key_len, "suite.encr_key_len")
     # each length on its own first, so that the sum cannot wrap around
-    _check_blocks(integ_len[0], h, alg)
-    _check_blocks(encr_len[0], h, alg)
-    _check_blocks(3 * h + 2 * integ_len[0] + 2 * encr_len[0], h, alg)
+    _check_blocks(out.integ_len, h, out.prf_id)
+    _check_blocks(out.encr_len, h, out.prf_id)
+    _check_blocks(3 * h + 2 * out.integ_len + 2 * out.encr_len, h, out.prf_id)
     return 0
 
 
@@ -772,14 +934,18 @@ cdef inline size_t _ike_seed(_Scratch *work, size_t keymat_len, const _Arg *ni, 
     return seed_len
 
 
-def ike_keys(type result_type, prf_id, skeyseed, ni, nr, spi_i, spi_r, integ_key_len, encr_key_len):
-    """A ``result_type`` with slots sk_d .. sk_pr, from SKEYSEED (RFC 7296 §2.14)."""
-    cdef int alg = _prf_id(prf_id, "prf_id")
-    cdef size_t integ_len, encr_len, seed_len
+cdef inline size_t _ike_keymat_len(const _Suite *suite) noexcept nogil:
+    return 3 * _output_length(suite.prf_id) + 2 * suite.integ_len + 2 * suite.encr_len
+
+
+def ike_keys(suite, skeyseed, ni, nr, spi_i, spi_r) -> IkeKeys:
+    """The seven SK_* keys of an IKE SA from SKEYSEED (RFC 7296 §2.14); SPIs are 8 bytes."""
+    cdef _Suite s
+    cdef size_t seed_len
     cdef _Arg args[5]
     cdef _PrfState st
     cdef _Scratch work
-    _key_lengths(integ_key_len, encr_key_len, &integ_len, &encr_len, alg)
+    _suite(&s, suite)
     args[0].held = args[1].held = args[2].held = args[3].held = args[4].held = False
     work.size = 0
     _state_new(&st)
@@ -789,28 +955,29 @@ def ike_keys(type result_type, prf_id, skeyseed, ni, nr, spi_i, spi_r, integ_key
         _arg(&args[2], nr, "nr")
         _spi(&args[3], spi_i, "spi_i")
         _spi(&args[4], spi_r, "spi_r")
-        seed_len = _ike_seed(&work, 3 * _output_length(alg) + 2 * integ_len + 2 * encr_len,
-                             &args[1], &args[2], &args[3], &args[4])
-        return _ike_sa_keys(result_type, &st, alg, args[0].ptr, args[0].len, &work, seed_len, integ_len, encr_len)
+        seed_len = _ike_seed(&work, _ike_keymat_len(&s), &args[1], &args[2], &args[3], &args[4])
+        return _ike_sa_keys(&st, s.prf_id, args[0].ptr, args[0].len, &work, seed_len, s.integ_len,
+                            s.encr_len)
     finally:
         _release(args, 5)
         _state_wipe(&st)
         _scratch_wipe(&work)
 
 
-def ike_sa_init_keys(type result_type, prf_id, ni, nr, g_ir, spi_i, spi_r, integ_key_len, encr_key_len):
+def ike_keys_initial(suite, ni, nr, g_ir, spi_i, spi_r) -> IkeKeys:
     """SKEYSEED and the seven SK_* keys of an initial IKE SA in one call (RFC 7296 §2.14).
 
-    Returns a ``result_type`` with slots sk_d .. sk_pr; SKEYSEED never leaves native memory.
+    Same result as ``ike_keys(suite, skeyseed(suite.prf, ni, nr, g_ir), ni, nr, spi_i, spi_r)``;
+    SKEYSEED never leaves native memory.
     """
-    cdef int alg = _prf_id(prf_id, "prf_id")
-    cdef size_t integ_len, encr_len, seed_len
+    cdef _Suite s
+    cdef size_t seed_len
     cdef _Arg args[5]
     cdef _PrfState st
     cdef _Scratch work
     cdef uchar seed_key[MAX_OUT]
     cdef size_t seed_key_len
-    _key_lengths(integ_key_len, encr_key_len, &integ_len, &encr_len, alg)
+    _suite(&s, suite)
     args[0].held = args[1].held = args[2].held = args[3].held = args[4].held = False
     work.size = 0
     _state_new(&st)
@@ -820,12 +987,12 @@ def ike_sa_init_keys(type result_type, prf_id, ni, nr, g_ir, spi_i, spi_r, integ
         _arg(&args[2], g_ir, "g_ir")
         _spi(&args[3], spi_i, "spi_i")
         _spi(&args[4], spi_r, "spi_r")
-        seed_len = _ike_seed(&work, 3 * _output_length(alg) + 2 * integ_len + 2 * encr_len,
-                             &args[0], &args[1], &args[3], &args[4])
+        seed_len = _ike_seed(&work, _ike_keymat_len(&s), &args[0], &args[1], &args[3], &args[4])
         # the seed begins with Ni | Nr: the SKEYSEED key needs no copy of its own
-        seed_key_len = _skeyseed_into(&st, alg, &args[0], &args[1], work.ptr + MAX_OUT, &args[2],
-                                      seed_key)
-        return _ike_sa_keys(result_type, &st, alg, seed_key, seed_key_len, &work, seed_len, integ_len, encr_len)
+        seed_key_len = _skeyseed_into(&st, s.prf_id, &args[0], &args[1], work.ptr + MAX_OUT,
+                                      &args[2], seed_key)
+        return _ike_sa_keys(&st, s.prf_id, seed_key, seed_key_len, &work, seed_len, s.integ_len,
+                            s.encr_len)
     finally:
         _release(args, 5)
         _state_wipe(&st)
@@ -833,21 +1000,20 @@ def ike_sa_init_keys(type result_type, prf_id, ni, nr, g_ir, spi_i, spi_r, integ
         OPENSSL_cleanse(seed_key, MAX_OUT)
 
 
-def ike_sa_rekey_keys(type result_type, old_prf_id, sk_d_old, prf_id, g_ir, ni, nr, spi_i, spi_r, integ_key_len,
-                      encr_key_len):
+def ike_keys_rekey(old_prf_id, sk_d_old, suite, g_ir, ni, nr, spi_i, spi_r) -> IkeKeys:
     """SKEYSEED and the seven SK_* keys of a rekeyed or cloned IKE SA in one call (§2.18, RFC 7791).
 
-    SKEYSEED uses the old SA's PRF and SK_d; prf+ uses the new SA's PRF; SPIi and SPIr are the
-    new SA's SPIs (from the Proposal SPI fields).
+    SKEYSEED uses the old SA's PRF and SK_d; prf+ uses the new SA's PRF (``suite``); SPIi and
+    SPIr are the new SA's SPIs (from the Proposal SPI fields).
     """
     cdef int old_alg = _prf_id(old_prf_id, "old_prf_id")
-    cdef int alg = _prf_id(prf_id, "prf_id")
-    cdef size_t integ_len, encr_len, seed_len, seed_key_len, keymat_len, message_len
+    cdef _Suite s
+    cdef size_t seed_len, seed_key_len, keymat_len, message_len
     cdef _Arg args[6]
     cdef _PrfState st
     cdef _Scratch work
     cdef uchar seed_key[MAX_OUT]
-    _key_lengths(integ_key_len, encr_key_len, &integ_len, &encr_len, alg)
+    _suite(&s, suite)
     args[0].held = args[1].held = args[2].held = args[3].held = args[4].held = args[5].held = False
     work.size = 0
     _state_new(&st)
@@ -859,13 +1025,14 @@ def ike_sa_rekey_keys(type result_type, old_prf_id, sk_d_old, prf_id, g_ir, ni, 
         _spi(&args[4], spi_i, "spi_i")
         _spi(&args[5], spi_r, "spi_r")
         # room for the keymat and, in the same place beforehand, g^ir | Ni | Nr
-        keymat_len = 3 * _output_length(alg) + 2 * integ_len + 2 * encr_len
+        keymat_len = _ike_keymat_len(&s)
         message_len = args[1].len + args[2].len + args[3].len
         seed_len = _ike_seed(&work, keymat_len if keymat_len > message_len else message_len,
                              &args[2], &args[3], &args[4], &args[5])
         seed_key_len = _skeyseed_rekey_into(&st, old_alg, &args[0], &args[1], &args[2], &args[3],
                                             work.ptr + MAX_OUT + seed_len + 1 + PAD_ROOM, seed_key)
-        return _ike_sa_keys(result_type, &st, alg, seed_key, seed_key_len, &work, seed_len, integ_len, encr_len)
+        return _ike_sa_keys(&st, s.prf_id, seed_key, seed_key_len, &work, seed_len, s.integ_len,
+                            s.encr_len)
     finally:
         _release(args, 6)
         _state_wipe(&st)
@@ -873,13 +1040,16 @@ def ike_sa_rekey_keys(type result_type, old_prf_id, sk_d_old, prf_id, g_ir, ni, 
         OPENSSL_cleanse(seed_key, MAX_OUT)
 
 
-def child_keys(type result_type, prf_id, sk_d, ni, nr, encr_key_len, integ_key_len, g_ir=None):
-    """A ``result_type`` with slots encr_i, integ_i, encr_r, integ_r: the Child SA keys of
-    RFC 7296 §2.17, with PFS when ``g_ir`` is given."""
+def child_keys(prf_id, sk_d, ni, nr, encr_key_len, integ_key_len, g_ir=None) -> ChildKeys:
+    """KEYMAT of a Child SA pair (RFC 7296 §2.17), with PFS when ``g_ir`` is given.
+
+    ``encr_key_len`` includes an AEAD salt (e.g. 36 for AES-GCM-256); ``integ_key_len`` is 0
+    for AEAD. Ni/Nr are those of the exchange that creates the Child SA (IKE_SA_INIT's for the
+    Child SA of IKE_AUTH).
+    """
     cdef int alg = _prf_id(prf_id, "prf_id")
     cdef size_t encr_len = _length(encr_key_len, "encr_key_len")
     cdef size_t integ_len = _length(integ_key_len, "integ_key_len")
-    cdef size_t lengths[4]
     cdef size_t seed_len, keymat_len
     cdef _Arg args[4]
     cdef _PrfState st
@@ -891,8 +1061,6 @@ def child_keys(type result_type, prf_id, sk_d, ni, nr, encr_key_len, integ_key_l
     _check_blocks(integ_len, _output_length(alg), alg)
     keymat_len = 2 * (encr_len + integ_len)
     _check_blocks(keymat_len, _output_length(alg), alg)
-    lengths[0] = lengths[2] = encr_len
-    lengths[1] = lengths[3] = integ_len
     args[0].held = args[1].held = args[2].held = args[3].held = False
     args[3].len = 0
     work.size = 0
@@ -916,7 +1084,7 @@ def child_keys(type result_type, prf_id, sk_d, ni, nr, encr_key_len, integ_key_l
         keymat = seed + seed_len + 1 + PAD_ROOM
         _state_key(&st, alg, args[0].ptr, args[0].len)
         _expand(&st, work.ptr, seed_len, keymat, keymat_len)
-        return _record(result_type, _CHILD_KEY_FIELDS, keymat, lengths)
+        return _child_record(keymat, encr_len, integ_len)
     finally:
         _release(args, 4)
         _state_wipe(&st)

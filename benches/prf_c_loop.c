@@ -1,9 +1,10 @@
 /*
  * The "c-limit" of the key schedule benches: the initial IKE SA key schedule of RFC 7296 §2.14
- * with PRF_HMAC_SHA2_256, as a plain C loop over the library call ikecore's prf.pyx makes,
- * OpenSSL's one-block SHA-256 compression (SHA256_Transform), with no Python in between. Built
- * at bench time with `cc` and called through ctypes once per burst of schedules, so the ctypes
- * overhead is shared by the whole burst.
+ * with PRF_HMAC_SHA2_256, as a plain C loop over the SHA-256 code ikecore's prf.pyx runs, with
+ * no Python in between: the SHA-NI HMAC kernel of _fast/ikecore_sha256_ni.h where the CPU has
+ * the SHA extensions, OpenSSL's one-block compression (SHA256_Transform) elsewhere, as prf.pyx
+ * chooses. Built at bench time with `cc` and called through ctypes once per burst of schedules,
+ * so the ctypes overhead is shared by the whole burst.
  *
  *   prf_c_loop_run(ni, nr, g_ir, spi_i, spi_r, keymat, keymat_len, count)
  *       runs `count` schedules over the same inputs (Ni and Nr 32 bytes each, g^ir 32 bytes,
@@ -18,6 +19,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../_fast/ikecore_sha256_ni.h"
+
 #define BLOCK 64
 #define DIGEST 32
 #define NONCE 32
@@ -27,7 +30,11 @@
 struct hmac_key {
     SHA256_CTX inner;
     SHA256_CTX outer;
+    uint32_t inner_packed[8]; /* the same two states for the SHA-NI kernel */
+    uint32_t outer_packed[8];
 };
+
+static int use_sha_ni = -1; /* decided on the first run, as prf.pyx does at import */
 
 static void put_be32(uint8_t *out, uint32_t word)
 {
@@ -69,16 +76,39 @@ static void hmac_key(struct hmac_key *k, const uint8_t *key, size_t key_len)
     uint8_t pad[BLOCK];
     for (size_t i = 0; i < BLOCK; i++)
         pad[i] = (uint8_t)((i < key_len ? key[i] : 0) ^ 0x36);
-    SHA256_Init(&k->inner);
-    SHA256_Transform(&k->inner, pad);
+    if (use_sha_ni) {
+        ikecore_sha256_ni_first_block(pad, k->inner_packed);
+    } else {
+        SHA256_Init(&k->inner);
+        SHA256_Transform(&k->inner, pad);
+    }
     for (size_t i = 0; i < BLOCK; i++)
         pad[i] = (uint8_t)((i < key_len ? key[i] : 0) ^ 0x5c);
-    SHA256_Init(&k->outer);
-    SHA256_Transform(&k->outer, pad);
+    if (use_sha_ni) {
+        ikecore_sha256_ni_first_block(pad, k->outer_packed);
+    } else {
+        SHA256_Init(&k->outer);
+        SHA256_Transform(&k->outer, pad);
+    }
 }
 
 static void hmac(const struct hmac_key *k, const uint8_t *data, size_t n, uint8_t *out)
 {
+    if (use_sha_ni) {
+        /* whole blocks in place, the rest padded in `tail` */
+        uint8_t tail[2 * BLOCK];
+        size_t whole = n / BLOCK, rest = n % BLOCK;
+        uint64_t bits = (uint64_t)(BLOCK + n) * 8;
+        size_t padded = rest + 1 + 8 <= BLOCK ? BLOCK : 2 * BLOCK;
+        memcpy(tail, data + whole * BLOCK, rest);
+        tail[rest] = 0x80;
+        memset(tail + rest + 1, 0, padded - rest - 1 - 8);
+        put_be32(tail + padded - 8, (uint32_t)(bits >> 32));
+        put_be32(tail + padded - 4, (uint32_t)bits);
+        ikecore_hmac_sha256_ni(k->inner_packed, k->outer_packed, data, whole, tail, padded / BLOCK,
+                               out);
+        return;
+    }
     SHA256_CTX ctx = k->inner;
     uint8_t inner[DIGEST];
     finish(&ctx, data, n, inner);
@@ -97,6 +127,8 @@ int prf_c_loop_run(const uint8_t *ni, const uint8_t *nr, const uint8_t *g_ir, co
     size_t blocks = (keymat_len + DIGEST - 1) / DIGEST;
     if (blocks > 255)
         return -1;
+    if (use_sha_ni < 0)
+        use_sha_ni = ikecore_sha_ni_supported();
     for (long c = 0; c < count; c++) {
         /* SKEYSEED = prf(Ni | Nr, g^ir) */
         memcpy(message + DIGEST, ni, NONCE);

@@ -5,8 +5,9 @@ Peers, measured in the same run on the same inputs (and checked to give the same
                (faster here than ``hmac.digest`` per block, which re-fetches the digest)
   "peer-best"  the fastest pure-Python approach found: pyca/cryptography HMAC objects, keyed
                once and copied for every block
-  "c-limit"    the same derivation as a C loop over OpenSSL's SHA-256 compression, the call the
-               Cython core makes (benches/prf_c_loop.c): the practical limit on this machine
+  "c-limit"    the same derivation as a C loop over the SHA-256 code the Cython core runs (its
+               SHA-NI HMAC kernel where the CPU has SHA-NI, else OpenSSL's SHA256_Transform;
+               benches/prf_c_loop.c): the practical limit on this machine
 The key schedule is the whole initial IKE SA derivation of RFC 7296 §2.14: SKEYSEED and the seven
 SK_* keys, for the two suites most deployments propose first. Its groups time a burst of
 ``SCHEDULES`` derivations per call for every implementation (per schedule: median / SCHEDULES), so

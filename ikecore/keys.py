@@ -11,9 +11,11 @@ naming the problem (an unknown PRF id, more than 255 prf+ blocks, SPIs that are 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import functools
+from dataclasses import dataclass, field
 
 from ikecore._fast import prf as _prf
+from ikecore._fast.prf import ChildKeys, IkeKeys
 from ikecore.constants import EncrId, IntegId, PrfId
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "prf",
     "prf_plus",
     "psk_auth",
+    "shared_suite",
     "skeyseed",
     "skeyseed_rekey",
 ]
@@ -52,6 +55,14 @@ _AES_KEY_BITS = frozenset({128, 192, 256})
 _GCM = frozenset({EncrId.AES_GCM_8, EncrId.AES_GCM_12, EncrId.AES_GCM_16})
 _SALT_LEN = 4
 
+# (ENCR id, Key Length attribute) -> (SK_e length, AEAD?)
+_ENCR_KEY_LEN: dict[tuple[int, int | None], tuple[int, bool]] = {
+    **{(encr, bits): (bits // 8 + _SALT_LEN, True) for encr in _GCM for bits in _AES_KEY_BITS},
+    **{(EncrId.CHACHA20_POLY1305, bits): (32 + _SALT_LEN, True) for bits in (None, 256)},
+    **{(EncrId.AES_CBC, bits): (bits // 8, False) for bits in _AES_KEY_BITS},
+}
+_INTEG_NONE = int(IntegId.NONE)
+
 # Integrity key length per INTEG transform (RFC 7296 §3.3.2, RFC 3566, RFC 4494, RFC 4868 §2.1.1).
 _INTEG_KEY_LEN: dict[int, int] = {
     IntegId.HMAC_SHA1_96: 20,
@@ -61,15 +72,6 @@ _INTEG_KEY_LEN: dict[int, int] = {
     IntegId.HMAC_SHA2_384_192: 48,
     IntegId.HMAC_SHA2_512_256: 64,
 }
-
-
-def _key_repr(record: object) -> str:
-    """``Name(field=<N bytes>, ...)``: lengths only, so keys never reach a log."""
-    shown = ", ".join(
-        f"{f.name}=<{len(getattr(record, f.name))} bytes>"
-        for f in fields(record)  # type: ignore[arg-type]
-    )
-    return f"{type(record).__name__}({shown})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,80 +91,70 @@ class IkeSuite:
     encr_key_len: int = field(init=False, repr=False, compare=False)
     integ_key_len: int = field(init=False, repr=False, compare=False)
     prf_key_len: int = field(init=False, repr=False, compare=False)
+    # (prf, integ_key_len, encr_key_len): what the native key schedules read, in one attribute
+    _key_schedule: tuple[int, int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # the engine makes a suite for every key derivation: one table look-up when all is well
+        encr, bits, integ = self.encr, self.key_bits, self.integ
+        if not (
+            isinstance(encr, int)
+            and isinstance(self.prf, int)
+            and (bits is None or isinstance(bits, int))
+            and (integ is None or isinstance(integ, int))
+            and (self.dh is None or isinstance(self.dh, int))
+        ):
+            raise self._type_error()
+        try:
+            encr_key_len, aead = _ENCR_KEY_LEN[encr, bits]
+        except KeyError:
+            raise _encr_error(encr, bits) from None
+        if aead:
+            # RFC 5282 §8: an AEAD cipher has no separate integrity transform (SK_ai/SK_ar empty)
+            if integ is not None and integ != _INTEG_NONE:
+                raise ValueError(
+                    f"AEAD cipher {encr!r} takes no integrity transform, got {integ!r}"
+                )
+            integ_key_len = 0
+        elif integ is not None and integ in _INTEG_KEY_LEN:
+            integ_key_len = _INTEG_KEY_LEN[integ]
+        else:
+            raise ValueError(
+                f"cipher {encr!r} needs a supported integrity transform, got {integ!r}"
+            )
+        object.__setattr__(self, "encr_key_len", encr_key_len)
+        object.__setattr__(self, "integ_key_len", integ_key_len)
+        object.__setattr__(self, "prf_key_len", _prf.output_length(self.prf))
+        object.__setattr__(self, "_key_schedule", (int(self.prf), integ_key_len, encr_key_len))
+
+    def _type_error(self) -> TypeError:
         for name in ("encr", "key_bits", "prf", "integ", "dh"):
             value = getattr(self, name)
             optional = name not in ("encr", "prf")
             if not isinstance(value, int) and not (optional and value is None):
                 wanted = "an int or None" if optional else "an int"
-                raise TypeError(f"IkeSuite.{name} must be {wanted}, not {type(value).__name__}")
-        bits = self.key_bits
-        aead = self.encr in _GCM or self.encr == EncrId.CHACHA20_POLY1305
-        if self.encr in _GCM:
-            if bits is None or bits not in _AES_KEY_BITS:
-                raise ValueError(f"AES-GCM needs key_bits 128, 192 or 256, got {bits!r}")
-            encr_key_len = bits // 8 + _SALT_LEN
-        elif self.encr == EncrId.CHACHA20_POLY1305:
-            if bits not in (None, 256):
-                raise ValueError(f"ChaCha20-Poly1305 has a 256-bit key, got key_bits {bits!r}")
-            encr_key_len = 32 + _SALT_LEN
-        elif self.encr == EncrId.AES_CBC:
-            if bits is None or bits not in _AES_KEY_BITS:
-                raise ValueError(f"AES-CBC needs key_bits 128, 192 or 256, got {bits!r}")
-            encr_key_len = bits // 8
-        else:
-            raise ValueError(f"unsupported encryption transform {self.encr!r}")
-        if aead:
-            # RFC 5282 §8: an AEAD cipher has no separate integrity transform (SK_ai/SK_ar empty)
-            if self.integ not in (None, IntegId.NONE):
-                raise ValueError(
-                    f"AEAD cipher {self.encr!r} takes no integrity transform, got {self.integ!r}"
-                )
-            integ_key_len = 0
-        elif self.integ is not None and self.integ in _INTEG_KEY_LEN:
-            integ_key_len = _INTEG_KEY_LEN[self.integ]
-        else:
-            raise ValueError(
-                f"cipher {self.encr!r} needs a supported integrity transform, got {self.integ!r}"
-            )
-        object.__setattr__(self, "encr_key_len", encr_key_len)
-        object.__setattr__(self, "integ_key_len", integ_key_len)
-        object.__setattr__(self, "prf_key_len", _prf.output_length(self.prf))
+                return TypeError(f"IkeSuite.{name} must be {wanted}, not {type(value).__name__}")
+        raise AssertionError("called for a suite with a field of a wrong type")
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class IkeKeys:
-    """The seven keys of an IKE SA (RFC 7296 §2.14). *_i protect what the original initiator
-    sends, *_r the other direction; AEAD encryption keys end with their 4-byte salt."""
-
-    sk_d: bytes
-    sk_ai: bytes
-    sk_ar: bytes
-    sk_ei: bytes
-    sk_er: bytes
-    sk_pi: bytes
-    sk_pr: bytes
-
-    __repr__ = _key_repr
+def _encr_error(encr: int, bits: int | None) -> ValueError:
+    if encr in _GCM:
+        return ValueError(f"AES-GCM needs key_bits 128, 192 or 256, got {bits!r}")
+    if encr == EncrId.CHACHA20_POLY1305:
+        return ValueError(f"ChaCha20-Poly1305 has a 256-bit key, got key_bits {bits!r}")
+    if encr == EncrId.AES_CBC:
+        return ValueError(f"AES-CBC needs key_bits 128, 192 or 256, got {bits!r}")
+    return ValueError(f"unsupported encryption transform {encr!r}")
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class ChildKeys:
-    """The keys of a Child SA pair (RFC 7296 §2.17). *_i protect initiator-to-responder traffic
-    (the SA whose SPI the responder chose), *_r the reverse; AEAD keys end with their salt."""
-
-    encr_i: bytes
-    integ_i: bytes
-    encr_r: bytes
-    integ_r: bytes
-
-    __repr__ = _key_repr
-
-
-def _not_a_suite(suite: object) -> TypeError:
-    # the schedules read the suite's attributes without an isinstance check on the hot path
-    return TypeError(f"suite must be an IkeSuite, not {type(suite).__name__}")
+@functools.lru_cache(maxsize=64)
+def shared_suite(
+    encr: int, key_bits: int | None, prf: int, integ: int | None = None, dh: int | None = None
+) -> IkeSuite:
+    """``IkeSuite(encr, key_bits, prf, integ, dh)``, made once per distinct suite and shared (an
+    IkeSuite is immutable): the engine derives the keys of every SA with one of a few suites,
+    and checking a suite costs more than its key schedule."""
+    return IkeSuite(encr, key_bits, prf, integ, dh)
 
 
 def prf(prf_id: int, key: Bytes, data: Bytes) -> bytes:
@@ -190,102 +182,31 @@ def skeyseed_rekey(old_prf_id: int, sk_d_old: Bytes, g_ir: Bytes, ni: Bytes, nr:
     return _prf.skeyseed_rekey(old_prf_id, sk_d_old, g_ir, ni, nr)
 
 
-def ike_keys(
-    suite: IkeSuite, skeyseed: Bytes, ni: Bytes, nr: Bytes, spi_i: Bytes, spi_r: Bytes
-) -> IkeKeys:
-    """The seven SK_* keys from SKEYSEED (RFC 7296 §2.14); SPIs are the 8-byte IKE SPIs."""
-    # {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
-    #                   = prf+ (SKEYSEED, Ni | Nr | SPIi | SPIr)
-    try:
-        return _prf.ike_keys(
-            IkeKeys,
-            suite.prf,
-            skeyseed,
-            ni,
-            nr,
-            spi_i,
-            spi_r,
-            suite.integ_key_len,
-            suite.encr_key_len,
-        )
-    except AttributeError:
-        raise _not_a_suite(suite) from None
+# The key schedules are the native functions themselves: a Python wrapper would add a frame to
+# calls that take about two microseconds. Their docstrings are in _fast/prf.pyx.
 
+# {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
+#                   = prf+ (SKEYSEED, Ni | Nr | SPIi | SPIr)                    (§2.14)
+ike_keys = _prf.ike_keys
 
-def ike_keys_initial(
-    suite: IkeSuite, ni: Bytes, nr: Bytes, g_ir: Bytes, spi_i: Bytes, spi_r: Bytes
-) -> IkeKeys:
-    """The whole key schedule of an initial IKE SA in one native call (RFC 7296 §2.14).
+# SKEYSEED = prf(Ni | Nr, g^ir)   (Ni[0:8] | Nr[0:8] for XCBC/CMAC)             (§2.14)
+# {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
+#                   = prf+ (SKEYSEED, Ni | Nr | SPIi | SPIr)
+# Same result as ike_keys(suite, skeyseed(suite.prf, ni, nr, g_ir), ni, nr, spi_i, spi_r);
+# SKEYSEED itself never becomes a Python object.
+ike_keys_initial = _prf.ike_keys_initial
 
-    Same result as ``ike_keys(suite, skeyseed(suite.prf, ni, nr, g_ir), ni, nr, spi_i, spi_r)``;
-    SKEYSEED itself never becomes a Python object.
-    """
-    # SKEYSEED = prf(Ni | Nr, g^ir)   (Ni[0:8] | Nr[0:8] for XCBC/CMAC)
-    # {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
-    #                   = prf+ (SKEYSEED, Ni | Nr | SPIi | SPIr)
-    try:
-        return _prf.ike_sa_init_keys(
-            IkeKeys, suite.prf, ni, nr, g_ir, spi_i, spi_r, suite.integ_key_len, suite.encr_key_len
-        )
-    except AttributeError:
-        raise _not_a_suite(suite) from None
+# SKEYSEED = prf_old(SK_d (old), g^ir (new) | Ni | Nr)                          (§2.18)
+# {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
+#                   = prf+_new(SKEYSEED, Ni | Nr | SPIi | SPIr)
+# old_prf_id/sk_d_old belong to the SA being rekeyed or cloned (RFC 7791), suite to the new SA;
+# spi_i/spi_r are the new SA's SPIs (the Proposal SPI fields of the exchange).
+ike_keys_rekey = _prf.ike_keys_rekey
 
-
-def ike_keys_rekey(
-    old_prf_id: int,
-    sk_d_old: Bytes,
-    suite: IkeSuite,
-    g_ir: Bytes,
-    ni: Bytes,
-    nr: Bytes,
-    spi_i: Bytes,
-    spi_r: Bytes,
-) -> IkeKeys:
-    """The keys of a rekeyed IKE SA or an RFC 7791 clone in one native call (RFC 7296 §2.18).
-
-    ``old_prf_id``/``sk_d_old`` belong to the SA being rekeyed or cloned, ``suite`` to the new
-    SA; ``spi_i``/``spi_r`` are the new SA's SPIs (the Proposal SPI fields of the exchange).
-    """
-    # SKEYSEED = prf_old(SK_d (old), g^ir (new) | Ni | Nr)
-    # {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
-    #                   = prf+_new(SKEYSEED, Ni | Nr | SPIi | SPIr)
-    try:
-        return _prf.ike_sa_rekey_keys(
-            IkeKeys,
-            old_prf_id,
-            sk_d_old,
-            suite.prf,
-            g_ir,
-            ni,
-            nr,
-            spi_i,
-            spi_r,
-            suite.integ_key_len,
-            suite.encr_key_len,
-        )
-    except AttributeError:
-        raise _not_a_suite(suite) from None
-
-
-def child_keys(
-    prf_id: int,
-    sk_d: Bytes,
-    ni: Bytes,
-    nr: Bytes,
-    encr_key_len: int,
-    integ_key_len: int,
-    g_ir: Bytes | None = None,
-) -> ChildKeys:
-    """KEYMAT of a Child SA pair (RFC 7296 §2.17), with PFS when ``g_ir`` is given.
-
-    ``encr_key_len`` includes an AEAD salt (e.g. 36 for AES-GCM-256); ``integ_key_len`` is 0
-    for AEAD. Ni/Nr are those of the exchange that creates the Child SA (IKE_SA_INIT's for the
-    Child SA of IKE_AUTH).
-    """
-    # KEYMAT = prf+(SK_d, Ni | Nr)                 without PFS
-    # KEYMAT = prf+(SK_d, g^ir (new) | Ni | Nr)    with PFS
-    # KEYMAT = encr_i | integ_i | encr_r | integ_r (initiator-to-responder SA first)
-    return _prf.child_keys(ChildKeys, prf_id, sk_d, ni, nr, encr_key_len, integ_key_len, g_ir)
+# KEYMAT = prf+(SK_d, Ni | Nr)                 without PFS                      (§2.17)
+# KEYMAT = prf+(SK_d, g^ir (new) | Ni | Nr)    with PFS
+# KEYMAT = encr_i | integ_i | encr_r | integ_r (initiator-to-responder SA first)
+child_keys = _prf.child_keys
 
 
 def psk_auth(prf_id: int, psk: Bytes, signed_octets: Bytes) -> bytes:

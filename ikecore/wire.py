@@ -18,7 +18,18 @@ from ikecore.aead import IkeCipher
 from ikecore.constants import EncrId, TsType
 from ikecore.errors import MalformedMessage
 from ikecore.fragmentation import build_protected
-from ikecore.keys import IkeSuite, child_keys, ike_keys, prf, psk_auth, skeyseed, skeyseed_rekey
+from ikecore.keys import (
+    IkeSuite,
+    child_keys,
+    ike_keys,
+    ike_keys_initial,
+    ike_keys_rekey,
+    prf,
+    psk_auth,
+    shared_suite,
+    skeyseed,
+    skeyseed_rekey,
+)
 from ikecore.message import (
     IkeMessage,
     encode_message,
@@ -66,7 +77,8 @@ __all__ = [
     "id_body",
     "ike_cipher",
     "ike_keys",
-    "ike_suite",
+    "ike_keys_initial",
+    "ike_keys_rekey",
     "negotiated_wire_transforms",
     "open_message",
     "parse_message",
@@ -74,6 +86,7 @@ __all__ = [
     "psk_auth",
     "selectors_from_wire",
     "selectors_to_wire",
+    "shared_suite",
     "skeyseed",
     "skeyseed_rekey",
     "wire_transforms",
@@ -168,17 +181,7 @@ def wire_transforms(transforms: tuple[PolicyTransform, ...]) -> tuple[Transform,
 
 # Per negotiated choice, keyed by plain tuples (a dataclass's __hash__ and __eq__ run in
 # Python). Only what our proposals accept is ever negotiated, so these stay small.
-_suites: dict[tuple[int, int | None, int, int], IkeSuite] = {}
 _answers: dict[tuple[bool, int, int | None, int | bool, int], tuple[Transform, ...]] = {}
-
-
-def ike_suite(transforms: IkeTransforms) -> IkeSuite:
-    """The key schedule's suite of negotiated IKE transforms (made and checked once each)."""
-    key = (transforms.encr, transforms.key_bits, transforms.prf, transforms.dh)
-    suite = _suites.get(key)
-    if suite is None:
-        suite = _suites[key] = IkeSuite(*key[:3], None, key[3])
-    return suite
 
 
 def negotiated_wire_transforms(negotiated: IkeTransforms | EspTransforms) -> tuple[Transform, ...]:

@@ -3,6 +3,7 @@ XCBC/CMAC chains, the RFC 7791 clone scenario, a differential oracle and bad arg
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import kdf_oracle as ref
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kdf_vectors import clone_exchange, h, kdf_vectors, prf_id_named
+from prf_paths import hmac_sha256_path  # noqa: F401  (every test on both SHA-256 paths)
 
 import ikecore
 from ikecore import (
@@ -247,12 +249,12 @@ def test_bad_suite_types_are_type_errors() -> None:
 # --- results: frozen, slotted, keys never in a repr ------------------------------------------
 
 
-def test_key_records_are_frozen_slotted_and_never_show_keys() -> None:
+def test_key_records_are_immutable_and_never_show_keys() -> None:
     keys = ike_keys_initial(GCM256_SHA256, b"n" * 32, b"r" * 32, b"g" * 32, b"i" * 8, b"j" * 8)
     child = child_keys(PrfId.HMAC_SHA2_256, keys.sk_d, b"n" * 32, b"r" * 32, 36, 0)
     for record in (keys, child):
         text = repr(record) + str(record)
-        for name in record.__slots__:
+        for name in record.__match_args__:
             value = getattr(record, name)
             assert isinstance(value, bytes)
             assert value == b"" or (value.hex() not in text and repr(value) not in text)
@@ -264,6 +266,22 @@ def test_key_records_are_frozen_slotted_and_never_show_keys() -> None:
         repr(child)
         == "ChildKeys(encr_i=<36 bytes>, integ_i=<0 bytes>, encr_r=<36 bytes>, integ_r=<0 bytes>)"
     )
+
+
+def test_key_records_compare_hash_and_pickle_by_value() -> None:
+    args = (b"n" * 32, b"r" * 32, b"g" * 32, b"i" * 8, b"j" * 8)
+    keys = ike_keys_initial(GCM256_SHA256, *args)
+    again = ike_keys_initial(GCM256_SHA256, *args)
+    assert keys == again and hash(keys) == hash(again) and keys is not again
+    assert keys != ike_keys_initial(GCM256_SHA256, *args[:4], b"k" * 8)
+    assert keys != tuple(getattr(keys, name) for name in keys.__match_args__)
+    assert pickle.loads(pickle.dumps(keys)) == keys
+    assert IkeKeys(*(getattr(keys, name) for name in keys.__match_args__)) == keys
+    child = child_keys(PrfId.HMAC_SHA2_256, keys.sk_d, b"n" * 32, b"r" * 32, 36, 0)
+    assert ChildKeys(child.encr_i, child.integ_i, child.encr_r, child.integ_r) == child
+    assert pickle.loads(pickle.dumps(child)) == child
+    with pytest.raises(TypeError):
+        ChildKeys(child.encr_i, None, child.encr_r, child.integ_r)  # type: ignore[arg-type]
 
 
 def test_public_names_are_importable_from_the_package() -> None:
@@ -281,6 +299,13 @@ def test_public_names_are_importable_from_the_package() -> None:
         "ChildKeys",
     ):
         assert getattr(ikecore, name) is getattr(ikecore.keys, name)
+
+
+class _LooseSuite:
+    """What the native schedules read from an IkeSuite, without IkeSuite's own checks."""
+
+    def __init__(self, prf: Any, integ_key_len: Any, encr_key_len: Any) -> None:
+        self._key_schedule = (prf, integ_key_len, encr_key_len)
 
 
 # --- bad arguments -------------------------------------------------------------------------
@@ -326,7 +351,8 @@ def test_bad_key_schedule_arguments() -> None:
             child_keys(PrfId.HMAC_SHA2_256, b"d", b"n", b"r", huge, 10)
         with pytest.raises(ValueError, match="255 blocks"):
             ikecore._fast.prf.ike_keys(  # the native call, with lengths no IkeSuite has
-                IkeKeys, PrfId.HMAC_SHA2_256, b"k", b"n", b"r", b"i" * 8, b"j" * 8, huge, 2
+                _LooseSuite(PrfId.HMAC_SHA2_256, huge, 2),  # type: ignore[arg-type]
+                b"k", b"n", b"r", b"i" * 8, b"j" * 8,
             )
     with pytest.raises(TypeError, match="g_ir must be bytes-like"):
         child_keys(PrfId.HMAC_SHA2_256, b"d", b"n", b"r", 32, 32, g_ir="abc")  # type: ignore[arg-type]
@@ -340,6 +366,17 @@ def test_bad_key_schedule_arguments() -> None:
         ike_keys_initial((20, 256, 5), b"n", b"r", b"g", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="suite must be an IkeSuite, not NoneType"):
         ike_keys_rekey(5, b"d", None, b"g", b"n", b"r", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]
+    # the native schedules check what they read from a suite, not only IkeSuite's constructor
+    with pytest.raises(ValueError, match=r"unknown or unsupported PRF id 3 for suite\.prf"):
+        ike_keys(_LooseSuite(3, 0, 36), b"k", b"n", b"r", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"suite\.encr_key_len must be an int"):
+        ike_keys(_LooseSuite(5, 0, "36"), b"k", b"n", b"r", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"suite\._key_schedule must be a tuple"):
+        loose = _LooseSuite(5, 0, 36)
+        loose._key_schedule = [5, 0, 36]  # type: ignore[assignment]
+        ike_keys(loose, b"k", b"n", b"r", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"suite\.integ_key_len must be a non-negative int"):
+        ike_keys(_LooseSuite(5, -1, 36), b"k", b"n", b"r", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]
 
 
 # --- differential: every schedule against the reference ----------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,7 +11,9 @@ from kdf_oracle import ALL_PRFS, OUTPUT_LENGTH
 from kdf_oracle import prf as ref_prf
 from kdf_oracle import prf_plus as ref_prf_plus
 from kdf_vectors import MacCase, PrfCase, kdf_vectors, rfc_prf_cases, wycheproof_mac_cases
+from prf_paths import hmac_sha256_path  # noqa: F401  (every test on both SHA-256 paths)
 
+import ikecore._fast.prf
 from ikecore import PrfId, prf, prf_plus, psk_auth
 
 RFC_CASES = rfc_prf_cases()
@@ -151,3 +155,11 @@ def test_wrong_types_name_the_argument() -> None:
         psk_auth(PrfId.HMAC_SHA1, "psk", b"s")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="key must be a C-contiguous buffer"):
         prf(PrfId.HMAC_SHA2_256, memoryview(b"abcdef")[::2], b"d")
+
+
+def test_both_sha256_paths_are_exercised(request: pytest.FixtureRequest) -> None:
+    # the autouse fixture really switches: the SHA-NI kernel is on only on the "sha-ni" run
+    on_sha_ni = request.node.callspec.params["hmac_sha256_path"] == "sha-ni"
+    assert ikecore._fast.prf._set_sha_ni(on_sha_ni) is on_sha_ni
+    key, data = bytes(range(32)), bytes(range(200))
+    assert prf(PrfId.HMAC_SHA2_256, key, data) == hmac.digest(key, data, "sha256")

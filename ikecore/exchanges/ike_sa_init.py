@@ -42,9 +42,8 @@ from ikecore.wire import (
     Notify,
     Payload,
     SecurityAssociation,
-    ike_keys,
-    ike_suite,
-    skeyseed,
+    ike_keys_initial,
+    shared_suite,
 )
 from ikecore.wire import (
     KeyExchange as KePayload,
@@ -73,11 +72,12 @@ class Handshake:
 def derive_ike_keys(
     transforms: IkeTransforms, g_ir: bytes, ni: bytes, nr: bytes, spi_i: bytes, spi_r: bytes
 ) -> IkeSaKeys:
+    suite = shared_suite(transforms.encr, transforms.key_bits, transforms.prf, None, transforms.dh)
     # SKEYSEED = prf(Ni | Nr, g^ir)
-    seed = skeyseed(transforms.prf, ni, nr, g_ir)
     # {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
     #     = prf+ (SKEYSEED, Ni | Nr | SPIi | SPIr)
-    keys = ike_keys(ike_suite(transforms), seed, ni, nr, spi_i, spi_r)
+    # (one native call: SKEYSEED never becomes a Python object)
+    keys = ike_keys_initial(suite, ni, nr, g_ir, spi_i, spi_r)
     return IkeSaKeys(
         keys.sk_d, keys.sk_ai, keys.sk_ar, keys.sk_ei, keys.sk_er, keys.sk_pi, keys.sk_pr
     )

@@ -42,9 +42,8 @@ from ikecore.wire import (
     Nonce,
     Payload,
     SecurityAssociation,
-    ike_keys,
-    ike_suite,
-    skeyseed_rekey,
+    ike_keys_rekey,
+    shared_suite,
 )
 from ikecore.wire import (
     KeyExchange as KePayload,
@@ -80,9 +79,10 @@ def derive_rekeyed_sa(
     """A new IKE SA record from a rekey-style exchange on ``old`` (no Child SAs yet)."""
     assert old.keys is not None and old.transforms is not None
     # SKEYSEED' = prf_old(SK_d_old, g^ir (new) | Ni | Nr)
-    seed = skeyseed_rekey(old.transforms.prf, old.keys.sk_d, g_ir, ni, nr)
     # {SK_d' | ... | SK_pr'} = prf+_new(SKEYSEED', Ni | Nr | SPIi' | SPIr')
-    k = ike_keys(ike_suite(transforms), seed, ni, nr, spi_i, spi_r)
+    # (one native call: SKEYSEED' never becomes a Python object)
+    suite = shared_suite(transforms.encr, transforms.key_bits, transforms.prf, None, transforms.dh)
+    k = ike_keys_rekey(old.transforms.prf, old.keys.sk_d, suite, g_ir, ni, nr, spi_i, spi_r)
     return IkeSa(
         spi_i=spi_i,
         spi_r=spi_r,
