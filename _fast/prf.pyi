@@ -2,7 +2,7 @@
 # Byte arguments accept bytes, bytearray or memoryview; PRF ids are PrfId values 2, 4, 5-8.
 # ``suite`` is an ikecore.keys.IkeSuite (read for .prf, .integ_key_len and .encr_key_len).
 
-from typing import Any, ClassVar, TypeAlias, final
+from typing import Any, TypeAlias, final
 
 from ikecore.keys import IkeSuite
 
@@ -10,7 +10,7 @@ Buffer: TypeAlias = bytes | bytearray | memoryview
 
 @final
 class IkeKeys:
-    __match_args__: ClassVar[tuple[str, ...]]
+    __match_args__ = ("sk_d", "sk_ai", "sk_ar", "sk_ei", "sk_er", "sk_pi", "sk_pr")
     @property
     def sk_d(self) -> bytes: ...
     @property
@@ -41,7 +41,7 @@ class IkeKeys:
 
 @final
 class ChildKeys:
-    __match_args__: ClassVar[tuple[str, ...]]
+    __match_args__ = ("encr_i", "integ_i", "encr_r", "integ_r")
     @property
     def encr_i(self) -> bytes: ...
     @property
