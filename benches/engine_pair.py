@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from ikecore.config import EndpointConfig, Identity, PeerConfig
 from ikecore.constants import ProtocolId
 from ikecore.endpoint import IkeEndpoint
+from ikecore.events import Event
 from ikecore.suites import parse_proposals
 
 PSK = b"ikecore-bench-psk-0123456789abcdef"
@@ -104,3 +105,12 @@ def dh_work(group: int) -> Callable[[], None]:
     if group == 19:
         return _ecp_work(ec.SECP256R1())
     raise ValueError(f"no dh-limit for group {group}")
+
+
+def count_events(kind: type[Event], *endpoints: IkeEndpoint) -> int:
+    """Drain the endpoints' events; how many were of ``kind``."""
+    count = 0
+    for endpoint in endpoints:
+        while (event := endpoint.next_event()) is not None:
+            count += isinstance(event, kind)
+    return count

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from engine_pair import GROUPS, deliver, dh_work, endpoint_pair
+from engine_pair import GROUPS, count_events, deliver, dh_work, endpoint_pair
 
 from ikecore.endpoint import IkeEndpoint
 from ikecore.events import IkeSaCloned
@@ -41,11 +41,8 @@ def _established(ike: str) -> tuple[IkeSession, IkeEndpoint, IkeEndpoint]:
 def _clone(session: IkeSession, initiator: IkeEndpoint, responder: IkeEndpoint) -> None:
     session.request_clone(0.0)
     deliver(initiator, responder)
-    made = 0
-    for endpoint in (initiator, responder):
-        while (event := endpoint.next_event()) is not None:
-            made += isinstance(event, IkeSaCloned)
-    assert made == 2  # one IkeSaCloned on each side
+    # one IkeSaCloned on each side
+    assert count_events(IkeSaCloned, initiator, responder) == 2
 
 
 @pytest.mark.parametrize("name", sorted(GROUPS))

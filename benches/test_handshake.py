@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from engine_pair import GROUPS, deliver, dh_work, endpoint_pair
+from engine_pair import GROUPS, count_events, deliver, dh_work, endpoint_pair
 
 from ikecore.config import PeerConfig
 from ikecore.endpoint import IkeEndpoint
@@ -29,11 +29,8 @@ def _handshake(initiator: IkeEndpoint, responder: IkeEndpoint, peer: PeerConfig)
     session = initiator.initiate(peer, 0.0)
     deliver(initiator, responder)
     assert session.state == IkeState.ESTABLISHED
-    established = 0
-    for endpoint in (initiator, responder):
-        while (event := endpoint.next_event()) is not None:
-            established += isinstance(event, IkeSaEstablished)
-    assert established == 2  # one IkeSaEstablished on each side
+    # one IkeSaEstablished on each side
+    assert count_events(IkeSaEstablished, initiator, responder) == 2
 
 
 @pytest.mark.parametrize("name", sorted(GROUPS))

@@ -813,10 +813,18 @@ class IkeSession:
         self.endpoint.forget(self)
 
 
+def _last_payload_type(message: IkeMessage) -> int:
+    """The type of the message's last payload, read from the index (nothing decoded); 0 for
+    none. SK or SKF alone is every protected message after IKE_SA_INIT: read from the header."""
+    if len(message) == 1:
+        return message.next_payload
+    types = message.payload_types
+    return types[-1] if types else 0
+
+
 def _fragment(message: IkeMessage) -> EncryptedFragment | None:
     """The message's Encrypted Fragment payload (RFC 7383 §2.5), if it is one."""
-    types = message.payload_types
-    if not types or types[-1] != PayloadType.SKF:
+    if _last_payload_type(message) != PayloadType.SKF:
         return None
     fragment = message.encrypted
     assert isinstance(fragment, EncryptedFragment)
@@ -824,11 +832,8 @@ def _fragment(message: IkeMessage) -> EncryptedFragment | None:
 
 
 def _protected(message: IkeMessage) -> bool:
-    """The message ends with an SK payload (read from the index, nothing decoded)."""
-    if len(message) == 1:
-        return message.next_payload == PayloadType.SK  # SK alone: every message after INIT
-    types = message.payload_types
-    return bool(types) and types[-1] == PayloadType.SK
+    """The message ends with an SK payload."""
+    return _last_payload_type(message) == PayloadType.SK
 
 
 # DELETING too: such a request is answered TEMPORARY_FAILURE (RFC 7296 §2.25.2, RFC 7791 §5.3).
