@@ -8,12 +8,11 @@ import dataclasses
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from engine_harness import peer_configs
-from udp_harness import CLIENT, GATEWAY, SECOND, expect, free_port_pair, udp_pair
+from udp_harness import CLIENT, GATEWAY, SECOND, expect, free_port_pair, ikecore_command, udp_pair
 
 from ikecore.events import (
     ChildSaEstablished,
@@ -91,17 +90,13 @@ def test_clone_child_mobike_and_esp_through_aio() -> None:
     asyncio.run(scenario())
 
 
-def _command(*args: str) -> list[str]:
-    return [sys.executable, "-I", "-m", "ikecore", *args]
-
-
 def test_respond_max_clones_1_and_initiate_clone_2(tmp_path: Path) -> None:
     ike_port, nat_port = free_port_pair()
     psk = tmp_path / "psk"
     psk.write_text("ikecore-test-psk-not-secret-0123456789\n")
     common = ["--nat-port", str(nat_port), "--psk-file", str(psk), "--json"]
     responder = subprocess.Popen(
-        _command(
+        ikecore_command(
             "respond",
             "--listen",
             f"{GATEWAY}:{ike_port}",
@@ -123,7 +118,7 @@ def test_respond_max_clones_1_and_initiate_clone_2(tmp_path: Path) -> None:
         # CREATE_CHILD_SA {N(CLONE_IKE_SA), SA, Ni, KEi} --> <-- {N(NO_ADDITIONAL_SAS)}
         # INFORMATIONAL {D(IKE)} --> <--  (each IKE SA)
         initiator = subprocess.run(
-            _command(
+            ikecore_command(
                 "initiate",
                 "--local",
                 f"{CLIENT}:{ike_port}",

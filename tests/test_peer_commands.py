@@ -5,22 +5,15 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from udp_harness import CLIENT, GATEWAY, free_port_pair
+from udp_harness import CLIENT, GATEWAY, free_port_pair, ikecore_command
 
 from ikecore.cli import main
 from ikecore.peer_commands import _host_port, echo_reply_for, echo_request
 from ikecore.wireshark import read_key_tables
-
-
-def _command(*args: str) -> list[str]:
-    # Run with cwd away from the source tree: `python -m` puts the working directory first
-    # on sys.path, and the source ikecore/ has no compiled _fast (DESIGN.md, import rule).
-    return [sys.executable, "-I", "-m", "ikecore", *args]
 
 
 def test_respond_and_initiate_exchange_esp(tmp_path: Path) -> None:
@@ -28,7 +21,7 @@ def test_respond_and_initiate_exchange_esp(tmp_path: Path) -> None:
     psk = tmp_path / "psk"
     psk.write_text("ikecore-test-psk-not-secret-0123456789\n")
     responder = subprocess.Popen(
-        _command(
+        ikecore_command(
             "respond",
             "--listen",
             f"{GATEWAY}:{ike_port}",
@@ -55,7 +48,7 @@ def test_respond_and_initiate_exchange_esp(tmp_path: Path) -> None:
         # IKE_SA_INIT --> <-- ; IKE_AUTH --> <-- ; 3 x ESP(ICMP echo) --> <-- ESP(echo reply)
         # INFORMATIONAL {D(IKE)} --> <--
         initiator = subprocess.run(
-            _command(
+            ikecore_command(
                 "initiate",
                 "--local",
                 f"{CLIENT}:{ike_port}",
@@ -182,7 +175,9 @@ def test_respond_deletes_its_sas_and_reports_on_sigterm(tmp_path: Path) -> None:
     psk.write_text("another-test-psk\n")
     common = ["--nat-port", str(nat_port), "--psk-file", str(psk), "--json"]
     responder = subprocess.Popen(
-        _command("respond", "--listen", f"{GATEWAY}:{ike_port}", "--local-id", "gw", *common),
+        ikecore_command(
+            "respond", "--listen", f"{GATEWAY}:{ike_port}", "--local-id", "gw", *common
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -192,7 +187,7 @@ def test_respond_deletes_its_sas_and_reports_on_sigterm(tmp_path: Path) -> None:
     try:
         time.sleep(0.5)
         initiator = subprocess.Popen(
-            _command(
+            ikecore_command(
                 "initiate",
                 "--local",
                 f"{CLIENT}:{ike_port}",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 from collections.abc import AsyncIterator, Sequence
 
 from ikecore.aio import UdpDriver
@@ -14,6 +15,13 @@ from ikecore.endpoint import IkeEndpoint
 from ikecore.events import Event
 
 CLIENT, GATEWAY, SECOND = "127.0.0.1", "127.0.0.2", "127.0.0.3"
+
+
+def ikecore_command(*args: str) -> list[str]:
+    """The installed `ikecore` command. Run it with cwd away from the source tree: `python -m`
+    puts the working directory first on sys.path, and the source ikecore/ has no compiled _fast
+    (DESIGN.md, import rule)."""
+    return [sys.executable, "-I", "-m", "ikecore", *args]
 
 
 def free_port_pair() -> tuple[int, int]:
