@@ -182,6 +182,10 @@ class PeerConfig:
     ``child_rekey_time`` after a Child SA was made it is rekeyed (RFC 7296 §2.8), and after
     ``dpd_delay`` without an authentic IKE message or ESP packet from the peer a liveness check
     is sent (§1.4; a peer that never answers ends the SA with reason "timeout").
+    Hard lifetimes (§2.8 leaves them to local policy): ``ike_lifetime`` after an IKE SA was
+    established (or made by a rekey or clone) and ``child_lifetime`` after a Child SA was made,
+    the SA is deleted (reason "expired") unless a rekey replaced it first; each must be longer
+    than its rekey time, so that the rekey has a chance to happen.
 
     MOBIKE policy (RFC 4555, used only where MOBIKE is negotiated): ``additional_addresses``
     are our other IP addresses, announced in IKE_AUTH with ADDITIONAL_IP4/IP6_ADDRESS (§3.4;
@@ -213,6 +217,8 @@ class PeerConfig:
     ike_rekey_time: float | None = None
     child_rekey_time: float | None = None
     dpd_delay: float | None = None
+    ike_lifetime: float | None = None
+    child_lifetime: float | None = None
     name: str = ""
     additional_addresses: tuple[str, ...] = ()
     no_nats_allowed: bool = False
@@ -227,10 +233,17 @@ class PeerConfig:
             raise ValueError("esp_proposals must be ESP proposals")
         if self.max_clones is not None and self.max_clones < 0:
             raise ValueError("max_clones must be >= 0")
-        for name in ("ike_rekey_time", "child_rekey_time", "dpd_delay"):
+        for name in (
+            "ike_rekey_time", "child_rekey_time", "dpd_delay", "ike_lifetime", "child_lifetime"
+        ):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0 seconds (or None)")
+        for lifetime, rekey in (("ike_lifetime", "ike_rekey_time"),
+                                ("child_lifetime", "child_rekey_time")):
+            hard, soft = getattr(self, lifetime), getattr(self, rekey)
+            if hard is not None and soft is not None and not hard > soft:
+                raise ValueError(f"{lifetime} must be longer than {rekey}")
         if not isinstance(self.additional_addresses, tuple):
             raise TypeError("additional_addresses must be a tuple of IP address strings")
         for address in self.additional_addresses:

@@ -54,7 +54,7 @@ class IkeSaEstablished(Event):
 class IkeSaDeleted(Event):
     """The IKE SA is gone (with its Child SAs).
 
-    ``reason``: "deleted_locally", "deleted_by_peer", "rekeyed", "timeout",
+    ``reason``: "deleted_locally", "deleted_by_peer", "rekeyed", "timeout", "expired",
     "authentication_failed", "no_proposal_chosen", "failed". ``notify`` is the peer's error
     notify that ended it, if any.
     """
@@ -134,7 +134,8 @@ class ChildSaRekeyed(Event):
 
 @dataclass(frozen=True, slots=True)
 class ChildSaDeleted(Event):
-    """The Child SA is gone (deleted by us, by the peer, or with its IKE SA)."""
+    """The Child SA is gone (deleted by us, by the peer, or with its IKE SA); ``reason`` is
+    "expired" when its hard lifetime (`PeerConfig.child_lifetime`) ran out."""
 
     session: IkeSession
     child: ChildSa

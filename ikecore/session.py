@@ -346,11 +346,14 @@ class IkeSession:
 
     def delete_child_sa(self, spi_in: bytes, now: float) -> None:
         """INFORMATIONAL {D(ESP, spi)} (RFC 7296 §1.4.1); `ChildSaDeleted` follows."""
+        self._delete_child(spi_in, now, "deleted_locally")
+
+    def _delete_child(self, spi_in: bytes, now: float, reason: str) -> None:
         from ikecore.exchanges.informational import DeleteChildInitiator
 
         child = self._child(spi_in)
         self.child_transition(child, ChildTrigger.DELETE_STARTED)
-        self.start(DeleteChildInitiator(child), now)
+        self.start(DeleteChildInitiator(child, reason), now)
 
     def rekey(self, now: float) -> None:
         """Rekey this IKE SA (RFC 7296 §1.3.2, §2.18); `IkeSaRekeyed` follows."""
@@ -362,20 +365,23 @@ class IkeSession:
 
     def delete(self, now: float) -> None:
         """INFORMATIONAL {D(IKE)} (RFC 7296 §1.4.1); `IkeSaDeleted` follows."""
+        self._delete(now, "deleted_locally")
+
+    def _delete(self, now: float, reason: str) -> None:
         from ikecore.exchanges.informational import DeleteIkeInitiator
 
         if self.sa.state in (IkeState.DELETING, IkeState.DELETED):
             return
         if self.sa.state in (IkeState.CONNECTING, IkeState.AUTHENTICATING):
-            self.terminate(IkeTrigger.FAILED, "deleted_locally", now)
+            self.terminate(IkeTrigger.FAILED, reason, now)
             return
         self.transition(IkeTrigger.DELETE_STARTED)
         # A Delete goes out at once; queued requests are moot (§1.4.1).
         queued = list(self._queue)
         self._queue.clear()
         for task in queued:
-            task.abort(self, "deleted_locally", now)
-        self.start(DeleteIkeInitiator(), now, first=True)
+            task.abort(self, reason, now)
+        self.start(DeleteIkeInitiator(reason), now, first=True)
 
     def request_clone(self, now: float) -> None:
         """Clone this IKE SA (RFC 7791 §5.2): CREATE_CHILD_SA {N(CLONE_IKE_SA), SA, Ni, KEi}.
@@ -719,30 +725,34 @@ class IkeSession:
         deadlines = [out.deadline for out in self._outstanding.values()]
         if self.half_open_deadline is not None:
             deadlines.append(self.half_open_deadline)
-        deadlines += [when for when, _ in self._maintenance()]
+        deadlines += [when for when, _, _ in self._maintenance()]
         return min(deadlines, default=None)
 
-    def _maintenance(self) -> list[tuple[float, bytes | None]]:
-        """When the automatic work of `PeerConfig` falls due: IKE SA rekey (b""), Child SA
-        rekey (its inbound SPI), liveness check (None). Only on an established SA."""
+    def _maintenance(self) -> list[tuple[float, str, bytes]]:
+        """When the automatic work of `PeerConfig` falls due, as (time, action, SPI): "rekey"
+        or "expire" of the IKE SA (SPI b"") or of a Child SA (its inbound SPI), "liveness"
+        (SPI b""). Only on an established SA; an SA being rekeyed is left to its rekey."""
         peer, sa = self.peer, self.sa
         if peer is None or sa.state != IkeState.ESTABLISHED or sa.established_at is None:
             return []
-        due: list[tuple[float, bytes | None]] = []
+        due: list[tuple[float, str, bytes]] = []
         if peer.ike_rekey_time is not None:
-            due.append((self._rekey_due(b"", sa.established_at + peer.ike_rekey_time), b""))
-        if peer.child_rekey_time is not None:
-            due += [
-                (
-                    self._rekey_due(child.spi_in, child.created_at + peer.child_rekey_time),
-                    child.spi_in,
-                )
-                for child in sa.child_sas.values()
-                if child.state == ChildState.INSTALLED
-            ]
+            due.append(
+                (self._rekey_due(b"", sa.established_at + peer.ike_rekey_time), "rekey", b"")
+            )
+        if peer.ike_lifetime is not None:
+            due.append((sa.established_at + peer.ike_lifetime, "expire", b""))
+        for child in sa.child_sas.values():
+            if child.state != ChildState.INSTALLED:
+                continue
+            if peer.child_rekey_time is not None:
+                scheduled = child.created_at + peer.child_rekey_time
+                due.append((self._rekey_due(child.spi_in, scheduled), "rekey", child.spi_in))
+            if peer.child_lifetime is not None:
+                due.append((child.created_at + peer.child_lifetime, "expire", child.spi_in))
         if peer.dpd_delay is not None and not self._outstanding and not self._queue:
             heard = sa.established_at if self.last_heard is None else self.last_heard
-            due.append((heard + peer.dpd_delay, None))
+            due.append((heard + peer.dpd_delay, "liveness", b""))
         return due
 
     def _rekey_due(self, key: bytes, scheduled: float) -> float:
@@ -775,19 +785,25 @@ class IkeSession:
             out.deadline = now + config.retransmit_timeout * config.retransmit_backoff**out.tries
             for raw in out.messages:
                 self.endpoint.transmit(self, raw)
-        for when, what in self._maintenance():
+        # Expiry first: an SA past its hard lifetime is deleted, not rekeyed (§2.8).
+        for when, action, spi in sorted(self._maintenance(), key=lambda due: due[1] != "expire"):
             if when > now or self.sa.state != IkeState.ESTABLISHED:
                 continue  # not yet, or the SA is busy with what an earlier entry started
-            if what is None:
+            child = self.sa.child_sas.get(spi) if spi else None
+            if spi and (child is None or child.state != ChildState.INSTALLED):
+                continue  # deleted or rekeyed by an earlier entry
+            if action == "liveness":
                 self.check_liveness(now)  # §1.4: DPD after dpd_delay of silence
-            elif what == b"":
-                self._rekey_started[what] = now
-                self.rekey(now)
-            elif (child := self.sa.child_sas.get(what)) is not None and (
-                child.state == ChildState.INSTALLED
-            ):
-                self._rekey_started[what] = now
-                self.rekey_child_sa(what, now)
+            elif action == "expire" and not spi:
+                self._delete(now, "expired")
+            elif action == "expire":
+                self._delete_child(spi, now, "expired")
+            else:
+                self._rekey_started[spi] = now
+                if spi:
+                    self.rekey_child_sa(spi, now)
+                else:
+                    self.rekey(now)
 
     def terminate(
         self, trigger: IkeTrigger, reason: str, now: float, notify: int | None = None

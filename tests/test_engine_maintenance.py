@@ -1,5 +1,6 @@
 """Automatic maintenance driven by the timer (PeerConfig.ike_rekey_time, .child_rekey_time,
-.dpd_delay): rekeys when they fall due, liveness checks after silence, retry after a refusal."""
+.dpd_delay, .ike_lifetime, .child_lifetime): rekeys when they fall due, liveness checks after
+silence, retry after a refusal, deletion at the hard lifetime."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from engine_harness import Network, drain, of_type, pair_from, peer_configs
 from ikecore.constants import ExchangeType
 from ikecore.endpoint import IkeEndpoint
 from ikecore.events import (
+    ChildSaDeleted,
     ChildSaRekeyed,
     IkeSaDeleted,
     IkeSaRekeyed,
@@ -18,7 +20,7 @@ from ikecore.events import (
     LivenessChecked,
 )
 from ikecore.session import IkeSession
-from ikecore.states import IkeState
+from ikecore.states import ChildState, IkeState
 
 
 def _established(**maintenance: float) -> tuple[IkeEndpoint, IkeEndpoint, IkeSession, Network]:
@@ -124,7 +126,90 @@ def test_a_refused_rekey_is_retried_later_not_at_once() -> None:
     assert len(of_type(drain(initiator), IkeSaRekeyed)) == 1
 
 
-@pytest.mark.parametrize("name", ["ike_rekey_time", "child_rekey_time", "dpd_delay"])
+def test_ike_sa_is_deleted_at_its_hard_lifetime() -> None:
+    initiator, responder, session, net = _established(ike_lifetime=300.0)
+    (peer_session,) = responder.sessions
+    assert initiator.get_timer() == 300.0
+    initiator.handle_timer(299.0)
+    assert net.capture(299.0) == []
+    # t=300: INFORMATIONAL {D(IKE)} -->  <-- INFORMATIONAL {}
+    initiator.handle_timer(300.0)
+    flow = net.run(300.0)
+    assert [(d.exchange, d.response) for d in flow] == [
+        (ExchangeType.INFORMATIONAL, False),
+        (ExchangeType.INFORMATIONAL, True),
+    ]
+    assert session.state == IkeState.DELETED and peer_session.state == IkeState.DELETED
+    (deleted,) = of_type(drain(initiator), IkeSaDeleted)
+    assert isinstance(deleted, IkeSaDeleted) and deleted.reason == "expired"
+    (peer_deleted,) = of_type(drain(responder), IkeSaDeleted)
+    assert isinstance(peer_deleted, IkeSaDeleted) and peer_deleted.reason == "deleted_by_peer"
+    assert initiator.get_timer() is None
+
+
+def test_a_rekey_before_the_hard_lifetime_restarts_it_on_the_new_sa() -> None:
+    initiator, _responder, session, net = _established(ike_rekey_time=100.0, ike_lifetime=150.0)
+    initiator.handle_timer(100.0)
+    net.run(100.0)
+    (rekeyed,) = of_type(drain(initiator), IkeSaRekeyed)
+    assert isinstance(rekeyed, IkeSaRekeyed) and session.state == IkeState.DELETED
+    # The new SA was made at t=100: rekey due at 200, hard lifetime at 250; nothing at 150.
+    assert initiator.get_timer() == 200.0
+    assert rekeyed.new.state == IkeState.ESTABLISHED
+
+
+def test_child_sa_is_deleted_at_its_hard_lifetime_and_the_ike_sa_stays() -> None:
+    initiator, responder, session, net = _established(child_lifetime=60.0)
+    (child,) = session.child_sas
+    assert initiator.get_timer() == 60.0
+    # t=60: INFORMATIONAL {D(ESP, spi)} -->  <-- INFORMATIONAL {D(ESP, spi')}
+    initiator.handle_timer(60.0)
+    net.run(60.0)
+    (deleted,) = of_type(drain(initiator), ChildSaDeleted)
+    assert isinstance(deleted, ChildSaDeleted) and deleted.reason == "expired"
+    assert deleted.child.spi_in == child.spi_in and child.state == ChildState.DELETED
+    assert session.child_sas == [] and session.state == IkeState.ESTABLISHED
+    (peer_session,) = responder.sessions
+    assert peer_session.child_sas == []
+    assert initiator.get_timer() is None
+
+
+def test_expiry_wins_over_a_rekey_that_keeps_being_refused() -> None:
+    initiator, responder, session, net = _established(ike_rekey_time=100.0, ike_lifetime=105.0)
+    (peer_session,) = responder.sessions
+    # The gateway's own request in flight makes it answer the rekey with TEMPORARY_FAILURE
+    # (RFC 7296 §2.25); the retry (t=110) would come after the hard lifetime (t=105).
+    peer_session.check_liveness(99.0)
+    held = net.capture(99.0)
+    initiator.handle_timer(100.0)
+    net.deliver(net.capture(100.0), 100.0)  # CREATE_CHILD_SA -->
+    net.deliver(net.capture(100.0), 100.0)  # <-- N(TEMPORARY_FAILURE)
+    net.deliver(held, 100.0)
+    net.run(100.0)
+    assert initiator.get_timer() == 105.0
+    initiator.handle_timer(105.0)
+    net.run(105.0)
+    assert session.state == IkeState.DELETED
+    (deleted,) = of_type(drain(initiator), IkeSaDeleted)
+    assert isinstance(deleted, IkeSaDeleted) and deleted.reason == "expired"
+    assert of_type(drain(initiator), IkeSaRekeyed) == []
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "rekey"),
+    [("ike_lifetime", "ike_rekey_time"), ("child_lifetime", "child_rekey_time")],
+)
+def test_a_hard_lifetime_must_outlast_the_rekey_time(lifetime: str, rekey: str) -> None:
+    client, _ = peer_configs()
+    with pytest.raises(ValueError, match=f"{lifetime} must be longer than {rekey}"):
+        dataclasses.replace(client, **{lifetime: 100.0, rekey: 100.0})  # type: ignore[arg-type]
+    config = dataclasses.replace(client, **{lifetime: 101.0, rekey: 100.0})  # type: ignore[arg-type]
+    assert getattr(config, lifetime) == 101.0
+
+
+@pytest.mark.parametrize(
+    "name", ["ike_rekey_time", "child_rekey_time", "dpd_delay", "ike_lifetime", "child_lifetime"]
+)
 def test_maintenance_times_must_be_positive(name: str) -> None:
     client, _ = peer_configs()
     with pytest.raises(ValueError, match=name):

@@ -35,6 +35,7 @@ from ikecore.events import (
 )
 from ikecore.sa import IkeSa
 from ikecore.session import IkeSession
+from ikecore.states import IkeState
 from ikecore.store import MemoryStore, SaStore, SqliteStore, StoreUnavailable, WriteConflict
 
 NODE_B_HOST = "198.51.100.2"
@@ -468,3 +469,27 @@ def test_store_lookups_for_unknown_esp_are_rate_limited() -> None:
         spi = (0x9000 + n).to_bytes(4, "big")
         endpoint.receive_datagram(spi + junk, ("192.0.2.9", NAT_T), ("198.51.100.1", NAT_T), 1.5)
     assert CountingStore.lookups == 1500
+
+
+@pytest.mark.parametrize("kind", SHARED_KINDS)
+def test_a_taken_over_sa_follows_the_peer_policy_of_its_new_node(
+    open_store: StoreFactory,
+) -> None:
+    c = cluster(open_store)
+    spis = c.a_sa.sa.spis
+    # Node B's policy for this peer (found by the record's peer name) has a hard lifetime.
+    peers = tuple(dataclasses.replace(p, ike_lifetime=600.0) for p in c.node_b.config.peers)
+    node_b = IkeEndpoint(dataclasses.replace(c.node_b.config, peers=peers), c.store_b)
+    c.net.hosts[NODE_B_HOST] = node_b
+    c.node_a.hand_off(c.a_sa, "B")
+    b_sa = node_b.take_over(spis)
+    assert b_sa.peer is not None and b_sa.peer.name == c.a_sa.sa.peer_name
+    assert node_b.get_timer() == 600.0  # established at t=0 on node A
+    b_sa.update_addresses((NODE_B_HOST, NAT_T), 1.0)  # the client moves the SA to B
+    c.net.run(1.0)
+    # t=600: HDR(#1), SK {D(IKE)} -->  <-- HDR(#1), SK {}
+    node_b.handle_timer(600.0)
+    c.net.run(600.0)
+    assert b_sa.state == IkeState.DELETED and c.client_sa.state == IkeState.DELETED
+    (deleted,) = of_type(drain(node_b), IkeSaDeleted)
+    assert isinstance(deleted, IkeSaDeleted) and deleted.reason == "expired"
