@@ -1,11 +1,13 @@
-"""NAT detection (RFC 7296 §2.23): a NAT in front of the initiator, the float to 4500."""
+"""NAT detection (RFC 7296 §2.23): a NAT in front of the initiator, the float to 4500; with
+MOBIKE, a NAT mapping that changes is found by a liveness check and followed (RFC 4555 §3.8)."""
 
 from __future__ import annotations
 
 from engine_harness import INITIATOR_HOST, RESPONDER_HOST, drain, of_type, pair
 
+from ikecore.constants import ExchangeType
 from ikecore.endpoint import Datagram
-from ikecore.events import EspPacketReceived
+from ikecore.events import EspPacketReceived, IkeSaMoved
 from ikecore.states import IkeState
 
 PUBLIC = "203.0.113.5"
@@ -16,14 +18,22 @@ class Nat:
 
     def __init__(self) -> None:
         self.ports: dict[int, int] = {}  # inside port -> public port
+        self.first_public_port = 40000
+
+    def reboot(self) -> None:
+        """Every mapping is forgotten; new ones get other public ports."""
+        self.ports.clear()
+        self.first_public_port += 10000
 
     def __call__(self, datagram: Datagram) -> list[Datagram]:
         src, dst = datagram.src, datagram.dst
         if src[0] == INITIATOR_HOST:
-            public = self.ports.setdefault(src[1], 40000 + len(self.ports))
+            public = self.ports.setdefault(src[1], self.first_public_port + len(self.ports))
             return [Datagram(datagram.data, (PUBLIC, public), dst)]
         if dst[0] == PUBLIC:
-            inside = next(port for port, public in self.ports.items() if public == dst[1])
+            inside = next((port for port, public in self.ports.items() if public == dst[1]), None)
+            if inside is None:
+                return []  # no mapping (any more): dropped
             return [Datagram(datagram.data, src, (INITIATOR_HOST, inside))]
         return [datagram]
 
@@ -64,3 +74,64 @@ def test_no_nat_no_float_without_mobike() -> None:
     net.run(0.0)
     assert not session.sa.local_behind_nat and not session.sa.remote_behind_nat
     assert session.sa.remote_address == (RESPONDER_HOST, 500)
+
+
+
+def test_a_changed_nat_mapping_is_found_by_a_liveness_check_and_followed() -> None:
+    initiator, responder, peer, net = pair()  # MOBIKE negotiated
+    net.hosts[PUBLIC] = initiator
+    nat = Nat()
+    session = initiator.initiate(peer, 0.0)
+    net.run(0.0, nat)
+    (peer_session,) = responder.sessions
+    (child,) = session.child_sas
+    (peer_child,) = peer_session.child_sas
+    assert session.sa.local_behind_nat
+    first_mapping = peer_session.sa.remote_address
+    drain(initiator), drain(responder)
+    informational = (ExchangeType.INFORMATIONAL, False)
+
+    # Behind a NAT the liveness check carries NAT detection (RFC 4555 §3.8). Nothing to compare
+    # it with yet, so one UPDATE_SA_ADDRESSES follows; it moves nothing (same mapping):
+    # HDR(#2), SK {N(NAT_D_SRC), N(NAT_D_DST)}  -->  <--  HDR(#2), SK {N(NAT_D_SRC), N(NAT_D_DST)}
+    # HDR(#3), SK {N(UPDATE_SA_ADDRESSES), N(NAT_D_*), N(COOKIE2)}  -->  <--
+    session.check_liveness(1.0)
+    flow = net.run(1.0, nat)
+    assert [(d.exchange, d.response) for d in flow].count(informational) == 2
+    assert peer_session.sa.remote_address == first_mapping
+    assert of_type(drain(responder), IkeSaMoved) == []
+    # Now there is: the next check finds the same mapping and sends no update.
+    session.check_liveness(2.0)
+    assert len(net.run(2.0, nat)) == 2
+
+    # The NAT reboots: the gateway's ESP goes to a mapping that no longer exists.
+    nat.reboot()
+    responder.send_esp(peer_child.spi_in, b"\x45" + bytes(19), 4, 3.0)
+    net.run(3.0, nat)
+    assert of_type(drain(initiator), EspPacketReceived) == []
+    # The liveness check comes through the new mapping; the gateway answers it there but does
+    # not move (§3.8); its NAT_D_DST tells the client that it is seen elsewhere, so:
+    # HDR(#5), SK {N(UPDATE_SA_ADDRESSES), N(NAT_D_*), N(COOKIE2)}  -->  <--
+    # and the gateway's return routability check of the new mapping (§3.7)  <--  -->
+    session.check_liveness(4.0)
+    flow = net.run(4.0, nat)
+    assert [(d.exchange, d.response) for d in flow].count(informational) == 3
+    (moved,) = of_type(drain(responder), IkeSaMoved)
+    assert isinstance(moved, IkeSaMoved) and moved.remote == peer_session.sa.remote_address
+    assert peer_session.sa.remote_address == (PUBLIC, nat.first_public_port)
+    # ESP from the gateway reaches the client again, and the other way round.
+    responder.send_esp(peer_child.spi_in, b"\x45" + bytes(19), 4, 5.0)
+    initiator.send_esp(child.spi_in, b"\x45" + bytes(19), 4, 5.0)
+    net.run(5.0, nat)
+    assert len(of_type(drain(initiator), EspPacketReceived)) == 1
+    assert len(of_type(drain(responder), EspPacketReceived)) == 1
+    assert session.state == IkeState.ESTABLISHED == peer_session.state
+
+
+def test_no_nat_detection_in_liveness_checks_without_a_nat() -> None:
+    initiator, _responder, peer, net = pair()  # MOBIKE, no NAT on the path
+    session = initiator.initiate(peer, 0.0)
+    net.run(0.0)
+    assert not session.sa.local_behind_nat
+    session.check_liveness(1.0)
+    assert len(net.run(1.0)) == 2  # the empty INFORMATIONAL and its answer, no update

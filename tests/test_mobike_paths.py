@@ -196,16 +196,18 @@ def test_a_nat_found_and_gone_with_the_move() -> None:
     (esp,) = p.net.capture(1.0)
     assert esp.dst == (PUBLIC, 40000)
     # An INFORMATIONAL from elsewhere without UPDATE_SA_ADDRESSES moves nothing, NAT or not
-    # (RFC 4555 §3.8: no dynamic address updates for IKE with MOBIKE).
-    # (192.0.2.1 -> 198.51.100.1) HDR(#3), SK {}  -->  <--
+    # (RFC 4555 §3.8: no dynamic address updates for IKE with MOBIKE). Behind a NAT the
+    # client's liveness check carries NAT detection (§3.8):
+    # (192.0.2.1 -> 198.51.100.1) HDR(#3), SK {N(NAT_D_SRC), N(NAT_D_DST)}  -->
     p.client_sa.sa.local_address = (INITIATOR_HOST, NAT_T)
     p.client_sa.check_liveness(1.5)
-    assert p.run(1.5) == ["INFORMATIONAL --> #3", "INFORMATIONAL <-- #3"]
+    p.net.deliver(p.net.capture(1.5), 1.5)
     assert gateway.remote_address == (PUBLIC, 40000)
-    # Back to the first interface, no NAT on that path: NAT traversal state goes (§3.5).
+    # <-- HDR(#3), SK {N(NAT_D_SRC), N(NAT_D_DST)=hash(192.0.2.1:4500)}: the gateway sees the
+    # client elsewhere now, so the client sends UPDATE_SA_ADDRESSES from there (§3.8); no NAT
+    # on that path: NAT traversal state goes (§3.5).
     # HDR(#4), SK {N(UPDATE_SA_ADDRESSES), ...}  -->  <--  ; the check  <--  -->
-    p.client_sa.update_addresses((INITIATOR_HOST, NAT_T), 2.0)
-    assert len(p.net.run(2.0, nat)) == 4
+    assert len(p.net.run(1.5, nat)) == 5
     (moved,) = of_type(drain(p.gateway), IkeSaMoved)
     assert isinstance(moved, IkeSaMoved) and moved.remote == (INITIATOR_HOST, NAT_T)
     assert not client.local_behind_nat and not client.remote_behind_nat

@@ -99,15 +99,29 @@ class FatalNotifyInitiator:
 
 
 class LivenessInitiator:
+    """INFORMATIONAL {} (§1.4), or {N(NAT_DETECTION_*)} behind a NAT with MOBIKE, where the
+    answer also tells whether the NAT's mapping of our address changed (RFC 4555 §3.8)."""
+
     exchange_type = ExchangeType.INFORMATIONAL
 
+    def __init__(self) -> None:
+        self._probed_nat = False
+
     def build_request(self, session: IkeSession, now: float) -> list[Payload]:
-        return []
+        from ikecore.exchanges.mobike import nat_mapping_probe
+
+        probe = nat_mapping_probe(session)
+        self._probed_nat = bool(probe)
+        return probe
 
     def process_response(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
     ) -> None:
         session.emit(LivenessChecked(session))
+        if self._probed_nat:
+            from ikecore.exchanges.mobike import notice_nat_mapping
+
+            notice_nat_mapping(session, payloads, now)
 
     def abort(self, session: IkeSession, reason: str, now: float) -> None:
         """Unanswered liveness checks end the SA through the session's timeout."""

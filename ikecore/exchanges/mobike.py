@@ -25,6 +25,14 @@ The IKE SA follows an update at once; its Child SAs only once the check is answe
 ``return_routability_check`` policy). NO_NATS_ALLOWED (§3.9) carries the addresses the sender
 used; a responder that sees others answers UNEXPECTED_NAT_DETECTED and changes nothing.
 ADDITIONAL_*_ADDRESS may come in IKE_AUTH too (§3.4): the peer's address set is kept per SA.
+
+Changes in NAT mappings (§3.8): behind a NAT, our liveness checks carry NAT detection; when the
+peer's NAT_DETECTION_DESTINATION_IP differs from the one of our last UPDATE_SA_ADDRESSES
+response, the NAT gave us another public address or port, and an UPDATE_SA_ADDRESSES from
+where we are makes the peer follow (it never follows a plain INFORMATIONAL, §3.8). Until an
+update was answered there is no value to compare with (the IKE_SA_INIT response's is for port
+500, before the float to 4500, and a rekey or clone changes the SPIs the hashes cover), so the
+first check sends one update more, which §3.8 calls harmless.
 """
 
 from __future__ import annotations
@@ -66,7 +74,9 @@ __all__ = [
     "UpdateAddressesInitiator",
     "auth_address_notifies",
     "mobike_response",
+    "nat_mapping_probe",
     "no_nats_data",
+    "notice_nat_mapping",
     "refuse_unexpected_nat",
     "remember_auth_addresses",
     "start_announcement",
@@ -87,13 +97,15 @@ class MobikeState:
     """Per session, in memory: the update in flight (the newest wins, §3.5), the highest
     message ID of an UPDATE_SA_ADDRESSES we acted on (older ones are answered but ignored),
     the peer's announced address set (§3.4, §3.6), and, while the peer's new address is being
-    checked (§3.7), the check and the (local, remote) path the Child SAs keep using."""
+    checked (§3.7), the check and the (local, remote) path the Child SAs keep using; and the
+    NAT_DETECTION_DESTINATION_IP of the peer's last answer to our UPDATE_SA_ADDRESSES (§3.8)."""
 
     pending_update: UpdateAddressesInitiator | None = None
     last_update_id: int = -1
     peer_addresses: tuple[str, ...] = field(default_factory=tuple)
     pending_check: ReturnRoutabilityCheck | None = None
     esp_path: tuple[Address, Address] | None = None
+    seen_as: bytes | None = None
 
 
 def no_nats_data(source: Address, destination: Address) -> bytes:
@@ -116,6 +128,31 @@ def _no_nats(session: IkeSession) -> list[Payload]:
     sa = session.sa
     data = no_nats_data(sa.local_address, sa.remote_address)
     return [Notify.status(NotifyType.NO_NATS_ALLOWED, data)]
+
+
+def nat_mapping_probe(session: IkeSession) -> list[Payload]:
+    """§3.8: "When the initiator is behind a NAT ..., it SHOULD include these notifications in
+    DPD messages" (with MOBIKE negotiated); else nothing."""
+    sa = session.sa
+    if not (sa.local_mobike_supported and sa.peer_mobike_supported and sa.local_behind_nat):
+        return []
+    return nat_detection_payloads(sa.spi_i, sa.spi_r, sa.local_address, sa.remote_address)
+
+
+def notice_nat_mapping(session: IkeSession, payloads: list[Payload], now: float) -> None:
+    """§3.8, on the response to a liveness check that carried NAT detection: "If the values do
+    not match, the IP address and/or port seen by the responder has changed, and the initiator
+    SHOULD send UPDATE_SA_ADDRESSES"."""
+    destination = find_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
+    if destination is None:
+        return
+    seen_as = session.mobike.seen_as
+    if seen_as is not None and hmac.compare_digest(destination.data, seen_as):
+        return
+    if session.mobike.pending_update is not None or session.state != IkeState.ESTABLISHED:
+        return  # an update is on its way already, or the SA is busy (rekey, delete)
+    sa = session.sa
+    start_update(session, sa.local_address, sa.remote_address, now)
 
 
 def _announced(received: list[Notify]) -> tuple[str, ...]:
@@ -293,6 +330,9 @@ class UpdateAddressesInitiator:
         if detected is not None:
             # §3.5: "enables or disables NAT Traversal" from the response's NAT detection.
             sa.local_behind_nat, sa.remote_behind_nat = detected
+        destination = find_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
+        # §3.8: how the peer sees us now, for the liveness checks to compare with.
+        session.mobike.seen_as = None if destination is None else destination.data
         session.save()
         session.emit(IkeSaMoved(session, sa.local_address, sa.remote_address))
 
