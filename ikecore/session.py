@@ -544,16 +544,17 @@ class IkeSession:
         self.save()
 
     def _open(self, message: IkeMessage, now: float) -> list[Payload] | None:
-        fragment = _fragment(message)
+        last = _last_payload_type(message)  # read once: SK, SKF or a clear payload
         if message.exchange == ExchangeType.IKE_SA_INIT:
-            if _protected(message) or fragment is not None:
+            if last == PayloadType.SK or last == PayloadType.SKF:
                 return None
             return list(message.payloads)
         if self.sa.keys is None:
             return None
+        fragment = _fragment(message) if last == PayloadType.SKF else None
         if fragment is not None and not self.fragmentation_negotiated:
             return None  # RFC 7383 §2.4: fragments only once both peers announced them
-        if fragment is None and not _protected(message):
+        if fragment is None and last != PayloadType.SK:
             return None
         cipher = self._ciphers()[1]
         try:
@@ -829,11 +830,6 @@ def _fragment(message: IkeMessage) -> EncryptedFragment | None:
     fragment = message.encrypted
     assert isinstance(fragment, EncryptedFragment)
     return fragment
-
-
-def _protected(message: IkeMessage) -> bool:
-    """The message ends with an SK payload."""
-    return _last_payload_type(message) == PayloadType.SK
 
 
 # DELETING too: such a request is answered TEMPORARY_FAILURE (RFC 7296 §2.25.2, RFC 7791 §5.3).

@@ -132,14 +132,29 @@ def error_notify(payloads: Sequence[Payload]) -> Notify | None:
     return None
 
 
+# SA payloads without an SPI (IKE_SA_INIT's offer) by the identity of the configured proposal
+# tuple; each entry holds that tuple, so its id stays its own. Payloads are immutable and a
+# configuration offers the same proposals in every handshake.
+_offers_by_id: dict[int, tuple[tuple[ProposalSpec, ...], SecurityAssociation]] = {}
+
+
 def offer(specs: Sequence[ProposalSpec], spi: bytes = b"") -> SecurityAssociation:
     """An SA payload offering our configured proposals, numbered from 1 (RFC 7296 §3.3.1)."""
-    return SecurityAssociation(
+    if not spi and isinstance(specs, tuple):
+        cached = _offers_by_id.get(id(specs))
+        if cached is not None and cached[0] is specs:
+            return cached[1]
+    made = SecurityAssociation(
         tuple(
             Proposal(number, spec.protocol, spi, wire_transforms(spec.transforms))
             for number, spec in enumerate(specs, start=1)
         )
     )
+    if not spi and isinstance(specs, tuple):
+        if len(_offers_by_id) >= 256:
+            _offers_by_id.clear()
+        _offers_by_id[id(specs)] = (specs, made)
+    return made
 
 
 def answer(
@@ -190,14 +205,17 @@ def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: tuple[str, int]) -> 
     return hashlib.sha1(spi_i + spi_r + _packed_address(address)).digest()
 
 
+_NAT_SOURCE = int(NotifyType.NAT_DETECTION_SOURCE_IP)
+_NAT_DESTINATION = int(NotifyType.NAT_DETECTION_DESTINATION_IP)
+
+
 def nat_detection_payloads(
     spi_i: bytes, spi_r: bytes, local: tuple[str, int], remote: tuple[str, int]
 ) -> list[Payload]:
+    # Notify(protocol 0, no SPI, type, data): what Notify.status makes, without its extra call.
     return [
-        Notify.status(NotifyType.NAT_DETECTION_SOURCE_IP, nat_detection_hash(spi_i, spi_r, local)),
-        Notify.status(
-            NotifyType.NAT_DETECTION_DESTINATION_IP, nat_detection_hash(spi_i, spi_r, remote)
-        ),
+        Notify(0, b"", _NAT_SOURCE, nat_detection_hash(spi_i, spi_r, local)),
+        Notify(0, b"", _NAT_DESTINATION, nat_detection_hash(spi_i, spi_r, remote)),
     ]
 
 
@@ -214,10 +232,14 @@ def detect_nat(
     a NAT rewrote it. Its DESTINATION hash names where it sent to: a mismatch with our own
     address means a NAT in front of us.
     """
-    sources = [
-        n.data for n in notifies(payloads) if n.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP
-    ]
-    destination = find_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
+    sources: list[bytes] = []
+    destination: Notify | None = None
+    for payload in payloads:  # one pass for both kinds (the first DESTINATION counts)
+        if isinstance(payload, Notify):
+            if payload.notify_type == _NAT_SOURCE:
+                sources.append(payload.data)
+            elif payload.notify_type == _NAT_DESTINATION and destination is None:
+                destination = payload
     if not sources or destination is None:
         return None
     remote_behind_nat = nat_detection_hash(spi_i, spi_r, remote) not in sources

@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 __all__ = ["Handshake", "IkeSaInitInitiator", "IkeSaInitResponder", "derive_ike_keys"]
 
 _ZERO_SPI = bytes(8)
+# Payloads are immutable: the RFC 7383 §2.3 announcement is made once.
+_FRAGMENTATION_SUPPORTED = Notify.status(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)
 _MAX_COOKIE_RETRIES = 3  # a responder that keeps asking is not going to accept us
 
 
@@ -146,7 +148,7 @@ class IkeSaInitInitiator:
                 sa.spi_i, _ZERO_SPI, sa.local_address, sa.remote_address
             )
         if session.endpoint.config.fragmentation:
-            payloads.append(Notify.status(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))  # RFC 7383
+            payloads.append(_FRAGMENTATION_SUPPORTED)  # RFC 7383
         return payloads
 
     def process_response(
@@ -258,7 +260,7 @@ class IkeSaInitResponder:
             )
         if sa.peer_fragmentation_supported and session.endpoint.config.fragmentation:
             # RFC 7383 §2.3: answered only to an initiator that announced it.
-            response.append(Notify.status(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+            response.append(_FRAGMENTATION_SUPPORTED)
         session.transition(IkeTrigger.INIT_DONE)
         session.install_keys()
         return response
