@@ -83,6 +83,8 @@ _MAX_MESSAGE_ID = 2**32 - 1
 _REKEY_RETRY = 10.0
 # §2.21.3: after authentication these end the IKE SA on both sides.
 _FATAL_NOTIFIES = frozenset({NotifyType.INVALID_SYNTAX, NotifyType.AUTHENTICATION_FAILED})
+# Read for every payload of every message: a plain int compares without an enum lookup.
+_SET_WINDOW_SIZE = int(NotifyType.SET_WINDOW_SIZE)
 
 
 @dataclass(slots=True)
@@ -271,11 +273,7 @@ class IkeSession:
         self._close_after_response = (trigger, reason, notify)
 
     def save(self) -> None:
-        if self.evicted or self.sa.state in (
-            IkeState.CONNECTING,
-            IkeState.AUTHENTICATING,
-            IkeState.DELETED,
-        ):
+        if self.evicted or self.sa.state in _NOT_STORED:
             return
         self.endpoint.save(self)
 
@@ -576,7 +574,7 @@ class IkeSession:
         for payload in payloads:
             if (
                 isinstance(payload, Notify)
-                and payload.notify_type == NotifyType.SET_WINDOW_SIZE
+                and payload.notify_type == _SET_WINDOW_SIZE
                 and len(payload.data) == 4
             ):
                 self.sa.peer_window = max(1, int.from_bytes(payload.data, "big"))
@@ -841,6 +839,10 @@ _INFORMATIONAL_CAPABLE = (
     IkeState.REKEYED,
     IkeState.DELETING,
 )
+
+
+# A half-open SA never reaches the store (STYLE.md §5); a deleted one has left it.
+_NOT_STORED = (IkeState.CONNECTING, IkeState.AUTHENTICATING, IkeState.DELETED)
 
 
 def _mobike_negotiated(sa: IkeSa) -> bool:

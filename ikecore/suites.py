@@ -224,9 +224,12 @@ def parse_proposals(text: str, protocol: ProtocolId = ProtocolId.IKE) -> tuple[P
     return tuple(_parse_one(part, protocol) for part in parts)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Selection:
-    """The responder's choice: index of the accepted received proposal and its transforms."""
+    """The responder's choice: index of the accepted received proposal and its transforms.
+
+    Not frozen (nothing changes it): one is made in every exchange that creates an SA, and a
+    frozen dataclass costs three times as much to build."""
 
     index: int
     ike: IkeTransforms | None = None

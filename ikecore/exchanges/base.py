@@ -22,7 +22,6 @@ from ikecore.errors import RemoteProtocolError
 from ikecore.suites import EspTransforms, IkeTransforms, ProposalSpec
 from ikecore.wire import (
     IkeMessage,
-    Nonce,
     Notify,
     Payload,
     Proposal,
@@ -169,8 +168,9 @@ def proposals_for(sa: SecurityAssociation, protocol: ProtocolId) -> list[Proposa
     return [p for p in sa.proposals if p.protocol_id == protocol]
 
 
-def nonce(session: IkeSession) -> Nonce:
-    return Nonce(session.endpoint.random(NONCE_LENGTH))
+def new_nonce(session: IkeSession) -> bytes:
+    """Our Ni or Nr data (RFC 7296 §2.10), from the endpoint's random source."""
+    return session.endpoint.random(NONCE_LENGTH)
 
 
 def narrow(
@@ -188,7 +188,16 @@ def narrow(
 
 
 def ts_payloads(ts_i: Sequence[TrafficSelector], ts_r: Sequence[TrafficSelector]) -> list[Payload]:
-    return [TSi(selectors_to_wire(ts_i)), TSr(selectors_to_wire(ts_r))]
+    return list(_ts_payloads(tuple(ts_i), tuple(ts_r)))
+
+
+# The pair is cached whole: a gateway sends the same few selector sets in every exchange, and
+# payloads are immutable.
+@functools.lru_cache(maxsize=256)
+def _ts_payloads(
+    ts_i: tuple[TrafficSelector, ...], ts_r: tuple[TrafficSelector, ...]
+) -> tuple[TSi, TSr]:
+    return TSi(selectors_to_wire(ts_i)), TSr(selectors_to_wire(ts_r))
 
 
 @functools.lru_cache(maxsize=256)

@@ -29,7 +29,7 @@ from ikecore.errors import CloneRefused, LocalProtocolError, RemoteProtocolError
 from ikecore.events import CloneFailed, CloneRequestRefused, IkeSaCloned
 from ikecore.exchanges.base import (
     error_notify,
-    nonce,
+    new_nonce,
     offer,
     require,
 )
@@ -211,7 +211,7 @@ class CloneIkeInitiator:
         if self._group is None:
             self._group = group_for(session.sa, self._proposals)
         self._spi = session.endpoint.allocate_ike_spi()
-        self.ni = nonce(session).data
+        self.ni = new_nonce(session)
         self._key_exchange = session.endpoint.new_key_exchange(self._group)
         # The order RFC 7791 §5.2 draws: N(CLONE_IKE_SA), SA, Ni, KEi.
         return [

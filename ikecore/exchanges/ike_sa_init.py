@@ -28,7 +28,7 @@ from ikecore.exchanges.base import (
     error_notify,
     find_notify,
     nat_detection_payloads,
-    nonce,
+    new_nonce,
     offer,
     proposals_for,
     require,
@@ -133,7 +133,7 @@ class IkeSaInitInitiator:
         if self._key_exchange is None or self._key_exchange.group != self._group:
             self._key_exchange = session.endpoint.new_key_exchange(self._group)
         if not self._ni:
-            self._ni = nonce(session).data
+            self._ni = new_nonce(session)
         payloads: list[Payload] = []
         if self._cookie is not None:
             # §2.6: the COOKIE notify goes first, the rest unchanged.
@@ -238,7 +238,7 @@ class IkeSaInitResponder:
             g_ir = key_exchange.shared_secret(ke.data)
         except RemoteProtocolError:
             raise DropMessage("KEi fails the RFC 6989 checks") from None
-        nr = nonce(session).data
+        nr = new_nonce(session)
         sa = session.sa
         sa.peer_fragmentation_supported = _announces_fragmentation(payloads)
         nat = detect_nat(payloads, sa.spi_i, _ZERO_SPI, sa.local_address, sa.remote_address)

@@ -27,7 +27,7 @@ from ikecore.exchanges.base import (
     NotifyError,
     answer,
     error_notify,
-    nonce,
+    new_nonce,
     offer,
     proposals_for,
     require,
@@ -186,7 +186,7 @@ def answer_with_new_sa(
         )
     key_exchange = session.endpoint.new_key_exchange(selection.ike.dh)
     g_ir = key_exchange.shared_secret(ke.data)
-    nr = nonce(session).data
+    nr = new_nonce(session)
     spi_r = session.endpoint.allocate_ike_spi()
     new_sa = derive_rekeyed_sa(
         session.sa, selection.ike, g_ir, ni, nr, proposal.spi, spi_r, initiator=False, now=now
@@ -282,7 +282,7 @@ class RekeyIkeInitiator:
         if self._group is None:
             self._group = group_for(session.sa, self._proposals)
         self._spi = session.endpoint.allocate_ike_spi()
-        self._ni = nonce(session).data
+        self._ni = new_nonce(session)
         self._key_exchange = session.endpoint.new_key_exchange(self._group)
         return [
             offer(self._proposals, self._spi),
