@@ -118,7 +118,7 @@ def _remember_peer(session: IkeSession, payloads: list[Payload]) -> set[int]:
     sa.peer_clone_supported = NotifyType.CLONE_IKE_SA_SUPPORTED in received
     sa.peer_mobike_supported = NotifyType.MOBIKE_SUPPORTED in received
     if sa.peer_mobike_supported:
-        remember_auth_addresses(session, payloads)
+        remember_auth_addresses(session, payloads, received)
     return received
 
 
