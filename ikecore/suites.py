@@ -96,10 +96,17 @@ class ProposalSpec:
     acceptable: frozenset[tuple[int, int, int | None]] = field(
         init=False, repr=False, compare=False
     )
+    # The key exchange groups ikecore can do, in preference order: what every IKE_SA_INIT,
+    # rekey and clone request picks its group from, made once.
+    supported_groups: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         keys = frozenset((t.type, t.id, t.key_length) for t in self.transforms)
         object.__setattr__(self, "acceptable", keys)
+        groups = tuple(
+            t.id for t in self.transforms if t.type == TransformType.DH and t.id in SUPPORTED_GROUPS
+        )
+        object.__setattr__(self, "supported_groups", groups)
 
     def of_type(self, transform_type: int) -> tuple[Transform, ...]:
         return tuple(t for t in self.transforms if t.type == transform_type)

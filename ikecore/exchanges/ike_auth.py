@@ -24,6 +24,7 @@ from ikecore.events import ChildSaEstablished, ChildSaFailed, IkeSaEstablished
 from ikecore.exchanges.base import (
     answer,
     error_notify,
+    first_of,
     offer,
     require,
     ts_payloads,
@@ -160,7 +161,7 @@ class IkeAuthInitiator:
     ) -> None:
         sa, peer, handshake = session.sa, self._peer, session.handshake
         assert sa.keys is not None and sa.transforms is not None and handshake is not None
-        auth = next((p for p in payloads if isinstance(p, Authentication)), None)
+        auth = first_of(payloads, Authentication)
         if auth is None:
             error = error_notify(payloads)
             notify = NotifyType.AUTHENTICATION_FAILED if error is None else error.notify_type
@@ -187,7 +188,7 @@ class IkeAuthInitiator:
         session.established(now)
         session.emit(IkeSaEstablished(session))
         error = error_notify(payloads)
-        if error is not None or not any(isinstance(p, SecurityAssociation) for p in payloads):
+        if error is not None or first_of(payloads, SecurityAssociation) is None:
             session.endpoint.release_esp_spi(self._spi_in)
             refusal = None if error is None else error.notify_type
             session.emit(ChildSaFailed(session, refusal, "refused in IKE_AUTH"))
@@ -284,7 +285,7 @@ class IkeAuthResponder:
             # same identities are stale. They go without a Delete: nobody would answer it.
             for stale in _other_sas_with(session, peer.local_id, identity):
                 stale.terminate(IkeTrigger.FAILED, "initial_contact", now)
-        if not any(isinstance(p, SecurityAssociation) for p in payloads):
+        if first_of(payloads, SecurityAssociation) is None:
             return response
         try:
             proposal, transforms, ts_i, ts_r = responder_child_choice(

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ikecore.config import PeerConfig
-from ikecore.constants import ExchangeType, NotifyType, ProtocolId, TransformType
-from ikecore.dh import SUPPORTED_GROUPS, KeyExchange
+from ikecore.constants import ExchangeType, NotifyType, ProtocolId
+from ikecore.dh import KeyExchange
 from ikecore.errors import RemoteProtocolError
 from ikecore.exchanges.base import (
     DropMessage,
@@ -88,9 +88,9 @@ def derive_ike_keys(
 def _acceptable_groups(specs: tuple[ProposalSpec, ...]) -> list[int]:
     groups: list[int] = []
     for spec in specs:
-        for transform in spec.of_type(TransformType.DH):
-            if transform.id in SUPPORTED_GROUPS and transform.id not in groups:
-                groups.append(transform.id)
+        for group in spec.supported_groups:
+            if group not in groups:
+                groups.append(group)
     return groups
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ikecore.constants import ExchangeType, NotifyType, ProtocolId, TransformType
+from ikecore.constants import ExchangeType, NotifyType, ProtocolId
 from ikecore.dh import SUPPORTED_GROUPS, KeyExchange
 from ikecore.errors import LocalProtocolError, RemoteProtocolError
 from ikecore.events import IkeSaRekeyed, IkeSaRekeyFailed
@@ -112,12 +112,7 @@ def derive_rekeyed_sa(
 def group_for(old: IkeSa, proposals: tuple[ProposalSpec, ...]) -> int:
     """The group of a rekey or clone request: the current one if still configured, else the
     first configured one (RFC 7296 §1.3: INVALID_KE_PAYLOAD retries name another)."""
-    groups = [
-        t.id
-        for spec in proposals
-        for t in spec.of_type(TransformType.DH)
-        if t.id in SUPPORTED_GROUPS
-    ]
+    groups = [group for spec in proposals for group in spec.supported_groups]
     if old.transforms is not None and old.transforms.dh in groups:
         return old.transforms.dh
     if not groups:

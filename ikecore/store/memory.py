@@ -67,7 +67,7 @@ class MemoryStore:
         return view
 
     def put_ike_sa(self, sa: IkeSa) -> None:
-        key = sa.spis
+        key = (sa.spi_i, sa.spi_r)  # sa.spis, without a property call on every write
         self._check_owner(key)
         if self._sas.get(key) is sa and self._indexed(key, sa):
             return  # the engine changed counters or state of a record held here: nothing to do
