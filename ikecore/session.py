@@ -22,7 +22,7 @@ established; a half-open SA never reaches the store (STYLE.md §5).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -702,15 +702,10 @@ class IkeSession:
 
     def _responder_for(self, message: IkeMessage) -> ResponderTask:
         state, exchange = self.sa.state, message.exchange
-        if exchange == ExchangeType.IKE_SA_INIT and state == IkeState.CONNECTING:
-            return IkeSaInitResponder()
-        if exchange == ExchangeType.IKE_AUTH and state == IkeState.AUTHENTICATING:
-            return IkeAuthResponder()
-        if exchange == ExchangeType.CREATE_CHILD_SA and state in _CHILD_CAPABLE:
-            return CreateChildDispatch()
-        if exchange == ExchangeType.INFORMATIONAL and state in _INFORMATIONAL_CAPABLE:
-            return InformationalResponder()
-        raise DropMessage(f"{exchange} request in state {state.value}")
+        entry = _RESPONDERS.get(exchange)
+        if entry is None or state not in entry[1]:
+            raise DropMessage(f"{exchange} request in state {state.value}")
+        return entry[0]()
 
     # -- timers and the end --------------------------------------------------------------------
 
@@ -839,6 +834,14 @@ _INFORMATIONAL_CAPABLE = (
     IkeState.REKEYED,
     IkeState.DELETING,
 )
+# Per exchange type, the responder task for a peer request and the IKE SA states that take it
+# (any other request is dropped): one lookup per request.
+_RESPONDERS: dict[int, tuple[Callable[[], ResponderTask], tuple[IkeState, ...]]] = {
+    ExchangeType.IKE_SA_INIT: (IkeSaInitResponder, (IkeState.CONNECTING,)),
+    ExchangeType.IKE_AUTH: (IkeAuthResponder, (IkeState.AUTHENTICATING,)),
+    ExchangeType.CREATE_CHILD_SA: (CreateChildDispatch, _CHILD_CAPABLE),
+    ExchangeType.INFORMATIONAL: (InformationalResponder, _INFORMATIONAL_CAPABLE),
+}
 
 
 # A half-open SA never reaches the store (STYLE.md §5); a deleted one has left it.
