@@ -83,12 +83,14 @@ class CloneBackoff:
     def check(self, session: IkeSession, now: float) -> None:
         """CloneRefused if a refusal still holds for this SA or its peer."""
         sa = session.sa
-        until = self.temporary.get(sa.spis)
+        # Empty (no refusal held: the usual case) is checked first: a lookup would hash the
+        # SPI pair and the identity (a dataclass hash, in Python) for nothing.
+        until = self.temporary.get(sa.spis) if self.temporary else None
         if until is not None:
             if now < until:
                 raise CloneRefused("TEMPORARY_FAILURE")
             del self.temporary[sa.spis]
-        if sa.remote_id is not None and sa.remote_id in self.exhausted:
+        if self.exhausted and sa.remote_id is not None and sa.remote_id in self.exhausted:
             if _live_with_peer(session.endpoint, sa.remote_id) >= self.exhausted[sa.remote_id]:
                 raise CloneRefused("NO_ADDITIONAL_SAS")
             del self.exhausted[sa.remote_id]
