@@ -125,9 +125,9 @@ def require(payloads: Sequence[Payload], kind: type[P]) -> P:
 
 def error_notify(payloads: Sequence[Payload]) -> Notify | None:
     """The first error notify (type < 16384, RFC 7296 §3.10.1) of a response."""
-    for notify in notifies(payloads):
-        if notify.notify_type < 16384:
-            return notify
+    for payload in payloads:
+        if isinstance(payload, Notify) and payload.notify_type < 16384:
+            return payload
     return None
 
 

@@ -74,11 +74,13 @@ class MemoryStore:
         self._owners.setdefault(key, self._node_id)
         self._sas[key] = sa
         self._unloaded.add(key)
-        for stale in self._esp_of.get(key, set()) - sa.child_sas.keys():
-            # Only if it still names this SA: a Child SA that moved (IKE SA rekey) is
-            # indexed under its new IKE SA already.
-            if self._by_esp_spi.get(stale) == key:
-                del self._by_esp_spi[stale]
+        indexed = self._esp_of.get(key)  # None for a new record: nothing can be stale
+        if indexed:
+            for stale in indexed - sa.child_sas.keys():
+                # Only if it still names this SA: a Child SA that moved (IKE SA rekey) is
+                # indexed under its new IKE SA already.
+                if self._by_esp_spi.get(stale) == key:
+                    del self._by_esp_spi[stale]
         self._esp_of[key] = set(sa.child_sas)
         for spi in sa.child_sas:
             self._by_esp_spi[spi] = key
