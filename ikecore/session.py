@@ -22,7 +22,7 @@ established; a half-open SA never reaches the store (STYLE.md §5).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -83,6 +83,8 @@ _MAX_MESSAGE_ID = 2**32 - 1
 _REKEY_RETRY = 10.0
 # §2.21.3: after authentication these end the IKE SA on both sides.
 _FATAL_NOTIFIES = frozenset({NotifyType.INVALID_SYNTAX, NotifyType.AUTHENTICATION_FAILED})
+# Read for every payload of every message: a plain int compares without an enum lookup.
+_SET_WINDOW_SIZE = int(NotifyType.SET_WINDOW_SIZE)
 
 
 @dataclass(slots=True)
@@ -271,11 +273,7 @@ class IkeSession:
         self._close_after_response = (trigger, reason, notify)
 
     def save(self) -> None:
-        if self.evicted or self.sa.state in (
-            IkeState.CONNECTING,
-            IkeState.AUTHENTICATING,
-            IkeState.DELETED,
-        ):
+        if self.evicted or self.sa.state in _NOT_STORED:
             return
         self.endpoint.save(self)
 
@@ -550,16 +548,17 @@ class IkeSession:
         self.save()
 
     def _open(self, message: IkeMessage, now: float) -> list[Payload] | None:
-        fragment = _fragment(message)
+        last = _last_payload_type(message)  # read once: SK, SKF or a clear payload
         if message.exchange == ExchangeType.IKE_SA_INIT:
-            if _protected(message) or fragment is not None:
+            if last == PayloadType.SK or last == PayloadType.SKF:
                 return None
             return list(message.payloads)
         if self.sa.keys is None:
             return None
+        fragment = _fragment(message) if last == PayloadType.SKF else None
         if fragment is not None and not self.fragmentation_negotiated:
             return None  # RFC 7383 §2.4: fragments only once both peers announced them
-        if fragment is None and not _protected(message):
+        if fragment is None and last != PayloadType.SK:
             return None
         cipher = self._ciphers()[1]
         try:
@@ -581,7 +580,7 @@ class IkeSession:
         for payload in payloads:
             if (
                 isinstance(payload, Notify)
-                and payload.notify_type == NotifyType.SET_WINDOW_SIZE
+                and payload.notify_type == _SET_WINDOW_SIZE
                 and len(payload.data) == 4
             ):
                 self.sa.peer_window = max(1, int.from_bytes(payload.data, "big"))
@@ -709,15 +708,10 @@ class IkeSession:
 
     def _responder_for(self, message: IkeMessage) -> ResponderTask:
         state, exchange = self.sa.state, message.exchange
-        if exchange == ExchangeType.IKE_SA_INIT and state == IkeState.CONNECTING:
-            return IkeSaInitResponder()
-        if exchange == ExchangeType.IKE_AUTH and state == IkeState.AUTHENTICATING:
-            return IkeAuthResponder()
-        if exchange == ExchangeType.CREATE_CHILD_SA and state in _CHILD_CAPABLE:
-            return CreateChildDispatch()
-        if exchange == ExchangeType.INFORMATIONAL and state in _INFORMATIONAL_CAPABLE:
-            return InformationalResponder()
-        raise DropMessage(f"{exchange} request in state {state.value}")
+        entry = _RESPONDERS.get(exchange)
+        if entry is None or state not in entry[1]:
+            raise DropMessage(f"{exchange} request in state {state.value}")
+        return entry[0]()
 
     # -- timers and the end --------------------------------------------------------------------
 
@@ -847,11 +841,6 @@ def _fragment(message: IkeMessage) -> EncryptedFragment | None:
     return fragment
 
 
-def _protected(message: IkeMessage) -> bool:
-    """The message ends with an SK payload."""
-    return _last_payload_type(message) == PayloadType.SK
-
-
 # DELETING too: such a request is answered TEMPORARY_FAILURE (RFC 7296 §2.25.2, RFC 7791 §5.3).
 _CHILD_CAPABLE = (IkeState.ESTABLISHED, IkeState.REKEYING, IkeState.REKEYED, IkeState.DELETING)
 _INFORMATIONAL_CAPABLE = (
@@ -861,6 +850,18 @@ _INFORMATIONAL_CAPABLE = (
     IkeState.REKEYED,
     IkeState.DELETING,
 )
+# Per exchange type, the responder task for a peer request and the IKE SA states that take it
+# (any other request is dropped): one lookup per request.
+_RESPONDERS: dict[int, tuple[Callable[[], ResponderTask], tuple[IkeState, ...]]] = {
+    ExchangeType.IKE_SA_INIT: (IkeSaInitResponder, (IkeState.CONNECTING,)),
+    ExchangeType.IKE_AUTH: (IkeAuthResponder, (IkeState.AUTHENTICATING,)),
+    ExchangeType.CREATE_CHILD_SA: (CreateChildDispatch, _CHILD_CAPABLE),
+    ExchangeType.INFORMATIONAL: (InformationalResponder, _INFORMATIONAL_CAPABLE),
+}
+
+
+# A half-open SA never reaches the store (STYLE.md §5); a deleted one has left it.
+_NOT_STORED = (IkeState.CONNECTING, IkeState.AUTHENTICATING, IkeState.DELETED)
 
 
 def _mobike_negotiated(sa: IkeSa) -> bool:

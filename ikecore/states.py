@@ -36,7 +36,14 @@ __all__ = [
 ]
 
 
-class IkeState(Enum):
+class _Singleton(Enum):
+    """Hashed by identity (members are singletons, and equality is identity already): Enum's
+    own ``__hash__`` is a Python call, paid twice on every transition-table lookup."""
+
+    __hash__ = object.__hash__
+
+
+class IkeState(_Singleton):
     CONNECTING = "CONNECTING"
     AUTHENTICATING = "AUTHENTICATING"
     ESTABLISHED = "ESTABLISHED"
@@ -46,7 +53,7 @@ class IkeState(Enum):
     DELETED = "DELETED"
 
 
-class IkeTrigger(Enum):
+class IkeTrigger(_Singleton):
     INIT_DONE = "INIT_DONE"
     AUTH_DONE = "AUTH_DONE"
     REKEY_STARTED = "REKEY_STARTED"
@@ -82,7 +89,7 @@ IKE_TRANSITIONS: Final[dict[tuple[IkeState, IkeTrigger], IkeState]] = {
 }
 
 
-class ChildState(Enum):
+class ChildState(_Singleton):
     INSTALLED = "INSTALLED"
     REKEYING = "REKEYING"
     REKEYED = "REKEYED"
@@ -90,7 +97,7 @@ class ChildState(Enum):
     DELETED = "DELETED"
 
 
-class ChildTrigger(Enum):
+class ChildTrigger(_Singleton):
     REKEY_STARTED = "REKEY_STARTED"
     REKEY_ABORTED = "REKEY_ABORTED"
     REKEYED = "REKEYED"

@@ -96,10 +96,17 @@ class ProposalSpec:
     acceptable: frozenset[tuple[int, int, int | None]] = field(
         init=False, repr=False, compare=False
     )
+    # The key exchange groups ikecore can do, in preference order: what every IKE_SA_INIT,
+    # rekey and clone request picks its group from, made once.
+    supported_groups: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         keys = frozenset((t.type, t.id, t.key_length) for t in self.transforms)
         object.__setattr__(self, "acceptable", keys)
+        groups = tuple(
+            t.id for t in self.transforms if t.type == TransformType.DH and t.id in SUPPORTED_GROUPS
+        )
+        object.__setattr__(self, "supported_groups", groups)
 
     def of_type(self, transform_type: int) -> tuple[Transform, ...]:
         return tuple(t for t in self.transforms if t.type == transform_type)
@@ -224,14 +231,23 @@ def parse_proposals(text: str, protocol: ProtocolId = ProtocolId.IKE) -> tuple[P
     return tuple(_parse_one(part, protocol) for part in parts)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Selection:
-    """The responder's choice: index of the accepted received proposal and its transforms."""
+    """The responder's choice: index of the accepted received proposal and its transforms.
+
+    Not frozen (nothing changes it): one is made in every exchange that creates an SA, and a
+    frozen dataclass costs three times as much to build."""
 
     index: int
     ike: IkeTransforms | None = None
     esp: EspTransforms | None = None
 
+
+# Plain ints: comparing with an IntEnum member costs an attribute lookup each time.
+_ENCR: Final = int(TransformType.ENCR)
+_PRF: Final = int(TransformType.PRF)
+_DH: Final = int(TransformType.DH)
+_ESN: Final = int(TransformType.ESN)
 
 _KNOWN_TYPES: Final = {
     ProtocolId.IKE: frozenset(
@@ -246,56 +262,74 @@ _KNOWN_TYPES: Final = {
 _Key = tuple[int, int, "int | None"]
 
 
-def _first_accepted(
-    received: Sequence[TransformLike], transform_type: int, acceptable: frozenset[_Key]
-) -> _Key | None:
-    """The first offered transform of a type that we accept, as (type, id, key length)."""
-    for offered in received:
-        if offered.type == transform_type:
-            key = (transform_type, offered.id, offered.key_length)
-            if key in acceptable:
-                return key
-    return None
+def _first_accepted(offered: list[_Key], acceptable: frozenset[_Key]) -> dict[int, _Key | None]:
+    """Per offered transform type, the first offered transform of it that we accept, or None
+    when we accept none of that type (one pass over the proposal, not one per type)."""
+    first: dict[int, _Key | None] = {}
+    for key in offered:
+        if first.get(key[0]) is None:
+            first[key[0]] = key if key in acceptable else None
+    return first
 
 
 def _choose_dh(
-    received: Sequence[TransformLike], acceptable: frozenset[_Key], prefer_dh: int | None
+    offered: list[_Key],
+    first: dict[int, _Key | None],
+    acceptable: frozenset[_Key],
+    prefer_dh: int | None,
 ) -> int | None:
     # The group of the KE payload wins when both sides accept it, which avoids an
     # INVALID_KE_PAYLOAD round trip (RFC 7296 §1.2).
-    if prefer_dh is not None and (TransformType.DH, prefer_dh, None) in acceptable:
-        for offered in received:
-            if offered.type == TransformType.DH and offered.id == prefer_dh:
+    if prefer_dh is not None and (_DH, prefer_dh, None) in acceptable:
+        for transform_type, transform_id, _ in offered:
+            if transform_type == _DH and transform_id == prefer_dh:
                 return prefer_dh
-    chosen = _first_accepted(received, TransformType.DH, acceptable)
+    chosen = first.get(_DH)
     return None if chosen is None else chosen[1]
 
 
-def _select_from(
-    received: Sequence[TransformLike],
-    ours: ProposalSpec,
-    *,
-    with_dh: bool | None,
-    prefer_dh: int | None,
-) -> IkeTransforms | EspTransforms | None:
-    acceptable = ours.acceptable
-    encr = _first_accepted(received, TransformType.ENCR, acceptable)
-    if encr is None:
-        return None
+# The negotiated results are immutable and can only be made of transforms our configuration
+# accepts, so one object per distinct choice is shared (a frozen dataclass costs a
+# microsecond to build, and a choice is made in every exchange that creates an SA).
+_ike_choices: dict[tuple[int, int | None, int, int], IkeTransforms] = {}
+_esp_choices: dict[tuple[int, int | None, bool, int], EspTransforms] = {}
+
+
+def _select_ike(
+    offered: list[_Key], acceptable: frozenset[_Key], prefer_dh: int | None
+) -> IkeTransforms | None:
+    first = _first_accepted(offered, acceptable)
+    encr, prf = first.get(_ENCR), first.get(_PRF)
     # AEAD only: an offered INTEG transform belongs to some other cipher of the proposal and
     # is not selected (RFC 5282 §8: no integrity transform with an AEAD cipher).
-    if ours.protocol == ProtocolId.IKE:
-        prf = _first_accepted(received, TransformType.PRF, acceptable)
-        dh = _choose_dh(received, acceptable, prefer_dh)
-        if prf is None or dh is None:
-            return None
-        return IkeTransforms(encr[1], encr[2], prf[1], dh)
-    if any(t.type == TransformType.ESN for t in received):
-        esn = _first_accepted(received, TransformType.ESN, acceptable)
+    if encr is None or prf is None:
+        return None
+    dh = _choose_dh(offered, first, acceptable, prefer_dh)
+    if dh is None:
+        return None
+    key = (encr[1], encr[2], prf[1], dh)
+    choice = _ike_choices.get(key)
+    if choice is None:
+        choice = _ike_choices[key] = IkeTransforms(*key)
+    return choice
+
+
+def _select_esp(
+    offered: list[_Key],
+    acceptable: frozenset[_Key],
+    with_dh: bool | None,
+    prefer_dh: int | None,
+) -> EspTransforms | None:
+    first = _first_accepted(offered, acceptable)
+    encr = first.get(_ENCR)
+    if encr is None:
+        return None
+    if _ESN in first:
+        esn = first[_ESN]
         if esn is None:
             return None
         esn_id = esn[1]
-    elif (TransformType.ESN, EsnId.NO_ESN, None) in acceptable:
+    elif (_ESN, EsnId.NO_ESN, None) in acceptable:
         # A missing ESN transform is read as "no ESN" (what every peer in the field means).
         esn_id = EsnId.NO_ESN
     else:
@@ -303,16 +337,22 @@ def _select_from(
     dh_id: int = DhGroup.NONE
     if with_dh:
         # CREATE_CHILD_SA with KE: the group must be one we accept (RFC 7296 §1.3.1).
-        chosen = _choose_dh(received, acceptable, prefer_dh)
+        chosen = _choose_dh(offered, first, acceptable, prefer_dh)
         if chosen is None:
             return None
         dh_id = chosen
     elif with_dh is False:
         # No KE payload sent: the offer must allow NONE, or it asked for PFS we cannot do.
-        groups = {t.id for t in received if t.type == TransformType.DH}
+        groups = {
+            transform_id for transform_type, transform_id, _ in offered if transform_type == _DH
+        }
         if groups - {DhGroup.NONE} and DhGroup.NONE not in groups:
             return None
-    return EspTransforms(encr[1], encr[2], esn_id == EsnId.ESN, dh_id)
+    key = (encr[1], encr[2], esn_id == EsnId.ESN, dh_id)
+    choice = _esp_choices.get(key)
+    if choice is None:
+        choice = _esp_choices[key] = EspTransforms(*key)
+    return choice
 
 
 def select_proposal(
@@ -331,15 +371,17 @@ def select_proposal(
     passes only proposals of the protocol it negotiates; ``Selection.index`` points into them.
     """
     for index, proposal in enumerate(received):
-        offered = proposal.transforms
-        offered_types = {t.type for t in offered}
+        offered = [(t.type, t.id, t.key_length) for t in proposal.transforms]
+        offered_types = {key[0] for key in offered}
         for spec in ours:
             if not offered_types <= _KNOWN_TYPES[spec.protocol]:
                 continue
-            chosen = _select_from(offered, spec, with_dh=with_dh, prefer_dh=prefer_dh)
-            if isinstance(chosen, IkeTransforms):
-                if chosen.dh in SUPPORTED_GROUPS:
-                    return Selection(index, ike=chosen)
-            elif chosen is not None:
-                return Selection(index, esp=chosen)
+            if spec.protocol == ProtocolId.IKE:
+                ike = _select_ike(offered, spec.acceptable, prefer_dh)
+                if ike is not None and ike.dh in SUPPORTED_GROUPS:
+                    return Selection(index, ike=ike)
+            else:
+                esp = _select_esp(offered, spec.acceptable, with_dh, prefer_dh)
+                if esp is not None:
+                    return Selection(index, esp=esp)
     return None

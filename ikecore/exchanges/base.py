@@ -22,7 +22,6 @@ from ikecore.errors import RemoteProtocolError
 from ikecore.suites import EspTransforms, IkeTransforms, ProposalSpec
 from ikecore.wire import (
     IkeMessage,
-    Nonce,
     Notify,
     Payload,
     Proposal,
@@ -126,20 +125,35 @@ def require(payloads: Sequence[Payload], kind: type[P]) -> P:
 
 def error_notify(payloads: Sequence[Payload]) -> Notify | None:
     """The first error notify (type < 16384, RFC 7296 §3.10.1) of a response."""
-    for notify in notifies(payloads):
-        if notify.notify_type < 16384:
-            return notify
+    for payload in payloads:
+        if isinstance(payload, Notify) and payload.notify_type < 16384:
+            return payload
     return None
+
+
+# SA payloads without an SPI (IKE_SA_INIT's offer) by the identity of the configured proposal
+# tuple; each entry holds that tuple, so its id stays its own. Payloads are immutable and a
+# configuration offers the same proposals in every handshake.
+_offers_by_id: dict[int, tuple[tuple[ProposalSpec, ...], SecurityAssociation]] = {}
 
 
 def offer(specs: Sequence[ProposalSpec], spi: bytes = b"") -> SecurityAssociation:
     """An SA payload offering our configured proposals, numbered from 1 (RFC 7296 §3.3.1)."""
-    return SecurityAssociation(
+    if not spi and isinstance(specs, tuple):
+        cached = _offers_by_id.get(id(specs))
+        if cached is not None and cached[0] is specs:
+            return cached[1]
+    made = SecurityAssociation(
         tuple(
             Proposal(number, spec.protocol, spi, wire_transforms(spec.transforms))
             for number, spec in enumerate(specs, start=1)
         )
     )
+    if not spi and isinstance(specs, tuple):
+        if len(_offers_by_id) >= 256:
+            _offers_by_id.clear()
+        _offers_by_id[id(specs)] = (specs, made)
+    return made
 
 
 def answer(
@@ -154,8 +168,9 @@ def proposals_for(sa: SecurityAssociation, protocol: ProtocolId) -> list[Proposa
     return [p for p in sa.proposals if p.protocol_id == protocol]
 
 
-def nonce(session: IkeSession) -> Nonce:
-    return Nonce(session.endpoint.random(NONCE_LENGTH))
+def new_nonce(session: IkeSession) -> bytes:
+    """Our Ni or Nr data (RFC 7296 §2.10), from the endpoint's random source."""
+    return session.endpoint.random(NONCE_LENGTH)
 
 
 def narrow(
@@ -173,7 +188,16 @@ def narrow(
 
 
 def ts_payloads(ts_i: Sequence[TrafficSelector], ts_r: Sequence[TrafficSelector]) -> list[Payload]:
-    return [TSi(selectors_to_wire(ts_i)), TSr(selectors_to_wire(ts_r))]
+    return list(_ts_payloads(tuple(ts_i), tuple(ts_r)))
+
+
+# The pair is cached whole: a gateway sends the same few selector sets in every exchange, and
+# payloads are immutable.
+@functools.lru_cache(maxsize=256)
+def _ts_payloads(
+    ts_i: tuple[TrafficSelector, ...], ts_r: tuple[TrafficSelector, ...]
+) -> tuple[TSi, TSr]:
+    return TSi(selectors_to_wire(ts_i)), TSr(selectors_to_wire(ts_r))
 
 
 @functools.lru_cache(maxsize=256)
@@ -190,14 +214,17 @@ def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: tuple[str, int]) -> 
     return hashlib.sha1(spi_i + spi_r + _packed_address(address)).digest()
 
 
+_NAT_SOURCE = int(NotifyType.NAT_DETECTION_SOURCE_IP)
+_NAT_DESTINATION = int(NotifyType.NAT_DETECTION_DESTINATION_IP)
+
+
 def nat_detection_payloads(
     spi_i: bytes, spi_r: bytes, local: tuple[str, int], remote: tuple[str, int]
 ) -> list[Payload]:
+    # Notify(protocol 0, no SPI, type, data): what Notify.status makes, without its extra call.
     return [
-        Notify.status(NotifyType.NAT_DETECTION_SOURCE_IP, nat_detection_hash(spi_i, spi_r, local)),
-        Notify.status(
-            NotifyType.NAT_DETECTION_DESTINATION_IP, nat_detection_hash(spi_i, spi_r, remote)
-        ),
+        Notify(0, b"", _NAT_SOURCE, nat_detection_hash(spi_i, spi_r, local)),
+        Notify(0, b"", _NAT_DESTINATION, nat_detection_hash(spi_i, spi_r, remote)),
     ]
 
 
@@ -214,10 +241,14 @@ def detect_nat(
     a NAT rewrote it. Its DESTINATION hash names where it sent to: a mismatch with our own
     address means a NAT in front of us.
     """
-    sources = [
-        n.data for n in notifies(payloads) if n.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP
-    ]
-    destination = find_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
+    sources: list[bytes] = []
+    destination: Notify | None = None
+    for payload in payloads:  # one pass for both kinds (the first DESTINATION counts)
+        if isinstance(payload, Notify):
+            if payload.notify_type == _NAT_SOURCE:
+                sources.append(payload.data)
+            elif payload.notify_type == _NAT_DESTINATION and destination is None:
+                destination = payload
     if not sources or destination is None:
         return None
     remote_behind_nat = nat_detection_hash(spi_i, spi_r, remote) not in sources

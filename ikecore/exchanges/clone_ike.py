@@ -29,7 +29,7 @@ from ikecore.errors import CloneRefused, LocalProtocolError, RemoteProtocolError
 from ikecore.events import CloneFailed, CloneRequestRefused, IkeSaCloned
 from ikecore.exchanges.base import (
     error_notify,
-    nonce,
+    new_nonce,
     offer,
     require,
 )
@@ -83,12 +83,14 @@ class CloneBackoff:
     def check(self, session: IkeSession, now: float) -> None:
         """CloneRefused if a refusal still holds for this SA or its peer."""
         sa = session.sa
-        until = self.temporary.get(sa.spis)
+        # Empty (no refusal held: the usual case) is checked first: a lookup would hash the
+        # SPI pair and the identity (a dataclass hash, in Python) for nothing.
+        until = self.temporary.get(sa.spis) if self.temporary else None
         if until is not None:
             if now < until:
                 raise CloneRefused("TEMPORARY_FAILURE")
             del self.temporary[sa.spis]
-        if sa.remote_id is not None and sa.remote_id in self.exhausted:
+        if self.exhausted and sa.remote_id is not None and sa.remote_id in self.exhausted:
             if _live_with_peer(session.endpoint, sa.remote_id) >= self.exhausted[sa.remote_id]:
                 raise CloneRefused("NO_ADDITIONAL_SAS")
             del self.exhausted[sa.remote_id]
@@ -211,7 +213,7 @@ class CloneIkeInitiator:
         if self._group is None:
             self._group = group_for(session.sa, self._proposals)
         self._spi = session.endpoint.allocate_ike_spi()
-        self.ni = nonce(session).data
+        self.ni = new_nonce(session)
         self._key_exchange = session.endpoint.new_key_exchange(self._group)
         # The order RFC 7791 §5.2 draws: N(CLONE_IKE_SA), SA, Ni, KEi.
         return [

@@ -27,7 +27,7 @@ from ikecore.exchanges.base import (
     error_notify,
     find_notify,
     first_of,
-    nonce,
+    new_nonce,
     offer,
     proposals_for,
     require,
@@ -116,7 +116,7 @@ class CreateChildInitiator:
 
     def build_request(self, session: IkeSession, now: float) -> list[Payload]:
         self._spi_in = session.endpoint.allocate_esp_spi()
-        self._ni = nonce(session).data
+        self._ni = new_nonce(session)
         payloads: list[Payload] = []
         if self._rekey is not None:
             # §1.3.3: REKEY_SA names the SA being replaced by our inbound SPI.
@@ -281,7 +281,7 @@ class CreateChildResponder:
             # RFC 6989 §2.5: INVALID_SYNTAX, and the IKE SA goes (the session does that).
             g_ir = key_exchange.shared_secret(ke.data)
             response_ke = [KePayload(transforms.dh, key_exchange.public_data)]
-        nr = nonce(session).data
+        nr = new_nonce(session)
         spi_in = session.endpoint.allocate_esp_spi()
         child = make_child(
             session,

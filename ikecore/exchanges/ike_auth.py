@@ -24,7 +24,7 @@ from ikecore.events import ChildSaEstablished, ChildSaFailed, IkeSaEstablished
 from ikecore.exchanges.base import (
     answer,
     error_notify,
-    find_notify,
+    first_of,
     offer,
     require,
     ts_payloads,
@@ -77,21 +77,19 @@ def _identity(payload: IDi | IDr) -> Identity:
         ) from None
 
 
-def _announcements(
-    session: IkeSession, peer: PeerConfig, payloads: list[Payload] | None
-) -> list[Payload]:
-    """Our capability notifies; a responder announces MOBIKE only to an initiator that did."""
+def _announcements(session: IkeSession, peer: PeerConfig, *, request: bool) -> list[Payload]:
+    """Our capability notifies; a responder announces MOBIKE only to an initiator that did
+    (what `_remember_peer` noted of the request)."""
     sa = session.sa
     out: list[Payload] = []
     if peer.clone:
         sa.local_clone_supported = True
         out.append(_CLONE_SUPPORTED)
-    peer_mobike = payloads is None or find_notify(payloads, NotifyType.MOBIKE_SUPPORTED) is not None
-    if peer.mobike and peer_mobike:
+    if peer.mobike and (request or sa.peer_mobike_supported):
         sa.local_mobike_supported = True
         out.append(_MOBIKE_SUPPORTED)
         # RFC 4555 §3.4, §3.9: our other addresses; NO_NATS_ALLOWED in the request.
-        out += auth_address_notifies(session, peer, request=payloads is None)
+        out += auth_address_notifies(session, peer, request=request)
     if sa.local_window > 1:
         # §2.3: the peer may have this many of its requests in flight towards us.
         out.append(Notify.set_window_size(sa.local_window))
@@ -113,12 +111,16 @@ def _other_sas_with(
     ]
 
 
-def _remember_peer(session: IkeSession, payloads: list[Payload]) -> None:
+def _remember_peer(session: IkeSession, payloads: list[Payload]) -> set[int]:
+    """Note what the peer announced; returns the notify types of its message (one pass for
+    every notify IKE_AUTH asks about)."""
     sa = session.sa
-    sa.peer_clone_supported = find_notify(payloads, NotifyType.CLONE_IKE_SA_SUPPORTED) is not None
-    sa.peer_mobike_supported = find_notify(payloads, NotifyType.MOBIKE_SUPPORTED) is not None
+    received = {p.notify_type for p in payloads if isinstance(p, Notify)}
+    sa.peer_clone_supported = NotifyType.CLONE_IKE_SA_SUPPORTED in received
+    sa.peer_mobike_supported = NotifyType.MOBIKE_SUPPORTED in received
     if sa.peer_mobike_supported:
-        remember_auth_addresses(session, payloads)
+        remember_auth_addresses(session, payloads, received)
+    return received
 
 
 class IkeAuthInitiator:
@@ -149,7 +151,7 @@ class IkeAuthInitiator:
             id_i,
             Authentication(AuthMethod.SHARED_KEY_MIC, auth),
             *first_contact,
-            *_announcements(session, peer, None),
+            *_announcements(session, peer, request=True),
             offer(peer.esp_proposals, self._spi_in),
             *ts_payloads(peer.local_ts, peer.remote_ts),
         ]
@@ -159,7 +161,7 @@ class IkeAuthInitiator:
     ) -> None:
         sa, peer, handshake = session.sa, self._peer, session.handshake
         assert sa.keys is not None and sa.transforms is not None and handshake is not None
-        auth = next((p for p in payloads if isinstance(p, Authentication)), None)
+        auth = first_of(payloads, Authentication)
         if auth is None:
             error = error_notify(payloads)
             notify = NotifyType.AUTHENTICATION_FAILED if error is None else error.notify_type
@@ -186,7 +188,7 @@ class IkeAuthInitiator:
         session.established(now)
         session.emit(IkeSaEstablished(session))
         error = error_notify(payloads)
-        if error is not None or not any(isinstance(p, SecurityAssociation) for p in payloads):
+        if error is not None or first_of(payloads, SecurityAssociation) is None:
             session.endpoint.release_esp_spi(self._spi_in)
             refusal = None if error is None else error.notify_type
             session.emit(ChildSaFailed(session, refusal, "refused in IKE_AUTH"))
@@ -260,7 +262,7 @@ class IkeAuthResponder:
         sa.peer_name = peer.name
         sa.remote_id = identity
         sa.local_id = peer.local_id
-        _remember_peer(session, payloads)
+        received = _remember_peer(session, payloads)
         id_r = IDr(peer.local_id.type, peer.local_id.data)
         our_auth = _auth_value(
             sa.transforms.prf,
@@ -273,17 +275,17 @@ class IkeAuthResponder:
         response: list[Payload] = [
             id_r,
             Authentication(AuthMethod.SHARED_KEY_MIC, our_auth),
-            *_announcements(session, peer, payloads),
+            *_announcements(session, peer, request=False),
         ]
         session.transition(IkeTrigger.AUTH_DONE)
         session.established(now)
         session.emit(IkeSaEstablished(session))
-        if find_notify(payloads, NotifyType.INITIAL_CONTACT) is not None:
+        if NotifyType.INITIAL_CONTACT in received:
             # §3.10.1: the initiator has no other IKE SA with us (it restarted): ours with the
             # same identities are stale. They go without a Delete: nobody would answer it.
             for stale in _other_sas_with(session, peer.local_id, identity):
                 stale.terminate(IkeTrigger.FAILED, "initial_contact", now)
-        if not any(isinstance(p, SecurityAssociation) for p in payloads):
+        if first_of(payloads, SecurityAssociation) is None:
             return response
         try:
             proposal, transforms, ts_i, ts_r = responder_child_choice(

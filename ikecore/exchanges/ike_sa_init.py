@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ikecore.config import PeerConfig
-from ikecore.constants import ExchangeType, NotifyType, ProtocolId, TransformType
-from ikecore.dh import SUPPORTED_GROUPS, KeyExchange
+from ikecore.constants import ExchangeType, NotifyType, ProtocolId
+from ikecore.dh import KeyExchange
 from ikecore.errors import RemoteProtocolError
 from ikecore.exchanges.base import (
     DropMessage,
@@ -28,7 +28,7 @@ from ikecore.exchanges.base import (
     error_notify,
     find_notify,
     nat_detection_payloads,
-    nonce,
+    new_nonce,
     offer,
     proposals_for,
     require,
@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 __all__ = ["Handshake", "IkeSaInitInitiator", "IkeSaInitResponder", "derive_ike_keys"]
 
 _ZERO_SPI = bytes(8)
+# Payloads are immutable: the RFC 7383 §2.3 announcement is made once.
+_FRAGMENTATION_SUPPORTED = Notify.status(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)
 _MAX_COOKIE_RETRIES = 3  # a responder that keeps asking is not going to accept us
 
 
@@ -86,9 +88,9 @@ def derive_ike_keys(
 def _acceptable_groups(specs: tuple[ProposalSpec, ...]) -> list[int]:
     groups: list[int] = []
     for spec in specs:
-        for transform in spec.of_type(TransformType.DH):
-            if transform.id in SUPPORTED_GROUPS and transform.id not in groups:
-                groups.append(transform.id)
+        for group in spec.supported_groups:
+            if group not in groups:
+                groups.append(group)
     return groups
 
 
@@ -131,7 +133,7 @@ class IkeSaInitInitiator:
         if self._key_exchange is None or self._key_exchange.group != self._group:
             self._key_exchange = session.endpoint.new_key_exchange(self._group)
         if not self._ni:
-            self._ni = nonce(session).data
+            self._ni = new_nonce(session)
         payloads: list[Payload] = []
         if self._cookie is not None:
             # §2.6: the COOKIE notify goes first, the rest unchanged.
@@ -146,7 +148,7 @@ class IkeSaInitInitiator:
                 sa.spi_i, _ZERO_SPI, sa.local_address, sa.remote_address
             )
         if session.endpoint.config.fragmentation:
-            payloads.append(Notify.status(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))  # RFC 7383
+            payloads.append(_FRAGMENTATION_SUPPORTED)  # RFC 7383
         return payloads
 
     def process_response(
@@ -236,7 +238,7 @@ class IkeSaInitResponder:
             g_ir = key_exchange.shared_secret(ke.data)
         except RemoteProtocolError:
             raise DropMessage("KEi fails the RFC 6989 checks") from None
-        nr = nonce(session).data
+        nr = new_nonce(session)
         sa = session.sa
         sa.peer_fragmentation_supported = _announces_fragmentation(payloads)
         nat = detect_nat(payloads, sa.spi_i, _ZERO_SPI, sa.local_address, sa.remote_address)
@@ -258,7 +260,7 @@ class IkeSaInitResponder:
             )
         if sa.peer_fragmentation_supported and session.endpoint.config.fragmentation:
             # RFC 7383 §2.3: answered only to an initiator that announced it.
-            response.append(Notify.status(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+            response.append(_FRAGMENTATION_SUPPORTED)
         session.transition(IkeTrigger.INIT_DONE)
         session.install_keys()
         return response

@@ -175,8 +175,14 @@ def auth_address_notifies(session: IkeSession, peer: PeerConfig, *, request: boo
     return out
 
 
-def remember_auth_addresses(session: IkeSession, payloads: list[Payload]) -> None:
-    """§3.4: "The recipient stores this information, but no other action is taken"."""
+def remember_auth_addresses(
+    session: IkeSession, payloads: list[Payload], notify_types: set[int] | None = None
+) -> None:
+    """§3.4: "The recipient stores this information, but no other action is taken".
+    ``notify_types``: those of the message, when the caller read them already (IKE_AUTH
+    reads them once for all its checks)."""
+    if notify_types is not None and notify_types.isdisjoint(_ADDRESS_NOTIFIES):
+        return
     received = notifies(payloads)
     if not any(n.notify_type in _ADDRESS_NOTIFIES for n in received):
         return

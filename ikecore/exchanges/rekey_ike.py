@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ikecore.constants import ExchangeType, NotifyType, ProtocolId, TransformType
+from ikecore.constants import ExchangeType, NotifyType, ProtocolId
 from ikecore.dh import SUPPORTED_GROUPS, KeyExchange
 from ikecore.errors import LocalProtocolError, RemoteProtocolError
 from ikecore.events import IkeSaRekeyed, IkeSaRekeyFailed
@@ -27,7 +27,7 @@ from ikecore.exchanges.base import (
     NotifyError,
     answer,
     error_notify,
-    nonce,
+    new_nonce,
     offer,
     proposals_for,
     require,
@@ -112,12 +112,7 @@ def derive_rekeyed_sa(
 def group_for(old: IkeSa, proposals: tuple[ProposalSpec, ...]) -> int:
     """The group of a rekey or clone request: the current one if still configured, else the
     first configured one (RFC 7296 §1.3: INVALID_KE_PAYLOAD retries name another)."""
-    groups = [
-        t.id
-        for spec in proposals
-        for t in spec.of_type(TransformType.DH)
-        if t.id in SUPPORTED_GROUPS
-    ]
+    groups = [group for spec in proposals for group in spec.supported_groups]
     if old.transforms is not None and old.transforms.dh in groups:
         return old.transforms.dh
     if not groups:
@@ -186,7 +181,7 @@ def answer_with_new_sa(
         )
     key_exchange = session.endpoint.new_key_exchange(selection.ike.dh)
     g_ir = key_exchange.shared_secret(ke.data)
-    nr = nonce(session).data
+    nr = new_nonce(session)
     spi_r = session.endpoint.allocate_ike_spi()
     new_sa = derive_rekeyed_sa(
         session.sa, selection.ike, g_ir, ni, nr, proposal.spi, spi_r, initiator=False, now=now
@@ -282,7 +277,7 @@ class RekeyIkeInitiator:
         if self._group is None:
             self._group = group_for(session.sa, self._proposals)
         self._spi = session.endpoint.allocate_ike_spi()
-        self._ni = nonce(session).data
+        self._ni = new_nonce(session)
         self._key_exchange = session.endpoint.new_key_exchange(self._group)
         return [
             offer(self._proposals, self._spi),

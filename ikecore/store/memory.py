@@ -67,18 +67,20 @@ class MemoryStore:
         return view
 
     def put_ike_sa(self, sa: IkeSa) -> None:
-        key = sa.spis
+        key = (sa.spi_i, sa.spi_r)  # sa.spis, without a property call on every write
         self._check_owner(key)
         if self._sas.get(key) is sa and self._indexed(key, sa):
             return  # the engine changed counters or state of a record held here: nothing to do
         self._owners.setdefault(key, self._node_id)
         self._sas[key] = sa
         self._unloaded.add(key)
-        for stale in self._esp_of.get(key, set()) - sa.child_sas.keys():
-            # Only if it still names this SA: a Child SA that moved (IKE SA rekey) is
-            # indexed under its new IKE SA already.
-            if self._by_esp_spi.get(stale) == key:
-                del self._by_esp_spi[stale]
+        indexed = self._esp_of.get(key)  # None for a new record: nothing can be stale
+        if indexed:
+            for stale in indexed - sa.child_sas.keys():
+                # Only if it still names this SA: a Child SA that moved (IKE SA rekey) is
+                # indexed under its new IKE SA already.
+                if self._by_esp_spi.get(stale) == key:
+                    del self._by_esp_spi[stale]
         self._esp_of[key] = set(sa.child_sas)
         for spi in sa.child_sas:
             self._by_esp_spi[spi] = key
