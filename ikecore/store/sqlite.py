@@ -1,13 +1,16 @@
 """`SqliteStore`: the embedded persistent store of a single gateway (stdlib ``sqlite3``).
 
 Durability: WAL journal with ``synchronous=FULL``, one transaction per state change (``BEGIN
-IMMEDIATE`` … ``COMMIT``). A change is on disk when the call returns, so a kill -9 (or a power
-loss) loses nothing that was committed; FULL rather than NORMAL because a lost sequence-number
-reservation would let a restarted process reuse ESP sequence numbers, i.e. AES-GCM IVs.
+IMMEDIATE`` … ``COMMIT``, or a lone ``UPDATE`` in autocommit mode, which is its own
+transaction). A change is on disk when the call returns, so a kill -9 (or a power loss) loses
+nothing that was committed; FULL rather than NORMAL because a lost sequence-number reservation
+would let a restarted process reuse ESP sequence numbers, i.e. AES-GCM IVs.
 
-Several processes may share the file (two gateway processes, or nodes on one machine):
-``BEGIN IMMEDIATE`` takes SQLite's write lock before the compare-and-set reads the owner and
-version, so of two racing writers exactly one wins; the other gets `WriteConflict`.
+Several processes may share the file (two gateway processes, or nodes on one machine): a write
+takes SQLite's write lock before the compare-and-set reads the owner and version (``BEGIN
+IMMEDIATE``, or the single ``UPDATE … WHERE owner = ? AND version = ?`` of a write that
+touches no index row), so of two racing writers exactly one wins; the other gets
+`WriteConflict`.
 
 Tables: ``ike_sa`` (SPI pair -> owner, version, peer identity, sealed record), ``child_sa``
 (inbound ESP SPI -> SPI pair, ESN flag, reserved sequence high-water mark), ``ike_spi`` and
@@ -203,20 +206,35 @@ class SqliteStore:
         record = self._sealer.seal(sa)
         remote_id = _identity_key(sa.remote_id)
         seen = self._seen.get(key)
+        children = sa.child_sas
+        # The same Child SAs as the version read or written (indexed then), none past its
+        # reservation: the index rows are right as they are.
+        indexed = (
+            seen is not None
+            and seen.marks.keys() == children.keys()
+            and all(child.seq_out <= seen.marks[spi] for spi, child in children.items())
+        )
+        if indexed and seen is not None and remote_id == seen.remote_id:
+            # Most writes (message IDs, windows, counters): the compare-and-set of the record
+            # is the whole change. One UPDATE in autocommit mode is its own transaction: SQLite
+            # takes the write lock when the statement starts (as BEGIN IMMEDIATE does) and
+            # commits, durably, when it ends.
+            with self._errors:
+                changed = self._db.execute(
+                    "UPDATE ike_sa SET version = ?, record = ? "
+                    "WHERE spi_i = ? AND spi_r = ? AND owner = ? AND version = ?",
+                    (seen.version + 1, record, spi_i, spi_r, self._node_id, seen.version),
+                ).rowcount
+                if changed != 1:
+                    raise self._conflict(key, self._current(key))
+            seen.version += 1
+            return
         with self._write as db:
             # Compare-and-set in one statement: create if absent, or update the version read.
             if seen is None:
                 changed = db.execute(
                     "INSERT OR IGNORE INTO ike_sa VALUES (?, ?, ?, 1, ?, ?, ?)",
                     (spi_i, spi_r, self._node_id, sa.local_spi, remote_id, record),
-                ).rowcount
-            elif remote_id == seen.remote_id:
-                # Most writes (message IDs, windows, counters) leave the peer identity alone:
-                # its index is not touched.
-                changed = db.execute(
-                    "UPDATE ike_sa SET version = ?, record = ? "
-                    "WHERE spi_i = ? AND spi_r = ? AND owner = ? AND version = ?",
-                    (seen.version + 1, record, spi_i, spi_r, self._node_id, seen.version),
                 ).rowcount
             else:
                 changed = db.execute(
@@ -233,26 +251,9 @@ class SqliteStore:
                     ),
                 ).rowcount
             if changed != 1:
-                row = db.execute(
-                    "SELECT owner, version FROM ike_sa WHERE spi_i = ? AND spi_r = ?", key
-                ).fetchone()
-                raise self._conflict(key, row)
-            children = sa.child_sas
-            if (
-                seen is not None
-                and seen.marks.keys() == children.keys()
-                and all(child.seq_out <= seen.marks[spi] for spi, child in children.items())
-            ):
-                # The same Child SAs, indexed here when this version was read or written, and
-                # none past its reservation: the index rows are right as they are.
-                marks = seen.marks
-            else:
-                marks = self._index_children(db, sa)
-        if seen is not None and marks is seen.marks:
-            seen.version += 1
-            seen.remote_id = remote_id
-        else:
-            self._seen[key] = _Seen(1 if seen is None else seen.version + 1, remote_id, marks)
+                raise self._conflict(key, self._current(key))
+            marks = seen.marks if indexed and seen is not None else self._index_children(db, sa)
+        self._seen[key] = _Seen(1 if seen is None else seen.version + 1, remote_id, marks)
 
     @staticmethod
     def _index_children(db: sqlite3.Connection, sa: IkeSa) -> dict[bytes, int]:
@@ -282,6 +283,13 @@ class SqliteStore:
                     (spi_in, spi_i, spi_r, child.transforms.esn, _seq(marks[spi_in])),
                 )
         return marks
+
+    def _current(self, key: SpiPair) -> tuple[str, int] | None:
+        """The owner and version of ``key``'s row as it is now (None if there is none)."""
+        row: tuple[str, int] | None = self._db.execute(
+            "SELECT owner, version FROM ike_sa WHERE spi_i = ? AND spi_r = ?", key
+        ).fetchone()
+        return row
 
     def _conflict(self, key: SpiPair, row: tuple[str, int] | None) -> WriteConflict:
         """Why the compare-and-set of ``key`` failed, given its row as it is now."""
