@@ -63,7 +63,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_Check, PyByteA
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.float cimport PyFloat_AsDouble
 from cpython.long cimport PyLong_AsUnsignedLongLong, PyLong_Check
-from cpython.object cimport PyObject, PyObject_IsTrue
+from cpython.object cimport PyObject, PyObject_IsTrue, PyTypeObject
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_GET_SIZE
 from cpython.type cimport PyType_GenericAlloc
@@ -102,6 +102,7 @@ cdef extern from "Python.h":
         PyMemberDef *d_member
     unsigned long Py_TPFLAGS_HEAPTYPE
     unsigned long PyType_GetFlags(object type)
+    PyTypeObject *Py_TYPE(object instance)
 
 
 cdef enum:
@@ -151,16 +152,38 @@ cdef object _AF_INET = socket.AF_INET
 cdef object _AF_INET6 = socket.AF_INET6
 
 
-# --- building the record objects slot by slot ------------------------------------------------
+# --- the record classes' slots ----------------------------------------------------------------
 
 cdef struct Layout:
     PyObject *cls
+    PyObject *fields  # tuple of the slot names
     Py_ssize_t count
     Py_ssize_t offsets[MAX_SLOTS]
 
 
 cdef Layout L_IKE_SA, L_CHILD_SA, L_IKE_SA_KEYS, L_IDENTITY, L_SELECTOR
 cdef Layout L_IKE_TRANSFORMS, L_ESP_TRANSFORMS
+
+# Slot numbers (the order of the field names given to _bind below, which is checked against the
+# class): encode reads the slots it needs by number.
+cdef enum:
+    SA_SPI_I, SA_SPI_R, SA_INITIATOR, SA_LOCAL_ADDRESS, SA_REMOTE_ADDRESS, SA_STATE,
+    SA_TRANSFORMS, SA_KEYS, SA_LOCAL_ID, SA_REMOTE_ID, SA_PEER_NAME, SA_NEXT_REQUEST_ID,
+    SA_NEXT_PEER_REQUEST_ID, SA_PEER_WINDOW, SA_LOCAL_WINDOW, SA_SK_IV,
+    SA_LOCAL_CLONE_SUPPORTED,  # ... the other IKE_BLOCK flags after it, in their bit order
+    SA_PARENT = SA_LOCAL_CLONE_SUPPORTED + 7, SA_FAMILY, SA_REKEYED_FROM, SA_CREATED_AT,
+    SA_ESTABLISHED_AT, SA_CHILD_SAS
+cdef enum:
+    CHILD_SPI_IN, CHILD_SPI_OUT, CHILD_INITIATOR_SLOT, CHILD_TRANSFORMS, CHILD_KEY_IN,
+    CHILD_KEY_OUT, CHILD_LOCAL_TS, CHILD_REMOTE_TS, CHILD_STATE, CHILD_SEQ_OUT,
+    CHILD_REPLAY_HIGHEST, CHILD_REPLAY_BITMAP, CHILD_CREATED_AT, CHILD_REKEYED_FROM
+cdef enum:
+    ID_TYPE, ID_DATA
+cdef enum:
+    TS_START, TS_END, TS_IP_PROTOCOL, TS_START_PORT, TS_END_PORT
+cdef enum:
+    # IkeTransforms and EspTransforms (PRF in one, ESN in the other)
+    TF_ENCR, TF_KEY_BITS, TF_PRF_OR_ESN, TF_DH
 
 
 cdef int _bind(Layout *layout, type cls, tuple fields) except -1:
@@ -187,11 +210,15 @@ cdef int _bind(Layout *layout, type cls, tuple fields) except -1:
         if member.d_member.type != T_OBJECT_EX:
             raise TypeError(f"{cls.__name__}.{name} is not an object slot")
         layout.offsets[index] = member.d_member.offset
-    layout.cls = <PyObject *>cls  # the class stays referenced by this module's globals
+    # The class and the names stay referenced by this module (_BOUND).
+    layout.cls = <PyObject *>cls
+    layout.fields = <PyObject *>fields
     layout.count = len(fields)
+    _BOUND.append((cls, fields))
     return 0
 
 
+cdef list _BOUND = []
 _bind(&L_IKE_SA, IkeSa, (
     "spi_i", "spi_r", "initiator", "local_address", "remote_address", "state", "transforms",
     "keys", "local_id", "remote_id", "peer_name", "next_request_id", "next_peer_request_id",
@@ -210,6 +237,24 @@ _bind(&L_SELECTOR, TrafficSelector, (
 ))
 _bind(&L_IKE_TRANSFORMS, IkeTransforms, ("encr", "key_bits", "prf", "dh"))
 _bind(&L_ESP_TRANSFORMS, EspTransforms, ("encr", "key_bits", "esn", "dh"))
+
+
+cdef int _check(object instance, Layout *layout, str what) except -1:
+    """Encoding reads the slots of the exact record classes (a subclass could hold more than
+    the format stores)."""
+    if <PyObject *>Py_TYPE(instance) != layout.cls:
+        raise TypeError(
+            f"{what} must be {(<object>layout.cls).__name__}, not {type(instance).__name__}"
+        )
+    return 0
+
+
+cdef inline object _get(object instance, Layout *layout, Py_ssize_t field):
+    """Slot ``field`` of ``instance`` (of the layout's exact class: see `_check`)."""
+    cdef PyObject *value = (<PyObject **>(<char *><PyObject *>instance + layout.offsets[field]))[0]
+    if value == NULL:  # an instance made without __init__ that never set it
+        raise AttributeError((<tuple>layout.fields)[field])
+    return <object>value
 
 
 cdef object _make(Layout *layout, tuple values):
@@ -414,66 +459,76 @@ cdef tuple _encode(object sa, Buffer *blocks, Buffer *blobs, Buffer *texts):
     cdef const uint8_t *start
     cdef bytes public
 
+    _check(sa, &L_IKE_SA, "the record")
     ike = _grow(blocks, IKE_BLOCK)  # filled completely before blocks grows again
     memset(ike, 0, IKE_BLOCK)
-    _spi(ike, sa.spi_i, 8, "spi_i")
-    _spi(ike + 8, sa.spi_r, 8, "spi_r")
-    for bit in range(8):
-        if PyObject_IsTrue(getattr(sa, _IKE_FLAGS[bit])):
+    _spi(ike, _get(sa, &L_IKE_SA, SA_SPI_I), 8, "spi_i")
+    _spi(ike + 8, _get(sa, &L_IKE_SA, SA_SPI_R), 8, "spi_r")
+    if PyObject_IsTrue(_get(sa, &L_IKE_SA, SA_INITIATOR)):
+        flags = 1
+    for bit in range(1, 8):
+        if PyObject_IsTrue(_get(sa, &L_IKE_SA, SA_LOCAL_CLONE_SUPPORTED + bit - 1)):
             flags |= 1 << bit
     ike[16] = flags
 
-    transforms = sa.transforms
+    transforms = _get(sa, &L_IKE_SA, SA_TRANSFORMS)
     if transforms is not None:
         present |= HAS_TRANSFORMS
-        _uint(ike + 18, 2, transforms.encr, U16, "transforms.encr")
-        _uint(ike + 20, 2, transforms.key_bits or 0, U16, "transforms.key_bits")
-        _uint(ike + 22, 2, transforms.prf, U16, "transforms.prf")
-        _uint(ike + 24, 2, transforms.dh, U16, "transforms.dh")
-    _uint(ike + 26, 8, sa.next_request_id, U64, "next_request_id")
-    _uint(ike + 34, 8, sa.next_peer_request_id, U64, "next_peer_request_id")
-    _uint(ike + 42, 4, sa.peer_window, U32, "peer_window")
-    _uint(ike + 46, 4, sa.local_window, U32, "local_window")
-    _uint(ike + 50, 8, sa.sk_iv, U64, "sk_iv")
-    _double(ike + 58, sa.created_at, "created_at")
-    established_at = sa.established_at
+        _check(transforms, &L_IKE_TRANSFORMS, "transforms")
+        _uint(ike + 18, 2, _get(transforms, &L_IKE_TRANSFORMS, TF_ENCR), U16, "transforms.encr")
+        _uint(ike + 20, 2, _get(transforms, &L_IKE_TRANSFORMS, TF_KEY_BITS) or 0, U16,
+              "transforms.key_bits")
+        _uint(ike + 22, 2, _get(transforms, &L_IKE_TRANSFORMS, TF_PRF_OR_ESN), U16,
+              "transforms.prf")
+        _uint(ike + 24, 2, _get(transforms, &L_IKE_TRANSFORMS, TF_DH), U16, "transforms.dh")
+    _uint(ike + 26, 8, _get(sa, &L_IKE_SA, SA_NEXT_REQUEST_ID), U64, "next_request_id")
+    _uint(ike + 34, 8, _get(sa, &L_IKE_SA, SA_NEXT_PEER_REQUEST_ID), U64,
+          "next_peer_request_id")
+    _uint(ike + 42, 4, _get(sa, &L_IKE_SA, SA_PEER_WINDOW), U32, "peer_window")
+    _uint(ike + 46, 4, _get(sa, &L_IKE_SA, SA_LOCAL_WINDOW), U32, "local_window")
+    _uint(ike + 50, 8, _get(sa, &L_IKE_SA, SA_SK_IV), U64, "sk_iv")
+    _double(ike + 58, _get(sa, &L_IKE_SA, SA_CREATED_AT), "created_at")
+    established_at = _get(sa, &L_IKE_SA, SA_ESTABLISHED_AT)
     if established_at is not None:
         present |= HAS_ESTABLISHED_AT
         _double(ike + 66, established_at, "established_at")
-    parent = sa.parent
+    parent = _get(sa, &L_IKE_SA, SA_PARENT)
     if parent is not None:
         present |= HAS_PARENT
         _spi_pair(ike + 74, parent, "parent")
-    rekeyed_from = sa.rekeyed_from
+    rekeyed_from = _get(sa, &L_IKE_SA, SA_REKEYED_FROM)
     if rekeyed_from is not None:
         present |= HAS_REKEYED_FROM
         _spi_pair(ike + 90, rekeyed_from, "rekeyed_from")
-    local_host, local_port = sa.local_address
-    remote_host, remote_port = sa.remote_address
+    local_host, local_port = _get(sa, &L_IKE_SA, SA_LOCAL_ADDRESS)
+    remote_host, remote_port = _get(sa, &L_IKE_SA, SA_REMOTE_ADDRESS)
     _uint(ike + 106, 2, local_port, U16, "local_address port")
     _uint(ike + 108, 2, remote_port, U16, "remote_address port")
-    local_id = sa.local_id
+    local_id = _get(sa, &L_IKE_SA, SA_LOCAL_ID)
     if local_id is not None:
         present |= HAS_LOCAL_ID
-        _uint(ike + 110, 1, local_id.type, U8, "local_id.type")
-        _append_bytes(blobs, local_id.data, "local_id.data", ike + 114)
-    remote_id = sa.remote_id
+        _check(local_id, &L_IDENTITY, "local_id")
+        _uint(ike + 110, 1, _get(local_id, &L_IDENTITY, ID_TYPE), U8, "local_id.type")
+        _append_bytes(blobs, _get(local_id, &L_IDENTITY, ID_DATA), "local_id.data", ike + 114)
+    remote_id = _get(sa, &L_IKE_SA, SA_REMOTE_ID)
     if remote_id is not None:
         present |= HAS_REMOTE_ID
-        _uint(ike + 111, 1, remote_id.type, U8, "remote_id.type")
-        _append_bytes(blobs, remote_id.data, "remote_id.data", ike + 116)
-    child_sas = sa.child_sas
+        _check(remote_id, &L_IDENTITY, "remote_id")
+        _uint(ike + 111, 1, _get(remote_id, &L_IDENTITY, ID_TYPE), U8, "remote_id.type")
+        _append_bytes(blobs, _get(remote_id, &L_IDENTITY, ID_DATA), "remote_id.data", ike + 116)
+    cdef dict child_sas = _get(sa, &L_IKE_SA, SA_CHILD_SAS)
     _length(ike + 112, len(child_sas), "number of Child SAs")
-    _append_text(texts, sa.state._value_, "state", ike + 118)
+    _append_text(texts, _get(sa, &L_IKE_SA, SA_STATE)._value_, "state", ike + 118)
     _append_text(texts, local_host, "local_address host", ike + 120)
     _append_text(texts, remote_host, "remote_address host", ike + 122)
-    _append_text(texts, sa.peer_name, "peer_name", ike + 124)
-    _append_text(texts, sa.family, "family", ike + 126)
-    keys = sa.keys
+    _append_text(texts, _get(sa, &L_IKE_SA, SA_PEER_NAME), "peer_name", ike + 124)
+    _append_text(texts, _get(sa, &L_IKE_SA, SA_FAMILY), "family", ike + 126)
+    keys = _get(sa, &L_IKE_SA, SA_KEYS)
     if keys is not None:
         present |= HAS_KEYS
+        _check(keys, &L_IKE_SA_KEYS, "keys")
         for index in range(IKE_SA_KEYS):
-            key = getattr(keys, _IKE_SA_KEY_NAMES[index])
+            key = _get(keys, &L_IKE_SA_KEYS, index)
             _view(key, _IKE_SA_KEY_NAMES[index], &start, &length)
             _length(ike + 128 + 2 * index, length, _IKE_SA_KEY_NAMES[index])
             secret.append(key)
@@ -492,38 +547,43 @@ cdef tuple _encode(object sa, Buffer *blocks, Buffer *blobs, Buffer *texts):
 
 cdef int _encode_child(object child, Buffer *blocks, Buffer *blobs, Buffer *texts,
                        list secret) except -1:
-    cdef uint8_t *block = _grow(blocks, CHILD_BLOCK)  # filled before blocks grows again
+    cdef uint8_t *block
     cdef uint8_t flags = 0
     cdef const uint8_t *start
     cdef Py_ssize_t length
-    esp = child.transforms
-    local_ts = child.local_ts
-    remote_ts = child.remote_ts
-    _spi(block, child.spi_in, 4, "spi_in")
-    _spi(block + 4, child.spi_out, 4, "spi_out")
-    if PyObject_IsTrue(child.initiator):
+    _check(child, &L_CHILD_SA, "a Child SA")
+    esp = _get(child, &L_CHILD_SA, CHILD_TRANSFORMS)
+    _check(esp, &L_ESP_TRANSFORMS, "a Child SA's transforms")
+    local_ts = _get(child, &L_CHILD_SA, CHILD_LOCAL_TS)
+    remote_ts = _get(child, &L_CHILD_SA, CHILD_REMOTE_TS)
+    block = _grow(blocks, CHILD_BLOCK)  # filled before blocks grows again
+    _spi(block, _get(child, &L_CHILD_SA, CHILD_SPI_IN), 4, "spi_in")
+    _spi(block + 4, _get(child, &L_CHILD_SA, CHILD_SPI_OUT), 4, "spi_out")
+    if PyObject_IsTrue(_get(child, &L_CHILD_SA, CHILD_INITIATOR_SLOT)):
         flags |= CHILD_INITIATOR
-    if PyObject_IsTrue(esp.esn):
+    if PyObject_IsTrue(_get(esp, &L_ESP_TRANSFORMS, TF_PRF_OR_ESN)):
         flags |= CHILD_ESN
-    rekeyed_from = child.rekeyed_from
+    rekeyed_from = _get(child, &L_CHILD_SA, CHILD_REKEYED_FROM)
     if rekeyed_from is None:
         memset(block + 39, 0, 4)
     else:
         flags |= CHILD_HAS_REKEYED_FROM
         _spi(block + 39, rekeyed_from, 4, "Child SA rekeyed_from")
     block[8] = flags
-    _uint(block + 9, 2, esp.encr, U16, "Child SA transforms.encr")
-    _uint(block + 11, 2, esp.key_bits or 0, U16, "Child SA transforms.key_bits")
-    _uint(block + 13, 2, esp.dh, U16, "Child SA transforms.dh")
-    _uint(block + 15, 8, child.seq_out, U64, "seq_out")
-    _uint(block + 23, 8, child.replay_highest, U64, "replay_highest")
-    _double(block + 31, child.created_at, "Child SA created_at")
+    _uint(block + 9, 2, _get(esp, &L_ESP_TRANSFORMS, TF_ENCR), U16, "Child SA transforms.encr")
+    _uint(block + 11, 2, _get(esp, &L_ESP_TRANSFORMS, TF_KEY_BITS) or 0, U16,
+          "Child SA transforms.key_bits")
+    _uint(block + 13, 2, _get(esp, &L_ESP_TRANSFORMS, TF_DH), U16, "Child SA transforms.dh")
+    _uint(block + 15, 8, _get(child, &L_CHILD_SA, CHILD_SEQ_OUT), U64, "seq_out")
+    _uint(block + 23, 8, _get(child, &L_CHILD_SA, CHILD_REPLAY_HIGHEST), U64, "replay_highest")
+    _double(block + 31, _get(child, &L_CHILD_SA, CHILD_CREATED_AT), "Child SA created_at")
     _uint(block + 43, 1, len(local_ts), U8, "number of local traffic selectors")
     _uint(block + 44, 1, len(remote_ts), U8, "number of remote traffic selectors")
-    _append_bitmap(blobs, child.replay_bitmap, block + 45)
-    _append_text(texts, child.state._value_, "Child SA state", block + 47)
-    key_in = child.key_in
-    key_out = child.key_out
+    _append_bitmap(blobs, _get(child, &L_CHILD_SA, CHILD_REPLAY_BITMAP), block + 45)
+    _append_text(texts, _get(child, &L_CHILD_SA, CHILD_STATE)._value_, "Child SA state",
+                 block + 47)
+    key_in = _get(child, &L_CHILD_SA, CHILD_KEY_IN)
+    key_out = _get(child, &L_CHILD_SA, CHILD_KEY_OUT)
     _view(key_in, "key_in", &start, &length)
     _length(block + 49, length, "key_in")
     _view(key_out, "key_out", &start, &length)
@@ -532,12 +592,18 @@ cdef int _encode_child(object child, Buffer *blocks, Buffer *blobs, Buffer *text
     secret.append(key_out)
     for selectors in (local_ts, remote_ts):
         for selector in selectors:
+            _check(selector, &L_SELECTOR, "a traffic selector")
             block = _grow(blocks, TS_BLOCK)
-            _uint(block, 1, selector.ip_protocol, U8, "traffic selector ip_protocol")
-            _uint(block + 1, 2, selector.start_port, U16, "traffic selector start_port")
-            _uint(block + 3, 2, selector.end_port, U16, "traffic selector end_port")
-            _append_text(texts, selector.start, "traffic selector start", block + 5)
-            _append_text(texts, selector.end, "traffic selector end", block + 7)
+            _uint(block, 1, _get(selector, &L_SELECTOR, TS_IP_PROTOCOL), U8,
+                  "traffic selector ip_protocol")
+            _uint(block + 1, 2, _get(selector, &L_SELECTOR, TS_START_PORT), U16,
+                  "traffic selector start_port")
+            _uint(block + 3, 2, _get(selector, &L_SELECTOR, TS_END_PORT), U16,
+                  "traffic selector end_port")
+            _append_text(texts, _get(selector, &L_SELECTOR, TS_START), "traffic selector start",
+                         block + 5)
+            _append_text(texts, _get(selector, &L_SELECTOR, TS_END), "traffic selector end",
+                         block + 7)
     return 0
 
 

@@ -7,9 +7,9 @@ A sealed record is one byte string::
 
 *format* is the record format, ``"2"``: *public* and the plaintext of *ciphertext* are the two
 parts of `ikecore.store.codec` (compiled: ``_fast/record.pyx``; everything but key material;
-the IKE SA's and every Child SA's keys). The *ciphertext* is AES-256-GCM over the keys alone; the AAD is everything before the
-ciphertext plus the SPI pair the record is stored under, so every field is authenticated and a
-record copied under another SPI pair does not open.
+the IKE SA's and every Child SA's keys). The *ciphertext* is AES-256-GCM over the keys alone;
+the AAD is everything before the ciphertext plus the SPI pair the record is stored under, so
+every field is authenticated and a record copied under another SPI pair does not open.
 
 Format 1 (JSON of `IkeSa.to_dict`, written before the binary codec) is not read: such records
 existed only in test and demo stores, and opening one raises `MalformedMessage` naming the

@@ -258,6 +258,28 @@ def test_values_that_do_not_fit_are_refused_when_written() -> None:
         codec.encode(sa)
 
 
+def test_values_of_the_wrong_type_are_refused_by_name() -> None:
+    sa = make_sa(1)
+    sa.next_request_id = "3"  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="next_request_id must be an int"):
+        codec.encode(sa)
+    sa = make_sa(1)
+    sa.peer_name = b"clients"  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="peer_name must be str"):
+        codec.encode(sa)
+    sa = make_sa(1)
+    next(iter(sa.child_sas.values())).key_in = "key"  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="key_in must be bytes"):
+        codec.encode(sa)
+    # Only the record classes themselves: a subclass may hold fields the format does not.
+    sa = make_sa(1)
+    sa.remote_id = type("MoreIdentity", (Identity,), {})(IdType.FQDN, b"x")
+    with pytest.raises(TypeError, match="remote_id must be Identity, not MoreIdentity"):
+        codec.encode(sa)
+    with pytest.raises(TypeError, match="the record must be IkeSa, not dict"):
+        codec.encode({})  # type: ignore[arg-type]
+
+
 def test_every_truncation_or_extension_is_malformed() -> None:
     sa = make_sa(2)
     public, secret = codec.encode(sa)
