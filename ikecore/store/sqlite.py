@@ -305,30 +305,56 @@ class SqliteStore:
         with self._errors:
             return self._db.execute(query, parameters).fetchall()
 
-    def _load(self, spi_i: bytes, spi_r: bytes, version: int, record: bytes) -> IkeSa:
+    def _load(
+        self,
+        spi_i: bytes,
+        spi_r: bytes,
+        version: int,
+        record: bytes,
+        indexed: Sequence[tuple[bytes, bytes]] = (),
+    ) -> IkeSa:
+        """The SA of a row read, its Child SAs' ``seq_out`` raised to their reservations.
+        ``indexed``: (spi_in, seq_reserved) of index rows under this SA read along with it;
+        the reservations of its other Child SAs are read here."""
+        key = (spi_i, spi_r)
         sa = self._sealer.open(record, spi_i, spi_r)
-        spis = list(sa.child_sas)
-        marks = {}
-        for spi_in, row_i, row_r, reserved in self._rows(
-            "SELECT spi_in, spi_i, spi_r, seq_reserved FROM child_sa "
-            f"WHERE spi_in IN ({_marks(len(spis))})",
-            spis,
-        ):
-            child = sa.child_sas.get(spi_in)
-            if child is not None:
-                # Resume above every number that may have been sent (reserved or recorded).
-                mark = int.from_bytes(reserved, "big")
-                child.seq_out = max(child.seq_out, mark)
-                if (row_i, row_r) == (spi_i, spi_r):
-                    marks[spi_in] = mark
-        self._seen[(spi_i, spi_r)] = _Seen(version, _identity_key(sa.remote_id), marks)
+        children = sa.child_sas
+        # Resume above every number that may have been sent (reserved or recorded). A mark is
+        # kept for the next put's compare only for rows under this SA.
+        marks = {
+            spi_in: int.from_bytes(reserved, "big")
+            for spi_in, reserved in indexed
+            if spi_in in children
+        }
+        raised = dict(marks)
+        elsewhere = [spi_in for spi_in in children if spi_in not in marks]
+        if elsewhere:
+            for spi_in, row_i, row_r, reserved in self._rows(
+                "SELECT spi_in, spi_i, spi_r, seq_reserved FROM child_sa "
+                f"WHERE spi_in IN ({_marks(len(elsewhere))})",
+                elsewhere,
+            ):
+                raised[spi_in] = int.from_bytes(reserved, "big")
+                if (row_i, row_r) == key:
+                    marks[spi_in] = raised[spi_in]
+        for spi_in, mark in raised.items():
+            child = children[spi_in]
+            child.seq_out = max(child.seq_out, mark)
+        self._seen[key] = _Seen(version, _identity_key(sa.remote_id), marks)
         return sa
 
     def get_ike_sa(self, spi_i: bytes, spi_r: bytes) -> IkeSa | None:
+        # The record and its index rows in one statement (one snapshot).
         rows = self._rows(
-            "SELECT version, record FROM ike_sa WHERE spi_i = ? AND spi_r = ?", (spi_i, spi_r)
+            "SELECT s.version, s.record, c.spi_in, c.seq_reserved FROM ike_sa AS s "
+            "LEFT JOIN child_sa AS c ON c.spi_i = s.spi_i AND c.spi_r = s.spi_r "
+            "WHERE s.spi_i = ? AND s.spi_r = ?",
+            (spi_i, spi_r),
         )
-        return self._load(spi_i, spi_r, *rows[0]) if rows else None
+        if not rows:
+            return None
+        indexed = [(spi_in, reserved) for _, _, spi_in, reserved in rows if spi_in is not None]
+        return self._load(spi_i, spi_r, rows[0][0], rows[0][1], indexed)
 
     def find_by_esp_spi(self, spi_in: bytes) -> IkeSa | None:
         rows = self._rows(
