@@ -186,10 +186,12 @@ cdef enum:
     TF_ENCR, TF_KEY_BITS, TF_PRF_OR_ESN, TF_DH
 
 
-cdef int _bind(Layout *layout, type cls, tuple fields) except -1:
+cdef int _bind(Layout *layout, type cls, tuple fields, object post_init=None) except -1:
     """Records where each slot of ``cls`` is, in the order of ``fields``: the class must be a
     slotted dataclass directly over object whose slots are exactly ``fields``, in that order
-    (the order of its dataclass fields, so `_make` takes the values of a positional call)."""
+    (the order of its dataclass fields, so `_make` takes the values of a positional call).
+    Decoding skips ``__init__``, so the class may have no ``__new__`` and no
+    ``__post_init__`` but ``post_init``, whose work `_decode_child` does."""
     cdef PyMemberDescrObject *member
     if (
         cls.__bases__ != (object,)
@@ -201,6 +203,11 @@ cdef int _bind(Layout *layout, type cls, tuple fields) except -1:
             f"the record codec (_fast/record.pyx) stores {cls.__name__} as the slots {fields}, "
             f"but the class has {cls.__dict__.get('__slots__')}: update the codec (and the "
             "record format) with the class"
+        )
+    if cls.__new__ is not object.__new__ or cls.__dict__.get("__post_init__") is not post_init:
+        raise TypeError(
+            f"{cls.__name__} has a __new__ or __post_init__ that the record codec "
+            "(_fast/record.pyx) does not do when it decodes: update the codec"
         )
     for index, name in enumerate(fields):
         descriptor = cls.__dict__[name]
@@ -234,7 +241,7 @@ _bind(&L_IKE_SA_KEYS, IkeSaKeys, _IKE_SA_KEY_NAMES)
 _bind(&L_IDENTITY, Identity, ("type", "data"))
 _bind(&L_SELECTOR, TrafficSelector, (
     "start", "end", "ip_protocol", "start_port", "end_port", "packed_start", "packed_end",
-))
+), TrafficSelector.__dict__["__post_init__"])
 _bind(&L_IKE_TRANSFORMS, IkeTransforms, ("encr", "key_bits", "prf", "dh"))
 _bind(&L_ESP_TRANSFORMS, EspTransforms, ("encr", "key_bits", "esn", "dh"))
 
