@@ -6,10 +6,10 @@ A sealed record is one byte string::
           | ciphertext | ICV (16)
 
 *format* is the record format, ``"2"``: *public* and the plaintext of *ciphertext* are the two
-parts of `ikecore.store.codec` (everything but key material; the IKE SA's and every Child SA's
-keys). The *ciphertext* is AES-256-GCM over the keys alone; the AAD is everything before the
-ciphertext plus the SPI pair the record is stored under, so every field is authenticated and a
-record copied under another SPI pair does not open.
+parts of `ikecore.store.codec` (compiled: ``_fast/record.pyx``; everything but key material;
+the IKE SA's and every Child SA's keys). The *ciphertext* is AES-256-GCM over the keys alone;
+the AAD is everything before the ciphertext plus the SPI pair the record is stored under, so
+every field is authenticated and a record copied under another SPI pair does not open.
 
 Format 1 (JSON of `IkeSa.to_dict`, written before the binary codec) is not read: such records
 existed only in test and demo stores, and opening one raises `MalformedMessage` naming the
@@ -65,12 +65,14 @@ _OPEN_CACHE_SIZE = 64
 
 
 class _Writer(NamedTuple):
-    """A sealer's subkey: its salt, its cipher, the counter of its IVs, the process using it."""
+    """A sealer's subkey: its salt, its cipher, the counter of its IVs, the process using it,
+    and the start of every record it seals (magic, format, key id, salt)."""
 
     salt: bytes
     aead: AesGcm
     counter: Iterator[int]
     pid: int
+    head: bytes
 
 
 class RecordSealer:
@@ -99,7 +101,8 @@ class RecordSealer:
     def _new_writer(self) -> _Writer:
         salt = os.urandom(_SALT_LEN)
         aead = self._opening[salt] = self._subkey(salt)
-        return _Writer(salt, aead, itertools.count(), os.getpid())
+        head = _MAGIC + _FORMAT + self._key_id + salt
+        return _Writer(salt, aead, itertools.count(), os.getpid(), head)
 
     def seal(self, sa: IkeSa) -> bytes:
         """The sealed record of ``sa`` (stored under ``sa.spis``)."""
@@ -112,11 +115,9 @@ class RecordSealer:
             writer = self._writer = self._new_writer()
             number = next(writer.counter)
         iv = number.to_bytes(_IV_LEN, "big")
-        header = b"".join(
-            (_MAGIC, _FORMAT, self._key_id, writer.salt, iv, len(public).to_bytes(4, "big"))
-        )
-        aad = header + public + sa.spi_i + sa.spi_r
-        return header + public + writer.aead.seal(iv, aad, secret)
+        header = b"".join((writer.head, iv, len(public).to_bytes(4, "big")))
+        aad = b"".join((header, public, sa.spi_i, sa.spi_r))
+        return b"".join((header, public, writer.aead.seal(iv, aad, secret)))
 
     def open(self, record: bytes, spi_i: bytes, spi_r: bytes) -> IkeSa:
         """The `IkeSa` sealed in ``record``, which was stored under (``spi_i``, ``spi_r``)."""

@@ -1,13 +1,16 @@
 """`SqliteStore`: the embedded persistent store of a single gateway (stdlib ``sqlite3``).
 
 Durability: WAL journal with ``synchronous=FULL``, one transaction per state change (``BEGIN
-IMMEDIATE`` … ``COMMIT``). A change is on disk when the call returns, so a kill -9 (or a power
-loss) loses nothing that was committed; FULL rather than NORMAL because a lost sequence-number
-reservation would let a restarted process reuse ESP sequence numbers, i.e. AES-GCM IVs.
+IMMEDIATE`` … ``COMMIT``, or a lone ``UPDATE`` in autocommit mode, which is its own
+transaction). A change is on disk when the call returns, so a kill -9 (or a power loss) loses
+nothing that was committed; FULL rather than NORMAL because a lost sequence-number reservation
+would let a restarted process reuse ESP sequence numbers, i.e. AES-GCM IVs.
 
-Several processes may share the file (two gateway processes, or nodes on one machine):
-``BEGIN IMMEDIATE`` takes SQLite's write lock before the compare-and-set reads the owner and
-version, so of two racing writers exactly one wins; the other gets `WriteConflict`.
+Several processes may share the file (two gateway processes, or nodes on one machine): a write
+takes SQLite's write lock before the compare-and-set reads the owner and version (``BEGIN
+IMMEDIATE``, or the single ``UPDATE … WHERE owner = ? AND version = ?`` of a write that
+touches no index row), so of two racing writers exactly one wins; the other gets
+`WriteConflict`.
 
 Tables: ``ike_sa`` (SPI pair -> owner, version, peer identity, sealed record), ``child_sa``
 (inbound ESP SPI -> SPI pair, ESN flag, reserved sequence high-water mark), ``ike_spi`` and
@@ -203,20 +206,35 @@ class SqliteStore:
         record = self._sealer.seal(sa)
         remote_id = _identity_key(sa.remote_id)
         seen = self._seen.get(key)
+        children = sa.child_sas
+        # The same Child SAs as the version read or written (indexed then), none past its
+        # reservation: the index rows are right as they are.
+        indexed = (
+            seen is not None
+            and seen.marks.keys() == children.keys()
+            and all(child.seq_out <= seen.marks[spi] for spi, child in children.items())
+        )
+        if indexed and seen is not None and remote_id == seen.remote_id:
+            # Most writes (message IDs, windows, counters): the compare-and-set of the record
+            # is the whole change. One UPDATE in autocommit mode is its own transaction: SQLite
+            # takes the write lock when the statement starts (as BEGIN IMMEDIATE does) and
+            # commits, durably, when it ends.
+            with self._errors:
+                changed = self._db.execute(
+                    "UPDATE ike_sa SET version = ?, record = ? "
+                    "WHERE spi_i = ? AND spi_r = ? AND owner = ? AND version = ?",
+                    (seen.version + 1, record, spi_i, spi_r, self._node_id, seen.version),
+                ).rowcount
+                if changed != 1:
+                    raise self._conflict(key, self._current(key))
+            seen.version += 1
+            return
         with self._write as db:
             # Compare-and-set in one statement: create if absent, or update the version read.
             if seen is None:
                 changed = db.execute(
                     "INSERT OR IGNORE INTO ike_sa VALUES (?, ?, ?, 1, ?, ?, ?)",
                     (spi_i, spi_r, self._node_id, sa.local_spi, remote_id, record),
-                ).rowcount
-            elif remote_id == seen.remote_id:
-                # Most writes (message IDs, windows, counters) leave the peer identity alone:
-                # its index is not touched.
-                changed = db.execute(
-                    "UPDATE ike_sa SET version = ?, record = ? "
-                    "WHERE spi_i = ? AND spi_r = ? AND owner = ? AND version = ?",
-                    (seen.version + 1, record, spi_i, spi_r, self._node_id, seen.version),
                 ).rowcount
             else:
                 changed = db.execute(
@@ -233,26 +251,9 @@ class SqliteStore:
                     ),
                 ).rowcount
             if changed != 1:
-                row = db.execute(
-                    "SELECT owner, version FROM ike_sa WHERE spi_i = ? AND spi_r = ?", key
-                ).fetchone()
-                raise self._conflict(key, row)
-            children = sa.child_sas
-            if (
-                seen is not None
-                and seen.marks.keys() == children.keys()
-                and all(child.seq_out <= seen.marks[spi] for spi, child in children.items())
-            ):
-                # The same Child SAs, indexed here when this version was read or written, and
-                # none past its reservation: the index rows are right as they are.
-                marks = seen.marks
-            else:
-                marks = self._index_children(db, sa)
-        if seen is not None and marks is seen.marks:
-            seen.version += 1
-            seen.remote_id = remote_id
-        else:
-            self._seen[key] = _Seen(1 if seen is None else seen.version + 1, remote_id, marks)
+                raise self._conflict(key, self._current(key))
+            marks = seen.marks if indexed and seen is not None else self._index_children(db, sa)
+        self._seen[key] = _Seen(1 if seen is None else seen.version + 1, remote_id, marks)
 
     @staticmethod
     def _index_children(db: sqlite3.Connection, sa: IkeSa) -> dict[bytes, int]:
@@ -283,6 +284,13 @@ class SqliteStore:
                 )
         return marks
 
+    def _current(self, key: SpiPair) -> tuple[str, int] | None:
+        """The owner and version of ``key``'s row as it is now (None if there is none)."""
+        row: tuple[str, int] | None = self._db.execute(
+            "SELECT owner, version FROM ike_sa WHERE spi_i = ? AND spi_r = ?", key
+        ).fetchone()
+        return row
+
     def _conflict(self, key: SpiPair, row: tuple[str, int] | None) -> WriteConflict:
         """Why the compare-and-set of ``key`` failed, given its row as it is now."""
         name = f"IKE SA {key[0].hex()}/{key[1].hex()}"
@@ -297,30 +305,56 @@ class SqliteStore:
         with self._errors:
             return self._db.execute(query, parameters).fetchall()
 
-    def _load(self, spi_i: bytes, spi_r: bytes, version: int, record: bytes) -> IkeSa:
+    def _load(
+        self,
+        spi_i: bytes,
+        spi_r: bytes,
+        version: int,
+        record: bytes,
+        indexed: Sequence[tuple[bytes, bytes]] = (),
+    ) -> IkeSa:
+        """The SA of a row read, its Child SAs' ``seq_out`` raised to their reservations.
+        ``indexed``: (spi_in, seq_reserved) of index rows under this SA read along with it;
+        the reservations of its other Child SAs are read here."""
+        key = (spi_i, spi_r)
         sa = self._sealer.open(record, spi_i, spi_r)
-        spis = list(sa.child_sas)
-        marks = {}
-        for spi_in, row_i, row_r, reserved in self._rows(
-            "SELECT spi_in, spi_i, spi_r, seq_reserved FROM child_sa "
-            f"WHERE spi_in IN ({_marks(len(spis))})",
-            spis,
-        ):
-            child = sa.child_sas.get(spi_in)
-            if child is not None:
-                # Resume above every number that may have been sent (reserved or recorded).
-                mark = int.from_bytes(reserved, "big")
-                child.seq_out = max(child.seq_out, mark)
-                if (row_i, row_r) == (spi_i, spi_r):
-                    marks[spi_in] = mark
-        self._seen[(spi_i, spi_r)] = _Seen(version, _identity_key(sa.remote_id), marks)
+        children = sa.child_sas
+        # Resume above every number that may have been sent (reserved or recorded). A mark is
+        # kept for the next put's compare only for rows under this SA.
+        marks = {
+            spi_in: int.from_bytes(reserved, "big")
+            for spi_in, reserved in indexed
+            if spi_in in children
+        }
+        raised = dict(marks)
+        elsewhere = [spi_in for spi_in in children if spi_in not in marks]
+        if elsewhere:
+            for spi_in, row_i, row_r, reserved in self._rows(
+                "SELECT spi_in, spi_i, spi_r, seq_reserved FROM child_sa "
+                f"WHERE spi_in IN ({_marks(len(elsewhere))})",
+                elsewhere,
+            ):
+                raised[spi_in] = int.from_bytes(reserved, "big")
+                if (row_i, row_r) == key:
+                    marks[spi_in] = raised[spi_in]
+        for spi_in, mark in raised.items():
+            child = children[spi_in]
+            child.seq_out = max(child.seq_out, mark)
+        self._seen[key] = _Seen(version, _identity_key(sa.remote_id), marks)
         return sa
 
     def get_ike_sa(self, spi_i: bytes, spi_r: bytes) -> IkeSa | None:
+        # The record and its index rows in one statement (one snapshot).
         rows = self._rows(
-            "SELECT version, record FROM ike_sa WHERE spi_i = ? AND spi_r = ?", (spi_i, spi_r)
+            "SELECT s.version, s.record, c.spi_in, c.seq_reserved FROM ike_sa AS s "
+            "LEFT JOIN child_sa AS c ON c.spi_i = s.spi_i AND c.spi_r = s.spi_r "
+            "WHERE s.spi_i = ? AND s.spi_r = ?",
+            (spi_i, spi_r),
         )
-        return self._load(spi_i, spi_r, *rows[0]) if rows else None
+        if not rows:
+            return None
+        indexed = [(spi_in, reserved) for _, _, spi_in, reserved in rows if spi_in is not None]
+        return self._load(spi_i, spi_r, rows[0][0], rows[0][1], indexed)
 
     def find_by_esp_spi(self, spi_in: bytes) -> IkeSa | None:
         rows = self._rows(

@@ -101,3 +101,49 @@ def test_failed_write_leaves_nothing_half_done(tmp_path: Path) -> None:
     store.put_ike_sa(changed)  # the compare-and-set still expects the version it read
     assert store.get_ike_sa(*sa.spis) == changed
     store.close()
+
+
+def test_update_while_the_write_lock_is_held_elsewhere_is_store_unavailable(
+    tmp_path: Path,
+) -> None:
+    """The single-statement update of a record (no index row changes) waits for the write
+    lock like a transaction does, and changes nothing when it cannot get it."""
+    path = tmp_path / "sa.db"
+    store = SqliteStore(path, STORE_KEY, timeout=0.05)
+    sa = make_sa(1)
+    store.put_ike_sa(sa)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    sa.next_request_id += 1
+    with pytest.raises(StoreUnavailable, match="locked"):
+        store.put_ike_sa(sa)
+    other.execute("ROLLBACK")
+    stored = SqliteStore(path, STORE_KEY).get_ike_sa(*sa.spis)
+    assert stored is not None and stored.next_request_id == sa.next_request_id - 1
+    store.put_ike_sa(sa)  # the version it read is still the stored one
+    stored = SqliteStore(path, STORE_KEY).get_ike_sa(*sa.spis)
+    assert stored is not None and stored.next_request_id == sa.next_request_id
+    other.close()
+    store.close()
+
+
+def test_record_read_while_its_child_sa_is_indexed_under_another_resumes_above_it(
+    tmp_path: Path,
+) -> None:
+    """Between the two writes of an IKE SA rekey (RFC 7296 §2.8) the old record still lists
+    the Child SA that the new one took over: loading it starts that Child SA's seq_out at its
+    reservation all the same (read by its SPI, not under the old SA)."""
+    store = SqliteStore(tmp_path / "sa.db", STORE_KEY)
+    old = make_sa(11)
+    store.put_ike_sa(old)
+    moved_spi, kept_spi = list(old.child_sas)
+    moved_limit = store.reserve_seq(moved_spi, 500)
+    kept_limit = store.reserve_seq(kept_spi, 300)
+    new = make_sa(12, children=0)
+    new.child_sas[moved_spi] = old.child_sas[moved_spi]
+    store.put_ike_sa(new)
+    loaded = SqliteStore(tmp_path / "sa.db", STORE_KEY).get_ike_sa(*old.spis)
+    assert loaded is not None
+    assert loaded.child_sas[moved_spi].seq_out == moved_limit
+    assert loaded.child_sas[kept_spi].seq_out == kept_limit
+    store.close()
