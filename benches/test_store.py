@@ -3,9 +3,9 @@
 - ``memory lookup by SPI pair`` / ``memory lookup by ESP SPI``: MemoryStore against a plain
   dict read ("peer"): the target is >= 1,000,000 lookups/s.
 - ``sqlite put SA <n>B``: SqliteStore against stdlib ``sqlite3`` with the same settings (WAL,
-  synchronous=FULL) doing the same write: "peer" = the same compare-and-set (read the
-  version, write a BLOB of the sealed record's size) in one ``BEGIN IMMEDIATE`` transaction;
-  "peer-bare" = only the BLOB write in its transaction.
+  synchronous=FULL) doing the same write: "peer" = the same compare-and-set (one ``UPDATE
+  ... WHERE version = ?`` of a BLOB of the sealed record's size, its own transaction);
+  "peer-bare" = only the BLOB write in a ``BEGIN IMMEDIATE`` transaction.
 - ``redis put SA <n>B``: RedisStore against the ``redis`` client on the same server: "peer" =
   the same compare-and-set by hand (``WATCH``, ``HGET`` version, ``MULTI``/``HSET``/``EXEC``:
   redis-py's documented optimistic-locking pattern), "peer-bare" = one ``HSET`` of the
@@ -16,10 +16,10 @@
 - ``... reserve 64 seq``: one sequence-number reservation (per 64 ESP packets) against the
   raw single-row/field increment in its transaction.
 
-The store's put encodes the record (binary format 2, ikecore/store/codec.py), seals its keys
-(AES-GCM under the sealer's subkey, sealing.py), checks owner and version and writes the record
-in one transaction; the index rows (Child SA SPIs, reservations, identity) are written only
-when they change, as after a Child SA is added.
+The store's put encodes the record (binary format 2, _fast/record.pyx), seals its keys
+(AES-GCM under the sealer's subkey, sealing.py), and checks owner and version and writes the
+record in one UPDATE; the index rows (Child SA SPIs, reservations, identity) are written, in one
+transaction with the record, only when they change, as after a Child SA is added.
 """
 
 from __future__ import annotations
@@ -156,15 +156,14 @@ def test_sqlite_put_raw(
     seen = [1]
 
     def put() -> None:
-        raw_sqlite.execute("BEGIN IMMEDIATE")
-        (version,) = raw_sqlite.execute(
-            "SELECT version FROM sa WHERE spi_i = ? AND spi_r = ?", SA.spis
-        ).fetchone()
-        assert version == seen[0]
-        raw_sqlite.execute(
-            "INSERT OR REPLACE INTO sa VALUES (?, ?, ?, ?)", (*SA.spis, version + 1, record)
-        )
-        raw_sqlite.execute("COMMIT")
+        # One UPDATE in autocommit mode is its own transaction (the write lock taken as the
+        # statement starts), the cheapest compare-and-set SQLite offers, as SqliteStore does.
+        version = seen[0]
+        changed = raw_sqlite.execute(
+            "UPDATE sa SET version = ?, record = ? WHERE spi_i = ? AND spi_r = ? AND version = ?",
+            (version + 1, record, *SA.spis, version),
+        ).rowcount
+        assert changed == 1
         seen[0] = version + 1
 
     benchmark(put)
