@@ -39,16 +39,10 @@ from libc.string cimport memcpy, memset
 from ikecore.errors import MalformedMessage, RemoteProtocolError
 
 
-cdef extern from "structmember.h":
-    ctypedef struct PyMemberDef:
-        int type
-        Py_ssize_t offset
-    int T_OBJECT_EX
+from ikecore._fast._slots cimport object_slot_offset
 
 
 cdef extern from "Python.h":
-    ctypedef struct PyMemberDescrObject:
-        PyMemberDef *d_member
     ctypedef struct PyTypeObject
     object PyType_GenericAlloc(PyTypeObject *type, Py_ssize_t nitems)
     long long PyLong_AsLongLongAndOverflow(object obj, int *overflow) except? -1
@@ -134,7 +128,6 @@ cdef dict _FIELDS = {
 
 cdef _Layout _make_layout(str name, type cls):
     cdef _Layout layout = _Layout()
-    cdef PyMemberDescrObject *member
     payload_type, names = _FIELDS[name]
     fields = getattr(cls, "__dataclass_fields__", None)
     if fields is None:
@@ -152,13 +145,7 @@ cdef _Layout _make_layout(str name, type cls):
     if sorted(instance_fields) != sorted(names) or len(names) > MAX_FIELDS:
         raise TypeError(f"{name}: expected a dataclass with fields {names}, got {instance_fields}")
     for i, field in enumerate(names):
-        descriptor = getattr(cls, field)
-        if type(descriptor).__name__ != "member_descriptor":
-            raise TypeError(f"{name}.{field} is not a slot (use @dataclass(slots=True))")
-        member = <PyMemberDescrObject *>descriptor
-        if member.d_member.type != T_OBJECT_EX:
-            raise TypeError(f"{name}.{field}: unexpected slot kind")
-        layout.off[i] = member.d_member.offset
+        layout.off[i] = object_slot_offset(cls, field)
     layout.cls = cls
     layout.payload_type = payload_type
     return layout

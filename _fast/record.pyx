@@ -78,7 +78,6 @@ from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memset
 
 import socket
-from types import MemberDescriptorType
 
 from ikecore.config import Identity, TrafficSelector
 from ikecore.constants import IdType
@@ -90,16 +89,10 @@ from ikecore.suites import EspTransforms, IkeTransforms
 __all__ = ["decode", "encode"]
 
 
-cdef extern from "structmember.h":
-    ctypedef struct PyMemberDef:
-        int type
-        Py_ssize_t offset
-    int T_OBJECT_EX
+from ikecore._fast._slots cimport object_slot_offset
 
 
 cdef extern from "Python.h":
-    ctypedef struct PyMemberDescrObject:
-        PyMemberDef *d_member
     unsigned long Py_TPFLAGS_HEAPTYPE
     unsigned long PyType_GetFlags(object type)
     PyTypeObject *Py_TYPE(object instance)
@@ -192,7 +185,6 @@ cdef int _bind(Layout *layout, type cls, tuple fields, object post_init=None) ex
     (the order of its dataclass fields, so `_make` takes the values of a positional call).
     Decoding skips ``__init__``, so the class may have no ``__new__`` and no
     ``__post_init__`` but ``post_init``, whose work `_decode_child` does."""
-    cdef PyMemberDescrObject *member
     if (
         cls.__bases__ != (object,)
         or not PyType_GetFlags(cls) & Py_TPFLAGS_HEAPTYPE
@@ -210,13 +202,7 @@ cdef int _bind(Layout *layout, type cls, tuple fields, object post_init=None) ex
             "(_fast/record.pyx) does not do when it decodes: update the codec"
         )
     for index, name in enumerate(fields):
-        descriptor = cls.__dict__[name]
-        if type(descriptor) is not MemberDescriptorType:
-            raise TypeError(f"{cls.__name__}.{name} is not a slot")
-        member = <PyMemberDescrObject *>descriptor
-        if member.d_member.type != T_OBJECT_EX:
-            raise TypeError(f"{cls.__name__}.{name} is not an object slot")
-        layout.offsets[index] = member.d_member.offset
+        layout.offsets[index] = object_slot_offset(cls, name)
     # The class and the names stay referenced by this module (_BOUND).
     layout.cls = <PyObject *>cls
     layout.fields = <PyObject *>fields
