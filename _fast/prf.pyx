@@ -66,7 +66,7 @@ cdef extern from *:
 
 cdef extern from "ikecore_sha256_ni.h" nogil:
     int ikecore_sha_ni_supported()
-    void ikecore_sha256_ni_first_block(const unsigned char *block, unsigned int *packed)
+    void ikecore_hmac_sha256_ni_key(const unsigned char *k0, unsigned int *inner, unsigned int *outer)
     void ikecore_hmac_sha256_ni(const unsigned int *inner, const unsigned int *outer,
                                 const unsigned char *message, size_t blocks, const unsigned char *tail,
                                 size_t tail_blocks, unsigned char *out)
@@ -373,19 +373,19 @@ cdef void _hmac_key(_PrfState *st, const uchar *key, size_t key_len) noexcept no
         _hash_finish(st, &st.work, 0, key, key_len, hashed_key)
         key = hashed_key
         key_len = st.out_len
-    for i in range(block):
-        pad[i] = (key[i] if i < key_len else 0) ^ 0x36
     if st.sha_ni:
-        ikecore_sha256_ni_first_block(pad, st.inner_packed)
-    else:
-        _hash_init(st.prf_id, &st.inner)
-        _compress(st.prf_id, &st.inner, pad)
-    for i in range(block):
-        pad[i] = (key[i] if i < key_len else 0) ^ 0x5c
-    if st.sha_ni:
-        ikecore_sha256_ni_first_block(pad, st.outer_packed)
+        # K0 only: the kernel XORs in ipad and opad and runs the two first blocks together
+        memcpy(pad, key, key_len)
+        memset(pad + key_len, 0, block - key_len)
+        ikecore_hmac_sha256_ni_key(pad, st.inner_packed, st.outer_packed)
         st.sha_ni_used = True
     else:
+        for i in range(block):
+            pad[i] = (key[i] if i < key_len else 0) ^ 0x36
+        _hash_init(st.prf_id, &st.inner)
+        _compress(st.prf_id, &st.inner, pad)
+        for i in range(block):
+            pad[i] = (key[i] if i < key_len else 0) ^ 0x5c
         _hash_init(st.prf_id, &st.outer)
         _compress(st.prf_id, &st.outer, pad)
         # the outer hash always covers K0 ^ opad and one digest: its padding never changes
