@@ -159,12 +159,15 @@ ikecore_sha256_ni_compress2(__m128i *abef_a, __m128i *cdgh_a, __m128i wa[4], __m
 }
 
 /*
- * The HMAC-SHA-256 key states (RFC 2104) of a key of at most one block: `k0` is K0, the key
- * zero-padded to 64 bytes. The K0 ^ ipad and K0 ^ opad blocks are independent compressions from
- * H(0) and run together on ikecore_sha256_ni_compress2; writes both packed states.
+ * The HMAC-SHA-256 key states (RFC 2104) of a key of at most one block. K0 is the key zero-padded
+ * to 64 bytes; `key` holds its first `key_len` bytes, a multiple of 16 (0 to 64): the zero words
+ * after them are made here, so a 32- or 64-byte key is read in place and never copied. The
+ * K0 ^ ipad and K0 ^ opad blocks are independent compressions from H(0) and run together on
+ * ikecore_sha256_ni_compress2; writes both packed states.
  */
-static IKECORE_SHA_NI_TARGET void ikecore_hmac_sha256_ni_key(const unsigned char k0[64],
-                                                              uint32_t inner[8], uint32_t outer[8])
+static IKECORE_SHA_NI_TARGET void ikecore_hmac_sha256_ni_key(const unsigned char *key,
+                                                              size_t key_len, uint32_t inner[8],
+                                                              uint32_t outer[8])
 {
     /* the pad bytes are the same in every byte, so XOR commutes with the byte swap */
     const __m128i ipad = _mm_set1_epi8(0x36), opad = _mm_set1_epi8(0x5c);
@@ -174,7 +177,8 @@ static IKECORE_SHA_NI_TARGET void ikecore_hmac_sha256_ni_key(const unsigned char
     __m128i w_i[4], w_o[4];
     int i;
     for (i = 0; i < 4; i++) {
-        __m128i key_words = ikecore_sha256_ni_words(k0 + 16 * i);
+        __m128i key_words = 16 * (size_t)i < key_len ? ikecore_sha256_ni_words(key + 16 * i)
+                                                     : _mm_setzero_si128();
         w_i[i] = _mm_xor_si128(key_words, ipad);
         w_o[i] = _mm_xor_si128(key_words, opad);
     }
@@ -242,10 +246,10 @@ static void ikecore_sha256_ni_first_block(const unsigned char block[64], uint32_
     (void)block;
     (void)packed;
 }
-static void ikecore_hmac_sha256_ni_key(const unsigned char k0[64], uint32_t inner[8],
+static void ikecore_hmac_sha256_ni_key(const unsigned char *key, size_t key_len, uint32_t inner[8],
                                        uint32_t outer[8])
 {
-    (void)k0, (void)inner, (void)outer;
+    (void)key, (void)key_len, (void)inner, (void)outer;
 }
 static void ikecore_hmac_sha256_ni(const uint32_t inner[8], const uint32_t outer[8],
                                    const unsigned char *message, size_t blocks,

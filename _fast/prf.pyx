@@ -66,7 +66,8 @@ cdef extern from *:
 
 cdef extern from "ikecore_sha256_ni.h" nogil:
     int ikecore_sha_ni_supported()
-    void ikecore_hmac_sha256_ni_key(const unsigned char *k0, unsigned int *inner, unsigned int *outer)
+    void ikecore_hmac_sha256_ni_key(const unsigned char *key, size_t key_len, unsigned int *inner,
+                                    unsigned int *outer)
     void ikecore_hmac_sha256_ni(const unsigned int *inner, const unsigned int *outer,
                                 const unsigned char *message, size_t blocks, const unsigned char *tail,
                                 size_t tail_blocks, unsigned char *out)
@@ -95,10 +96,17 @@ cdef union _HashCtx:
     SHA256_CTX sha256
     SHA512_CTX sha512
 
+cdef struct _Sha256NiKey:
+    # the HMAC states after K0 ^ ipad and K0 ^ opad in the kernel's packed layout
+    unsigned int inner[8]
+    unsigned int outer[8]
+
+
 cdef struct _PrfState:
     int prf_id
     size_t out_len
     size_t hash_state_len    # largest hash block of the portable HMAC keys so far (what _state_wipe clears)
+    size_t tail_used         # bytes of ``tail`` written so far (what _state_wipe clears)
     # HMAC: hash states after absorbing K0 ^ ipad and K0 ^ opad (RFC 2104)
     _HashCtx inner
     _HashCtx outer
@@ -113,8 +121,7 @@ cdef struct _PrfState:
     # HMAC-SHA-256 on the SHA-NI kernel (ikecore_sha256_ni.h): inner/outer in its packed layout
     bint sha_ni              # the current key is on the kernel
     bint sha_ni_used         # some key was (what _state_wipe clears)
-    unsigned int inner_packed[8]
-    unsigned int outer_packed[8]
+    _Sha256NiKey ni
 
 
 # SHA-NI is used where the CPU has it (_set_sha_ni turns it off, for the tests of both paths)
@@ -349,6 +356,8 @@ cdef void _hash_finish(_PrfState *st, _HashCtx *ctx, size_t prefix, const uchar 
         prefix += block
     memcpy(st.tail, data, n)
     padded = _pad(st.prf_id, st.tail, n, prefix)
+    if padded > st.tail_used:
+        st.tail_used = padded
     _compress(st.prf_id, ctx, st.tail)
     if padded > block:
         _compress(st.prf_id, ctx, st.tail + block)
@@ -374,10 +383,15 @@ cdef void _hmac_key(_PrfState *st, const uchar *key, size_t key_len) noexcept no
         key = hashed_key
         key_len = st.out_len
     if st.sha_ni:
-        # K0 only: the kernel XORs in ipad and opad and runs the two first blocks together
-        memcpy(pad, key, key_len)
-        memset(pad + key_len, 0, block - key_len)
-        ikecore_hmac_sha256_ni_key(pad, st.inner_packed, st.outer_packed)
+        # the kernel XORs in ipad and opad and runs the two first blocks together
+        if key_len % 16 == 0:
+            # K0's zero padding is whole 16-byte words, which the kernel makes: no copy
+            ikecore_hmac_sha256_ni_key(key, key_len, st.ni.inner, st.ni.outer)
+        else:
+            memcpy(pad, key, key_len)
+            memset(pad + key_len, 0, block - key_len)
+            ikecore_hmac_sha256_ni_key(pad, block, st.ni.inner, st.ni.outer)
+            OPENSSL_cleanse(pad, key_len)
         st.sha_ni_used = True
     else:
         for i in range(block):
@@ -390,7 +404,7 @@ cdef void _hmac_key(_PrfState *st, const uchar *key, size_t key_len) noexcept no
         _compress(st.prf_id, &st.outer, pad)
         # the outer hash always covers K0 ^ opad and one digest: its padding never changes
         _pad(st.prf_id, st.outer_tail, st.out_len, block)
-    OPENSSL_cleanse(pad, block)
+        OPENSSL_cleanse(pad, block)
     if long_key:
         OPENSSL_cleanse(hashed_key, MAX_OUT)
 
@@ -409,7 +423,9 @@ cdef inline void _hmac(_PrfState *st, const uchar *data, size_t n, uchar *out) n
         whole = n // 64
         memcpy(st.tail, data + 64 * whole, n - 64 * whole)
         padded = _pad(st.prf_id, st.tail, n - 64 * whole, 64 + 64 * whole)
-        ikecore_hmac_sha256_ni(st.inner_packed, st.outer_packed, data, whole, st.tail, padded // 64, out)
+        if padded > st.tail_used:
+            st.tail_used = padded
+        ikecore_hmac_sha256_ni(st.ni.inner, st.ni.outer, data, whole, st.tail, padded // 64, out)
         return
     _copy_words(st.prf_id, &st.work, &st.inner)
     _hash_finish(st, &st.work, _hash_block(st.prf_id), data, n, st.outer_tail)
@@ -420,7 +436,7 @@ cdef inline void _hmac_padded(_PrfState *st, const uchar *message, size_t padded
     """HMAC of a message already followed by its padding (see ``_pad``)."""
     cdef size_t block = _hash_block(st.prf_id), offset = 0
     if st.sha_ni:
-        ikecore_hmac_sha256_ni(st.inner_packed, st.outer_packed, message, padded // 64, NULL, 0, out)
+        ikecore_hmac_sha256_ni(st.ni.inner, st.ni.outer, message, padded // 64, NULL, 0, out)
         return
     _copy_words(st.prf_id, &st.work, &st.inner)
     while offset < padded:
@@ -550,7 +566,7 @@ cdef inline void _state_new(_PrfState *st) noexcept nogil:
     st.cipher = NULL
     st.sha_ni = st.sha_ni_used = False
     st.prf_id = 0
-    st.hash_state_len = 0
+    st.hash_state_len = st.tail_used = 0
 
 
 cdef void _state_wipe(_PrfState *st) noexcept nogil:
@@ -563,13 +579,12 @@ cdef void _state_wipe(_PrfState *st) noexcept nogil:
         OPENSSL_cleanse(&st.inner, st.hash_state_len)
         OPENSSL_cleanse(&st.outer, st.hash_state_len)
         OPENSSL_cleanse(&st.work, st.hash_state_len)
-        OPENSSL_cleanse(st.tail, 2 * st.hash_state_len)
         OPENSSL_cleanse(st.outer_tail, st.hash_state_len)
     if st.sha_ni_used:
-        # the packed states and the padded message tails of _hmac
-        OPENSSL_cleanse(st.inner_packed, sizeof(st.inner_packed))
-        OPENSSL_cleanse(st.outer_packed, sizeof(st.outer_packed))
-        OPENSSL_cleanse(st.tail, 128)
+        OPENSSL_cleanse(&st.ni, sizeof(st.ni))
+    if st.tail_used:
+        # the padded message tails of the MACs
+        OPENSSL_cleanse(st.tail, st.tail_used)
 
 
 cdef inline int _mac(_PrfState *st, const uchar *data, size_t n, uchar *out) except -1:
