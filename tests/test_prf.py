@@ -116,7 +116,9 @@ def test_psk_auth_matches_the_reference(prf_id: PrfId, psk: bytes, octets: bytes
 # block, longer (hashed first). On the SHA-NI path every class ends in the 2-lane kernel that
 # compresses the K0 ^ ipad and K0 ^ opad blocks together.
 SHA256_KEYS = st.one_of(
-    st.binary(max_size=63), st.binary(min_size=64, max_size=64), st.binary(min_size=65, max_size=300)
+    st.binary(max_size=63),
+    st.binary(min_size=64, max_size=64),
+    st.binary(min_size=65, max_size=300),
 )
 
 
