@@ -101,10 +101,11 @@ static const uint32_t ikecore_sha256_ni_initial[8] __attribute__((aligned(16))) 
     0x5be0cd19, 0x1f83d9ab, 0xa54ff53a, 0x3c6ef372, /* H G D C */
 };
 
-/* The state after one block from the initial hash value, packed: the HMAC states after
- * K0 ^ ipad and K0 ^ opad. */
-static IKECORE_SHA_NI_TARGET void ikecore_sha256_ni_first_block(const unsigned char block[64],
-                                                                uint32_t packed[8])
+/* The state after one block from the initial hash value, packed: an HMAC state after K0 ^ ipad
+ * or K0 ^ opad, one at a time. prf.pyx keys with ikecore_hmac_sha256_ni_key; this single-lane
+ * form is what the c-limit of benches/test_prf.py (prf_c_loop.c, a plain sequential loop) runs. */
+static inline IKECORE_SHA_NI_TARGET void
+ikecore_sha256_ni_first_block(const unsigned char block[64], uint32_t packed[8])
 {
     __m128i abef = _mm_load_si128((const __m128i *)ikecore_sha256_ni_initial);
     __m128i cdgh = _mm_load_si128((const __m128i *)(ikecore_sha256_ni_initial + 4));
@@ -165,9 +166,9 @@ ikecore_sha256_ni_compress2(__m128i *abef_a, __m128i *cdgh_a, __m128i wa[4], __m
  * K0 ^ ipad and K0 ^ opad blocks are independent compressions from H(0) and run together on
  * ikecore_sha256_ni_compress2; writes both packed states.
  */
-static IKECORE_SHA_NI_TARGET void ikecore_hmac_sha256_ni_key(const unsigned char *key,
-                                                              size_t key_len, uint32_t inner[8],
-                                                              uint32_t outer[8])
+static inline IKECORE_SHA_NI_TARGET void
+ikecore_hmac_sha256_ni_key(const unsigned char *key, size_t key_len, uint32_t inner[8],
+                           uint32_t outer[8])
 {
     /* the pad bytes are the same in every byte, so XOR commutes with the byte swap */
     const __m128i ipad = _mm_set1_epi8(0x36), opad = _mm_set1_epi8(0x5c);
@@ -241,13 +242,14 @@ static IKECORE_SHA_NI_TARGET void ikecore_hmac_sha256_ni(const uint32_t inner[8]
 #define IKECORE_SHA_NI 0
 
 static int ikecore_sha_ni_supported(void) { return 0; }
-static void ikecore_sha256_ni_first_block(const unsigned char block[64], uint32_t packed[8])
+/* never called where ikecore_sha_ni_supported() is 0; here so that every caller builds */
+static inline void ikecore_sha256_ni_first_block(const unsigned char block[64], uint32_t packed[8])
 {
     (void)block;
     (void)packed;
 }
-static void ikecore_hmac_sha256_ni_key(const unsigned char *key, size_t key_len, uint32_t inner[8],
-                                       uint32_t outer[8])
+static inline void ikecore_hmac_sha256_ni_key(const unsigned char *key, size_t key_len,
+                                              uint32_t inner[8], uint32_t outer[8])
 {
     (void)key, (void)key_len, (void)inner, (void)outer;
 }

@@ -7,7 +7,9 @@ The keyed state of a PRF is computed once per key and reused for every prf+ bloc
   MAC starts from them (32 or 64 bytes, no allocation) and pads the message tail itself. A prf+
   block of HMAC-SHA-256 over Ni | Nr | SPIi | SPIr is three compressions, the minimum.
   HMAC-SHA-256 on a CPU with the SHA extensions runs on the kernel of ikecore_sha256_ni.h (the
-  inner and outer hash in one function, the state in registers). The other hashes, and SHA-256
+  inner and outer hash in one function, the state in registers; the K0 ^ ipad and K0 ^ opad
+  blocks of a key, which do not depend on each other, interleaved on one 2-lane compression,
+  and a key of 16, 32, 48 or 64 bytes read in place). The other hashes, and SHA-256
   elsewhere, call libcrypto's one-block compression, SHA*_Init/SHA*_Transform: deprecated in
   OpenSSL 3.0 (absent from builds with no-deprecated) but exported by every 3.x, and kept on
   purpose. The non-deprecated ways to resume a keyed state cost more than the hashing, measured
