@@ -8,6 +8,11 @@
  * machine of the benches an HMAC of a prf+ block takes 0.66-0.72 of the time of the
  * SHA256_Transform path in a C loop, and a whole IKE SA key schedule call 0.86-0.94.
  *
+ * The two first blocks of an HMAC key (K0 ^ ipad, K0 ^ opad) do not depend on each other; they
+ * run interleaved on one 2-lane compression (ikecore_hmac_sha256_ni_key). Measured here, one
+ * compression takes 47 ns and two interleaved 69 ns: SHA256RNDS2 has a latency of 1.4 ns and a
+ * throughput of one per 1.05 ns, so a second stream fills only part of the wait.
+ *
  * The compression is FIPS 180-4 §6.2.2, written from Intel's description of SHA256RNDS2,
  * SHA256MSG1 and SHA256MSG2 (each round pair takes W[t] + K[t] for two rounds). It is used only
  * where CPUID reports SHA, SSSE3 and SSE4.1; keys longer than a block are hashed first by the
@@ -90,32 +95,99 @@ ikecore_sha256_ni_compress(__m128i *abef, __m128i *cdgh, __m128i w0, __m128i w1,
     *cdgh = _mm_add_epi32(state1, *cdgh);
 }
 
-/* The chaining value H0..H7 (FIPS 180-4 order) as packed[8] = ABEF | CDGH lanes. */
-static IKECORE_SHA_NI_TARGET void ikecore_sha256_ni_pack(const uint32_t h[8], uint32_t packed[8])
-{
-    __m128i dcba = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)h), 0xb1);      /* C D A B */
-    __m128i hgfe = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(h + 4)), 0x1b); /* H G F E */
-    _mm_storeu_si128((__m128i *)packed, _mm_alignr_epi8(dcba, hgfe, 8));               /* F E B A */
-    _mm_storeu_si128((__m128i *)(packed + 4), _mm_blend_epi16(hgfe, dcba, 0xf0));      /* H G D C */
-}
+/* The initial hash value H(0) of FIPS 180-4 §5.3.3, packed (ABEF | CDGH lanes, see _pack). */
+static const uint32_t ikecore_sha256_ni_initial[8] __attribute__((aligned(16))) = {
+    0x9b05688c, 0x510e527f, 0xbb67ae85, 0x6a09e667, /* F E B A */
+    0x5be0cd19, 0x1f83d9ab, 0xa54ff53a, 0x3c6ef372, /* H G D C */
+};
 
-/* The state after one block from the initial hash value (FIPS 180-4 §5.3.3), packed: the
- * HMAC states after K0 ^ ipad and K0 ^ opad. */
-static IKECORE_SHA_NI_TARGET void ikecore_sha256_ni_first_block(const unsigned char block[64],
-                                                                uint32_t packed[8])
+/* The state after one block from the initial hash value, packed: an HMAC state after K0 ^ ipad
+ * or K0 ^ opad, one at a time. prf.pyx keys with ikecore_hmac_sha256_ni_key; this single-lane
+ * form is what the c-limit of benches/test_prf.py (prf_c_loop.c, a plain sequential loop) runs. */
+static inline IKECORE_SHA_NI_TARGET void
+ikecore_sha256_ni_first_block(const unsigned char block[64], uint32_t packed[8])
 {
-    static const uint32_t initial[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                        0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    __m128i abef, cdgh;
-    ikecore_sha256_ni_pack(initial, packed);
-    abef = _mm_loadu_si128((const __m128i *)packed);
-    cdgh = _mm_loadu_si128((const __m128i *)(packed + 4));
+    __m128i abef = _mm_load_si128((const __m128i *)ikecore_sha256_ni_initial);
+    __m128i cdgh = _mm_load_si128((const __m128i *)(ikecore_sha256_ni_initial + 4));
     ikecore_sha256_ni_compress(&abef, &cdgh, ikecore_sha256_ni_words(block),
                                ikecore_sha256_ni_words(block + 16),
                                ikecore_sha256_ni_words(block + 32),
                                ikecore_sha256_ni_words(block + 48));
     _mm_storeu_si128((__m128i *)packed, abef);
     _mm_storeu_si128((__m128i *)(packed + 4), cdgh);
+}
+
+/*
+ * Two independent compressions, (abef_a, cdgh_a) over wa[0..3] and (abef_b, cdgh_b) over
+ * wb[0..3], round group by round group. SHA256RNDS2 is bound by its latency: each pair of rounds
+ * waits for the previous one, so one stream leaves the unit idle most of the time and a second,
+ * independent stream fills those cycles. Two compressions this way cost little more than one.
+ */
+static inline __attribute__((always_inline)) IKECORE_SHA_NI_TARGET void
+ikecore_sha256_ni_compress2(__m128i *abef_a, __m128i *cdgh_a, __m128i wa[4], __m128i *abef_b,
+                            __m128i *cdgh_b, __m128i wb[4])
+{
+    __m128i state0_a = *abef_a, state1_a = *cdgh_a, state0_b = *abef_b, state1_b = *cdgh_b;
+    __m128i k, wk_a, wk_b, next_a, next_b;
+    int group;
+#if defined(__clang__)
+#pragma clang loop unroll(full)
+#else
+#pragma GCC unroll 16
+#endif
+    for (group = 0; group < 16; group++) {
+        k = _mm_load_si128((const __m128i *)(ikecore_sha256_k + 4 * group));
+        wk_a = _mm_add_epi32(wa[group & 3], k);
+        wk_b = _mm_add_epi32(wb[group & 3], k);
+        state1_a = _mm_sha256rnds2_epu32(state1_a, state0_a, wk_a);
+        state1_b = _mm_sha256rnds2_epu32(state1_b, state0_b, wk_b);
+        state0_a = _mm_sha256rnds2_epu32(state0_a, state1_a, _mm_shuffle_epi32(wk_a, 0x0e));
+        state0_b = _mm_sha256rnds2_epu32(state0_b, state1_b, _mm_shuffle_epi32(wk_b, 0x0e));
+        if (group < 12) {
+            /* the message schedule of ikecore_sha256_ni_compress, for each stream */
+            next_a = _mm_sha256msg1_epu32(wa[group & 3], wa[(group + 1) & 3]);
+            next_b = _mm_sha256msg1_epu32(wb[group & 3], wb[(group + 1) & 3]);
+            next_a = _mm_add_epi32(next_a, _mm_alignr_epi8(wa[(group + 3) & 3], wa[(group + 2) & 3], 4));
+            next_b = _mm_add_epi32(next_b, _mm_alignr_epi8(wb[(group + 3) & 3], wb[(group + 2) & 3], 4));
+            wa[group & 3] = _mm_sha256msg2_epu32(next_a, wa[(group + 3) & 3]);
+            wb[group & 3] = _mm_sha256msg2_epu32(next_b, wb[(group + 3) & 3]);
+        }
+    }
+    *abef_a = _mm_add_epi32(state0_a, *abef_a);
+    *cdgh_a = _mm_add_epi32(state1_a, *cdgh_a);
+    *abef_b = _mm_add_epi32(state0_b, *abef_b);
+    *cdgh_b = _mm_add_epi32(state1_b, *cdgh_b);
+}
+
+/*
+ * The HMAC-SHA-256 key states (RFC 2104) of a key of at most one block. K0 is the key zero-padded
+ * to 64 bytes; `key` holds its first `key_len` bytes, a multiple of 16 (0 to 64): the zero words
+ * after them are made here, so a 32- or 64-byte key is read in place and never copied. The
+ * K0 ^ ipad and K0 ^ opad blocks are independent compressions from H(0) and run together on
+ * ikecore_sha256_ni_compress2; writes both packed states.
+ */
+static inline IKECORE_SHA_NI_TARGET void
+ikecore_hmac_sha256_ni_key(const unsigned char *key, size_t key_len, uint32_t inner[8],
+                           uint32_t outer[8])
+{
+    /* the pad bytes are the same in every byte, so XOR commutes with the byte swap */
+    const __m128i ipad = _mm_set1_epi8(0x36), opad = _mm_set1_epi8(0x5c);
+    __m128i abef_i = _mm_load_si128((const __m128i *)ikecore_sha256_ni_initial);
+    __m128i cdgh_i = _mm_load_si128((const __m128i *)(ikecore_sha256_ni_initial + 4));
+    __m128i abef_o = abef_i, cdgh_o = cdgh_i;
+    __m128i w_i[4], w_o[4];
+    int i;
+    for (i = 0; i < 4; i++) {
+        __m128i key_words = 16 * (size_t)i < key_len ? ikecore_sha256_ni_words(key + 16 * i)
+                                                     : _mm_setzero_si128();
+        w_i[i] = _mm_xor_si128(key_words, ipad);
+        w_o[i] = _mm_xor_si128(key_words, opad);
+    }
+    ikecore_sha256_ni_compress2(&abef_i, &cdgh_i, w_i, &abef_o, &cdgh_o, w_o);
+    _mm_storeu_si128((__m128i *)inner, abef_i);
+    _mm_storeu_si128((__m128i *)(inner + 4), cdgh_i);
+    _mm_storeu_si128((__m128i *)outer, abef_o);
+    _mm_storeu_si128((__m128i *)(outer + 4), cdgh_o);
 }
 
 /* The state as message words: (A B C D) and (E F G H) in lanes 0..3. */
@@ -170,10 +242,16 @@ static IKECORE_SHA_NI_TARGET void ikecore_hmac_sha256_ni(const uint32_t inner[8]
 #define IKECORE_SHA_NI 0
 
 static int ikecore_sha_ni_supported(void) { return 0; }
-static void ikecore_sha256_ni_first_block(const unsigned char block[64], uint32_t packed[8])
+/* never called where ikecore_sha_ni_supported() is 0; here so that every caller builds */
+static inline void ikecore_sha256_ni_first_block(const unsigned char block[64], uint32_t packed[8])
 {
     (void)block;
     (void)packed;
+}
+static inline void ikecore_hmac_sha256_ni_key(const unsigned char *key, size_t key_len,
+                                              uint32_t inner[8], uint32_t outer[8])
+{
+    (void)key, (void)key_len, (void)inner, (void)outer;
 }
 static void ikecore_hmac_sha256_ni(const uint32_t inner[8], const uint32_t outer[8],
                                    const unsigned char *message, size_t blocks,

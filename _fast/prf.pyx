@@ -7,7 +7,9 @@ The keyed state of a PRF is computed once per key and reused for every prf+ bloc
   MAC starts from them (32 or 64 bytes, no allocation) and pads the message tail itself. A prf+
   block of HMAC-SHA-256 over Ni | Nr | SPIi | SPIr is three compressions, the minimum.
   HMAC-SHA-256 on a CPU with the SHA extensions runs on the kernel of ikecore_sha256_ni.h (the
-  inner and outer hash in one function, the state in registers). The other hashes, and SHA-256
+  inner and outer hash in one function, the state in registers; the K0 ^ ipad and K0 ^ opad
+  blocks of a key, which do not depend on each other, interleaved on one 2-lane compression,
+  and a key of 16, 32, 48 or 64 bytes read in place). The other hashes, and SHA-256
   elsewhere, call libcrypto's one-block compression, SHA*_Init/SHA*_Transform: deprecated in
   OpenSSL 3.0 (absent from builds with no-deprecated) but exported by every 3.x, and kept on
   purpose. The non-deprecated ways to resume a keyed state cost more than the hashing, measured
@@ -66,7 +68,8 @@ cdef extern from *:
 
 cdef extern from "ikecore_sha256_ni.h" nogil:
     int ikecore_sha_ni_supported()
-    void ikecore_sha256_ni_first_block(const unsigned char *block, unsigned int *packed)
+    void ikecore_hmac_sha256_ni_key(const unsigned char *key, size_t key_len, unsigned int *inner,
+                                    unsigned int *outer)
     void ikecore_hmac_sha256_ni(const unsigned int *inner, const unsigned int *outer,
                                 const unsigned char *message, size_t blocks, const unsigned char *tail,
                                 size_t tail_blocks, unsigned char *out)
@@ -95,10 +98,17 @@ cdef union _HashCtx:
     SHA256_CTX sha256
     SHA512_CTX sha512
 
+cdef struct _Sha256NiKey:
+    # the HMAC states after K0 ^ ipad and K0 ^ opad in the kernel's packed layout
+    unsigned int inner[8]
+    unsigned int outer[8]
+
+
 cdef struct _PrfState:
     int prf_id
     size_t out_len
     size_t hash_state_len    # largest hash block of the portable HMAC keys so far (what _state_wipe clears)
+    size_t tail_used         # bytes of ``tail`` written so far (what _state_wipe clears)
     # HMAC: hash states after absorbing K0 ^ ipad and K0 ^ opad (RFC 2104)
     _HashCtx inner
     _HashCtx outer
@@ -113,8 +123,7 @@ cdef struct _PrfState:
     # HMAC-SHA-256 on the SHA-NI kernel (ikecore_sha256_ni.h): inner/outer in its packed layout
     bint sha_ni              # the current key is on the kernel
     bint sha_ni_used         # some key was (what _state_wipe clears)
-    unsigned int inner_packed[8]
-    unsigned int outer_packed[8]
+    _Sha256NiKey ni
 
 
 # SHA-NI is used where the CPU has it (_set_sha_ni turns it off, for the tests of both paths)
@@ -349,6 +358,8 @@ cdef void _hash_finish(_PrfState *st, _HashCtx *ctx, size_t prefix, const uchar 
         prefix += block
     memcpy(st.tail, data, n)
     padded = _pad(st.prf_id, st.tail, n, prefix)
+    if padded > st.tail_used:
+        st.tail_used = padded
     _compress(st.prf_id, ctx, st.tail)
     if padded > block:
         _compress(st.prf_id, ctx, st.tail + block)
@@ -373,24 +384,29 @@ cdef void _hmac_key(_PrfState *st, const uchar *key, size_t key_len) noexcept no
         _hash_finish(st, &st.work, 0, key, key_len, hashed_key)
         key = hashed_key
         key_len = st.out_len
-    for i in range(block):
-        pad[i] = (key[i] if i < key_len else 0) ^ 0x36
     if st.sha_ni:
-        ikecore_sha256_ni_first_block(pad, st.inner_packed)
-    else:
-        _hash_init(st.prf_id, &st.inner)
-        _compress(st.prf_id, &st.inner, pad)
-    for i in range(block):
-        pad[i] = (key[i] if i < key_len else 0) ^ 0x5c
-    if st.sha_ni:
-        ikecore_sha256_ni_first_block(pad, st.outer_packed)
+        # the kernel XORs in ipad and opad and runs the two first blocks together
+        if key_len % 16 == 0:
+            # K0's zero padding is whole 16-byte words, which the kernel makes: no copy
+            ikecore_hmac_sha256_ni_key(key, key_len, st.ni.inner, st.ni.outer)
+        else:
+            memcpy(pad, key, key_len)
+            memset(pad + key_len, 0, block - key_len)
+            ikecore_hmac_sha256_ni_key(pad, block, st.ni.inner, st.ni.outer)
+            OPENSSL_cleanse(pad, key_len)
         st.sha_ni_used = True
     else:
+        for i in range(block):
+            pad[i] = (key[i] if i < key_len else 0) ^ 0x36
+        _hash_init(st.prf_id, &st.inner)
+        _compress(st.prf_id, &st.inner, pad)
+        for i in range(block):
+            pad[i] = (key[i] if i < key_len else 0) ^ 0x5c
         _hash_init(st.prf_id, &st.outer)
         _compress(st.prf_id, &st.outer, pad)
         # the outer hash always covers K0 ^ opad and one digest: its padding never changes
         _pad(st.prf_id, st.outer_tail, st.out_len, block)
-    OPENSSL_cleanse(pad, block)
+        OPENSSL_cleanse(pad, block)
     if long_key:
         OPENSSL_cleanse(hashed_key, MAX_OUT)
 
@@ -409,7 +425,9 @@ cdef inline void _hmac(_PrfState *st, const uchar *data, size_t n, uchar *out) n
         whole = n // 64
         memcpy(st.tail, data + 64 * whole, n - 64 * whole)
         padded = _pad(st.prf_id, st.tail, n - 64 * whole, 64 + 64 * whole)
-        ikecore_hmac_sha256_ni(st.inner_packed, st.outer_packed, data, whole, st.tail, padded // 64, out)
+        if padded > st.tail_used:
+            st.tail_used = padded
+        ikecore_hmac_sha256_ni(st.ni.inner, st.ni.outer, data, whole, st.tail, padded // 64, out)
         return
     _copy_words(st.prf_id, &st.work, &st.inner)
     _hash_finish(st, &st.work, _hash_block(st.prf_id), data, n, st.outer_tail)
@@ -420,7 +438,7 @@ cdef inline void _hmac_padded(_PrfState *st, const uchar *message, size_t padded
     """HMAC of a message already followed by its padding (see ``_pad``)."""
     cdef size_t block = _hash_block(st.prf_id), offset = 0
     if st.sha_ni:
-        ikecore_hmac_sha256_ni(st.inner_packed, st.outer_packed, message, padded // 64, NULL, 0, out)
+        ikecore_hmac_sha256_ni(st.ni.inner, st.ni.outer, message, padded // 64, NULL, 0, out)
         return
     _copy_words(st.prf_id, &st.work, &st.inner)
     while offset < padded:
@@ -550,7 +568,7 @@ cdef inline void _state_new(_PrfState *st) noexcept nogil:
     st.cipher = NULL
     st.sha_ni = st.sha_ni_used = False
     st.prf_id = 0
-    st.hash_state_len = 0
+    st.hash_state_len = st.tail_used = 0
 
 
 cdef void _state_wipe(_PrfState *st) noexcept nogil:
@@ -563,13 +581,12 @@ cdef void _state_wipe(_PrfState *st) noexcept nogil:
         OPENSSL_cleanse(&st.inner, st.hash_state_len)
         OPENSSL_cleanse(&st.outer, st.hash_state_len)
         OPENSSL_cleanse(&st.work, st.hash_state_len)
-        OPENSSL_cleanse(st.tail, 2 * st.hash_state_len)
         OPENSSL_cleanse(st.outer_tail, st.hash_state_len)
     if st.sha_ni_used:
-        # the packed states and the padded message tails of _hmac
-        OPENSSL_cleanse(st.inner_packed, sizeof(st.inner_packed))
-        OPENSSL_cleanse(st.outer_packed, sizeof(st.outer_packed))
-        OPENSSL_cleanse(st.tail, 128)
+        OPENSSL_cleanse(&st.ni, sizeof(st.ni))
+    if st.tail_used:
+        # the padded message tails of the MACs
+        OPENSSL_cleanse(st.tail, st.tail_used)
 
 
 cdef inline int _mac(_PrfState *st, const uchar *data, size_t n, uchar *out) except -1:
@@ -898,25 +915,45 @@ cdef struct _Suite:
     size_t encr_len
 
 
+@cython.final
+cdef class _KeySchedule:
+    """What the native IKE key schedules read from an IkeSuite: its PRF and key lengths, checked
+    once when the suite is made (IkeSuite._key_schedule). A native record rather than a tuple:
+    unpacking and checking a tuple of ints on every key schedule cost 0.04 of the call."""
+
+    cdef _Suite suite
+
+    def __init__(self, prf_id, integ_key_len, encr_key_len):
+        cdef size_t h
+        self.suite.prf_id = _prf_id(prf_id, "suite.prf")
+        h = _output_length(self.suite.prf_id)
+        self.suite.integ_len = _length(integ_key_len, "suite.integ_key_len")
+        self.suite.encr_len = _length(encr_key_len, "suite.encr_key_len")
+        # each length on its own first, so that the sum cannot wrap around
+        _check_blocks(self.suite.integ_len, h, self.suite.prf_id)
+        _check_blocks(self.suite.encr_len, h, self.suite.prf_id)
+        _check_blocks(3 * h + 2 * self.suite.integ_len + 2 * self.suite.encr_len, h, self.suite.prf_id)
+
+    def __reduce__(self):
+        return (_KeySchedule, (self.suite.prf_id, self.suite.integ_len, self.suite.encr_len))
+
+    def __repr__(self):
+        return (f"_KeySchedule(prf={self.suite.prf_id}, integ_key_len={self.suite.integ_len}, "
+                f"encr_key_len={self.suite.encr_len})")
+
+
 cdef int _suite(_Suite *out, object suite) except -1:
-    """The PRF and key lengths of an IkeSuite, from the one tuple it keeps for this (read once
-    instead of three attributes; checked again here, the suite is duck-typed)."""
-    cdef size_t h
+    """The PRF and key lengths of an IkeSuite, from the record it keeps for this (one attribute
+    read; the suite is duck-typed, the record is the checked part)."""
     try:
         schedule = suite._key_schedule
     except AttributeError:
         raise TypeError(f"suite must be an IkeSuite, not {type(suite).__name__}") from None
-    if type(schedule) is not tuple or len(<tuple>schedule) != 3:
-        raise TypeError("suite._key_schedule must be a tuple (prf, integ_key_len, encr_key_len)")
-    prf_id, integ_key_len, encr_key_len = <tuple>schedule
-    out.prf_id = _prf_id(prf_id, "suite.prf")
-    h = _output_length(out.prf_id)
-    out.integ_len = _length(integ_key_len, "suite.integ_key_len")
-    out.encr_len = _length(encr_key_len, "suite.encr_key_len")
-    # each length on its own first, so that the sum cannot wrap around
-    _check_blocks(out.integ_len, h, out.prf_id)
-    _check_blocks(out.encr_len, h, out.prf_id)
-    _check_blocks(3 * h + 2 * out.integ_len + 2 * out.encr_len, h, out.prf_id)
+    if type(schedule) is not _KeySchedule:
+        raise TypeError(
+            f"suite._key_schedule must be an ikecore._fast.prf._KeySchedule, not {type(schedule).__name__}"
+        )
+    out[0] = (<_KeySchedule>schedule).suite
     return 0
 
 

@@ -91,8 +91,8 @@ class IkeSuite:
     encr_key_len: int = field(init=False, repr=False, compare=False)
     integ_key_len: int = field(init=False, repr=False, compare=False)
     prf_key_len: int = field(init=False, repr=False, compare=False)
-    # (prf, integ_key_len, encr_key_len): what the native key schedules read, in one attribute
-    _key_schedule: tuple[int, int, int] = field(init=False, repr=False, compare=False)
+    # the PRF and key lengths, checked once: what the native key schedules read, in one attribute
+    _key_schedule: _prf._KeySchedule = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # the engine makes a suite for every key derivation: one table look-up when all is well
@@ -125,7 +125,9 @@ class IkeSuite:
         object.__setattr__(self, "encr_key_len", encr_key_len)
         object.__setattr__(self, "integ_key_len", integ_key_len)
         object.__setattr__(self, "prf_key_len", _prf.output_length(self.prf))
-        object.__setattr__(self, "_key_schedule", (int(self.prf), integ_key_len, encr_key_len))
+        object.__setattr__(
+            self, "_key_schedule", _prf._KeySchedule(self.prf, integ_key_len, encr_key_len)
+        )
 
     def _type_error(self) -> TypeError:
         for name in ("encr", "key_bits", "prf", "integ", "dh"):

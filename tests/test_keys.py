@@ -3,6 +3,8 @@ XCBC/CMAC chains, the RFC 7791 clone scenario, a differential oracle and bad arg
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import pickle
 from typing import Any
 
@@ -268,6 +270,20 @@ def test_key_records_are_immutable_and_never_show_keys() -> None:
     )
 
 
+def test_suites_pickle_copy_and_replace_with_their_key_schedule() -> None:
+    # the native record an IkeSuite keeps for the schedules travels with it
+    args = (b"n" * 32, b"r" * 32, b"g" * 32, b"i" * 8, b"j" * 8)
+    cbc = IkeSuite(EncrId.AES_CBC, 128, PrfId.HMAC_SHA2_384, IntegId.HMAC_SHA2_256_128)
+    for suite in (GCM256_SHA256, cbc):
+        expected = ike_keys_initial(suite, *args)
+        for again in (pickle.loads(pickle.dumps(suite)), copy.deepcopy(suite), copy.copy(suite)):
+            assert again == suite
+            assert ike_keys_initial(again, *args) == expected
+    aes256 = dataclasses.replace(cbc, key_bits=256)
+    assert len(ike_keys_initial(aes256, *args).sk_ei) == 32
+    assert "prf=6, integ_key_len=32, encr_key_len=16" in repr(cbc._key_schedule)
+
+
 def test_key_records_compare_hash_and_pickle_by_value() -> None:
     args = (b"n" * 32, b"r" * 32, b"g" * 32, b"i" * 8, b"j" * 8)
     keys = ike_keys_initial(GCM256_SHA256, *args)
@@ -305,7 +321,7 @@ class _LooseSuite:
     """What the native schedules read from an IkeSuite, without IkeSuite's own checks."""
 
     def __init__(self, prf: Any, integ_key_len: Any, encr_key_len: Any) -> None:
-        self._key_schedule = (prf, integ_key_len, encr_key_len)
+        self._key_schedule = ikecore._fast.prf._KeySchedule(prf, integ_key_len, encr_key_len)
 
 
 # --- bad arguments -------------------------------------------------------------------------
@@ -366,12 +382,13 @@ def test_bad_key_schedule_arguments() -> None:
         ike_keys_initial((20, 256, 5), b"n", b"r", b"g", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="suite must be an IkeSuite, not NoneType"):
         ike_keys_rekey(5, b"d", None, b"g", b"n", b"r", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]
-    # the native schedules check what they read from a suite, not only IkeSuite's constructor
+    # the native record the schedules read from a suite checks its fields itself, not only
+    # IkeSuite's constructor
     with pytest.raises(ValueError, match=r"unknown or unsupported PRF id 3 for suite\.prf"):
         ike_keys(_LooseSuite(3, 0, 36), b"k", b"n", b"r", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"suite\.encr_key_len must be an int"):
         ike_keys(_LooseSuite(5, 0, "36"), b"k", b"n", b"r", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"suite\._key_schedule must be a tuple"):
+    with pytest.raises(TypeError, match=r"_key_schedule must be an .*_KeySchedule, not list"):
         loose = _LooseSuite(5, 0, 36)
         loose._key_schedule = [5, 0, 36]  # type: ignore[assignment]
         ike_keys(loose, b"k", b"n", b"r", b"i" * 8, b"j" * 8)  # type: ignore[arg-type]

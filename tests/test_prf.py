@@ -112,6 +112,43 @@ def test_psk_auth_matches_the_reference(prf_id: PrfId, psk: bytes, octets: bytes
     assert psk_auth(prf_id, psk, octets) == expected
 
 
+# HMAC-SHA-256 keys by RFC 2104 class: shorter than the 64-byte block (zero-padded), exactly a
+# block, longer (hashed first). On the SHA-NI path every class ends in the 2-lane kernel that
+# compresses the K0 ^ ipad and K0 ^ opad blocks together.
+SHA256_KEYS = st.one_of(
+    st.binary(max_size=63),
+    st.binary(min_size=64, max_size=64),
+    st.binary(min_size=65, max_size=300),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(key=SHA256_KEYS, data=st.binary(max_size=200))
+def test_hmac_sha256_keys_of_every_length_class_match_stdlib_hmac(key: bytes, data: bytes) -> None:
+    assert prf(PrfId.HMAC_SHA2_256, key, data) == hmac.digest(key, data, "sha256")
+
+
+@settings(max_examples=40, deadline=None)
+@given(key=SHA256_KEYS, seed=st.binary(max_size=150), blocks=st.integers(min_value=1, max_value=9))
+def test_hmac_sha256_prf_plus_keys_of_every_length_class_match_stdlib_hmac(
+    key: bytes, seed: bytes, blocks: int
+) -> None:
+    # T1 = prf(K, S | 0x01), Tn = prf(K, T(n-1) | S | n): every block from one key state pair
+    expected, t = b"", b""
+    for n in range(1, blocks + 1):
+        t = hmac.digest(key, t + seed + bytes((n,)), "sha256")
+        expected += t
+    assert prf_plus(PrfId.HMAC_SHA2_256, key, seed, 32 * blocks) == expected
+
+
+def test_hmac_sha256_every_key_length_around_the_block() -> None:
+    # every length up to past one block: each byte position of K0 and both XOR pads is covered
+    data = bytes(range(77))
+    for length in range(0, 131):
+        key = bytes((7 * i + length) % 256 for i in range(length))
+        assert prf(PrfId.HMAC_SHA2_256, key, data) == hmac.digest(key, data, "sha256"), length
+
+
 def test_long_xcbc_and_cmac_messages_use_the_chunked_cbc_path() -> None:
     key = bytes(range(16))
     for length in (255, 256, 257, 272, 4096, 4097):
