@@ -14,6 +14,7 @@ from ikecore.endpoint import IkeEndpoint
 from ikecore.events import (
     ChildSaDeleted,
     ChildSaRekeyed,
+    IkeSaCloned,
     IkeSaDeleted,
     IkeSaRekeyed,
     IkeSaRekeyFailed,
@@ -172,6 +173,28 @@ def test_child_sa_is_deleted_at_its_hard_lifetime_and_the_ike_sa_stays() -> None
     (peer_session,) = responder.sessions
     assert peer_session.child_sas == []
     assert initiator.get_timer() is None
+
+
+def test_a_clone_has_its_own_hard_lifetime_from_when_it_was_made() -> None:
+    initiator, responder, session, net = _established(ike_lifetime=300.0)
+    # t=100: CREATE_CHILD_SA {N(CLONE_IKE_SA), SA, Ni, KEi} -->  <-- {SA, Nr, KEr}
+    session.request_clone(100.0)
+    net.run(100.0)
+    (cloned,) = of_type(drain(initiator), IkeSaCloned)
+    assert isinstance(cloned, IkeSaCloned)
+    clone = cloned.clone
+    assert initiator.get_timer() == 300.0  # the parent's, established at t=0
+    # t=300: the parent expires (INFORMATIONAL {D(IKE)} on it); the clone lives on.
+    initiator.handle_timer(300.0)
+    net.run(300.0)
+    assert session.state == IkeState.DELETED and clone.state == IkeState.ESTABLISHED
+    assert initiator.get_timer() == 400.0  # the clone's: made at t=100
+    initiator.handle_timer(400.0)
+    net.run(400.0)
+    assert clone.state == IkeState.DELETED
+    reasons = [e.reason for e in of_type(drain(initiator), IkeSaDeleted)]  # type: ignore[attr-defined]
+    assert reasons == ["expired", "expired"]
+    assert responder.sessions == []  # both SAs deleted on the gateway too
 
 
 def test_expiry_wins_over_a_rekey_that_keeps_being_refused() -> None:
