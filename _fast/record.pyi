@@ -2,5 +2,7 @@ from ikecore.sa import IkeSa
 
 def encode(sa: IkeSa) -> tuple[bytes, bytes]: ...
 def decode(
-    public: bytes | bytearray | memoryview, secret: bytes | bytearray | memoryview
+    public: bytes | bytearray | memoryview,
+    secret: bytes | bytearray | memoryview,
+    record_format: int = 3,
 ) -> IkeSa: ...

@@ -1,5 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The binary encoding of `IkeSa` records in the persistent stores (record format 2).
+"""The binary encoding of `IkeSa` records in the persistent stores (record format 3; format 2
+is still read).
 
 A record is encoded into two byte strings: the *public* part (everything but key material,
 stored in the clear but authenticated) and the *secret* part (the IKE SA's SK_* keys and
@@ -12,9 +13,12 @@ Public part::
 
     IKE SA fixed block (IKE_BLOCK below)
     per Child SA: its fixed block (CHILD_BLOCK), then one TS_BLOCK per traffic selector
-    byte strings: the local and remote identity data, then each Child SA's replay bitmap
+    format 3: the MOBIKE block (MOBIKE_BLOCK), then one ADDRESS_LENGTH per peer address
+    byte strings: the local and remote identity data, then each Child SA's replay bitmap,
+        then (format 3) nat_seen_as
     text (UTF-8, to the end): IKE SA state, local host, remote host, peer name, family, then
-        per Child SA its state and the start and end of each traffic selector
+        per Child SA its state and the start and end of each traffic selector, then (format 3)
+        each of peer_addresses
 
 The fixed blocks, in Python ``struct`` notation (big-endian, no padding)::
 
@@ -29,6 +33,18 @@ The fixed blocks, in Python ``struct`` notation (big-endian, no padding)::
         key_out
     TS_BLOCK    ">BHHHH"                                       (9 bytes)
         ip_protocol start_port end_port | lengths: start, end
+    MOBIKE_BLOCK ">BQHH"                                       (13 bytes, format 3)
+        flags (1: mobike_update_id present) | mobike_update_id | length of nat_seen_as
+        | number of peer addresses
+    ADDRESS_LENGTH ">H"                                        (2 bytes, format 3)
+        length of one of peer_addresses
+
+Format 3 is format 2 with the MOBIKE state of RFC 4555 added after everything else of each
+section (so the format-2 part of a format-3 record is laid out exactly as before): the peer's
+address set (§3.4, §3.6), the message ID of the last UPDATE_SA_ADDRESSES acted on (§3.5;
+absent when none, the record's -1) and the peer's last NAT_DETECTION_DESTINATION_IP (§3.8;
+empty when none). A format-2 record decodes with those defaulted (stores written before
+format 3 keep working); `encode` writes format 3 only.
 
 The fixed blocks carry every length: of each byte string in bytes, of each text in characters
 (all texts are encoded at once), of each key. Optional values have a presence bit and a zero
@@ -65,7 +81,7 @@ from cpython.float cimport PyFloat_AsDouble
 from cpython.long cimport PyLong_AsUnsignedLongLong, PyLong_Check
 from cpython.object cimport PyObject, PyObject_IsTrue, PyTypeObject
 from cpython.ref cimport Py_INCREF
-from cpython.tuple cimport PyTuple_GET_SIZE
+from cpython.tuple cimport PyTuple_Check, PyTuple_GET_SIZE
 from cpython.type cimport PyType_GenericAlloc
 from cpython.unicode cimport (
     PyUnicode_AsUTF8AndSize,
@@ -102,6 +118,10 @@ cdef enum:
     IKE_BLOCK = 142
     CHILD_BLOCK = 53
     TS_BLOCK = 9
+    MOBIKE_BLOCK = 13
+    ADDRESS_LENGTH = 2
+    # MOBIKE_BLOCK flags
+    HAS_MOBIKE_UPDATE_ID = 1
     # IKE_BLOCK presence bits
     HAS_TRANSFORMS = 1
     HAS_KEYS = 2
@@ -164,8 +184,8 @@ cdef enum:
     SA_TRANSFORMS, SA_KEYS, SA_LOCAL_ID, SA_REMOTE_ID, SA_PEER_NAME, SA_NEXT_REQUEST_ID,
     SA_NEXT_PEER_REQUEST_ID, SA_PEER_WINDOW, SA_LOCAL_WINDOW, SA_SK_IV,
     SA_LOCAL_CLONE_SUPPORTED,  # ... the other IKE_BLOCK flags after it, in their bit order
-    SA_PARENT = SA_LOCAL_CLONE_SUPPORTED + 7, SA_FAMILY, SA_REKEYED_FROM, SA_CREATED_AT,
-    SA_ESTABLISHED_AT, SA_CHILD_SAS
+    SA_PEER_ADDRESSES = SA_LOCAL_CLONE_SUPPORTED + 7, SA_MOBIKE_UPDATE_ID, SA_NAT_SEEN_AS,
+    SA_PARENT, SA_FAMILY, SA_REKEYED_FROM, SA_CREATED_AT, SA_ESTABLISHED_AT, SA_CHILD_SAS
 cdef enum:
     CHILD_SPI_IN, CHILD_SPI_OUT, CHILD_INITIATOR_SLOT, CHILD_TRANSFORMS, CHILD_KEY_IN,
     CHILD_KEY_OUT, CHILD_LOCAL_TS, CHILD_REMOTE_TS, CHILD_STATE, CHILD_SEQ_OUT,
@@ -215,7 +235,8 @@ cdef list _BOUND = []
 _bind(&L_IKE_SA, IkeSa, (
     "spi_i", "spi_r", "initiator", "local_address", "remote_address", "state", "transforms",
     "keys", "local_id", "remote_id", "peer_name", "next_request_id", "next_peer_request_id",
-    "peer_window", "local_window", "sk_iv", *_IKE_FLAGS[1:], "parent", "family",
+    "peer_window", "local_window", "sk_iv", *_IKE_FLAGS[1:], "peer_addresses",
+    "mobike_update_id", "nat_seen_as", "parent", "family",
     "rekeyed_from", "created_at", "established_at", "child_sas",
 ))
 _bind(&L_CHILD_SA, ChildSa, (
@@ -529,6 +550,7 @@ cdef tuple _encode(object sa, Buffer *blocks, Buffer *blobs, Buffer *texts):
 
     for child in child_sas.values():
         _encode_child(child, blocks, blobs, texts, secret)
+    _encode_mobike(sa, blocks, blobs, texts)
 
     public = PyBytes_FromStringAndSize(NULL, blocks.length + blobs.length + texts.length)
     block = <uint8_t *>PyBytes_AS_STRING(public)
@@ -600,18 +622,48 @@ cdef int _encode_child(object child, Buffer *blocks, Buffer *blobs, Buffer *text
     return 0
 
 
+cdef int _encode_mobike(object sa, Buffer *blocks, Buffer *blobs, Buffer *texts) except -1:
+    """Format 3's MOBIKE_BLOCK and ADDRESS_LENGTHs, nat_seen_as and the peer addresses."""
+    cdef uint8_t *block
+    cdef Py_ssize_t count, index
+    addresses = _get(sa, &L_IKE_SA, SA_PEER_ADDRESSES)
+    if not PyTuple_Check(addresses):
+        raise TypeError(f"IKE SA record field peer_addresses must be a tuple, not "
+                        f"{type(addresses).__name__}")
+    count = PyTuple_GET_SIZE(addresses)
+    if count > U16:
+        raise ValueError(f"IKE SA record field out of range: {count} peer_addresses")
+    block = _grow(blocks, MOBIKE_BLOCK + ADDRESS_LENGTH * count)  # blocks grows no more
+    memset(block, 0, MOBIKE_BLOCK)
+    update_id = _get(sa, &L_IKE_SA, SA_MOBIKE_UPDATE_ID)
+    # -1: no update acted on yet (no message ID is negative).
+    if not (PyLong_Check(update_id) and update_id == -1):
+        block[0] = HAS_MOBIKE_UPDATE_ID
+        _uint(block + 1, 8, update_id, U64, "mobike_update_id")
+    _append_bytes(blobs, _get(sa, &L_IKE_SA, SA_NAT_SEEN_AS), "nat_seen_as", block + 9)
+    _store(block + 11, 2, count)
+    for index in range(count):
+        _append_text(texts, addresses[index], "peer_addresses",
+                     block + MOBIKE_BLOCK + ADDRESS_LENGTH * index)
+    return 0
+
+
 # --- decoding -------------------------------------------------------------------------------
 
-def decode(public, secret):
-    """The `IkeSa` encoded by `encode` as (``public``, ``secret``); MalformedMessage for
-    anything else."""
+def decode(public, secret, int record_format=3):
+    """The `IkeSa` encoded by `encode` as (``public``, ``secret``) in ``record_format`` (3, or
+    2 as written before: the MOBIKE fields get their defaults); MalformedMessage for anything
+    else."""
     cdef Py_buffer public_view, secret_view
+    if record_format != 2 and record_format != 3:
+        raise ValueError(f"record format {record_format}: only formats 2 and 3 are decoded")
     PyObject_GetBuffer(public, &public_view, PyBUF_SIMPLE)
     try:
         PyObject_GetBuffer(secret, &secret_view, PyBUF_SIMPLE)
         try:
             return _decode(<const uint8_t *>public_view.buf, public_view.len,
-                           <const uint8_t *>secret_view.buf, secret_view.len)
+                           <const uint8_t *>secret_view.buf, secret_view.len,
+                           record_format == 3)
         finally:
             PyBuffer_Release(&secret_view)
     finally:
@@ -627,8 +679,10 @@ cdef object _unreadable(str what):
 
 
 cdef object _decode(const uint8_t *public, Py_ssize_t public_length, const uint8_t *secret,
-                    Py_ssize_t secret_length):
+                    Py_ssize_t secret_length, bint with_mobike):
     cdef Py_ssize_t offset, blocks_end, text_at, blob_at, key_at, text_pos, index
+    cdef Py_ssize_t mobike_at = 0, address_count = 0
+    cdef object update_id = -1  # a Python int: -1 is "none", not 2^64 - 1
     cdef Py_ssize_t blob_total, text_total, key_total, ike_key_total
     cdef Py_ssize_t child_count, selector_count, child_index, selector_index, length
     cdef const uint8_t *block
@@ -664,6 +718,18 @@ cdef object _decode(const uint8_t *public, Py_ssize_t public_length, const uint8
                 raise MalformedMessage("stored SA record ends inside a fixed block", offset)
             text_total += _load(public + offset + 5, 2) + _load(public + offset + 7, 2)
             offset += TS_BLOCK
+    if with_mobike:
+        if offset + MOBIKE_BLOCK > public_length:
+            raise MalformedMessage("stored SA record ends inside a fixed block", offset)
+        mobike_at = offset
+        blob_total += _load(public + offset + 9, 2)
+        address_count = _load(public + offset + 11, 2)
+        offset += MOBIKE_BLOCK
+        if offset + ADDRESS_LENGTH * address_count > public_length:
+            raise MalformedMessage("stored SA record ends inside a fixed block", offset)
+        for index in range(address_count):
+            text_total += _load(public + offset + ADDRESS_LENGTH * index, 2)
+        offset += ADDRESS_LENGTH * address_count
     blocks_end = offset
     text_at = offset + blob_total
     if text_at > public_length:
@@ -735,6 +801,22 @@ cdef object _decode(const uint8_t *public, Py_ssize_t public_length, const uint8
     if len(children) != child_count:
         raise MalformedMessage("stored SA record has two Child SAs with one inbound SPI")
 
+    # Format 3's MOBIKE state, after everything else of each section; format 2: the defaults.
+    peer_addresses = ()
+    nat_seen_as = b""
+    if with_mobike:
+        block = public + mobike_at
+        if block[0] & HAS_MOBIKE_UPDATE_ID:
+            update_id = _load(block + 1, 8)
+        length = _load(block + 9, 2)
+        nat_seen_as = _bytes(public + blob_at, length)
+        values = []
+        for index in range(address_count):
+            length = _load(block + MOBIKE_BLOCK + ADDRESS_LENGTH * index, 2)
+            values.append(text[text_pos : text_pos + length])
+            text_pos += length
+        peer_addresses = tuple(values)
+
     return _make(&L_IKE_SA, (
         _bytes(public, 8),
         _bytes(public + 8, 8),
@@ -759,6 +841,9 @@ cdef object _decode(const uint8_t *public, Py_ssize_t public_length, const uint8
         bool(flags & 32),
         bool(flags & 64),
         bool(flags & 128),
+        peer_addresses,
+        update_id,
+        nat_seen_as,
         (_bytes(public + 74, 8), _bytes(public + 82, 8)) if present & HAS_PARENT else None,
         pieces[4],
         (_bytes(public + 90, 8), _bytes(public + 98, 8)) if present & HAS_REKEYED_FROM else None,

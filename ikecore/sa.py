@@ -131,6 +131,13 @@ class IkeSa:
     ``sk_iv`` is the last explicit IV used by our SK payloads under our current key (a counter,
     never reused). ``parent`` links a clone to the SA it was cloned from (RFC 7791) and
     ``family`` names the first SA of the whole clone family (RFC 7791 §8 limits, accounting).
+
+    MOBIKE (RFC 4555), kept with the SA so that a node taking it over or restarting knows it:
+    ``peer_addresses`` is the peer's announced address set (§3.4, §3.6; empty until it
+    announced any), ``mobike_update_id`` the message ID of the last UPDATE_SA_ADDRESSES acted
+    on (older ones are answered but ignored, §3.5; -1: none yet), ``nat_seen_as`` the
+    NAT_DETECTION_DESTINATION_IP of the peer's last answer to our UPDATE_SA_ADDRESSES (§3.8;
+    empty: none yet).
     """
 
     spi_i: bytes
@@ -156,6 +163,9 @@ class IkeSa:
     peer_fragmentation_supported: bool = False
     local_behind_nat: bool = False
     remote_behind_nat: bool = False
+    peer_addresses: tuple[str, ...] = ()
+    mobike_update_id: int = -1
+    nat_seen_as: bytes = b""
     parent: SpiPair | None = None
     family: str = ""
     rekeyed_from: SpiPair | None = None
@@ -201,6 +211,9 @@ class IkeSa:
             "peer_fragmentation_supported": self.peer_fragmentation_supported,
             "local_behind_nat": self.local_behind_nat,
             "remote_behind_nat": self.remote_behind_nat,
+            "peer_addresses": list(self.peer_addresses),
+            "mobike_update_id": self.mobike_update_id,
+            "nat_seen_as": self.nat_seen_as.hex(),
             "parent": None if self.parent is None else [s.hex() for s in self.parent],
             "family": self.family,
             "rekeyed_from": None
@@ -241,6 +254,9 @@ class IkeSa:
                 peer_fragmentation_supported=bool(data["peer_fragmentation_supported"]),
                 local_behind_nat=bool(data["local_behind_nat"]),
                 remote_behind_nat=bool(data["remote_behind_nat"]),
+                peer_addresses=tuple(str(address) for address in data["peer_addresses"]),
+                mobike_update_id=int(data["mobike_update_id"]),
+                nat_seen_as=bytes.fromhex(data["nat_seen_as"]),
                 parent=_opt_pair(data["parent"]),
                 family=str(data["family"]),
                 rekeyed_from=_opt_pair(data["rekeyed_from"]),

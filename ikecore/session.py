@@ -125,7 +125,7 @@ class IkeSession:
         # (source, destination) of the peer request being processed: MOBIKE takes the new
         # addresses from the IP header (RFC 4555 §3.5).
         self.request_path: tuple[Address, Address] | None = None
-        # RFC 4555 state that lives with the session, not in the record.
+        # RFC 4555 exchanges in flight (transient; what persists is in the record, `IkeSa`).
         self.mobike = MobikeState()
         self._queue: deque[InitiatorTask] = deque()
         self._outstanding: dict[int, _Outstanding] = {}
@@ -405,7 +405,7 @@ class IkeSession:
         """The peer's address set (RFC 4555 §3.4, §3.6): the address its last announcement
         came from, then its ADDITIONAL_IP4/IP6_ADDRESS list (from IKE_AUTH or a later
         INFORMATIONAL); empty until it announced any."""
-        return self.mobike.peer_addresses
+        return self.sa.peer_addresses
 
     def announce_addresses(self, additional: Iterable[str], now: float) -> None:
         """Tell the peer where else we can be reached (RFC 4555 §3.6): ADDITIONAL_IP4/6_ADDRESS

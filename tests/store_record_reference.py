@@ -1,5 +1,6 @@
-"""An independent encoder of record format 2 (the layout in _fast/record.pyx, written with the
-stdlib ``struct`` module): the oracle of the compiled codec's differential test.
+"""An independent encoder of record formats 3 and 2 (the layout in _fast/record.pyx, written
+with the stdlib ``struct`` module): the oracle of the compiled codec's differential test, and
+the writer of format-2 records as the ikecore before format 3 wrote them.
 Encoding only; decoding is checked by round trips and by the golden record."""
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from ikecore.sa import IkeSa
 IKE_BLOCK = struct.Struct(">8s8sBBHHHHQQIIQdd16s16sHHBBH" + "H" * 14)
 CHILD_BLOCK = struct.Struct(">4s4sBHHHQQd4sBBHHHH")
 TS_BLOCK = struct.Struct(">BHHHH")
+MOBIKE_BLOCK = struct.Struct(">BQHH")
+ADDRESS_LENGTH = struct.Struct(">H")
 IKE_FLAGS = (
     "initiator",
     "local_clone_supported",
@@ -24,8 +27,8 @@ IKE_FLAGS = (
 IKE_SA_KEYS = ("sk_d", "sk_ai", "sk_ar", "sk_ei", "sk_er", "sk_pi", "sk_pr")
 
 
-def reference_encode(sa: IkeSa) -> tuple[bytes, bytes]:
-    """(public, secret) of ``sa`` in record format 2."""
+def reference_encode(sa: IkeSa, record_format: int = 3) -> tuple[bytes, bytes]:
+    """(public, secret) of ``sa`` in record format 3, or 2 (without the MOBIKE fields)."""
     transforms, keys, local_id, remote_id = sa.transforms, sa.keys, sa.local_id, sa.remote_id
     optional = (transforms, keys, local_id, remote_id, sa.parent, sa.rekeyed_from)
     present = sum(1 << bit for bit, value in enumerate(optional) if value is not None)
@@ -95,4 +98,20 @@ def reference_encode(sa: IkeSa) -> tuple[bytes, bytes]:
             blocks.append(TS_BLOCK.pack(*ports, len(ts.start), len(ts.end)))
             texts += (ts.start, ts.end)
         secret += (child.key_in, child.key_out)
+    if record_format == 3:
+        # Format 3: the MOBIKE state after everything else of each section.
+        update_id = sa.mobike_update_id
+        blocks.append(
+            MOBIKE_BLOCK.pack(
+                update_id != -1,
+                0 if update_id == -1 else update_id,
+                len(sa.nat_seen_as),
+                len(sa.peer_addresses),
+            )
+        )
+        blocks += [ADDRESS_LENGTH.pack(len(address)) for address in sa.peer_addresses]
+        blobs.append(sa.nat_seen_as)
+        texts += sa.peer_addresses
+    else:
+        assert record_format == 2
     return b"".join(blocks + blobs) + "".join(texts).encode(), b"".join(secret)

@@ -40,7 +40,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ikecore.config import Address
@@ -94,18 +94,15 @@ _ADDRESS_NOTIFIES = (
 
 @dataclass
 class MobikeState:
-    """Per session, in memory: the update in flight (the newest wins, §3.5), the highest
-    message ID of an UPDATE_SA_ADDRESSES we acted on (older ones are answered but ignored),
-    the peer's announced address set (§3.4, §3.6), and, while the peer's new address is being
-    checked (§3.7), the check and the (local, remote) path the Child SAs keep using; and the
-    NAT_DETECTION_DESTINATION_IP of the peer's last answer to our UPDATE_SA_ADDRESSES (§3.8)."""
+    """Per session, in memory, what is in flight: the update we sent (the newest wins, §3.5)
+    and, while the peer's new address is being checked (§3.7), the check and the (local,
+    remote) path the Child SAs keep using. Transient: a hand-off or restart mid-update is not
+    supported (docs/CLUSTER.md). What outlives the process (the peer's address set, the last
+    update acted on, how the peer saw us, §3.4-§3.8) is in the IKE SA record (`IkeSa`)."""
 
     pending_update: UpdateAddressesInitiator | None = None
-    last_update_id: int = -1
-    peer_addresses: tuple[str, ...] = field(default_factory=tuple)
     pending_check: ReturnRoutabilityCheck | None = None
     esp_path: tuple[Address, Address] | None = None
-    seen_as: bytes | None = None
 
 
 def no_nats_data(source: Address, destination: Address) -> bytes:
@@ -146,8 +143,8 @@ def notice_nat_mapping(session: IkeSession, payloads: list[Payload], now: float)
     destination = find_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
     if destination is None:
         return
-    seen_as = session.mobike.seen_as
-    if seen_as is not None and hmac.compare_digest(destination.data, seen_as):
+    seen_as = session.sa.nat_seen_as
+    if seen_as and hmac.compare_digest(destination.data, seen_as):
         return
     if session.mobike.pending_update is not None or session.state != IkeState.ESTABLISHED:
         return  # an update is on its way already, or the SA is busy (rekey, delete)
@@ -186,7 +183,7 @@ def remember_auth_addresses(
     received = notifies(payloads)
     if not any(n.notify_type in _ADDRESS_NOTIFIES for n in received):
         return
-    session.mobike.peer_addresses = (session.sa.remote_address[0], *_announced(received))
+    session.sa.peer_addresses = (session.sa.remote_address[0], *_announced(received))
 
 
 def refuse_unexpected_nat(session: IkeSession, peer: PeerConfig, payloads: list[Payload]) -> None:
@@ -338,7 +335,7 @@ class UpdateAddressesInitiator:
             sa.local_behind_nat, sa.remote_behind_nat = detected
         destination = find_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
         # §3.8: how the peer sees us now, for the liveness checks to compare with.
-        session.mobike.seen_as = None if destination is None else destination.data
+        sa.nat_seen_as = b"" if destination is None else destination.data
         session.save()
         session.emit(IkeSaMoved(session, sa.local_address, sa.remote_address))
 
@@ -400,7 +397,7 @@ def mobike_response(
     src, dst = path
     received = notifies(payloads)
     kinds = {n.notify_type for n in received}
-    newest = message.message_id > session.mobike.last_update_id
+    newest = message.message_id > sa.mobike_update_id
     cookie2 = find_notify(received, NotifyType.COOKIE2)
     changes = kinds & {NotifyType.UPDATE_SA_ADDRESSES, *_ADDRESS_NOTIFIES}
     if changes and _nat_prohibited(payloads, src, dst):
@@ -412,12 +409,12 @@ def mobike_response(
         return refusal
     if NotifyType.UPDATE_SA_ADDRESSES in kinds and newest:
         # §3.5: act only on the newest update (out-of-order requests are just answered).
-        session.mobike.last_update_id = message.message_id
+        sa.mobike_update_id = message.message_id
         _follow_update(session, payloads, src, dst)
     if kinds & set(_ADDRESS_NOTIFIES):
         # §3.6: the new list replaces the old one; the IP header's source comes first.
-        session.mobike.peer_addresses = (src[0], *_announced(received))
-        session.emit(PeerAddressesChanged(session, session.mobike.peer_addresses))
+        sa.peer_addresses = (src[0], *_announced(received))
+        session.emit(PeerAddressesChanged(session, sa.peer_addresses))
     answer: list[Payload] = []
     if NotifyType.NAT_DETECTION_SOURCE_IP in kinds:
         # §3.8: NAT detection in a request is answered with ours (our address first).

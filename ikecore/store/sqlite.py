@@ -35,8 +35,9 @@ from ikecore.store.sealing import RecordSealer
 
 __all__ = ["SqliteStore"]
 
-# 2: records of format 2 (sealing.py). A file of schema 1 holds JSON records (format 1),
-# which this ikecore does not read: it is refused when opened, to be recreated.
+# 2: records of format 2 or 3 (sealing.py; the tables are the same). A file of schema 1 holds
+# JSON records (format 1), which this ikecore does not read: it is refused when opened, to be
+# recreated.
 _SCHEMA_VERSION = 2
 _SCHEMA_1 = " (its SA records are of format 1: recreate the store)"
 _SCHEMA = """

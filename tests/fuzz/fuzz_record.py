@@ -1,11 +1,13 @@
-"""Mutation fuzzing of the store record decoder (`ikecore._fast.record.decode`, record format 2).
+"""Mutation fuzzing of the store record decoder (`ikecore._fast.record.decode`, record formats
+3 and 2).
 
 Records are read back only after the sealer has authenticated them, but the decoder is native
 code and a writer bug or a record of another format must still end in `MalformedMessage`,
 never a crash, another exception type or a partial record. Each input is a valid record
-(public and secret part, from `store_fixtures.make_sa`) with 1-4 random byte changes,
-truncations or insertions in one part; what still decodes must encode back to bytes that
-decode to the same record.
+(public and secret part, from `store_fixtures.make_sa`, with and without MOBIKE state; format
+3 from the codec, format 2 from `store_record_reference`) with 1-4 random byte changes,
+truncations or insertions in one part, decoded in its own format or, one time in five, in
+the other; what still decodes must encode back to bytes that decode to the same record.
 
     python tests/fuzz/fuzz_record.py [COUNT] [SEED]    # default 200,000 inputs, seed 0; -1: forever
 
@@ -40,20 +42,28 @@ def main() -> int:
     rng = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for the records
     from store_fixtures import make_sa
+    from store_record_reference import reference_encode
 
     from ikecore.errors import MalformedMessage
     from ikecore.store.codec import decode, encode
 
-    seeds = [encode(make_sa(n)) for n in range(8)]
+    records = [make_sa(n) for n in range(8)]
+    for n, sa in enumerate(records[::2]):
+        sa.peer_addresses = (sa.remote_address[0], f"198.51.100.{n}", f"2001:db8::{n}")
+        sa.mobike_update_id = n
+        sa.nat_seen_as = bytes([n]) * 20
+    seeds = [(3, encode(sa)) for sa in records] + [(2, reference_encode(sa, 2)) for sa in records]
     decoded = 0
     for _ in range(count) if count >= 0 else itertools.count():
-        public, secret = rng.choice(seeds)
+        record_format, (public, secret) = rng.choice(seeds)
         if rng.random() < 0.8:
             public = mutate(rng, public)
         else:
             secret = mutate(rng, secret)
+        if rng.random() < 0.2:
+            record_format = 5 - record_format  # 2 <-> 3
         try:
-            record = decode(public, secret)
+            record = decode(public, secret, record_format)
         except MalformedMessage:
             continue
         decoded += 1

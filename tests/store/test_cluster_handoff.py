@@ -16,6 +16,7 @@ from engine_harness import (
     RESPONDER_HOST,
     Network,
     counter_random,
+    describe,
     drain,
     of_type,
     pair,
@@ -33,6 +34,7 @@ from ikecore.events import (
     IkeSaDeleted,
     IkeSaMoved,
 )
+from ikecore.exchanges.base import nat_detection_hash
 from ikecore.sa import IkeSa
 from ikecore.session import IkeSession
 from ikecore.states import IkeState
@@ -493,3 +495,96 @@ def test_a_taken_over_sa_follows_the_peer_policy_of_its_new_node(
     assert b_sa.state == IkeState.DELETED and c.client_sa.state == IkeState.DELETED
     (deleted,) = of_type(drain(node_b), IkeSaDeleted)
     assert isinstance(deleted, IkeSaDeleted) and deleted.reason == "expired"
+
+
+# -- MOBIKE state across a hand-off and a restart (RFC 4555 §3.4-§3.8, docs/CLUSTER.md) -------
+
+CLIENT_SECOND = "192.0.2.2"
+CLIENT_THIRD = "192.0.2.3"
+
+
+def mobike_state_on_a(c: Cluster) -> Datagram:
+    """Gives node A's IKE SA all three parts of the MOBIKE state the record keeps, and returns
+    the client's older UPDATE_SA_ADDRESSES, which A never received (still in flight)."""
+    c.net.hosts[CLIENT_SECOND] = c.net.hosts[CLIENT_THIRD] = c.client
+    # The client's address set (§3.6):
+    # HDR(#2), SK {N(ADDITIONAL_IP4_ADDRESS) x2, N(COOKIE2)}  -->  <--  HDR(#2), SK {N(COOKIE2)}
+    c.client_sa.announce_addresses([CLIENT_SECOND, CLIENT_THIRD], 1.0)
+    assert [str(d) for d in c.net.run(1.0)] == ["INFORMATIONAL --> #2", "INFORMATIONAL <-- #2"]
+    # How the client sees node A (§3.8), from the answer to A's own update:
+    # HDR(#0), SK {N(UPDATE_SA_ADDRESSES), N(NAT_D_*), N(COOKIE2)}  -->
+    #                                          <--  HDR(#0), SK {N(NAT_D_*), N(COOKIE2)}
+    c.a_sa.update_addresses((RESPONDER_HOST, NAT_T), 1.5)
+    assert [str(d) for d in c.net.run(1.5)] == ["INFORMATIONAL --> #0", "INFORMATIONAL <-- #0"]
+    # Two moves of the client in a row (window 2: both requests leave at once), #3 from
+    # 192.0.2.2 and #4 from 192.0.2.3; #4 overtakes #3, which is still on its way:
+    # HDR(#4), SK {N(UPDATE_SA_ADDRESSES), ...}  -->  <--  (A acts on it, §3.5)
+    # and A's return routability check of 192.0.2.3 (§3.7):  <--  HDR(#1), SK {N(COOKIE2)}  -->
+    c.client_sa.update_addresses((CLIENT_SECOND, NAT_T), 2.0)
+    c.client_sa.update_addresses((CLIENT_THIRD, NAT_T), 2.0)
+    older, newer = c.net.capture(2.0)
+    assert (describe(older).message_id, describe(newer).message_id) == (3, 4)
+    assert older.src == (CLIENT_SECOND, NAT_T) and newer.src == (CLIENT_THIRD, NAT_T)
+    c.net.deliver([newer], 2.0)
+    flow = c.net.run(2.0)
+    assert [str(d) for d in flow] == [
+        "INFORMATIONAL <-- #4",
+        "INFORMATIONAL --> #1",
+        "INFORMATIONAL <-- #1",
+    ]
+    assert of_type(drain(c.node_a), IkeSaMoved)
+    drain(c.client)
+    assert c.a_sa.sa.remote_address == (CLIENT_THIRD, NAT_T)
+    return older
+
+
+def assert_mobike_state_kept(session: IkeSession) -> None:
+    assert session.peer_addresses == (INITIATOR_HOST, CLIENT_SECOND, CLIENT_THIRD)
+    assert session.sa.mobike_update_id == 4
+    spi_i, spi_r = session.sa.spis
+    assert session.sa.nat_seen_as == nat_detection_hash(spi_i, spi_r, (RESPONDER_HOST, NAT_T))
+
+
+def assert_older_update_ignored(node: IkeEndpoint, session: IkeSession, older: Datagram) -> None:
+    """§3.5: the older UPDATE_SA_ADDRESSES is answered (where it came from) and changes
+    nothing: no move back to 192.0.2.2, no return routability check of it."""
+    node.receive_datagram(older.data, older.src, older.dst, 3.0)
+    (answer,) = node.datagrams_to_send(3.0)
+    assert str(describe(answer)) == "INFORMATIONAL <-- #3" and answer.dst == older.src
+    assert session.sa.remote_address == (CLIENT_THIRD, NAT_T)
+    assert session.sa.mobike_update_id == 4
+    assert of_type(drain(node), IkeSaMoved) == []
+    assert session.mobike.pending_check is None
+
+
+@pytest.mark.parametrize("kind", ["memory", *SHARED_KINDS])
+def test_the_mobike_state_moves_with_a_handed_off_sa(open_store: StoreFactory) -> None:
+    c = cluster(open_store, window_size=2)
+    older = mobike_state_on_a(c)
+    spis = c.a_sa.sa.spis
+    c.node_a.hand_off(c.a_sa, "B")
+    # Node B has nothing of it in memory: all of it comes from the stored record (for SQLite
+    # and Redis, a record read back from its bytes).
+    assert c.store_b.get_ike_sa(*spis) == c.a_sa.sa
+    b_sa = c.node_b.take_over(spis)
+    assert_mobike_state_kept(b_sa)
+    # The client's older update reaches the cluster only now: B ignores it as A would have.
+    assert_older_update_ignored(c.node_b, b_sa, older)
+
+
+@pytest.mark.parametrize("kind", ["sqlite"])
+def test_the_mobike_state_survives_a_restart(open_store: StoreFactory) -> None:
+    c = cluster(open_store, window_size=2)
+    older = mobike_state_on_a(c)
+    # Node A restarts on the same SQLite file (a new store object, nothing in memory); the
+    # older update loads the SA from the store.
+    restarted = IkeEndpoint(c.node_a.config, open_store("A"), random=counter_random(4))
+    c.net.hosts[RESPONDER_HOST] = restarted
+    assert restarted.sessions == []
+    restarted.receive_datagram(older.data, older.src, older.dst, 3.0)
+    (loaded,) = restarted.sessions
+    assert_mobike_state_kept(loaded)
+    (answer,) = restarted.datagrams_to_send(3.0)
+    assert str(describe(answer)) == "INFORMATIONAL <-- #3"
+    assert loaded.sa.remote_address == (CLIENT_THIRD, NAT_T)
+    assert of_type(drain(restarted), IkeSaMoved) == []

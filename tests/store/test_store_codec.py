@@ -1,8 +1,10 @@
 """The binary record encoding (ikecore.store.codec = the compiled ikecore._fast.record, record
-format 2): every IkeSa round-trips exactly, its bytes are those of an independent struct-based
-encoder (tests/store_record_reference.py) and of a record written before the codec was
-compiled, values that do not fit are refused when written, and bytes that are not a record
-are MalformedMessage, never another exception or a half-read record."""
+format 3, and format 2 as written before): every IkeSa round-trips exactly, its bytes are
+those of an independent struct-based encoder (tests/store_record_reference.py) and of golden
+records (format 2 written before the codec was compiled, read with the MOBIKE fields
+defaulted; format 3), values that do not fit are refused when written, and bytes that are not
+a record are MalformedMessage in either format, never another exception or a half-read
+record."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from store_fixtures import STORE_KEY, add_child, make_sa
-from store_record_reference import reference_encode
+from store_record_reference import CHILD_BLOCK, IKE_BLOCK, TS_BLOCK, reference_encode
 
 from ikecore.config import Identity, TrafficSelector
 from ikecore.constants import DhGroup, EncrId, IdType, PrfId
@@ -106,6 +108,9 @@ def ike_sas(draw: st.DrawFn) -> IkeSa:
         rekeyed_from=draw(st.none() | pairs),
         created_at=draw(times),
         established_at=draw(st.none() | times),
+        peer_addresses=tuple(draw(st.lists(addresses | text, max_size=4))),
+        mobike_update_id=draw(st.just(-1) | u64),
+        nat_seen_as=draw(st.sampled_from([b"", bytes(20)]) | st.binary(max_size=40)),
     )
     # Every boolean field, as the record class declares them: a new one must round-trip too.
     for flag in (field.name for field in dataclasses.fields(IkeSa) if field.type == "bool"):
@@ -128,6 +133,28 @@ def test_every_record_round_trips_exactly(sa: IkeSa) -> None:
 @given(ike_sas())
 def test_encoding_is_the_reference_encoding(sa: IkeSa) -> None:
     assert codec.encode(sa) == reference_encode(sa)
+
+
+@settings(max_examples=40)
+@given(ike_sas())
+def test_format_2_records_read_with_the_mobike_fields_defaulted(sa: IkeSa) -> None:
+    """What the ikecore before format 3 wrote (the reference encoder's format 2) reads back as
+    the record without its MOBIKE state, which a format-2 record never had."""
+    written_before = reference_encode(sa, 2)
+    defaults = dataclasses.replace(sa, peer_addresses=(), mobike_update_id=-1, nat_seen_as=b"")
+    assert codec.decode(*written_before, 2) == defaults
+    # Read as format 3 it is refused or another record, never this one with its MOBIKE state.
+    try:
+        misread = codec.decode(*written_before)
+    except MalformedMessage:
+        return
+    assert misread != sa or sa == defaults
+
+
+def test_decode_names_the_formats_it_reads() -> None:
+    public, secret = codec.encode(make_sa(1))
+    with pytest.raises(ValueError, match="formats 2 and 3"):
+        codec.decode(public, secret, 4)
 
 
 def golden_sa() -> IkeSa:
@@ -174,8 +201,54 @@ GOLDEN_SECRET = bytes.fromhex(
 
 
 def test_a_record_written_before_the_codec_was_compiled_reads_the_same() -> None:
-    assert codec.decode(GOLDEN_PUBLIC, GOLDEN_SECRET) == golden_sa()
-    assert codec.encode(golden_sa()) == (GOLDEN_PUBLIC, GOLDEN_SECRET)
+    assert codec.decode(GOLDEN_PUBLIC, GOLDEN_SECRET, 2) == golden_sa()
+    assert reference_encode(golden_sa(), 2) == (GOLDEN_PUBLIC, GOLDEN_SECRET)
+    # Written again, it is format 3: the same blocks, an empty MOBIKE block after them.
+    public, secret = codec.encode(golden_sa())
+    # The fixed blocks: the IKE SA's, then two Child SAs with one selector each way.
+    blocks_end = IKE_BLOCK.size + 2 * (CHILD_BLOCK.size + 2 * TS_BLOCK.size)
+    empty_mobike = b"\0" * 13
+    assert secret == GOLDEN_SECRET
+    assert public == GOLDEN_PUBLIC[:blocks_end] + empty_mobike + GOLDEN_PUBLIC[blocks_end:]
+    assert codec.decode(public, secret) == golden_sa()
+
+
+def golden_sa_3() -> IkeSa:
+    """golden_sa() with the MOBIKE state of format 3: an announced address set (IPv4, IPv6
+    and a non-ASCII text: text lengths count characters), an update acted on (an ID above 32
+    bits: the field is 64), the peer's NAT_DETECTION_DESTINATION_IP (SHA-1, 20 bytes)."""
+    sa = golden_sa()
+    sa.peer_addresses = ("192.0.2.8", "2001:db8::8", "198.51.100.\u00fc")
+    sa.mobike_update_id = 0x1_0000_0009
+    sa.nat_seen_as = bytes(range(0xA0, 0xB4))
+    return sa
+
+
+# The format-3 encoding of golden_sa_3(), by the reference encoder when format 3 was made.
+GOLDEN_3_PUBLIC = bytes.fromhex(
+    "11000000000000072200000000000007065b001401000005001f000000000000000300000000000000020000"
+    "0001000000010000000000000002408f780000000000408f7c0000000000000102030405060708090a0b0c0d"
+    "0e0f0000000000000000000000000000000001f411940003000200000013000b000c00090009001000200020"
+    "0020002000200020002040000071800000710200140100000000000000000000070000000000000000408f48"
+    "00000000000000000001010000000900240024000000ffff0008000a060000ffff0008000a40000063800000"
+    "630400140100000000000000000000070000000000000000408f480000000000400000710101000900070024"
+    "00241101f41194000a000e060000ffff0008000a010000000100000009001400030009000b000c636c69656e"
+    "7437406578616d706c652e6f7267400000000000000005a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b345"
+    "535441424c49534845443139382e35312e3130302e313139322e302e322e38636c69656e74732dc3bc313130"
+    "30303030303030303030303037494e5354414c4c454431302e302e302e3031302e302e302e32353531302e31"
+    "2e302e3031302e312e302e32353552454b45594544323030313a6462383a3a323030313a6462383a3a666666"
+    "6631302e312e302e3031302e312e302e3235353139322e302e322e38323030313a6462383a3a383139382e35"
+    "312e3130302ec3bc"
+)
+
+
+def test_a_format_3_record_reads_and_writes_the_same() -> None:
+    assert codec.decode(GOLDEN_3_PUBLIC, GOLDEN_SECRET) == golden_sa_3()
+    assert codec.encode(golden_sa_3()) == (GOLDEN_3_PUBLIC, GOLDEN_SECRET)
+    sealer = RecordSealer(STORE_KEY)
+    record = sealer.seal(golden_sa_3())
+    assert record[:4] == b"IKS3"
+    assert sealer.open(record, *golden_sa_3().spis) == golden_sa_3()
 
 
 @st.composite
@@ -195,14 +268,16 @@ def mutated(draw: st.DrawFn, data: bytes) -> bytes:
 
 
 def _decodes_whole_or_is_malformed(public: bytes, secret: bytes) -> None:
-    """decode raises MalformedMessage, or returns a complete record: every field is there
-    (re-encoding reads them all) and it round-trips (bytes compared: NaN != NaN)."""
-    try:
-        sa = codec.decode(public, secret)
-    except MalformedMessage:
-        return
-    again = codec.encode(sa)
-    assert codec.encode(codec.decode(*again)) == again
+    """decode (as format 2 and as format 3) raises MalformedMessage, or returns a complete
+    record: every field is there (re-encoding reads them all) and it round-trips (bytes
+    compared: NaN != NaN)."""
+    for record_format in (2, 3):
+        try:
+            sa = codec.decode(public, secret, record_format)
+        except MalformedMessage:
+            continue
+        again = codec.encode(sa)
+        assert codec.encode(codec.decode(*again)) == again
 
 
 @settings(max_examples=150)
@@ -212,11 +287,11 @@ def test_random_bytes_are_malformed(public: bytes, secret: bytes) -> None:
 
 
 @settings(max_examples=60)
-@given(st.data(), ike_sas(), st.booleans())
+@given(st.data(), ike_sas(), st.booleans(), st.sampled_from([2, 3]))
 def test_mutated_records_are_malformed_or_whole(
-    data: st.DataObject, sa: IkeSa, in_secret: bool
+    data: st.DataObject, sa: IkeSa, in_secret: bool, record_format: int
 ) -> None:
-    public, secret = codec.encode(sa)
+    public, secret = reference_encode(sa, record_format)
     if in_secret:
         secret = data.draw(mutated(secret))
     else:
@@ -239,14 +314,15 @@ def test_key_material_is_only_in_the_secret_part(sa: IkeSa) -> None:
 
 
 def test_the_codec_knows_every_field_of_the_records() -> None:
-    """Format 2 stores exactly these fields: one added to a record class must be added to
+    """Format 3 stores exactly these fields: one added to a record class must be added to
     _fast/record.pyx too (and the record format raised), or a store would drop it."""
     stored = {
         IkeSa: "spi_i spi_r initiator local_address remote_address state transforms keys "
         "local_id remote_id peer_name next_request_id next_peer_request_id peer_window "
         "local_window sk_iv local_clone_supported peer_clone_supported local_mobike_supported "
         "peer_mobike_supported peer_fragmentation_supported local_behind_nat remote_behind_nat "
-        "parent family rekeyed_from created_at established_at child_sas",
+        "peer_addresses mobike_update_id nat_seen_as parent family rekeyed_from created_at "
+        "established_at child_sas",
         ChildSa: "spi_in spi_out initiator transforms key_in key_out local_ts remote_ts state "
         "seq_out replay_highest replay_bitmap created_at rekeyed_from",
         IkeSaKeys: "sk_d sk_ai sk_ar sk_ei sk_er sk_pi sk_pr",
@@ -281,6 +357,14 @@ def test_values_that_do_not_fit_are_refused_when_written() -> None:
     next(iter(sa.child_sas.values())).spi_out = bytes(5)  # never cut to 4 silently
     with pytest.raises(ValueError, match="4 bytes"):
         codec.encode(sa)
+    sa = make_sa(1)
+    sa.mobike_update_id = -2  # -1 is "none"; nothing below it
+    with pytest.raises(ValueError, match="out of range: mobike_update_id"):
+        codec.encode(sa)
+    sa = make_sa(1)
+    sa.peer_addresses = ("192.0.2.1",) * 2**16
+    with pytest.raises(ValueError, match="out of range: 65536 peer_addresses"):
+        codec.encode(sa)
 
 
 def test_values_of_the_wrong_type_are_refused_by_name() -> None:
@@ -295,6 +379,22 @@ def test_values_of_the_wrong_type_are_refused_by_name() -> None:
     sa = make_sa(1)
     next(iter(sa.child_sas.values())).key_in = "key"  # type: ignore[assignment]
     with pytest.raises(TypeError, match="key_in must be bytes"):
+        codec.encode(sa)
+    sa = make_sa(1)
+    sa.peer_addresses = ["192.0.2.1"]  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="peer_addresses must be a tuple, not list"):
+        codec.encode(sa)
+    sa = make_sa(1)
+    sa.peer_addresses = (b"192.0.2.1",)  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="peer_addresses must be str"):
+        codec.encode(sa)
+    sa = make_sa(1)
+    sa.nat_seen_as = None  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="nat_seen_as must be bytes"):
+        codec.encode(sa)
+    sa = make_sa(1)
+    sa.mobike_update_id = 1.0  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="mobike_update_id must be an int"):
         codec.encode(sa)
     # Only the record classes themselves: a subclass may hold fields the format does not.
     sa = make_sa(1)

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import redis
 from store_fixtures import OTHER_KEY, SHARED_KINDS, STORE_KEY, StoreFactory, make_sa, open_kind
+from store_record_reference import reference_encode
 
 from ikecore.errors import IntegrityError, MalformedMessage
 from ikecore.sa import IkeSa, SpiPair
-from ikecore.store import MemoryStore, RedisStore, SqliteStore, open_store, sealing
+from ikecore.store import MemoryStore, RedisStore, SqliteStore, codec, open_store, sealing
 from ikecore.store.sealing import RecordSealer
 
 shared = pytest.mark.parametrize("kind", SHARED_KINDS)
@@ -218,6 +219,41 @@ def test_corrupt_or_swapped_record_is_malformed(
             store.find_by_esp_spi(next(iter(one.child_sas)))
     _set_raw_record(kind, location, one.spis, record_one)
     assert store.get_ike_sa(*one.spis) == one
+
+
+@shared
+def test_a_store_of_format_2_records_keeps_working_after_the_upgrade(
+    kind: str, location: str, open_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records the ikecore before format 3 wrote (format 2: the reference encoder's, under the
+    header byte "2") are read with the MOBIKE fields defaulted; an SA saved again is
+    written in format 3, with its MOBIKE state."""
+    sas = [make_sa(n) for n in range(3)]
+    with monkeypatch.context() as before_the_upgrade:
+        before_the_upgrade.setattr(sealing, "_FORMAT", b"2")
+        before_the_upgrade.setattr(codec, "encode", lambda sa: reference_encode(sa, 2))
+        old = open_store("A")
+        for sa in sas:
+            old.put_ike_sa(sa)
+    assert {_raw_record(kind, location, sa.spis)[:4] for sa in sas} == {b"IKS2"}
+    upgraded = open_store("A")
+    assert sorted(upgraded.ike_sas(), key=lambda sa: sa.spis) == sorted(sas, key=lambda sa: sa.spis)
+    first = upgraded.get_ike_sa(*sas[0].spis)
+    assert first is not None and first == sas[0]
+    assert (first.peer_addresses, first.mobike_update_id, first.nat_seen_as) == ((), -1, b"")
+    spi_in = next(iter(sas[1].child_sas))
+    found = upgraded.find_by_esp_spi(spi_in)
+    assert found is not None and found.spis == sas[1].spis
+    # The SA goes on (RFC 4555 state arrives) and is saved again: now a format-3 record.
+    first.peer_addresses = ("192.0.2.1", "2001:db8::1")
+    first.mobike_update_id = 6
+    first.nat_seen_as = bytes(range(20))
+    upgraded.put_ike_sa(first)
+    assert _raw_record(kind, location, first.spis)[:4] == b"IKS3"
+    assert _raw_record(kind, location, sas[2].spis)[:4] == b"IKS2"  # untouched: still read
+    again = open_store("A")
+    assert again.get_ike_sa(*first.spis) == first
+    assert again.get_ike_sa(*sas[2].spis) == sas[2]
 
 
 def test_open_store_urls(tmp_path: Path, redis_url: str) -> None:
