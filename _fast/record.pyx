@@ -43,8 +43,9 @@ Format 3 is format 2 with the MOBIKE state of RFC 4555 added after everything el
 section (so the format-2 part of a format-3 record is laid out exactly as before): the peer's
 address set (§3.4, §3.6), the message ID of the last UPDATE_SA_ADDRESSES acted on (§3.5;
 absent when none, the record's -1) and the peer's last NAT_DETECTION_DESTINATION_IP (§3.8;
-empty when none). A format-2 record decodes with those defaulted (stores written before
-format 3 keep working); `encode` writes format 3 only.
+empty when none); the secret part is the same in both. `decode` is told the format (by the
+sealed record's header, sealing.py): a format-2 record decodes with the MOBIKE fields
+defaulted (stores written before format 3 keep working); `encode` writes format 3 only.
 
 The fixed blocks carry every length: of each byte string in bytes, of each text in characters
 (all texts are encoded at once), of each key. Optional values have a presence bit and a zero

@@ -14,6 +14,7 @@ from ikecore.events import (
     IkeSaDeleted,
     IkeSaMoved,
     IkeSaMoveFailed,
+    IkeSaRekeyed,
     PeerAddressesChanged,
 )
 from ikecore.exchanges.base import nat_detection_hash
@@ -292,3 +293,30 @@ def test_an_update_superseded_before_it_was_sent_is_never_sent() -> None:
     (moved,) = of_type(p.events()[0], IkeSaMoved)
     assert isinstance(moved, IkeSaMoved) and moved.local == (INITIATOR_HOST, 4501)
     assert peer_clone.sa.remote_address == (INITIATOR_HOST, 4501)
+
+
+def test_a_clone_or_a_rekeyed_sa_starts_without_the_mobike_state_of_its_parent() -> None:
+    """docs/CLONE.md: the MOBIKE state kept in the record (the peer's address set, the last
+    update acted on, the NAT value of §3.8) belongs to one IKE SA: its message IDs and SPIs."""
+    p = established()
+    # On the old SA: the gateway announces its addresses (§3.6), the client moves (§3.5).
+    # HDR(#0), SK {N(ADDITIONAL_IP4_ADDRESS), N(COOKIE2)}  <--  -->
+    # HDR(#2), SK {N(UPDATE_SA_ADDRESSES), N(NAT_D_*), N(COOKIE2)}  -->  <--  (+ the check)
+    p.gateway_sa.announce_addresses(["198.51.100.2"], 1.0)
+    p.run(1.0)
+    p.client_sa.update_addresses((SECOND_HOST, NAT_T), 1.5)
+    p.run(1.5)
+    p.events()
+    assert p.client_sa.peer_addresses == (RESPONDER_HOST, "198.51.100.2")
+    assert p.client_sa.sa.nat_seen_as == nat_detection_hash(
+        *p.client_sa.sa.spis, (SECOND_HOST, NAT_T)
+    )
+    assert p.gateway_sa.sa.mobike_update_id == 2
+    clone, peer_clone = clone_on_both_sides(p, p.client_sa, 2.0)
+    p.client_sa.rekey(3.0)
+    p.run(3.0)
+    (rekeyed,) = of_type(p.events()[0], IkeSaRekeyed)
+    assert isinstance(rekeyed, IkeSaRekeyed)
+    for fresh in (clone, peer_clone, rekeyed.new):
+        assert fresh.peer_addresses == ()
+        assert fresh.sa.mobike_update_id == -1 and fresh.sa.nat_seen_as == b""
