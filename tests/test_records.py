@@ -130,6 +130,12 @@ def test_records_round_trip_through_json() -> None:
     again = IkeSa.from_dict(data)
     assert again == sa
     assert again.clone_negotiated and again.local_spi == b"\xa1" * 8
+    # The MOBIKE state (RFC 4555 §3.4-§3.8), defaulted and set.
+    assert (again.peer_addresses, again.mobike_update_id, again.nat_seen_as) == ((), -1, b"")
+    sa.peer_addresses = ("198.51.100.7", "2001:db8::7")
+    sa.mobike_update_id = 5
+    sa.nat_seen_as = bytes(range(20))
+    assert IkeSa.from_dict(json.loads(json.dumps(sa.to_dict()))) == sa
 
 
 @pytest.mark.parametrize(
@@ -140,6 +146,8 @@ def test_records_round_trip_through_json() -> None:
         lambda d: d.update(spi_r="zz"),
         lambda d: d["child_sas"][0].update(transforms={"encr": 20}),
         lambda d: d.update(local_id=[99, "00"]),
+        lambda d: d.update(nat_seen_as="not hex"),
+        lambda d: d.pop("mobike_update_id"),
     ],
 )
 def test_unreadable_records_raise_malformed(damage: object) -> None:

@@ -4,8 +4,9 @@ server (a new process: a new store object, nothing in memory) continues its SAs.
 from __future__ import annotations
 
 import pytest
-from engine_harness import RESPONDER_HOST, drain, of_type, pair
+from engine_harness import INITIATOR_HOST, RESPONDER_HOST, counter_random, drain, of_type, pair
 from store_fixtures import SHARED_KINDS, StoreFactory
+from test_engine_nat import PUBLIC, Nat
 
 from ikecore.endpoint import IkeEndpoint
 from ikecore.events import (
@@ -84,3 +85,36 @@ def test_ike_rekey_on_the_store_then_restart(open_store: StoreFactory) -> None:
     net.run(3.0)
     (packet,) = of_type(drain(restarted), EspPacketReceived)
     assert isinstance(packet, EspPacketReceived) and packet.session.sa.spis == new_spis
+
+
+@pytest.mark.parametrize("kind", SHARED_KINDS)
+def test_a_restarted_client_behind_a_nat_compares_with_the_stored_nat_value(
+    open_store: StoreFactory,
+) -> None:
+    """RFC 4555 §3.8 across a restart: the NAT_DETECTION_DESTINATION_IP of the gateway's last
+    answer to our UPDATE_SA_ADDRESSES is in the record, so the restarted client's liveness
+    check finds the NAT mapping unchanged and sends no update."""
+    initiator, _, peer, net = pair()  # MOBIKE negotiated
+    initiator = IkeEndpoint(initiator.config, open_store("client"), random=initiator.random)
+    net.hosts[INITIATOR_HOST] = net.hosts[PUBLIC] = initiator
+    nat = Nat()
+    session = initiator.initiate(peer, 0.0)
+    net.run(0.0, nat)
+    assert session.sa.local_behind_nat
+    # The first check has nothing to compare with: one UPDATE_SA_ADDRESSES follows.
+    # HDR(#2), SK {N(NAT_D_SRC), N(NAT_D_DST)}  -->  <--
+    # HDR(#3), SK {N(UPDATE_SA_ADDRESSES), N(NAT_D_*), N(COOKIE2)}  -->  <--
+    session.check_liveness(1.0)
+    assert len(net.run(1.0, nat)) == 4
+    seen_as = session.sa.nat_seen_as
+    assert len(seen_as) == 20  # SHA-1 (RFC 7296 §2.23)
+    # The client process restarts (a new store object, nothing in memory) and loads its SA.
+    restarted = IkeEndpoint(initiator.config, open_store("client"), random=counter_random(9))
+    net.hosts[INITIATOR_HOST] = net.hosts[PUBLIC] = restarted
+    loaded = restarted.take_over(session.sa.spis)
+    assert loaded.sa.nat_seen_as == seen_as
+    # Same mapping, same value: HDR(#4), SK {N(NAT_D_SRC), N(NAT_D_DST)}  -->  <--  and no more.
+    loaded.check_liveness(2.0)
+    flow = net.run(2.0, nat)
+    assert [str(d) for d in flow] == ["INFORMATIONAL --> #4", "INFORMATIONAL <-- #4"]
+    assert loaded.state == IkeState.ESTABLISHED
