@@ -23,7 +23,8 @@ benchmark times must therefore be repeatable: one that raises when repeated leav
 the ratio of the medians (the summary says so). Set ``benchmark.group`` and ``extra_info["impl"]``
 before calling ``benchmark(...)`` / ``benchmark.pedantic(...)``: the call is filed under them.
 A ratio below its floor fails the run, and so does a floor whose group was measured but not its
-pair (a renamed impl).
+pair (a renamed impl), or, in a run of every bench module without ``-k``/``-m``, a floor whose
+group was not measured at all (a renamed group; floors name groups that quick mode measures).
 
 Modes: ``--bench-mode=quick`` (CI, every run: short rounds, benchmarks marked ``full`` deselected)
 and ``--bench-mode=full`` (releases: long rounds, everything); without the option pytest-benchmark's
@@ -87,6 +88,16 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.benchmark_disable_gc = True
         for option, value in MODES[mode].items():
             setattr(config.option, option, value)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Every floor's group must be measured when every bench module runs unfiltered: otherwise
+    # renaming a group (or an impl's whole group) would drop its gate without a failure.
+    config = session.config
+    modules = {path.name for path in Path(__file__).parent.glob("test_*.py")}
+    ran = {Path(str(item.path)).name for item in session.items}
+    filtered = bool(config.option.keyword or config.option.markexpr)
+    config._ikecore_complete_run = not filtered and modules <= ran  # type: ignore[attr-defined]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -281,6 +292,8 @@ def gates(config: pytest.Config) -> tuple[list[dict[str, Any]], list[str]]:
         if key not in medians:
             if group in measured_groups:
                 failures.append(f"{key}: floor names a pair not measured in its group")
+            elif getattr(config, "_ikecore_complete_run", False):
+                failures.append(f"{key}: group not measured in a run of every bench (renamed?)")
             continue
         ratio = interleaved.get(key, medians[key])
         results.append({"gate": key, "floor": floor, "ratio": ratio,
