@@ -10,8 +10,8 @@ addresses) and the wire form (`ikecore.payloads.TrafficSelector`, packed address
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Generic, Literal, TypeVar
 
 from ikecore import config
 from ikecore.aead import IkeCipher
@@ -60,6 +60,7 @@ __all__ = [
     "Delete",
     "IDi",
     "IDr",
+    "IdentityCache",
     "IkeCipher",
     "IkeMessage",
     "IkeSuite",
@@ -91,6 +92,9 @@ __all__ = [
     "skeyseed_rekey",
     "wire_transforms",
 ]
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 _SK_HEADER_LENGTH = 4
 _IV_LENGTH = 8
@@ -158,25 +162,34 @@ def id_body(payload: IDi | IDr) -> bytes:
     return bytes((payload.id_type, 0, 0, 0)) + payload.data
 
 
-# By the identity of a configured proposal's transform tuple (hashing it would run every
-# Transform's dataclass __hash__); each entry holds that tuple, so its id stays its own.
-_wire_by_id: dict[int, tuple[tuple[PolicyTransform, ...], tuple[Transform, ...]]] = {}
+class IdentityCache(Generic[K, V]):
+    """Immutable payload objects made from configuration objects, found by the identity of
+    the configuration object: hashing a tuple of dataclasses would run each one's Python
+    ``__hash__``. Each entry holds its key object, so that id stays its own; the cache is
+    emptied when it reaches ``size`` entries (a configuration has a handful)."""
+
+    def __init__(self, make: Callable[[K], V], size: int = 256) -> None:
+        self._make = make
+        self._size = size
+        self._entries: dict[int, tuple[K, V]] = {}
+
+    def __call__(self, key: K) -> V:
+        entry = self._entries.get(id(key))
+        if entry is not None and entry[0] is key:
+            return entry[1]
+        made = self._make(key)
+        if len(self._entries) >= self._size:
+            self._entries.clear()
+        self._entries[id(key)] = (key, made)
+        return made
 
 
 def _payload_transforms(transforms: tuple[PolicyTransform, ...]) -> tuple[Transform, ...]:
     return tuple(Transform(t.type, t.id, t.key_length) for t in transforms)
 
 
-def wire_transforms(transforms: tuple[PolicyTransform, ...]) -> tuple[Transform, ...]:
-    """Payload transforms for configured ones (immutable, so made once per proposal)."""
-    cached = _wire_by_id.get(id(transforms))
-    if cached is not None and cached[0] is transforms:
-        return cached[1]
-    made = _payload_transforms(transforms)
-    if len(_wire_by_id) >= 256:
-        _wire_by_id.clear()
-    _wire_by_id[id(transforms)] = (transforms, made)
-    return made
+# Payload transforms for configured ones (immutable, so made once per proposal).
+wire_transforms = IdentityCache(_payload_transforms)
 
 
 # Per negotiated choice, keyed by plain tuples (a dataclass's __hash__ and __eq__ run in

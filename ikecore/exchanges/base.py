@@ -21,6 +21,7 @@ from ikecore.constants import ExchangeType, NotifyType, ProtocolId
 from ikecore.errors import RemoteProtocolError
 from ikecore.suites import EspTransforms, IkeTransforms, ProposalSpec
 from ikecore.wire import (
+    IdentityCache,
     IkeMessage,
     Notify,
     Payload,
@@ -131,29 +132,25 @@ def error_notify(payloads: Sequence[Payload]) -> Notify | None:
     return None
 
 
-# SA payloads without an SPI (IKE_SA_INIT's offer) by the identity of the configured proposal
-# tuple; each entry holds that tuple, so its id stays its own. Payloads are immutable and a
-# configuration offers the same proposals in every handshake.
-_offers_by_id: dict[int, tuple[tuple[ProposalSpec, ...], SecurityAssociation]] = {}
-
-
-def offer(specs: Sequence[ProposalSpec], spi: bytes = b"") -> SecurityAssociation:
-    """An SA payload offering our configured proposals, numbered from 1 (RFC 7296 §3.3.1)."""
-    if not spi and isinstance(specs, tuple):
-        cached = _offers_by_id.get(id(specs))
-        if cached is not None and cached[0] is specs:
-            return cached[1]
-    made = SecurityAssociation(
+def _offer(specs: Sequence[ProposalSpec], spi: bytes = b"") -> SecurityAssociation:
+    return SecurityAssociation(
         tuple(
             Proposal(number, spec.protocol, spi, wire_transforms(spec.transforms))
             for number, spec in enumerate(specs, start=1)
         )
     )
+
+
+# IKE_SA_INIT's offer (no SPI) per configured proposal tuple: payloads are immutable and a
+# configuration offers the same proposals in every handshake.
+_offer_without_spi = IdentityCache(_offer)
+
+
+def offer(specs: Sequence[ProposalSpec], spi: bytes = b"") -> SecurityAssociation:
+    """An SA payload offering our configured proposals, numbered from 1 (RFC 7296 §3.3.1)."""
     if not spi and isinstance(specs, tuple):
-        if len(_offers_by_id) >= 256:
-            _offers_by_id.clear()
-        _offers_by_id[id(specs)] = (specs, made)
-    return made
+        return _offer_without_spi(specs)
+    return _offer(specs, spi)
 
 
 def answer(
