@@ -363,9 +363,11 @@ class IkeSession:
 
     def delete(self, now: float) -> None:
         """INFORMATIONAL {D(IKE)} (RFC 7296 §1.4.1); `IkeSaDeleted` follows."""
-        self._delete(now, "deleted_locally")
+        self.delete_because(now, "deleted_locally")
 
-    def _delete(self, now: float, reason: str) -> None:
+    def delete_because(self, now: float, reason: str) -> None:
+        """`delete` whose `IkeSaDeleted` says ``reason`` (the engine's own deletes: "expired",
+        "cookie2_mismatch")."""
         from ikecore.exchanges.informational import DeleteIkeInitiator
 
         if self.sa.state in (IkeState.DELETING, IkeState.DELETED):
@@ -789,7 +791,7 @@ class IkeSession:
             if action == "liveness":
                 self.check_liveness(now)  # §1.4: DPD after dpd_delay of silence
             elif action == "expire" and not spi:
-                self._delete(now, "expired")
+                self.delete_because(now, "expired")
             elif action == "expire":
                 self._delete_child(spi, now, "expired")
             else:

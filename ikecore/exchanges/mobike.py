@@ -254,19 +254,14 @@ def start_announcement(session: IkeSession, additional: Sequence[str], now: floa
     session.start(AnnounceAddressesInitiator(tuple(parsed)), now)
 
 
-def _cookie_matches(sent: bytes, payloads: list[Payload]) -> bool:
+def _cookie2_echoed(session: IkeSession, sent: bytes, payloads: list[Payload], now: float) -> bool:
+    """§3.7: the response carries our COOKIE2 unchanged; "If the values do not match, the
+    IKE_SA MUST be closed" (a Delete goes out, like any local delete)."""
     echoed = find_notify(payloads, NotifyType.COOKIE2)
-    return echoed is not None and hmac.compare_digest(echoed.data, sent)
-
-
-def _close_for_cookie(session: IkeSession, now: float) -> None:
-    """§3.7: "If the values do not match, the IKE_SA MUST be closed"."""
-    from ikecore.exchanges.informational import DeleteIkeInitiator
-
-    if session.state == IkeState.DELETING:
-        return
-    session.transition(IkeTrigger.DELETE_STARTED)
-    session.start(DeleteIkeInitiator("cookie2_mismatch"), now, first=True)
+    if echoed is not None and hmac.compare_digest(echoed.data, sent):
+        return True
+    session.delete_because(now, "cookie2_mismatch")
+    return False
 
 
 class UpdateAddressesInitiator:
@@ -308,8 +303,7 @@ class UpdateAddressesInitiator:
     def process_response(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
     ) -> None:
-        if not _cookie_matches(self._cookie2, payloads):
-            _close_for_cookie(session, now)
+        if not _cookie2_echoed(session, self._cookie2, payloads, now):
             return
         if session.mobike.pending_update is not self:
             return  # §3.5: an address change after this request was sent; a newer one runs
@@ -370,8 +364,7 @@ class AnnounceAddressesInitiator:
     def process_response(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
     ) -> None:
-        if not _cookie_matches(self._cookie2, payloads):
-            _close_for_cookie(session, now)
+        if not _cookie2_echoed(session, self._cookie2, payloads, now):
             return
         refused = find_notify(payloads, NotifyType.UNEXPECTED_NAT_DETECTED) is not None
         if refused and self._attempt < session.endpoint.config.retransmit_tries:
@@ -483,8 +476,7 @@ class ReturnRoutabilityCheck:
     def process_response(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
     ) -> None:
-        if not _cookie_matches(self._cookie2, payloads):
-            _close_for_cookie(session, now)
+        if not _cookie2_echoed(session, self._cookie2, payloads, now):
             return
         mobike = session.mobike
         if self._failed or mobike.pending_check is not self:
