@@ -10,7 +10,7 @@ import pytest
 from engine_harness import Network, drain, of_type, pair_from, peer_configs
 
 from ikecore.constants import ExchangeType
-from ikecore.endpoint import IkeEndpoint
+from ikecore.endpoint import Datagram, IkeEndpoint
 from ikecore.events import (
     ChildSaDeleted,
     ChildSaRekeyed,
@@ -106,16 +106,23 @@ def test_liveness_check_against_a_dead_peer_ends_the_sa() -> None:
     assert isinstance(deleted, IkeSaDeleted) and deleted.reason == "timeout"
 
 
-def test_a_refused_rekey_is_retried_later_not_at_once() -> None:
-    initiator, responder, session, net = _established(ike_rekey_time=100.0)
+def _rekey_at_100_meets_a_gateway_request(
+    initiator: IkeEndpoint, responder: IkeEndpoint, net: Network
+) -> list[Datagram]:
+    """The gateway has a request of its own in flight (held back, returned): the rekey due at
+    t=100 meeting it is answered TEMPORARY_FAILURE (RFC 7296 §2.25)."""
     (peer_session,) = responder.sessions
-    # The gateway has a request of its own in flight (held back): a rekey meeting it is
-    # answered TEMPORARY_FAILURE (RFC 7296 §2.25).
     peer_session.check_liveness(99.0)
     held = net.capture(99.0)
     initiator.handle_timer(100.0)
     net.deliver(net.capture(100.0), 100.0)  # CREATE_CHILD_SA -->
     net.deliver(net.capture(100.0), 100.0)  # <-- N(TEMPORARY_FAILURE)
+    return held
+
+
+def test_a_refused_rekey_is_retried_later_not_at_once() -> None:
+    initiator, responder, session, net = _established(ike_rekey_time=100.0)
+    held = _rekey_at_100_meets_a_gateway_request(initiator, responder, net)
     assert len(of_type(drain(initiator), IkeSaRekeyFailed)) == 1
     assert session.state == IkeState.ESTABLISHED
     net.deliver(held, 100.0)
@@ -199,14 +206,8 @@ def test_a_clone_has_its_own_hard_lifetime_from_when_it_was_made() -> None:
 
 def test_expiry_wins_over_a_rekey_that_keeps_being_refused() -> None:
     initiator, responder, session, net = _established(ike_rekey_time=100.0, ike_lifetime=105.0)
-    (peer_session,) = responder.sessions
-    # The gateway's own request in flight makes it answer the rekey with TEMPORARY_FAILURE
-    # (RFC 7296 §2.25); the retry (t=110) would come after the hard lifetime (t=105).
-    peer_session.check_liveness(99.0)
-    held = net.capture(99.0)
-    initiator.handle_timer(100.0)
-    net.deliver(net.capture(100.0), 100.0)  # CREATE_CHILD_SA -->
-    net.deliver(net.capture(100.0), 100.0)  # <-- N(TEMPORARY_FAILURE)
+    # The rekey is refused at t=100; its retry (t=110) would come after the hard lifetime.
+    held = _rekey_at_100_meets_a_gateway_request(initiator, responder, net)
     net.deliver(held, 100.0)
     net.run(100.0)
     assert initiator.get_timer() == 105.0
