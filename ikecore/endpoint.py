@@ -312,6 +312,7 @@ class IkeEndpoint:
             spi_i=spi_i,
             spi_r=_ZERO_SPI,
             initiator=True,
+            mobike_initiator=True,
             local_address=local,
             remote_address=remote,
             peer_name=peer.name,

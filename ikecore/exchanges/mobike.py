@@ -15,7 +15,8 @@ own SPIs, and only the Child SAs of the moved SA follow it (the old SA keeps its
 Only SAs on which both peers sent MOBIKE_SUPPORTED move. The responder takes the new
 addresses from the IP header (§3.5); COOKIE2 is copied into every INFORMATIONAL response and
 a response whose COOKIE2 differs closes the IKE SA (§3.7). Which end may send
-UPDATE_SA_ADDRESSES is discussed in docs/CLONE.md.
+UPDATE_SA_ADDRESSES is discussed in docs/CLONE.md: the roles are those of the first IKE SA of a
+series of rekeys (§1.3), kept in `IkeSa.mobike_initiator` through rekeys and clones.
 
     (responder of the update, return routability check, §3.7, to the new address)
                  <--  HDR, SK {N(COOKIE2)}
@@ -131,7 +132,12 @@ def nat_mapping_probe(session: IkeSession) -> list[Payload]:
     """§3.8: "When the initiator is behind a NAT ..., it SHOULD include these notifications in
     DPD messages" (with MOBIKE negotiated); else nothing."""
     sa = session.sa
-    if not (sa.local_mobike_supported and sa.peer_mobike_supported and sa.local_behind_nat):
+    if not (
+        sa.local_mobike_supported
+        and sa.peer_mobike_supported
+        and sa.local_behind_nat
+        and sa.mobike_initiator
+    ):
         return []
     return nat_detection_payloads(sa.spi_i, sa.spi_r, sa.local_address, sa.remote_address)
 
@@ -231,8 +237,20 @@ def start_update(session: IkeSession, local: Address, remote: Address | None, no
         remote = _checked_address("remote", remote)
     _require_mobike(session)
     sa = session.sa
-    # §3.3: with MOBIKE and NAT-T both ends use the NAT-T port.
-    remote = remote or (sa.remote_address[0], session.endpoint.config.nat_port)
+    if sa.mobike_initiator:
+        # §3.3: with MOBIKE and NAT-T both ends use the NAT-T port.
+        remote = remote or (sa.remote_address[0], session.endpoint.config.nat_port)
+    elif remote is None or remote == sa.remote_address:
+        # The responder moves only its own end, to where the initiator is now: its address
+        # went away (§3.5's exception), or another gateway node took the SA over
+        # (docs/CLUSTER.md). The roles are those of the first IKE SA of a series of rekeys and
+        # clones (§1.3, `IkeSa.mobike_initiator`), whichever end rekeyed.
+        remote = sa.remote_address
+    else:
+        raise LocalProtocolError(
+            "only the MOBIKE initiator chooses the peer's address (RFC 4555 §2.1, §3.5); "
+            "the responder announces its addresses (announce_addresses, §3.6)"
+        )
     task = UpdateAddressesInitiator(previous=(sa.local_address, sa.remote_address))
     # The IKE SA (and so its Child SAs and any request being retransmitted) uses the new
     # addresses at once; UPDATE_SA_ADDRESSES goes when the window allows.
