@@ -118,13 +118,14 @@ def _nat_prohibited(payloads: list[Payload], src: Address, dst: Address) -> bool
     return no_nats is not None and not hmac.compare_digest(no_nats.data, no_nats_data(src, dst))
 
 
-def _no_nats(session: IkeSession) -> list[Payload]:
-    """N(NO_NATS_ALLOWED) with the addresses our request leaves from and goes to (§3.9), when
-    our policy forbids NATs on the path; else nothing."""
+def _no_nats(session: IkeSession, path: tuple[Address, Address] | None = None) -> list[Payload]:
+    """N(NO_NATS_ALLOWED) with the addresses our request leaves from and goes to (§3.9): the
+    SA's, or the request's own ``path``, when our policy forbids NATs on the path; else
+    nothing."""
     if session.peer is None or not session.peer.no_nats_allowed:
         return []
     sa = session.sa
-    data = no_nats_data(sa.local_address, sa.remote_address)
+    data = no_nats_data(*(path or (sa.local_address, sa.remote_address)))
     return [Notify.status(NotifyType.NO_NATS_ALLOWED, data)]
 
 
@@ -260,8 +261,12 @@ def start_update(session: IkeSession, local: Address, remote: Address | None, no
     session.start(task, now)
 
 
-def start_announcement(session: IkeSession, additional: Sequence[str], now: float) -> None:
+def start_announcement(
+    session: IkeSession, additional: Sequence[str], now: float, local: Address | None = None
+) -> None:
     """`IkeSession.announce_addresses`."""
+    if local is not None:
+        local = _checked_address("local", local)
     _require_mobike(session)
     parsed = []
     for text in additional:
@@ -269,7 +274,28 @@ def start_announcement(session: IkeSession, additional: Sequence[str], now: floa
             parsed.append(ipaddress.ip_address(text))
         except ValueError:
             raise ValueError(f"not an IP address: {text!r}") from None
-    session.start(AnnounceAddressesInitiator(tuple(parsed)), now)
+    if local is None:
+        session.start(AnnounceAddressesInitiator(tuple(parsed)), now)
+        return
+    sa = session.sa
+    if sa.mobike_initiator:
+        raise LocalProtocolError(
+            "the MOBIKE initiator changes its addresses with update_addresses (RFC 4555 §3.5)"
+        )
+    # §3.5: "If the source address that the responder is currently using becomes
+    # unavailable ..., the responder is allowed to update the IPsec SAs to use some other
+    # address": the IKE SA and its Child SAs leave from `local` now; the initiator's address
+    # stays what the initiator chose.
+    sa.local_address = local
+    session.save()
+    # §3.6: "the responder uses the additional address list received from the initiator, and
+    # the list of its own addresses, to determine which addresses to use for sending the
+    # INFORMATIONAL request": the initiator's current address first (only ours went away),
+    # then the others it announced, on the port it uses.
+    current = sa.remote_address
+    others = tuple((host, current[1]) for host in sa.peer_addresses if host != current[0])
+    task = AnnounceAddressesInitiator(tuple(parsed), path=(local, current), others=others)
+    session.start(task, now)
 
 
 def _cookie2_echoed(session: IkeSession, sent: bytes, payloads: list[Payload], now: float) -> bool:
@@ -359,7 +385,11 @@ class UpdateAddressesInitiator:
 class AnnounceAddressesInitiator:
     """INFORMATIONAL {N(ADDITIONAL_IP4/6_ADDRESS)+ | N(NO_ADDITIONAL_ADDRESSES),
     [N(NO_NATS_ALLOWED)], N(COOKIE2)} (§3.6): the complete list of our other addresses,
-    replacing what the peer knew. ``attempt`` as in `UpdateAddressesInitiator`."""
+    replacing what the peer knew. ``attempt`` as in `UpdateAddressesInitiator`.
+
+    ``path`` (local, remote), when the MOBIKE responder's address in use is gone (§3.6, last
+    paragraphs): the request goes there instead of to the SA's addresses, and ``others``, the
+    initiator's other addresses, are tried in turn when it is not answered."""
 
     exchange_type = ExchangeType.INFORMATIONAL
 
@@ -367,17 +397,38 @@ class AnnounceAddressesInitiator:
         self,
         additional: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...],
         attempt: int = 0,
+        *,
+        path: tuple[Address, Address] | None = None,
+        others: tuple[Address, ...] = (),
     ):
         self._additional = additional
         self._attempt = attempt
         self._cookie2 = b""
+        self.path = path
+        self._others = others
 
     def build_request(self, session: IkeSession, now: float) -> list[Payload]:
         self._cookie2 = session.endpoint.random(COOKIE2_LENGTH)
         addresses: list[Payload] = [Notify.additional_address(a) for a in self._additional]
         if not addresses:
             addresses = [Notify.status(NotifyType.NO_ADDITIONAL_ADDRESSES)]
-        return [*addresses, *_no_nats(session), Notify.status(NotifyType.COOKIE2, self._cookie2)]
+        return [
+            *addresses,
+            *_no_nats(session, self.path),
+            Notify.status(NotifyType.COOKIE2, self._cookie2),
+        ]
+
+    def path_failed(self, session: IkeSession, now: float) -> bool:
+        """The initiator did not answer at this address: the same request (its message ID
+        must still be answered) goes on to the next address it announced (§3.6). False when
+        none is left: the peer is gone (RFC 7296 §2.4). The request's NO_NATS_ALLOWED, if any,
+        then names the first path: the initiator refuses it and a new request follows, from
+        the path that answered (§3.9)."""
+        if self.path is None or not self._others:
+            return False
+        self.path = (self.path[0], self._others[0])
+        self._others = self._others[1:]
+        return True
 
     def process_response(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
@@ -387,7 +438,10 @@ class AnnounceAddressesInitiator:
         refused = find_notify(payloads, NotifyType.UNEXPECTED_NAT_DETECTED) is not None
         if refused and self._attempt < session.endpoint.config.retransmit_tries:
             # §3.9: retried with new requests; after that the peer keeps the set it knew.
-            session.start(AnnounceAddressesInitiator(self._additional, self._attempt + 1), now)
+            retry = AnnounceAddressesInitiator(
+                self._additional, self._attempt + 1, path=self.path, others=self._others
+            )
+            session.start(retry, now)
 
     def abort(self, session: IkeSession, reason: str, now: float) -> None:
         """Nothing to undo: the peer keeps the address set it knew."""
