@@ -666,12 +666,12 @@ class IkeSession:
                 from ikecore.exchanges.rekey_ike import request_on_successor
 
                 request_on_successor(self, payloads, now)
-            if not sa.initiator and (
-                message.exchange == ExchangeType.IKE_AUTH
-                or (sa.remote_behind_nat and not _mobike_negotiated(sa))
+            if (not sa.initiator and message.exchange == ExchangeType.IKE_AUTH) or (
+                sa.remote_behind_nat and not sa.local_behind_nat and not _mobike_negotiated(sa)
             ):
-                # §2.23: follow the initiator's move to the NAT-T port (and a NAT's
-                # rebinding), from authenticated requests only. With MOBIKE only
+                # §2.23: follow the initiator's move to the NAT-T port, and (the host not
+                # behind a NAT, whichever end started this IKE SA or its rekey) a NAT's
+                # rebinding, from authenticated requests only. With MOBIKE only
                 # UPDATE_SA_ADDRESSES moves the SA (RFC 4555 §3.8).
                 sa.remote_address, sa.local_address = src, dst
             self.request_path = (src, dst)

@@ -178,3 +178,37 @@ def test_a_rekey_by_the_gateway_keeps_the_nat_state_and_the_clients_mapping_chec
     assert nat_mapping_probe(peer_new) == []
     peer_new.check_liveness(4.0)
     assert len(net.run(4.0, nat)) == 2
+
+
+def test_without_mobike_the_gateway_follows_a_nat_rebinding_after_it_rekeyed() -> None:
+    """RFC 7296 §2.23: the host not behind a NAT follows the peer's NAT mapping from
+    authenticated requests. That is the gateway, also on an IKE SA it rekeyed itself, where it
+    holds the I flag (§2.18)."""
+    initiator, responder, peer, net = pair(mobike=False)
+    net.hosts[PUBLIC] = initiator
+    nat = Nat()
+    session = initiator.initiate(peer, 0.0)
+    net.run(0.0, nat)
+    (peer_session,) = responder.sessions
+    drain(initiator), drain(responder)
+    # HDR(old), SK {SA, Ni, KEi}  <--  -->  HDR(old), SK {SA, Nr, KEr}   (the gateway rekeys)
+    # HDR(old), SK {D(IKE)}       <--  -->  HDR(old), SK {}
+    peer_session.rekey(1.0)
+    net.run(1.0, nat)
+    (rekeyed,) = of_type(drain(initiator), IkeSaRekeyed)
+    (peer_rekeyed,) = of_type(drain(responder), IkeSaRekeyed)
+    assert isinstance(rekeyed, IkeSaRekeyed) and isinstance(peer_rekeyed, IkeSaRekeyed)
+    new, peer_new = rekeyed.new, peer_rekeyed.new
+    assert peer_new.sa.initiator and peer_new.sa.remote_behind_nat
+    assert new.sa.local_behind_nat and session.state == IkeState.DELETED
+    # The NAT reboots; the client's next request comes from a new public port:
+    # (203.0.113.5:50000 -> 198.51.100.1:4500)  HDR(new, #0), SK {}  -->  <--
+    nat.reboot()
+    new.check_liveness(2.0)
+    net.run(2.0, nat)
+    assert peer_new.sa.remote_address == (PUBLIC, 50000)
+    # ESP from the gateway reaches the client through the new mapping.
+    (peer_child,) = peer_new.child_sas
+    responder.send_esp(peer_child.spi_in, b"\x45" + bytes(19), 4, 3.0)
+    net.run(3.0, nat)
+    assert of_type(drain(initiator), EspPacketReceived)
