@@ -135,3 +135,28 @@ def test_an_announcement_from_another_address_is_the_responders() -> None:
     assert p.client_sa.sa.local_address == (INITIATOR_HOST, NAT_T)
     assert p.gateway_sa.sa.local_address == (RESPONDER_HOST, NAT_T)
     assert p.net.capture(1.0) == []
+
+
+def test_the_child_sas_leave_from_the_new_address_during_a_return_routability_check() -> None:
+    """The client's move is being checked (§3.7: the gateway's Child SAs stay on the verified
+    path) when the gateway's address goes away: they keep the client's verified address and
+    leave from the gateway's new one (§3.5)."""
+    p = established()
+    p.net.hosts[GATEWAY_SECOND] = p.gateway
+    (peer_child,) = p.gateway_sa.child_sas
+    # (192.0.2.2 -> 198.51.100.1)  HDR(#2), SK {N(UPDATE_SA_ADDRESSES), ...}  -->  <--
+    # the gateway's check of 192.0.2.2:  <--  HDR(#0), SK {N(COOKIE2)}   (not delivered yet)
+    p.client_sa.update_addresses((SECOND_HOST, NAT_T), 1.0)
+    (update,) = p.net.capture(1.0)
+    p.net.deliver([update], 1.0)
+    answer, check = p.net.capture(1.0)
+    p.net.deliver([answer], 1.0)
+    assert check.dst == (SECOND_HOST, NAT_T)
+    assert p.gateway_sa.mobike.esp_path == ((RESPONDER_HOST, NAT_T), (INITIATOR_HOST, NAT_T))
+    del p.net.hosts[RESPONDER_HOST]
+    p.gateway_sa.announce_addresses([], 2.0, local=(GATEWAY_SECOND, NAT_T))
+    assert p.gateway_sa.mobike.esp_path == ((GATEWAY_SECOND, NAT_T), (INITIATOR_HOST, NAT_T))
+    p.net.capture(2.0)  # the announcement waits behind the check (window 1)
+    p.gateway.send_esp(peer_child.spi_in, PING, 4, 2.0)
+    (esp,) = p.net.capture(2.0)
+    assert (esp.src, esp.dst) == ((GATEWAY_SECOND, NAT_T), (INITIATOR_HOST, NAT_T))

@@ -285,8 +285,12 @@ def start_announcement(
     # §3.5: "If the source address that the responder is currently using becomes
     # unavailable ..., the responder is allowed to update the IPsec SAs to use some other
     # address": the IKE SA and its Child SAs leave from `local` now; the initiator's address
-    # stays what the initiator chose.
+    # stays what the initiator chose (also on the path the Child SAs keep while the
+    # initiator's new address is being checked, §3.7).
     sa.local_address = local
+    mobike = session.mobike
+    if mobike.esp_path is not None:
+        mobike.esp_path = (local, mobike.esp_path[1])
     session.save()
     # §3.6: "the responder uses the additional address list received from the initiator, and
     # the list of its own addresses, to determine which addresses to use for sending the
