@@ -11,8 +11,8 @@ the IKE SA's and every Child SA's keys). The *ciphertext* is AES-256-GCM over th
 the AAD is everything before the ciphertext plus the SPI pair the record is stored under, so
 every field is authenticated and a record copied under another SPI pair does not open.
 
-Records are written in format 4. Format 3 (the same without the MOBIKE role, `IkeSa.
-mobike_initiator`, read as the I flag's) and format 2 (without any MOBIKE state: the peer's
+Records are written in format 4. Format 3 (the same without the MOBIKE role,
+`IkeSa.mobike_initiator`, read as the I flag's) and format 2 (without any MOBIKE state: the peer's
 address set, the last UPDATE_SA_ADDRESSES acted on, the NAT value of §3.8) are still read, the
 missing fields defaulted, so a store written before keeps working after an upgrade; such a
 record is rewritten in format 4 the next time its SA is saved.
