@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The binary encoding of `IkeSa` records in the persistent stores (record format 3; format 2
-is still read).
+"""The binary encoding of `IkeSa` records in the persistent stores (record format 4; formats 2
+and 3 are still read).
 
 A record is encoded into two byte strings: the *public* part (everything but key material,
 stored in the clear but authenticated) and the *secret* part (the IKE SA's SK_* keys and
@@ -34,8 +34,8 @@ The fixed blocks, in Python ``struct`` notation (big-endian, no padding)::
     TS_BLOCK    ">BHHHH"                                       (9 bytes)
         ip_protocol start_port end_port | lengths: start, end
     MOBIKE_BLOCK ">BQHH"                                       (13 bytes, format 3)
-        flags (1: mobike_update_id present) | mobike_update_id | length of nat_seen_as
-        | number of peer addresses
+        flags (1: mobike_update_id present, 2 (format 4): mobike_initiator) | mobike_update_id
+        | length of nat_seen_as | number of peer addresses
     ADDRESS_LENGTH ">H"                                        (2 bytes, format 3)
         length of one of peer_addresses
 
@@ -45,7 +45,13 @@ address set (§3.4, §3.6), the message ID of the last UPDATE_SA_ADDRESSES acted
 absent when none, the record's -1) and the peer's last NAT_DETECTION_DESTINATION_IP (§3.8;
 empty when none); the secret part is the same in both. `decode` is told the format (by the
 sealed record's header, sealing.py): a format-2 record decodes with the MOBIKE fields
-defaulted (stores written before format 3 keep working); `encode` writes format 3 only.
+defaulted (stores written before format 3 keep working); `encode` writes format 4 only.
+
+Format 4 is format 3 with one more MOBIKE_BLOCK flag, ``mobike_initiator`` (RFC 4555's
+initiator, §1.3: the end that initiated the first IKE SA of a series of rekeys, which a rekey
+by the responder no longer tells apart from the I flag). Formats 2 and 3 never stored it: their
+records decode with it equal to ``initiator``, which it was unless the responder had rekeyed
+the SA (or the gateway cloned it) since the first IKE SA.
 
 The fixed blocks carry every length: of each byte string in bytes, of each text in characters
 (all texts are encoded at once), of each key. Optional values have a presence bit and a zero
@@ -123,6 +129,7 @@ cdef enum:
     ADDRESS_LENGTH = 2
     # MOBIKE_BLOCK flags
     HAS_MOBIKE_UPDATE_ID = 1
+    MOBIKE_INITIATOR = 2
     # IKE_BLOCK presence bits
     HAS_TRANSFORMS = 1
     HAS_KEYS = 2
@@ -136,7 +143,7 @@ cdef enum:
     CHILD_ESN = 2
     CHILD_HAS_REKEYED_FROM = 4
     IKE_SA_KEYS = 7
-    MAX_SLOTS = 32
+    MAX_SLOTS = 40
 
 cdef uint64_t U8 = 0xFF
 cdef uint64_t U16 = 0xFFFF
@@ -186,7 +193,8 @@ cdef enum:
     SA_NEXT_PEER_REQUEST_ID, SA_PEER_WINDOW, SA_LOCAL_WINDOW, SA_SK_IV,
     SA_LOCAL_CLONE_SUPPORTED,  # ... the other IKE_BLOCK flags after it, in their bit order
     SA_PEER_ADDRESSES = SA_LOCAL_CLONE_SUPPORTED + 7, SA_MOBIKE_UPDATE_ID, SA_NAT_SEEN_AS,
-    SA_PARENT, SA_FAMILY, SA_REKEYED_FROM, SA_CREATED_AT, SA_ESTABLISHED_AT, SA_CHILD_SAS
+    SA_MOBIKE_INITIATOR, SA_PARENT, SA_FAMILY, SA_REKEYED_FROM, SA_CREATED_AT,
+    SA_ESTABLISHED_AT, SA_CHILD_SAS
 cdef enum:
     CHILD_SPI_IN, CHILD_SPI_OUT, CHILD_INITIATOR_SLOT, CHILD_TRANSFORMS, CHILD_KEY_IN,
     CHILD_KEY_OUT, CHILD_LOCAL_TS, CHILD_REMOTE_TS, CHILD_STATE, CHILD_SEQ_OUT,
@@ -237,7 +245,7 @@ _bind(&L_IKE_SA, IkeSa, (
     "spi_i", "spi_r", "initiator", "local_address", "remote_address", "state", "transforms",
     "keys", "local_id", "remote_id", "peer_name", "next_request_id", "next_peer_request_id",
     "peer_window", "local_window", "sk_iv", *_IKE_FLAGS[1:], "peer_addresses",
-    "mobike_update_id", "nat_seen_as", "parent", "family",
+    "mobike_update_id", "nat_seen_as", "mobike_initiator", "parent", "family",
     "rekeyed_from", "created_at", "established_at", "child_sas",
 ))
 _bind(&L_CHILD_SA, ChildSa, (
@@ -624,7 +632,7 @@ cdef int _encode_child(object child, Buffer *blocks, Buffer *blobs, Buffer *text
 
 
 cdef int _encode_mobike(object sa, Buffer *blocks, Buffer *blobs, Buffer *texts) except -1:
-    """Format 3's MOBIKE_BLOCK and ADDRESS_LENGTHs, nat_seen_as and the peer addresses."""
+    """Format 4's MOBIKE_BLOCK and ADDRESS_LENGTHs, nat_seen_as and the peer addresses."""
     cdef uint8_t *block
     cdef Py_ssize_t count, index
     addresses = _get(sa, &L_IKE_SA, SA_PEER_ADDRESSES)
@@ -641,6 +649,8 @@ cdef int _encode_mobike(object sa, Buffer *blocks, Buffer *blobs, Buffer *texts)
     if not (PyLong_Check(update_id) and update_id == -1):
         block[0] = HAS_MOBIKE_UPDATE_ID
         _uint(block + 1, 8, update_id, U64, "mobike_update_id")
+    if PyObject_IsTrue(_get(sa, &L_IKE_SA, SA_MOBIKE_INITIATOR)):
+        block[0] |= MOBIKE_INITIATOR
     _append_bytes(blobs, _get(sa, &L_IKE_SA, SA_NAT_SEEN_AS), "nat_seen_as", block + 9)
     _store(block + 11, 2, count)
     for index in range(count):
@@ -651,20 +661,20 @@ cdef int _encode_mobike(object sa, Buffer *blocks, Buffer *blobs, Buffer *texts)
 
 # --- decoding -------------------------------------------------------------------------------
 
-def decode(public, secret, int record_format=3):
-    """The `IkeSa` encoded by `encode` as (``public``, ``secret``) in ``record_format`` (3, or
-    2 as written before: the MOBIKE fields get their defaults); MalformedMessage for anything
-    else."""
+def decode(public, secret, int record_format=4):
+    """The `IkeSa` encoded by `encode` as (``public``, ``secret``) in ``record_format`` (4, or
+    3 or 2 as written before: what they did not store gets its default); MalformedMessage for
+    anything else."""
     cdef Py_buffer public_view, secret_view
-    if record_format != 2 and record_format != 3:
-        raise ValueError(f"record format {record_format}: only formats 2 and 3 are decoded")
+    if record_format < 2 or record_format > 4:
+        raise ValueError(f"record format {record_format}: only formats 2, 3 and 4 are decoded")
     PyObject_GetBuffer(public, &public_view, PyBUF_SIMPLE)
     try:
         PyObject_GetBuffer(secret, &secret_view, PyBUF_SIMPLE)
         try:
             return _decode(<const uint8_t *>public_view.buf, public_view.len,
                            <const uint8_t *>secret_view.buf, secret_view.len,
-                           record_format == 3)
+                           record_format)
         finally:
             PyBuffer_Release(&secret_view)
     finally:
@@ -680,7 +690,7 @@ cdef object _unreadable(str what):
 
 
 cdef object _decode(const uint8_t *public, Py_ssize_t public_length, const uint8_t *secret,
-                    Py_ssize_t secret_length, bint with_mobike):
+                    Py_ssize_t secret_length, int record_format):
     cdef Py_ssize_t offset, blocks_end, text_at, blob_at, key_at, text_pos, index
     cdef Py_ssize_t mobike_at = 0, address_count = 0
     cdef object update_id = -1  # a Python int: -1 is "none", not 2^64 - 1
@@ -689,6 +699,7 @@ cdef object _decode(const uint8_t *public, Py_ssize_t public_length, const uint8
     cdef const uint8_t *block
     cdef uint8_t flags, present
     cdef str text
+    cdef bint with_mobike = record_format >= 3
 
     # The fixed blocks first: they give every length of what follows them.
     if public_length < IKE_BLOCK:
@@ -802,11 +813,15 @@ cdef object _decode(const uint8_t *public, Py_ssize_t public_length, const uint8
     if len(children) != child_count:
         raise MalformedMessage("stored SA record has two Child SAs with one inbound SPI")
 
-    # Format 3's MOBIKE state, after everything else of each section; format 2: the defaults.
+    # The MOBIKE state (format 3 on), after everything else of each section; format 2: the
+    # defaults. Before format 4 the MOBIKE role is taken to be the I flag's (see above).
     peer_addresses = ()
     nat_seen_as = b""
+    mobike_initiator = bool(flags & 1)
     if with_mobike:
         block = public + mobike_at
+        if record_format >= 4:
+            mobike_initiator = bool(block[0] & MOBIKE_INITIATOR)
         if block[0] & HAS_MOBIKE_UPDATE_ID:
             update_id = _load(block + 1, 8)
         length = _load(block + 9, 2)
@@ -845,6 +860,7 @@ cdef object _decode(const uint8_t *public, Py_ssize_t public_length, const uint8
         peer_addresses,
         update_id,
         nat_seen_as,
+        mobike_initiator,
         (_bytes(public + 74, 8), _bytes(public + 82, 8)) if present & HAS_PARENT else None,
         pieces[4],
         (_bytes(public + 90, 8), _bytes(public + 98, 8)) if present & HAS_REKEYED_FROM else None,

@@ -16,7 +16,7 @@
 - ``... reserve 64 seq``: one sequence-number reservation (per 64 ESP packets) against the
   raw single-row/field increment in its transaction.
 
-The store's put encodes the record (binary format 3, _fast/record.pyx), seals its keys
+The store's put encodes the record (binary format 4, _fast/record.pyx), seals its keys
 (AES-GCM under the sealer's subkey, sealing.py), and checks owner and version and writes the
 record in one UPDATE; the index rows (Child SA SPIs, reservations, identity) are written, in one
 transaction with the record, only when they change, as after a Child SA is added.

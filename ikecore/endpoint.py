@@ -184,13 +184,21 @@ class IkeEndpoint:
         self._events.append(event)
 
     def transmit(
-        self, session: IkeSession, raw: bytes, reply_to: tuple[Address, Address] | None = None
+        self,
+        session: IkeSession,
+        raw: bytes,
+        reply_to: tuple[Address, Address] | None = None,
+        *,
+        path: tuple[Address, Address] | None = None,
     ) -> None:
-        """Queue an IKE message of ``session``: requests go to the SA's addresses, responses
-        (``reply_to`` = the request's (src, dst)) back where the request came from (§2.11)."""
+        """Queue an IKE message of ``session``: requests go to the SA's addresses (or on
+        ``path``, (local, remote), a request's own, RFC 4555 §3.6), responses (``reply_to`` =
+        the request's (src, dst)) back where the request came from (§2.11)."""
         if session.evicted:
             return
-        if reply_to is None:
+        if path is not None:
+            datagram = self._send(raw, *path)
+        elif reply_to is None:
             datagram = self._send(raw, session.sa.local_address, session.sa.remote_address)
         else:
             peer, local = reply_to
@@ -312,6 +320,7 @@ class IkeEndpoint:
             spi_i=spi_i,
             spi_r=_ZERO_SPI,
             initiator=True,
+            mobike_initiator=True,
             local_address=local,
             remote_address=remote,
             peer_name=peer.name,

@@ -137,7 +137,12 @@ class IkeSa:
     announced any), ``mobike_update_id`` the message ID of the last UPDATE_SA_ADDRESSES acted
     on (older ones are answered but ignored, §3.5; -1: none yet), ``nat_seen_as`` the
     NAT_DETECTION_DESTINATION_IP of the peer's last answer to our UPDATE_SA_ADDRESSES (§3.8;
-    empty: none yet).
+    empty: none yet), ``mobike_initiator`` True on RFC 4555's "initiator": the end that
+    initiated the first IKE SA "in a series of possibly several rekeyed IKE_SAs" (§1.3). Unlike
+    ``initiator`` (the I flag, RFC 7296's original initiator, which an IKE SA rekey gives to the
+    rekey's initiator), it never changes along the series, nor for a clone (docs/CLONE.md); it
+    decides who chooses the addresses of the IPsec SAs (§2.1, §3.5) and who checks NAT
+    mappings (§3.8).
     """
 
     spi_i: bytes
@@ -166,6 +171,7 @@ class IkeSa:
     peer_addresses: tuple[str, ...] = ()
     mobike_update_id: int = -1
     nat_seen_as: bytes = b""
+    mobike_initiator: bool = False
     parent: SpiPair | None = None
     family: str = ""
     rekeyed_from: SpiPair | None = None
@@ -214,6 +220,7 @@ class IkeSa:
             "peer_addresses": list(self.peer_addresses),
             "mobike_update_id": self.mobike_update_id,
             "nat_seen_as": self.nat_seen_as.hex(),
+            "mobike_initiator": self.mobike_initiator,
             "parent": None if self.parent is None else [s.hex() for s in self.parent],
             "family": self.family,
             "rekeyed_from": None
@@ -257,6 +264,7 @@ class IkeSa:
                 peer_addresses=tuple(str(address) for address in data["peer_addresses"]),
                 mobike_update_id=int(data["mobike_update_id"]),
                 nat_seen_as=bytes.fromhex(data["nat_seen_as"]),
+                mobike_initiator=bool(data["mobike_initiator"]),
                 parent=_opt_pair(data["parent"]),
                 family=str(data["family"]),
                 rekeyed_from=_opt_pair(data["rekeyed_from"]),

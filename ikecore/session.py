@@ -409,12 +409,20 @@ class IkeSession:
         INFORMATIONAL); empty until it announced any."""
         return self.sa.peer_addresses
 
-    def announce_addresses(self, additional: Iterable[str], now: float) -> None:
+    def announce_addresses(
+        self, additional: Iterable[str], now: float, *, local: Address | None = None
+    ) -> None:
         """Tell the peer where else we can be reached (RFC 4555 §3.6): ADDITIONAL_IP4/6_ADDRESS
-        per address, NO_ADDITIONAL_ADDRESSES when there is none."""
+        per address, NO_ADDITIONAL_ADDRESSES when there is none.
+
+        ``local`` (the MOBIKE responder only): the address in use is gone, so the IKE SA and
+        its Child SAs leave from ``local`` now (§3.5) and the request goes from there to the
+        initiator's current address, then, if it is not answered there, to each other address
+        the initiator announced (§3.6). ``local``'s address is the one in the IP header: list
+        only the others in ``additional``."""
         from ikecore.exchanges.mobike import start_announcement
 
-        start_announcement(self, tuple(additional), now)
+        start_announcement(self, tuple(additional), now, local)
 
     def check_liveness(self, now: float) -> None:
         """An empty INFORMATIONAL request (RFC 7296 §1.4); `LivenessChecked` follows."""
@@ -480,8 +488,14 @@ class IkeSession:
             self.handshake.request = messages[0]
         timeout = self.endpoint.config.retransmit_timeout
         self._outstanding[message_id] = _Outstanding(task, messages, 0, now + timeout)
+        self._transmit_request(task, messages)
+
+    def _transmit_request(self, task: InitiatorTask, messages: tuple[bytes, ...]) -> None:
+        """A request goes to the SA's addresses, unless its task has a ``path`` of its own (the
+        MOBIKE responder's address update when the path in use is gone, RFC 4555 §3.6)."""
+        path: tuple[Address, Address] | None = getattr(task, "path", None)
         for raw in messages:
-            self.endpoint.transmit(self, raw)
+            self.endpoint.transmit(self, raw, path=path)
 
     def _build(
         self,
@@ -652,12 +666,12 @@ class IkeSession:
                 from ikecore.exchanges.rekey_ike import request_on_successor
 
                 request_on_successor(self, payloads, now)
-            if not sa.initiator and (
-                message.exchange == ExchangeType.IKE_AUTH
-                or (sa.remote_behind_nat and not _mobike_negotiated(sa))
+            if (not sa.initiator and message.exchange == ExchangeType.IKE_AUTH) or (
+                sa.remote_behind_nat and not sa.local_behind_nat and not _mobike_negotiated(sa)
             ):
-                # §2.23: follow the initiator's move to the NAT-T port (and a NAT's
-                # rebinding), from authenticated requests only. With MOBIKE only
+                # §2.23: follow the initiator's move to the NAT-T port, and (the host not
+                # behind a NAT, whichever end started this IKE SA or its rekey) a NAT's
+                # rebinding, from authenticated requests only. With MOBIKE only
                 # UPDATE_SA_ADDRESSES moves the SA (RFC 4555 §3.8).
                 sa.remote_address, sa.local_address = src, dst
             self.request_path = (src, dst)
@@ -770,8 +784,7 @@ class IkeSession:
                     # on the previous one (its message ID must still be answered).
                     out.tries = 0
                     out.deadline = now + config.retransmit_timeout
-                    for raw in out.messages:
-                        self.endpoint.transmit(self, raw)
+                    self._transmit_request(out.task, out.messages)
                     continue
                 # §2.4: a peer that never answers is gone; so is the SA.
                 self.terminate(IkeTrigger.FAILED, "timeout", now)
@@ -779,8 +792,7 @@ class IkeSession:
             out.tries += 1
             self.retransmissions += 1
             out.deadline = now + config.retransmit_timeout * config.retransmit_backoff**out.tries
-            for raw in out.messages:
-                self.endpoint.transmit(self, raw)
+            self._transmit_request(out.task, out.messages)
         # Expiry first: an SA past its hard lifetime is deleted, not rekeyed (§2.8).
         for when, action, spi in sorted(self._maintenance(), key=lambda due: due[1] != "expire"):
             if when > now or self.sa.state != IkeState.ESTABLISHED:

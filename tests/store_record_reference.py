@@ -1,6 +1,6 @@
-"""An independent encoder of record formats 3 and 2 (the layout in _fast/record.pyx, written
+"""An independent encoder of record formats 4, 3 and 2 (the layout in _fast/record.pyx, written
 with the stdlib ``struct`` module): the oracle of the compiled codec's differential test, and
-the writer of format-2 records as the ikecore before format 3 wrote them.
+the writer of format-3 and format-2 records as the ikecore before format 4 and 3 wrote them.
 Encoding only; decoding is checked by round trips and by the golden record."""
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ IKE_FLAGS = (
 IKE_SA_KEYS = ("sk_d", "sk_ai", "sk_ar", "sk_ei", "sk_er", "sk_pi", "sk_pr")
 
 
-def reference_encode(sa: IkeSa, record_format: int = 3) -> tuple[bytes, bytes]:
-    """(public, secret) of ``sa`` in record format 3, or 2 (without the MOBIKE fields)."""
+def reference_encode(sa: IkeSa, record_format: int = 4) -> tuple[bytes, bytes]:
+    """(public, secret) of ``sa`` in record format 4, 3 (without the MOBIKE role) or 2
+    (without the MOBIKE fields)."""
     transforms, keys, local_id, remote_id = sa.transforms, sa.keys, sa.local_id, sa.remote_id
     optional = (transforms, keys, local_id, remote_id, sa.parent, sa.rekeyed_from)
     present = sum(1 << bit for bit, value in enumerate(optional) if value is not None)
@@ -98,12 +99,14 @@ def reference_encode(sa: IkeSa, record_format: int = 3) -> tuple[bytes, bytes]:
             blocks.append(TS_BLOCK.pack(*ports, len(ts.start), len(ts.end)))
             texts += (ts.start, ts.end)
         secret += (child.key_in, child.key_out)
-    if record_format == 3:
-        # Format 3: the MOBIKE state after everything else of each section.
+    if record_format >= 3:
+        # Format 3: the MOBIKE state after everything else of each section; format 4: the
+        # MOBIKE role as flag 2 of its block.
         update_id = sa.mobike_update_id
+        role = 2 if record_format == 4 and sa.mobike_initiator else 0
         blocks.append(
             MOBIKE_BLOCK.pack(
-                update_id != -1,
+                (update_id != -1) | role,
                 0 if update_id == -1 else update_id,
                 len(sa.nat_seen_as),
                 len(sa.peer_addresses),

@@ -7,7 +7,8 @@ from engine_harness import INITIATOR_HOST, RESPONDER_HOST, drain, of_type, pair
 
 from ikecore.constants import ExchangeType
 from ikecore.endpoint import Datagram
-from ikecore.events import EspPacketReceived, IkeSaMoved
+from ikecore.events import EspPacketReceived, IkeSaMoved, IkeSaRekeyed
+from ikecore.exchanges.mobike import nat_mapping_probe
 from ikecore.states import IkeState
 
 PUBLIC = "203.0.113.5"
@@ -135,3 +136,79 @@ def test_no_nat_detection_in_liveness_checks_without_a_nat() -> None:
     assert not session.sa.local_behind_nat
     session.check_liveness(1.0)
     assert len(net.run(1.0)) == 2  # the empty INFORMATIONAL and its answer, no update
+
+
+def test_a_rekey_by_the_gateway_keeps_the_nat_state_and_the_clients_mapping_checks() -> None:
+    """RFC 4555 across an IKE SA rekey by the responder: the new SA starts on the old SA's
+    path with its NAT-T state; the client, still MOBIKE's initiator (§1.3), goes on checking
+    its NAT mapping (§3.8), the gateway never does; the value to compare with starts afresh
+    (a hash over the new SPIs), so the first check sends one update more, "harmless"."""
+    initiator, responder, peer, net = pair()  # MOBIKE negotiated
+    net.hosts[PUBLIC] = initiator
+    nat = Nat()
+    session = initiator.initiate(peer, 0.0)
+    net.run(0.0, nat)
+    (peer_session,) = responder.sessions
+    assert session.sa.local_behind_nat and session.sa.mobike_initiator
+    drain(initiator), drain(responder)
+    # HDR(old), SK {SA, Ni, KEi}  <--  -->  HDR(old), SK {SA, Nr, KEr}   (the gateway rekeys)
+    # HDR(old), SK {D(IKE)}       <--  -->  HDR(old), SK {}
+    peer_session.rekey(1.0)
+    net.run(1.0, nat)
+    (rekeyed,) = of_type(drain(initiator), IkeSaRekeyed)
+    (peer_rekeyed,) = of_type(drain(responder), IkeSaRekeyed)
+    assert isinstance(rekeyed, IkeSaRekeyed) and isinstance(peer_rekeyed, IkeSaRekeyed)
+    new, peer_new = rekeyed.new, peer_rekeyed.new
+    assert peer_new.sa.initiator and not new.sa.initiator  # the I flag: the rekey's initiator
+    assert new.sa.mobike_initiator and not peer_new.sa.mobike_initiator
+    assert new.sa.local_behind_nat and not new.sa.remote_behind_nat
+    assert peer_new.sa.remote_behind_nat and peer_new.sa.remote_address == (PUBLIC, 40001)
+    informational = (ExchangeType.INFORMATIONAL, False)
+    # HDR(new, #0), SK {N(NAT_D_SRC), N(NAT_D_DST)}  -->  <--  (nothing to compare with yet)
+    # HDR(new, #1), SK {N(UPDATE_SA_ADDRESSES), N(NAT_D_*), N(COOKIE2)}  -->  <--
+    new.check_liveness(2.0)
+    flow = net.run(2.0, nat)
+    assert [(d.exchange, d.response) for d in flow].count(informational) == 2
+    assert of_type(drain(responder), IkeSaMoved) == []  # the same mapping
+    new.check_liveness(3.0)
+    assert len(net.run(3.0, nat)) == 2
+    # The gateway is not MOBIKE's initiator: even if it thought itself behind a NAT, its
+    # liveness checks carry no NAT detection and never lead to an update (§3.8).
+    peer_new.sa.local_behind_nat = True
+    assert nat_mapping_probe(peer_new) == []
+    peer_new.check_liveness(4.0)
+    assert len(net.run(4.0, nat)) == 2
+
+
+def test_without_mobike_the_gateway_follows_a_nat_rebinding_after_it_rekeyed() -> None:
+    """RFC 7296 §2.23: the host not behind a NAT follows the peer's NAT mapping from
+    authenticated requests. That is the gateway, also on an IKE SA it rekeyed itself, where it
+    holds the I flag (§2.18)."""
+    initiator, responder, peer, net = pair(mobike=False)
+    net.hosts[PUBLIC] = initiator
+    nat = Nat()
+    session = initiator.initiate(peer, 0.0)
+    net.run(0.0, nat)
+    (peer_session,) = responder.sessions
+    drain(initiator), drain(responder)
+    # HDR(old), SK {SA, Ni, KEi}  <--  -->  HDR(old), SK {SA, Nr, KEr}   (the gateway rekeys)
+    # HDR(old), SK {D(IKE)}       <--  -->  HDR(old), SK {}
+    peer_session.rekey(1.0)
+    net.run(1.0, nat)
+    (rekeyed,) = of_type(drain(initiator), IkeSaRekeyed)
+    (peer_rekeyed,) = of_type(drain(responder), IkeSaRekeyed)
+    assert isinstance(rekeyed, IkeSaRekeyed) and isinstance(peer_rekeyed, IkeSaRekeyed)
+    new, peer_new = rekeyed.new, peer_rekeyed.new
+    assert peer_new.sa.initiator and peer_new.sa.remote_behind_nat
+    assert new.sa.local_behind_nat and session.state == IkeState.DELETED
+    # The NAT reboots; the client's next request comes from a new public port:
+    # (203.0.113.5:50000 -> 198.51.100.1:4500)  HDR(new, #0), SK {}  -->  <--
+    nat.reboot()
+    new.check_liveness(2.0)
+    net.run(2.0, nat)
+    assert peer_new.sa.remote_address == (PUBLIC, 50000)
+    # ESP from the gateway reaches the client through the new mapping.
+    (peer_child,) = peer_new.child_sas
+    responder.send_esp(peer_child.spi_in, b"\x45" + bytes(19), 4, 3.0)
+    net.run(3.0, nat)
+    assert of_type(drain(initiator), EspPacketReceived)

@@ -14,7 +14,6 @@ from ikecore.events import (
     IkeSaDeleted,
     IkeSaMoved,
     IkeSaMoveFailed,
-    IkeSaRekeyed,
     PeerAddressesChanged,
 )
 from ikecore.exchanges.base import nat_detection_hash
@@ -295,10 +294,14 @@ def test_an_update_superseded_before_it_was_sent_is_never_sent() -> None:
     assert peer_clone.sa.remote_address == (INITIATOR_HOST, 4501)
 
 
-def test_a_clone_or_a_rekeyed_sa_starts_without_the_mobike_state_of_its_parent() -> None:
-    """docs/CLONE.md: the MOBIKE state kept in the record (the peer's address set, the last
-    update acted on, the NAT value of §3.8) belongs to one IKE SA: its message IDs and SPIs."""
+def test_a_clone_keeps_the_address_sets_and_roles_but_not_the_update_id_or_nat_value() -> None:
+    """docs/CLONE.md: a clone is made "as if" by an IKE SA rekey (RFC 7791 §4, §5.2), so it
+    starts with what a rekeyed SA keeps (tests/test_mobike_rekey.py): the peer's address set
+    (RFC 4555 §3.4) and the MOBIKE roles of the first SA (§1.3), whoever made the clone; not
+    the last update acted on (the clone's message IDs start at 0) nor the NAT value of §3.8
+    (a hash over the parent's SPIs)."""
     p = established()
+    p.net.hosts["198.51.100.2"] = p.gateway
     # On the old SA: the gateway announces its addresses (§3.6), the client moves (§3.5).
     # HDR(#0), SK {N(ADDITIONAL_IP4_ADDRESS), N(COOKIE2)}  <--  -->
     # HDR(#2), SK {N(UPDATE_SA_ADDRESSES), N(NAT_D_*), N(COOKIE2)}  -->  <--  (+ the check)
@@ -312,11 +315,24 @@ def test_a_clone_or_a_rekeyed_sa_starts_without_the_mobike_state_of_its_parent()
         *p.client_sa.sa.spis, (SECOND_HOST, NAT_T)
     )
     assert p.gateway_sa.sa.mobike_update_id == 2
-    clone, peer_clone = clone_on_both_sides(p, p.client_sa, 2.0)
-    p.client_sa.rekey(3.0)
-    p.run(3.0)
-    (rekeyed,) = of_type(p.events()[0], IkeSaRekeyed)
-    assert isinstance(rekeyed, IkeSaRekeyed)
-    for fresh in (clone, peer_clone, rekeyed.new):
-        assert fresh.peer_addresses == ()
-        assert fresh.sa.mobike_update_id == -1 and fresh.sa.nat_seen_as == b""
+    # One clone made by each end: HDR(old), SK {N(CLONE_IKE_SA), SA, Ni, KEi}  -->  <--
+    for maker in (p.client_sa, p.gateway_sa):
+        clone, peer_clone = clone_on_both_sides(p, maker, 2.0)
+        assert clone.sa.initiator == (maker is p.client_sa)  # the I flag: the clone's maker
+        assert clone.sa.mobike_initiator and not peer_clone.sa.mobike_initiator
+        assert clone.peer_addresses == (RESPONDER_HOST, "198.51.100.2")
+        assert peer_clone.peer_addresses == p.gateway_sa.peer_addresses
+        for fresh in (clone, peer_clone):
+            assert fresh.sa.mobike_update_id == -1 and fresh.sa.nat_seen_as == b""
+    # The gateway's clone: the gateway may move its own end (RFC 7791 §1), not choose the
+    # client's address (RFC 4555 §2.1).
+    with pytest.raises(LocalProtocolError, match="only the MOBIKE initiator"):
+        peer_clone.update_addresses((RESPONDER_HOST, NAT_T), 3.0, remote=(SECOND_HOST, 4501))
+    assert p.net.capture(3.0) == []
+    # The client moves it to the gateway's other address, which the clone knows.
+    # (192.0.2.2 -> 198.51.100.2) HDR(clone, #0), SK {N(UPDATE_SA_ADDRESSES), ...}  -->  <--
+    # and the gateway's check of the new path:   <--  HDR(clone, #0), SK {N(COOKIE2)}  -->
+    clone.update_addresses((SECOND_HOST, NAT_T), 3.0, remote=(clone.peer_addresses[1], NAT_T))
+    assert p.run(3.0) == ["INFORMATIONAL --> #0", "INFORMATIONAL <-- #0"] * 2
+    assert peer_clone.sa.local_address == ("198.51.100.2", NAT_T)
+    assert peer_clone.sa.mobike_update_id == 0

@@ -15,7 +15,8 @@ own SPIs, and only the Child SAs of the moved SA follow it (the old SA keeps its
 Only SAs on which both peers sent MOBIKE_SUPPORTED move. The responder takes the new
 addresses from the IP header (§3.5); COOKIE2 is copied into every INFORMATIONAL response and
 a response whose COOKIE2 differs closes the IKE SA (§3.7). Which end may send
-UPDATE_SA_ADDRESSES is discussed in docs/CLONE.md.
+UPDATE_SA_ADDRESSES is discussed in docs/CLONE.md: the roles are those of the first IKE SA of a
+series of rekeys (§1.3), kept in `IkeSa.mobike_initiator` through rekeys and clones.
 
     (responder of the update, return routability check, §3.7, to the new address)
                  <--  HDR, SK {N(COOKIE2)}
@@ -117,13 +118,14 @@ def _nat_prohibited(payloads: list[Payload], src: Address, dst: Address) -> bool
     return no_nats is not None and not hmac.compare_digest(no_nats.data, no_nats_data(src, dst))
 
 
-def _no_nats(session: IkeSession) -> list[Payload]:
-    """N(NO_NATS_ALLOWED) with the addresses our request leaves from and goes to (§3.9), when
-    our policy forbids NATs on the path; else nothing."""
+def _no_nats(session: IkeSession, path: tuple[Address, Address] | None = None) -> list[Payload]:
+    """N(NO_NATS_ALLOWED) with the addresses our request leaves from and goes to (§3.9): the
+    SA's, or the request's own ``path``, when our policy forbids NATs on the path; else
+    nothing."""
     if session.peer is None or not session.peer.no_nats_allowed:
         return []
     sa = session.sa
-    data = no_nats_data(sa.local_address, sa.remote_address)
+    data = no_nats_data(*(path or (sa.local_address, sa.remote_address)))
     return [Notify.status(NotifyType.NO_NATS_ALLOWED, data)]
 
 
@@ -131,7 +133,12 @@ def nat_mapping_probe(session: IkeSession) -> list[Payload]:
     """§3.8: "When the initiator is behind a NAT ..., it SHOULD include these notifications in
     DPD messages" (with MOBIKE negotiated); else nothing."""
     sa = session.sa
-    if not (sa.local_mobike_supported and sa.peer_mobike_supported and sa.local_behind_nat):
+    if not (
+        sa.local_mobike_supported
+        and sa.peer_mobike_supported
+        and sa.local_behind_nat
+        and sa.mobike_initiator
+    ):
         return []
     return nat_detection_payloads(sa.spi_i, sa.spi_r, sa.local_address, sa.remote_address)
 
@@ -231,8 +238,20 @@ def start_update(session: IkeSession, local: Address, remote: Address | None, no
         remote = _checked_address("remote", remote)
     _require_mobike(session)
     sa = session.sa
-    # §3.3: with MOBIKE and NAT-T both ends use the NAT-T port.
-    remote = remote or (sa.remote_address[0], session.endpoint.config.nat_port)
+    if sa.mobike_initiator:
+        # §3.3: with MOBIKE and NAT-T both ends use the NAT-T port.
+        remote = remote or (sa.remote_address[0], session.endpoint.config.nat_port)
+    elif remote is None or remote == sa.remote_address:
+        # The responder moves only its own end, to where the initiator is now: its address
+        # went away (§3.5's exception), or another gateway node took the SA over
+        # (docs/CLUSTER.md). The roles are those of the first IKE SA of a series of rekeys and
+        # clones (§1.3, `IkeSa.mobike_initiator`), whichever end rekeyed.
+        remote = sa.remote_address
+    else:
+        raise LocalProtocolError(
+            "only the MOBIKE initiator chooses the peer's address (RFC 4555 §2.1, §3.5); "
+            "the responder announces its addresses (announce_addresses, §3.6)"
+        )
     task = UpdateAddressesInitiator(previous=(sa.local_address, sa.remote_address))
     # The IKE SA (and so its Child SAs and any request being retransmitted) uses the new
     # addresses at once; UPDATE_SA_ADDRESSES goes when the window allows.
@@ -242,8 +261,12 @@ def start_update(session: IkeSession, local: Address, remote: Address | None, no
     session.start(task, now)
 
 
-def start_announcement(session: IkeSession, additional: Sequence[str], now: float) -> None:
+def start_announcement(
+    session: IkeSession, additional: Sequence[str], now: float, local: Address | None = None
+) -> None:
     """`IkeSession.announce_addresses`."""
+    if local is not None:
+        local = _checked_address("local", local)
     _require_mobike(session)
     parsed = []
     for text in additional:
@@ -251,7 +274,32 @@ def start_announcement(session: IkeSession, additional: Sequence[str], now: floa
             parsed.append(ipaddress.ip_address(text))
         except ValueError:
             raise ValueError(f"not an IP address: {text!r}") from None
-    session.start(AnnounceAddressesInitiator(tuple(parsed)), now)
+    if local is None:
+        session.start(AnnounceAddressesInitiator(tuple(parsed)), now)
+        return
+    sa = session.sa
+    if sa.mobike_initiator:
+        raise LocalProtocolError(
+            "the MOBIKE initiator changes its addresses with update_addresses (RFC 4555 §3.5)"
+        )
+    # §3.5: "If the source address that the responder is currently using becomes
+    # unavailable ..., the responder is allowed to update the IPsec SAs to use some other
+    # address": the IKE SA and its Child SAs leave from `local` now; the initiator's address
+    # stays what the initiator chose (also on the path the Child SAs keep while the
+    # initiator's new address is being checked, §3.7).
+    sa.local_address = local
+    mobike = session.mobike
+    if mobike.esp_path is not None:
+        mobike.esp_path = (local, mobike.esp_path[1])
+    session.save()
+    # §3.6: "the responder uses the additional address list received from the initiator, and
+    # the list of its own addresses, to determine which addresses to use for sending the
+    # INFORMATIONAL request": the initiator's current address first (only ours went away),
+    # then the others it announced, on the port it uses.
+    current = sa.remote_address
+    others = tuple((host, current[1]) for host in sa.peer_addresses if host != current[0])
+    task = AnnounceAddressesInitiator(tuple(parsed), path=(local, current), others=others)
+    session.start(task, now)
 
 
 def _cookie2_echoed(session: IkeSession, sent: bytes, payloads: list[Payload], now: float) -> bool:
@@ -341,7 +389,11 @@ class UpdateAddressesInitiator:
 class AnnounceAddressesInitiator:
     """INFORMATIONAL {N(ADDITIONAL_IP4/6_ADDRESS)+ | N(NO_ADDITIONAL_ADDRESSES),
     [N(NO_NATS_ALLOWED)], N(COOKIE2)} (§3.6): the complete list of our other addresses,
-    replacing what the peer knew. ``attempt`` as in `UpdateAddressesInitiator`."""
+    replacing what the peer knew. ``attempt`` as in `UpdateAddressesInitiator`.
+
+    ``path`` (local, remote), when the MOBIKE responder's address in use is gone (§3.6, last
+    paragraphs): the request goes there instead of to the SA's addresses, and ``others``, the
+    initiator's other addresses, are tried in turn when it is not answered."""
 
     exchange_type = ExchangeType.INFORMATIONAL
 
@@ -349,17 +401,38 @@ class AnnounceAddressesInitiator:
         self,
         additional: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...],
         attempt: int = 0,
+        *,
+        path: tuple[Address, Address] | None = None,
+        others: tuple[Address, ...] = (),
     ):
         self._additional = additional
         self._attempt = attempt
         self._cookie2 = b""
+        self.path = path
+        self._others = others
 
     def build_request(self, session: IkeSession, now: float) -> list[Payload]:
         self._cookie2 = session.endpoint.random(COOKIE2_LENGTH)
         addresses: list[Payload] = [Notify.additional_address(a) for a in self._additional]
         if not addresses:
             addresses = [Notify.status(NotifyType.NO_ADDITIONAL_ADDRESSES)]
-        return [*addresses, *_no_nats(session), Notify.status(NotifyType.COOKIE2, self._cookie2)]
+        return [
+            *addresses,
+            *_no_nats(session, self.path),
+            Notify.status(NotifyType.COOKIE2, self._cookie2),
+        ]
+
+    def path_failed(self, session: IkeSession, now: float) -> bool:
+        """The initiator did not answer at this address: the same request (its message ID
+        must still be answered) goes on to the next address it announced (§3.6). False when
+        none is left: the peer is gone (RFC 7296 §2.4). The request's NO_NATS_ALLOWED, if any,
+        then names the first path: the initiator refuses it and a new request follows, from
+        the path that answered (§3.9)."""
+        if self.path is None or not self._others:
+            return False
+        self.path = (self.path[0], self._others[0])
+        self._others = self._others[1:]
+        return True
 
     def process_response(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
@@ -369,7 +442,10 @@ class AnnounceAddressesInitiator:
         refused = find_notify(payloads, NotifyType.UNEXPECTED_NAT_DETECTED) is not None
         if refused and self._attempt < session.endpoint.config.retransmit_tries:
             # §3.9: retried with new requests; after that the peer keeps the set it knew.
-            session.start(AnnounceAddressesInitiator(self._additional, self._attempt + 1), now)
+            retry = AnnounceAddressesInitiator(
+                self._additional, self._attempt + 1, path=self.path, others=self._others
+            )
+            session.start(retry, now)
 
     def abort(self, session: IkeSession, reason: str, now: float) -> None:
         """Nothing to undo: the peer keeps the address set it knew."""

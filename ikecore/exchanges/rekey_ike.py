@@ -76,7 +76,19 @@ def derive_rekeyed_sa(
     initiator: bool,
     now: float,
 ) -> IkeSa:
-    """A new IKE SA record from a rekey-style exchange on ``old`` (no Child SAs yet)."""
+    """A new IKE SA record from a rekey-style exchange on ``old`` (no Child SAs yet).
+
+    MOBIKE (RFC 4555) goes on across it, whichever end started the exchange: the roles are
+    those of the first IKE SA "in a series of possibly several rekeyed IKE_SAs" (§1.3), so
+    ``mobike_initiator`` is copied while ``initiator`` (the I flag) goes to the exchange's
+    initiator; the peer's address set is "logically associated with the IKE_SA" (§3.4) and
+    goes on with its successor; the NAT-T state is that of the path the new SA starts on, the
+    old SA's. Not copied: ``mobike_update_id`` counts the old SA's message IDs (the new SA's
+    start at 0, RFC 7296 §2.18), and ``nat_seen_as`` is a hash over the old SA's SPIs, which
+    the new SA's answers never match (§3.8: "an extra address update when the IKE_SA is
+    rekeyed ... is harmless"). An RFC 7791 clone is made by the same step and so inherits
+    the same (docs/CLONE.md).
+    """
     assert old.keys is not None and old.transforms is not None
     # SKEYSEED' = prf_old(SK_d_old, g^ir (new) | Ni | Nr)
     # {SK_d' | ... | SK_pr'} = prf+_new(SKEYSEED', Ni | Nr | SPIi' | SPIr')
@@ -103,6 +115,8 @@ def derive_rekeyed_sa(
         peer_fragmentation_supported=old.peer_fragmentation_supported,
         local_behind_nat=old.local_behind_nat,
         remote_behind_nat=old.remote_behind_nat,
+        peer_addresses=old.peer_addresses,
+        mobike_initiator=old.mobike_initiator,
         family=old.family,
         created_at=now,
         established_at=now,

@@ -1,7 +1,7 @@
-"""The binary encoding of `IkeSa` records in the persistent stores (record format 3; format 2,
-written before the MOBIKE fields were stored, is still read).
+"""The binary encoding of `IkeSa` records in the persistent stores (record format 4; formats 3
+and 2, written before the MOBIKE role and the MOBIKE fields were stored, are still read).
 
-``encode(sa) -> (public, secret)`` (format 3) and ``decode(public, secret, record_format=3)
+``encode(sa) -> (public, secret)`` (format 4) and ``decode(public, secret, record_format=4)
 -> IkeSa`` are compiled
 (``ikecore._fast.record``); the byte format is described in ``_fast/record.pyx``.
 """

@@ -52,7 +52,10 @@ def main() -> int:
         sa.peer_addresses = (sa.remote_address[0], f"198.51.100.{n}", f"2001:db8::{n}")
         sa.mobike_update_id = n
         sa.nat_seen_as = bytes([n]) * 20
-    seeds = [(3, encode(sa)) for sa in records] + [(2, reference_encode(sa, 2)) for sa in records]
+    for sa in records[1::2]:
+        sa.mobike_initiator = not sa.initiator  # the responder rekeyed (RFC 4555 §1.3)
+    seeds = [(4, encode(sa)) for sa in records]
+    seeds += [(f, reference_encode(sa, f)) for f in (2, 3) for sa in records]
     decoded = 0
     for _ in range(count) if count >= 0 else itertools.count():
         record_format, (public, secret) = rng.choice(seeds)
@@ -61,7 +64,7 @@ def main() -> int:
         else:
             secret = mutate(rng, secret)
         if rng.random() < 0.2:
-            record_format = 5 - record_format  # 2 <-> 3
+            record_format = rng.choice([2, 3, 4])  # read as another format
         try:
             record = decode(public, secret, record_format)
         except MalformedMessage:

@@ -1,10 +1,10 @@
 """The binary record encoding (ikecore.store.codec = the compiled ikecore._fast.record, record
-format 3, and format 2 as written before): every IkeSa round-trips exactly, its bytes are
-those of an independent struct-based encoder (tests/store_record_reference.py) and of golden
-records (format 2 written before the codec was compiled, read with the MOBIKE fields
-defaulted; format 3), values that do not fit are refused when written, and bytes that are not
-a record are MalformedMessage in either format, never another exception or a half-read
-record."""
+format 4, and formats 3 and 2 as written before): every IkeSa round-trips exactly, its bytes
+are those of an independent struct-based encoder (tests/store_record_reference.py) and of
+golden records (format 2 written before the codec was compiled, read with the MOBIKE fields
+defaulted; format 3, read with the MOBIKE role of the I flag), values that do not fit are
+refused when written, and bytes that are not a record are MalformedMessage in any format,
+never another exception or a half-read record."""
 
 from __future__ import annotations
 
@@ -141,7 +141,13 @@ def test_format_2_records_read_with_the_mobike_fields_defaulted(sa: IkeSa) -> No
     """What the ikecore before format 3 wrote (the reference encoder's format 2) reads back as
     the record without its MOBIKE state, which a format-2 record never had."""
     written_before = reference_encode(sa, 2)
-    defaults = dataclasses.replace(sa, peer_addresses=(), mobike_update_id=-1, nat_seen_as=b"")
+    defaults = dataclasses.replace(
+        sa,
+        peer_addresses=(),
+        mobike_update_id=-1,
+        nat_seen_as=b"",
+        mobike_initiator=sa.initiator,
+    )
     assert codec.decode(*written_before, 2) == defaults
     # Read as format 3 it is refused or another record, never this one with its MOBIKE state.
     try:
@@ -151,10 +157,29 @@ def test_format_2_records_read_with_the_mobike_fields_defaulted(sa: IkeSa) -> No
     assert misread != sa or sa == defaults
 
 
+@settings(max_examples=40)
+@given(ike_sas())
+def test_format_3_records_read_with_the_mobike_role_of_the_i_flag(sa: IkeSa) -> None:
+    """What the ikecore before format 4 wrote reads back with everything but the MOBIKE role,
+    which format 3 never stored: taken to be the I flag's (right unless the responder rekeyed
+    the SA since the first IKE SA of its series, RFC 4555 §1.3)."""
+    written_before = reference_encode(sa, 3)
+    assert codec.decode(*written_before, 3) == dataclasses.replace(
+        sa, mobike_initiator=sa.initiator
+    )
+    # The same bytes as format 4 but for the role's flag.
+    public, secret = codec.encode(sa)
+    assert secret == written_before[1] and len(public) == len(written_before[0])
+    pairs = zip(public, written_before[0], strict=True)
+    differing = [at for at, (a, b) in enumerate(pairs) if a != b]
+    assert len(differing) == int(sa.mobike_initiator)
+
+
 def test_decode_names_the_formats_it_reads() -> None:
     public, secret = codec.encode(make_sa(1))
-    with pytest.raises(ValueError, match="formats 2 and 3"):
-        codec.decode(public, secret, 4)
+    for unknown in (1, 5):
+        with pytest.raises(ValueError, match="formats 2, 3 and 4"):
+            codec.decode(public, secret, unknown)
 
 
 def golden_sa() -> IkeSa:
@@ -243,12 +268,32 @@ GOLDEN_3_PUBLIC = bytes.fromhex(
 
 
 def test_a_format_3_record_reads_and_writes_the_same() -> None:
-    assert codec.decode(GOLDEN_3_PUBLIC, GOLDEN_SECRET) == golden_sa_3()
+    # golden_sa() is the responder's SA, so the MOBIKE role read from format 3 (the I flag's)
+    # is the responder's: the format-4 encoding is the same bytes.
+    assert not golden_sa_3().initiator and not golden_sa_3().mobike_initiator
+    assert codec.decode(GOLDEN_3_PUBLIC, GOLDEN_SECRET, 3) == golden_sa_3()
+    assert codec.decode(GOLDEN_3_PUBLIC, GOLDEN_SECRET, 4) == golden_sa_3()
     assert codec.encode(golden_sa_3()) == (GOLDEN_3_PUBLIC, GOLDEN_SECRET)
     sealer = RecordSealer(STORE_KEY)
     record = sealer.seal(golden_sa_3())
-    assert record[:4] == b"IKS3"
+    assert record[:4] == b"IKS4"
     assert sealer.open(record, *golden_sa_3().spis) == golden_sa_3()
+
+
+def test_format_4_stores_the_mobike_role_in_the_mobike_flags() -> None:
+    """The responder that rekeyed the IKE SA holds the I flag of the new SA but is still
+    RFC 4555's responder (§1.3), and the reverse: format 4 keeps both apart."""
+    blocks_end = IKE_BLOCK.size + 2 * (CHILD_BLOCK.size + 2 * TS_BLOCK.size)
+    for initiator, mobike_initiator in ((True, False), (False, True)):
+        sa = golden_sa_3()
+        sa.initiator, sa.mobike_initiator = initiator, mobike_initiator
+        public, secret = codec.encode(sa)
+        # The I flag in the IKE SA block (bit 0 of byte 16), the role in the MOBIKE block's
+        # flags (2), next to "an update acted on" (1).
+        assert public[16] & 1 == initiator
+        assert public[blocks_end] == 1 | (2 if mobike_initiator else 0)
+        assert codec.decode(public, secret) == sa
+        assert codec.decode(public, secret, 3).mobike_initiator == initiator
 
 
 @st.composite
@@ -271,7 +316,7 @@ def _decodes_whole_or_is_malformed(public: bytes, secret: bytes) -> None:
     """decode (as format 2 and as format 3) raises MalformedMessage, or returns a complete
     record: every field is there (re-encoding reads them all) and it round-trips (bytes
     compared: NaN != NaN)."""
-    for record_format in (2, 3):
+    for record_format in (2, 3, 4):
         try:
             sa = codec.decode(public, secret, record_format)
         except MalformedMessage:
@@ -287,7 +332,7 @@ def test_random_bytes_are_malformed(public: bytes, secret: bytes) -> None:
 
 
 @settings(max_examples=60)
-@given(st.data(), ike_sas(), st.booleans(), st.sampled_from([2, 3]))
+@given(st.data(), ike_sas(), st.booleans(), st.sampled_from([2, 3, 4]))
 def test_mutated_records_are_malformed_or_whole(
     data: st.DataObject, sa: IkeSa, in_secret: bool, record_format: int
 ) -> None:
@@ -314,15 +359,15 @@ def test_key_material_is_only_in_the_secret_part(sa: IkeSa) -> None:
 
 
 def test_the_codec_knows_every_field_of_the_records() -> None:
-    """Format 3 stores exactly these fields: one added to a record class must be added to
+    """Format 4 stores exactly these fields: one added to a record class must be added to
     _fast/record.pyx too (and the record format raised), or a store would drop it."""
     stored = {
         IkeSa: "spi_i spi_r initiator local_address remote_address state transforms keys "
         "local_id remote_id peer_name next_request_id next_peer_request_id peer_window "
         "local_window sk_iv local_clone_supported peer_clone_supported local_mobike_supported "
         "peer_mobike_supported peer_fragmentation_supported local_behind_nat remote_behind_nat "
-        "peer_addresses mobike_update_id nat_seen_as parent family rekeyed_from created_at "
-        "established_at child_sas",
+        "peer_addresses mobike_update_id nat_seen_as mobike_initiator parent family rekeyed_from "
+        "created_at established_at child_sas",
         ChildSa: "spi_in spi_out initiator transforms key_in key_out local_ts remote_ts state "
         "seq_out replay_highest replay_bitmap created_at rekeyed_from",
         IkeSaKeys: "sk_d sk_ai sk_ar sk_ei sk_er sk_pi sk_pr",
