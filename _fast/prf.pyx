@@ -204,6 +204,11 @@ cdef inline int _arg(_Arg *arg, object obj, str name) except -1:
         arg.ptr = <const uchar *>PyBytes_AS_STRING(obj)
         arg.len = <size_t>PyBytes_GET_SIZE(obj)
         return 0
+    # apart, so that the bytes case above is inlined into every caller
+    return _arg_buffer(arg, obj, name)
+
+
+cdef int _arg_buffer(_Arg *arg, object obj, str name) except -1:
     if not PyObject_CheckBuffer(obj):
         raise TypeError(f"{name} must be bytes-like (bytes, bytearray, memoryview), not {type(obj).__name__}")
     try:
@@ -225,6 +230,14 @@ cdef inline void _release(_Arg *args, int count) noexcept:
 
 
 cdef inline int _spi(_Arg *arg, object obj, str name) except -1:
+    if PyBytes_CheckExact(obj) and PyBytes_GET_SIZE(obj) == 8:
+        arg.ptr = <const uchar *>PyBytes_AS_STRING(obj)
+        arg.len = 8
+        return 0
+    return _spi_other(arg, obj, name)
+
+
+cdef int _spi_other(_Arg *arg, object obj, str name) except -1:
     _arg(arg, obj, name)
     if arg.len != 8:
         raise ValueError(f"{name} must be 8 bytes (an IKE SPI), got {arg.len}")
