@@ -1002,9 +1002,9 @@ def _register_suite_type(type cls):
     _suite_type = cls
 
 
-cdef int _suite(_Suite *out, object suite) except -1:
-    """The PRF and key lengths of an IkeSuite, from the record it keeps for this (one attribute
-    read; the suite is duck-typed, the record is the checked part)."""
+cdef inline int _suite(_Suite *out, object suite) except -1:
+    """The PRF and key lengths of an IkeSuite, from the record it keeps for this (read from its
+    slot; the suite is duck-typed, the record is the checked part)."""
     cdef PyObject *record
     if type(suite) is _suite_type:
         record = ikecore_slot_of_type(<PyObject *>suite, _suite_schedule_offset,
@@ -1012,6 +1012,10 @@ cdef int _suite(_Suite *out, object suite) except -1:
         if record != NULL:
             out[0] = (<_KeySchedule>record).suite
             return 0
+    return _suite_by_attribute(out, suite)
+
+
+cdef int _suite_by_attribute(_Suite *out, object suite) except -1:
     try:
         schedule = suite._key_schedule
     except AttributeError:
