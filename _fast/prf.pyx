@@ -896,20 +896,34 @@ cdef str _lengths_repr(str name, tuple names, tuple values):
     return f"{name}({shown})"
 
 
-cdef IkeKeys _ike_record(const uchar *keymat, size_t prf_len, size_t integ_len, size_t encr_len):
-    # KEYMAT = SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr (RFC 7296 §2.14)
+cdef IkeKeys _ike_record_new(size_t prf_len, size_t integ_len, size_t encr_len):
+    """An IkeKeys whose seven ``bytes`` have their lengths but no content yet (_ike_record_fill)."""
     cdef IkeKeys keys = IkeKeys.__new__(IkeKeys)
-    keys.sk_d = _bytes(keymat, prf_len)
-    keymat += prf_len
-    keys.sk_ai = _bytes(keymat, integ_len)
-    keys.sk_ar = _bytes(keymat + integ_len, integ_len)
-    keymat += 2 * integ_len
-    keys.sk_ei = _bytes(keymat, encr_len)
-    keys.sk_er = _bytes(keymat + encr_len, encr_len)
-    keymat += 2 * encr_len
-    keys.sk_pi = _bytes(keymat, prf_len)
-    keys.sk_pr = _bytes(keymat + prf_len, prf_len)
+    keys.sk_d = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>prf_len)
+    keys.sk_ai = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>integ_len)
+    keys.sk_ar = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>integ_len)
+    keys.sk_ei = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>encr_len)
+    keys.sk_er = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>encr_len)
+    keys.sk_pi = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>prf_len)
+    keys.sk_pr = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>prf_len)
     return keys
+
+
+cdef inline const uchar *_fill(bytes field, const uchar *keymat) noexcept:
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(field)
+    memcpy(PyBytes_AS_STRING(field), keymat, <size_t>n)
+    return keymat + n
+
+
+cdef void _ike_record_fill(IkeKeys keys, const uchar *keymat) noexcept:
+    # KEYMAT = SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr (RFC 7296 §2.14)
+    keymat = _fill(keys.sk_d, keymat)
+    keymat = _fill(keys.sk_ai, keymat)
+    keymat = _fill(keys.sk_ar, keymat)
+    keymat = _fill(keys.sk_ei, keymat)
+    keymat = _fill(keys.sk_er, keymat)
+    keymat = _fill(keys.sk_pi, keymat)
+    _fill(keys.sk_pr, keymat)
 
 
 cdef ChildKeys _child_record(const uchar *keymat, size_t encr_len, size_t integ_len):
@@ -930,9 +944,13 @@ cdef IkeKeys _ike_sa_keys(_PrfState *st, int alg, const uchar *key, size_t key_l
     # {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr} = prf+(SKEYSEED, Ni | Nr | SPIi | SPIr)
     cdef size_t prf_len = _output_length(alg)
     cdef uchar *keymat = work.ptr + MAX_OUT + seed_len + 1 + PAD_ROOM
+    # The result is allocated first, while the rounds of SKEYSEED, which are bound by the latency
+    # of SHA256RNDS2 and leave the core idle, are still running: the allocation runs alongside.
+    cdef IkeKeys keys = _ike_record_new(prf_len, integ_len, encr_len)
     _state_key(st, alg, key, key_len)
     _expand(st, work.ptr, seed_len, keymat, 3 * prf_len + 2 * integ_len + 2 * encr_len)
-    return _ike_record(keymat, prf_len, integ_len, encr_len)
+    _ike_record_fill(keys, keymat)
+    return keys
 
 
 cdef struct _Suite:
