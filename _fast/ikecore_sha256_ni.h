@@ -25,7 +25,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(IKECORE_NO_SHA_NI)
 #define IKECORE_SHA_NI 1
@@ -239,104 +238,6 @@ static IKECORE_SHA_NI_TARGET void ikecore_hmac_sha256_ni(const uint32_t inner[8]
     _mm_storeu_si128((__m128i *)(out + 16), _mm_shuffle_epi8(efgh, byteswap));
 }
 
-/* The FIPS 180-4 §5.1.1 padding of a message of `length` bytes that ends at `end`, hashed after
- * one block (K0 ^ ipad): 0x80, zeros, the bit length of all the input in the last 8 bytes.
- * Writes at most 72 bytes from `end`; returns the padded length of the message. */
-static inline size_t ikecore_sha256_ni_pad(unsigned char *end, size_t length)
-{
-    size_t padded = (length + 1 + 8 + 63) & ~(size_t)63;
-    uint64_t bits = (uint64_t)(64 + length) * 8;
-    int i;
-    end[0] = 0x80;
-    memset(end + 1, 0, padded - length - 1 - 8);
-    for (i = 0; i < 8; i++)
-        end[padded - length - 1 - i] = (unsigned char)(bits >> (8 * i));
-    return padded;
-}
-
-/*
- * prf+ of RFC 7296 §2.13 with PRF_HMAC_SHA2_256, all blocks in one call:
- *     prf+ (K, S) = T1 | T2 | T3 | ...,  T1 = prf (K, S | 0x01),  Tn = prf (K, T(n-1) | S | n)
- * `inner`/`outer` are the key's packed HMAC states (ikecore_hmac_sha256_ni_key). `seed` holds S
- * (`seed_len` bytes) followed by room for the counter byte and 72 bytes of padding; the counter
- * and padding are written there. Writes the first `out_len` bytes of prf+ (at most 255 blocks)
- * to `out`.
- *
- * Why one call rather than one HMAC per block: T(n-1), the first 32 bytes of block n's message,
- * goes from the outer hash's state to the next inner hash as message words in registers (no
- * store, reload and byte swap between the blocks), the key states are loaded once, and the
- * caller makes one call, not one per block plus a copy of each T(n). S is read from memory in
- * every block: its words do not depend on T(n-1), so their loads run ahead of the rounds.
- * Measured here: 1.01-1.02x per IKE SA key schedule call of prf.pyx (in a bare C loop it is no
- * faster than one ikecore_hmac_sha256_ni call per block: the rounds, latency-bound, hide that).
- */
-static IKECORE_SHA_NI_TARGET void ikecore_hmac_sha256_ni_prf_plus(const uint32_t inner[8],
-                                                                   const uint32_t outer[8],
-                                                                   unsigned char *seed,
-                                                                   size_t seed_len,
-                                                                   unsigned char *out,
-                                                                   size_t out_len)
-{
-    const __m128i byteswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
-    /* the outer block after the inner digest: 0x80, zeros, the length 64 + 32 bytes = 768 bits */
-    const __m128i outer_pad0 = _mm_set_epi32(0, 0, 0, (int)0x80000000);
-    const __m128i outer_pad1 = _mm_set_epi32(768, 0, 0, 0);
-    const __m128i inner_abef = _mm_loadu_si128((const __m128i *)inner);
-    const __m128i inner_cdgh = _mm_loadu_si128((const __m128i *)(inner + 4));
-    const __m128i outer_abef = _mm_loadu_si128((const __m128i *)outer);
-    const __m128i outer_cdgh = _mm_loadu_si128((const __m128i *)(outer + 4));
-    __m128i abef, cdgh, abcd, efgh, t_abcd = _mm_setzero_si128(), t_efgh = _mm_setzero_si128();
-    volatile unsigned char *wipe;
-    unsigned char last[32];
-    const unsigned char *block;
-    size_t later_blocks = 0, blocks, i;
-    unsigned int n;
-    for (n = 1; out_len; n++) {
-        seed[seed_len] = (unsigned char)n;
-        abef = inner_abef;
-        cdgh = inner_cdgh;
-        if (n == 1) {
-            /* T1 = prf (K, S | 0x01): the message begins at S */
-            blocks = ikecore_sha256_ni_pad(seed + seed_len + 1, seed_len + 1) / 64;
-            block = seed;
-        } else {
-            /* Tn = prf (K, T(n-1) | S | n): T(n-1), in registers, is the first block's first
-             * half, already in message-word order; the rest of the message begins 32 bytes into
-             * block one, at S. From T2 on the message length, hence its padding, is the same. */
-            if (n == 2)
-                later_blocks = ikecore_sha256_ni_pad(seed + seed_len + 1, 32 + seed_len + 1) / 64 - 1;
-            ikecore_sha256_ni_compress(&abef, &cdgh, t_abcd, t_efgh, ikecore_sha256_ni_words(seed),
-                                       ikecore_sha256_ni_words(seed + 16));
-            block = seed + 32;
-            blocks = later_blocks;
-        }
-        for (; blocks; blocks--, block += 64)
-            ikecore_sha256_ni_compress(&abef, &cdgh, ikecore_sha256_ni_words(block),
-                                       ikecore_sha256_ni_words(block + 16),
-                                       ikecore_sha256_ni_words(block + 32),
-                                       ikecore_sha256_ni_words(block + 48));
-        ikecore_sha256_ni_digest_words(abef, cdgh, &abcd, &efgh);
-        abef = outer_abef;
-        cdgh = outer_cdgh;
-        ikecore_sha256_ni_compress(&abef, &cdgh, abcd, efgh, outer_pad0, outer_pad1);
-        ikecore_sha256_ni_digest_words(abef, cdgh, &t_abcd, &t_efgh);
-        if (out_len >= 32) {
-            _mm_storeu_si128((__m128i *)out, _mm_shuffle_epi8(t_abcd, byteswap));
-            _mm_storeu_si128((__m128i *)(out + 16), _mm_shuffle_epi8(t_efgh, byteswap));
-            out += 32;
-            out_len -= 32;
-        } else {
-            /* the last, partial block: through a local buffer, wiped (it holds key material) */
-            _mm_storeu_si128((__m128i *)last, _mm_shuffle_epi8(t_abcd, byteswap));
-            _mm_storeu_si128((__m128i *)(last + 16), _mm_shuffle_epi8(t_efgh, byteswap));
-            memcpy(out, last, out_len);
-            out_len = 0;
-            for (wipe = last, i = 0; i < sizeof(last); i++)
-                wipe[i] = 0;
-        }
-    }
-}
-
 #else
 #define IKECORE_SHA_NI 0
 
@@ -358,12 +259,6 @@ static void ikecore_hmac_sha256_ni(const uint32_t inner[8], const uint32_t outer
                                    unsigned char out[32])
 {
     (void)inner, (void)outer, (void)message, (void)blocks, (void)tail, (void)tail_blocks, (void)out;
-}
-static void ikecore_hmac_sha256_ni_prf_plus(const uint32_t inner[8], const uint32_t outer[8],
-                                            unsigned char *seed, size_t seed_len,
-                                            unsigned char *out, size_t out_len)
-{
-    (void)inner, (void)outer, (void)seed, (void)seed_len, (void)out, (void)out_len;
 }
 #endif
 

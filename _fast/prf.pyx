@@ -11,10 +11,10 @@ The keyed state of a PRF is computed once per key and reused for every prf+ bloc
   HMAC-SHA-256 on a CPU with the SHA extensions runs on the kernel of ikecore_sha256_ni.h (the
   inner and outer hash in one function, the state in registers; the K0 ^ ipad and K0 ^ opad
   blocks of a key, which do not depend on each other, interleaved on one 2-lane compression,
-  and a key of 16, 32, 48 or 64 bytes read in place; all the blocks of a prf+ in one call). The
-  other hashes, and SHA-256 elsewhere, call libcrypto's one-block compression,
-  SHA*_Init/SHA*_Transform: deprecated in OpenSSL 3.0 (absent from builds with no-deprecated)
-  but exported by every 3.x, and kept on purpose. The non-deprecated ways to resume a keyed state cost more than the hashing, measured
+  and a key of 16, 32, 48 or 64 bytes read in place). The other hashes, and SHA-256
+  elsewhere, call libcrypto's one-block compression, SHA*_Init/SHA*_Transform: deprecated in
+  OpenSSL 3.0 (absent from builds with no-deprecated) but exported by every 3.x, and kept on
+  purpose. The non-deprecated ways to resume a keyed state cost more than the hashing, measured
   per HMAC of a 113-byte prf+ block against the SHA256_Transform path: EVP_MD_CTX_copy_ex from
   keyed contexts + Update + Final 1.1-1.8x the time (the provider allocates per copy),
   EVP_MAC_CTX_dup + update + final 3.0-4.9x; a C loop of the whole key schedule on
@@ -76,9 +76,6 @@ cdef extern from "ikecore_sha256_ni.h" nogil:
     void ikecore_hmac_sha256_ni(const unsigned int *inner, const unsigned int *outer,
                                 const unsigned char *message, size_t blocks, const unsigned char *tail,
                                 size_t tail_blocks, unsigned char *out)
-    void ikecore_hmac_sha256_ni_prf_plus(const unsigned int *inner, const unsigned int *outer,
-                                         unsigned char *seed, size_t seed_len, unsigned char *out,
-                                         size_t out_len)
 
 # IANA Transform Type 2 ids (RFC 7296 §3.3.2, RFC 4434, RFC 4868, RFC 4615).
 cdef enum:
@@ -461,9 +458,11 @@ cdef inline void _hmac(_PrfState *st, const uchar *data, size_t n, uchar *out) n
 
 
 cdef inline void _hmac_padded(_PrfState *st, const uchar *message, size_t padded, uchar *out) noexcept nogil:
-    """HMAC of a message already followed by its padding (see ``_pad``), on the portable path
-    (prf+ on the SHA-NI kernel is ikecore_hmac_sha256_ni_prf_plus)."""
+    """HMAC of a message already followed by its padding (see ``_pad``)."""
     cdef size_t block = _hash_block(st.prf_id), offset = 0
+    if st.sha_ni:
+        ikecore_hmac_sha256_ni(st.ni.inner, st.ni.outer, message, padded // 64, NULL, 0, out)
+        return
     _copy_words(st.prf_id, &st.work, &st.inner)
     while offset < padded:
         _compress(st.prf_id, &st.work, message + offset)
@@ -638,11 +637,6 @@ cdef int _expand(_PrfState *st, uchar *work, size_t seed_len, uchar *out, size_t
     cdef uchar *t = work + MAX_OUT - h    # T(n), where the next block's input begins
     cdef size_t message_len = seed_len + 1
     cdef uchar n = 1
-    if hmac and st.sha_ni:
-        # all blocks in one call of the kernel, T(n) kept in registers from one block to the next
-        # (st.sha_ni is left over from an earlier HMAC key when the PRF is XCBC or CMAC)
-        ikecore_hmac_sha256_ni_prf_plus(st.ni.inner, st.ni.outer, message, seed_len, out, out_len)
-        return 0
     while done < out_len:
         # T1 = prf(K, S | 0x01);  Tn = prf(K, T(n-1) | S | n)
         # (every MAC reads all of its input before it writes its output: T(n) may replace T(n-1))

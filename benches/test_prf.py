@@ -9,8 +9,7 @@ Peers, measured in the same run on the same inputs (and checked to give the same
                SHA-NI HMAC kernel where the CPU has SHA-NI, else OpenSSL's SHA256_Transform;
                benches/prf_c_loop.c): the practical limit on this machine for a plain
                sequential loop. It keys each HMAC with two single-lane compressions one after
-               the other, and makes one kernel call per prf+ block; ikecore runs those two
-               interleaved (SHA256RNDS2 is latency-bound) and a whole prf+ in one kernel call, so
+               the other; ikecore runs those two interleaved (SHA256RNDS2 is latency-bound), so
                its ratio to the c-limit can reach 1 although the Python call and the seven
                ``bytes`` of the result (~0.07 of the call) are on its side only.
 The key schedule is the whole initial IKE SA derivation of RFC 7296 §2.14: SKEYSEED and the seven
