@@ -730,10 +730,9 @@ def prf_plus(prf_id, key, seed, length) -> bytes:
         _scratch_wipe(&work)
 
 
-cdef int _skeyseed_key(_PrfState *st, int alg, const _Arg *ni, const _Arg *nr,
-                       const uchar *ni_nr) except -1:
-    """Key ``st`` for SKEYSEED = prf(Ni | Nr, g^ir) of an initial IKE SA (``_mac`` over g^ir gives
-    it); ``ni_nr`` is Ni | Nr, contiguous."""
+cdef size_t _skeyseed_into(_PrfState *st, int alg, const _Arg *ni, const _Arg *nr,
+                           const uchar *ni_nr, const _Arg *g_ir, uchar *out) except 0:
+    """SKEYSEED of an initial IKE SA into ``out``; ``ni_nr`` is Ni | Nr, contiguous."""
     cdef uchar truncated[16]
     if alg == PRF_AES128_XCBC or alg == PRF_AES128_CMAC:
         # RFC 7296 §2.14: for these fixed-key PRFs SKEYSEED = prf(Ni[0:8] | Nr[0:8], g^ir)
@@ -746,7 +745,8 @@ cdef int _skeyseed_key(_PrfState *st, int alg, const _Arg *ni, const _Arg *nr,
     else:
         # RFC 7296 §2.14: SKEYSEED = prf(Ni | Nr, g^ir)
         _state_key(st, alg, ni_nr, ni.len + nr.len)
-    return 0
+    _mac(st, g_ir.ptr, g_ir.len, out)
+    return st.out_len
 
 
 def skeyseed(prf_id, ni, nr, g_ir) -> bytes:
@@ -767,9 +767,8 @@ def skeyseed(prf_id, ni, nr, g_ir) -> bytes:
         _scratch(&work, args[0].len + args[1].len)
         memcpy(work.ptr, args[0].ptr, args[0].len)
         memcpy(work.ptr + args[0].len, args[1].ptr, args[1].len)
-        _skeyseed_key(&st, alg, &args[0], &args[1], work.ptr)
-        _mac(&st, args[2].ptr, args[2].len, out)
-        return _bytes(out, st.out_len)
+        n = _skeyseed_into(&st, alg, &args[0], &args[1], work.ptr, &args[2], out)
+        return _bytes(out, n)
     finally:
         _release(args, 3)
         _state_wipe(&st)
@@ -894,38 +893,20 @@ cdef str _lengths_repr(str name, tuple names, tuple values):
     return f"{name}({shown})"
 
 
-cdef IkeKeys _ike_record_new(int prf_id, size_t integ_len, size_t encr_len):
-    """An IkeKeys whose seven ``bytes`` have their lengths but no content yet (_ike_record_fill).
-
-    Made before the hashing that gives its content where some is running: SHA256RNDS2's latency
-    bounds those rounds and leaves the core idle enough to run the allocation alongside."""
-    cdef size_t prf_len = _output_length(prf_id)
-    cdef IkeKeys keys = IkeKeys.__new__(IkeKeys)
-    keys.sk_d = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>prf_len)
-    keys.sk_ai = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>integ_len)
-    keys.sk_ar = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>integ_len)
-    keys.sk_ei = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>encr_len)
-    keys.sk_er = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>encr_len)
-    keys.sk_pi = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>prf_len)
-    keys.sk_pr = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>prf_len)
-    return keys
-
-
-cdef inline const uchar *_fill(bytes field, const uchar *keymat) noexcept:
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(field)
-    memcpy(PyBytes_AS_STRING(field), keymat, <size_t>n)
-    return keymat + n
-
-
-cdef void _ike_record_fill(IkeKeys keys, const uchar *keymat) noexcept:
+cdef IkeKeys _ike_record(const uchar *keymat, size_t prf_len, size_t integ_len, size_t encr_len):
     # KEYMAT = SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr (RFC 7296 §2.14)
-    keymat = _fill(keys.sk_d, keymat)
-    keymat = _fill(keys.sk_ai, keymat)
-    keymat = _fill(keys.sk_ar, keymat)
-    keymat = _fill(keys.sk_ei, keymat)
-    keymat = _fill(keys.sk_er, keymat)
-    keymat = _fill(keys.sk_pi, keymat)
-    _fill(keys.sk_pr, keymat)
+    cdef IkeKeys keys = IkeKeys.__new__(IkeKeys)
+    keys.sk_d = _bytes(keymat, prf_len)
+    keymat += prf_len
+    keys.sk_ai = _bytes(keymat, integ_len)
+    keys.sk_ar = _bytes(keymat + integ_len, integ_len)
+    keymat += 2 * integ_len
+    keys.sk_ei = _bytes(keymat, encr_len)
+    keys.sk_er = _bytes(keymat + encr_len, encr_len)
+    keymat += 2 * encr_len
+    keys.sk_pi = _bytes(keymat, prf_len)
+    keys.sk_pr = _bytes(keymat + prf_len, prf_len)
+    return keys
 
 
 cdef ChildKeys _child_record(const uchar *keymat, size_t encr_len, size_t integ_len):
@@ -940,18 +921,15 @@ cdef ChildKeys _child_record(const uchar *keymat, size_t encr_len, size_t integ_
 
 
 cdef IkeKeys _ike_sa_keys(_PrfState *st, int alg, const uchar *key, size_t key_len, _Scratch *work,
-                          size_t seed_len, IkeKeys keys):
-    """``keys`` (from _ike_record_new) filled from prf+(key, seed at work + MAX_OUT); the keymat
-    is made after the seed in ``work``."""
+                          size_t seed_len, size_t integ_len, size_t encr_len):
+    """The seven keys from prf+(key, seed at work + MAX_OUT), keymat after the seed in ``work``."""
     # RFC 7296 §2.14:
     # {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr} = prf+(SKEYSEED, Ni | Nr | SPIi | SPIr)
+    cdef size_t prf_len = _output_length(alg)
     cdef uchar *keymat = work.ptr + MAX_OUT + seed_len + 1 + PAD_ROOM
-    cdef size_t keymat_len = (3 * PyBytes_GET_SIZE(keys.sk_d) + 2 * PyBytes_GET_SIZE(keys.sk_ai)
-                              + 2 * PyBytes_GET_SIZE(keys.sk_ei))
     _state_key(st, alg, key, key_len)
-    _expand(st, work.ptr, seed_len, keymat, keymat_len)
-    _ike_record_fill(keys, keymat)
-    return keys
+    _expand(st, work.ptr, seed_len, keymat, 3 * prf_len + 2 * integ_len + 2 * encr_len)
+    return _ike_record(keymat, prf_len, integ_len, encr_len)
 
 
 cdef struct _Suite:
@@ -1093,8 +1071,8 @@ def ike_keys(suite, skeyseed, ni, nr, spi_i, spi_r) -> IkeKeys:
         _spi(&args[3], spi_i, "spi_i")
         _spi(&args[4], spi_r, "spi_r")
         seed_len = _ike_seed(&work, _ike_keymat_len(&s), &args[1], &args[2], &args[3], &args[4])
-        return _ike_sa_keys(&st, s.prf_id, args[0].ptr, args[0].len, &work, seed_len,
-                            _ike_record_new(s.prf_id, s.integ_len, s.encr_len))
+        return _ike_sa_keys(&st, s.prf_id, args[0].ptr, args[0].len, &work, seed_len, s.integ_len,
+                            s.encr_len)
     finally:
         _release(args, 5)
         _state_wipe(&st)
@@ -1112,7 +1090,7 @@ def ike_keys_initial(suite, ni, nr, g_ir, spi_i, spi_r) -> IkeKeys:
     cdef _Arg args[5]
     cdef _PrfState st
     cdef _Scratch work
-    cdef IkeKeys keys
+    cdef size_t seed_key_len
     _suite(&s, suite)
     args[0].held = args[1].held = args[2].held = args[3].held = args[4].held = False
     work.size = 0
@@ -1124,12 +1102,12 @@ def ike_keys_initial(suite, ni, nr, g_ir, spi_i, spi_r) -> IkeKeys:
         _spi(&args[3], spi_i, "spi_i")
         _spi(&args[4], spi_r, "spi_r")
         seed_len = _ike_seed(&work, _ike_keymat_len(&s), &args[0], &args[1], &args[3], &args[4])
-        # the seed begins with Ni | Nr: the SKEYSEED key needs no copy of its own
-        _skeyseed_key(&st, s.prf_id, &args[0], &args[1], work.ptr + MAX_OUT)
-        keys = _ike_record_new(s.prf_id, s.integ_len, s.encr_len)
-        # SKEYSEED in the room before the seed, which prf+ uses only once SKEYSEED has keyed it
-        _mac(&st, args[2].ptr, args[2].len, work.ptr)
-        return _ike_sa_keys(&st, s.prf_id, work.ptr, st.out_len, &work, seed_len, keys)
+        # the seed begins with Ni | Nr: the SKEYSEED key needs no copy of its own; SKEYSEED goes
+        # in the room before the seed, which prf+ uses only once SKEYSEED has keyed it
+        seed_key_len = _skeyseed_into(&st, s.prf_id, &args[0], &args[1], work.ptr + MAX_OUT,
+                                      &args[2], work.ptr)
+        return _ike_sa_keys(&st, s.prf_id, work.ptr, seed_key_len, &work, seed_len, s.integ_len,
+                            s.encr_len)
     finally:
         _release(args, 5)
         _state_wipe(&st)
@@ -1167,8 +1145,8 @@ def ike_keys_rekey(old_prf_id, sk_d_old, suite, g_ir, ni, nr, spi_i, spi_r) -> I
         # SKEYSEED in the room before the seed, which prf+ uses only once SKEYSEED has keyed it
         seed_key_len = _skeyseed_rekey_into(&st, old_alg, &args[0], &args[1], &args[2], &args[3],
                                             work.ptr + MAX_OUT + seed_len + 1 + PAD_ROOM, work.ptr)
-        return _ike_sa_keys(&st, s.prf_id, work.ptr, seed_key_len, &work, seed_len,
-                            _ike_record_new(s.prf_id, s.integ_len, s.encr_len))
+        return _ike_sa_keys(&st, s.prf_id, work.ptr, seed_key_len, &work, seed_len, s.integ_len,
+                            s.encr_len)
     finally:
         _release(args, 6)
         _state_wipe(&st)
