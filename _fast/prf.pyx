@@ -111,8 +111,7 @@ cdef struct _PrfState:
     int prf_id
     size_t out_len
     size_t hash_state_len    # largest hash block of the portable HMAC keys so far (what _state_wipe clears)
-    size_t tail_used         # bytes of ``tail`` that held message bytes (what _state_wipe clears;
-                             # the padding after them is public)
+    size_t tail_used         # bytes of ``tail`` written so far (what _state_wipe clears)
     # HMAC: hash states after absorbing K0 ^ ipad and K0 ^ opad (RFC 2104)
     _HashCtx inner
     _HashCtx outer
@@ -380,9 +379,9 @@ cdef void _hash_finish(_PrfState *st, _HashCtx *ctx, size_t prefix, const uchar 
         n -= block
         prefix += block
     memcpy(st.tail, data, n)
-    if n > st.tail_used:
-        st.tail_used = n
     padded = _pad(st.prf_id, st.tail, n, prefix)
+    if padded > st.tail_used:
+        st.tail_used = padded
     _compress(st.prf_id, ctx, st.tail)
     if padded > block:
         _compress(st.prf_id, ctx, st.tail + block)
@@ -447,9 +446,9 @@ cdef inline void _hmac(_PrfState *st, const uchar *data, size_t n, uchar *out) n
         # the whole blocks straight from ``data``, the rest padded in ``tail``
         whole = n // 64
         memcpy(st.tail, data + 64 * whole, n - 64 * whole)
-        if n - 64 * whole > st.tail_used:
-            st.tail_used = n - 64 * whole
         padded = _pad(st.prf_id, st.tail, n - 64 * whole, 64 + 64 * whole)
+        if padded > st.tail_used:
+            st.tail_used = padded
         ikecore_hmac_sha256_ni(st.ni.inner, st.ni.outer, data, whole, st.tail, padded // 64, out)
         return
     _copy_words(st.prf_id, &st.work, &st.inner)
@@ -608,7 +607,7 @@ cdef void _state_wipe(_PrfState *st) noexcept nogil:
     if st.sha_ni_used:
         OPENSSL_cleanse(&st.ni, sizeof(st.ni))
     if st.tail_used:
-        # the message bytes of the MACs' last blocks
+        # the padded message tails of the MACs
         OPENSSL_cleanse(st.tail, st.tail_used)
 
 
@@ -1090,6 +1089,7 @@ def ike_keys_initial(suite, ni, nr, g_ir, spi_i, spi_r) -> IkeKeys:
     cdef _Arg args[5]
     cdef _PrfState st
     cdef _Scratch work
+    cdef uchar seed_key[MAX_OUT]
     cdef size_t seed_key_len
     _suite(&s, suite)
     args[0].held = args[1].held = args[2].held = args[3].held = args[4].held = False
@@ -1102,16 +1102,16 @@ def ike_keys_initial(suite, ni, nr, g_ir, spi_i, spi_r) -> IkeKeys:
         _spi(&args[3], spi_i, "spi_i")
         _spi(&args[4], spi_r, "spi_r")
         seed_len = _ike_seed(&work, _ike_keymat_len(&s), &args[0], &args[1], &args[3], &args[4])
-        # the seed begins with Ni | Nr: the SKEYSEED key needs no copy of its own; SKEYSEED goes
-        # in the room before the seed, which prf+ uses only once SKEYSEED has keyed it
+        # the seed begins with Ni | Nr: the SKEYSEED key needs no copy of its own
         seed_key_len = _skeyseed_into(&st, s.prf_id, &args[0], &args[1], work.ptr + MAX_OUT,
-                                      &args[2], work.ptr)
-        return _ike_sa_keys(&st, s.prf_id, work.ptr, seed_key_len, &work, seed_len, s.integ_len,
+                                      &args[2], seed_key)
+        return _ike_sa_keys(&st, s.prf_id, seed_key, seed_key_len, &work, seed_len, s.integ_len,
                             s.encr_len)
     finally:
         _release(args, 5)
         _state_wipe(&st)
         _scratch_wipe(&work)
+        OPENSSL_cleanse(seed_key, MAX_OUT)
 
 
 def ike_keys_rekey(old_prf_id, sk_d_old, suite, g_ir, ni, nr, spi_i, spi_r) -> IkeKeys:
@@ -1126,6 +1126,7 @@ def ike_keys_rekey(old_prf_id, sk_d_old, suite, g_ir, ni, nr, spi_i, spi_r) -> I
     cdef _Arg args[6]
     cdef _PrfState st
     cdef _Scratch work
+    cdef uchar seed_key[MAX_OUT]
     _suite(&s, suite)
     args[0].held = args[1].held = args[2].held = args[3].held = args[4].held = args[5].held = False
     work.size = 0
@@ -1142,15 +1143,15 @@ def ike_keys_rekey(old_prf_id, sk_d_old, suite, g_ir, ni, nr, spi_i, spi_r) -> I
         message_len = args[1].len + args[2].len + args[3].len
         seed_len = _ike_seed(&work, keymat_len if keymat_len > message_len else message_len,
                              &args[2], &args[3], &args[4], &args[5])
-        # SKEYSEED in the room before the seed, which prf+ uses only once SKEYSEED has keyed it
         seed_key_len = _skeyseed_rekey_into(&st, old_alg, &args[0], &args[1], &args[2], &args[3],
-                                            work.ptr + MAX_OUT + seed_len + 1 + PAD_ROOM, work.ptr)
-        return _ike_sa_keys(&st, s.prf_id, work.ptr, seed_key_len, &work, seed_len, s.integ_len,
+                                            work.ptr + MAX_OUT + seed_len + 1 + PAD_ROOM, seed_key)
+        return _ike_sa_keys(&st, s.prf_id, seed_key, seed_key_len, &work, seed_len, s.integ_len,
                             s.encr_len)
     finally:
         _release(args, 6)
         _state_wipe(&st)
         _scratch_wipe(&work)
+        OPENSSL_cleanse(seed_key, MAX_OUT)
 
 
 def child_keys(prf_id, sk_d, ni, nr, encr_key_len, integ_key_len, g_ir=None) -> ChildKeys:
