@@ -1,4 +1,6 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, binding=False, embedsignature.format=clinic
+# binding=False: the functions are builtins; calling a Cython function object cost ~0.005 of an
+# IKE SA key schedule call. embedsignature.format=clinic keeps their signatures for inspect.
 """IKEv2 PRFs, prf+ and the key schedules built on them (RFC 7296 §2.13-2.18), in one native call each.
 
 The keyed state of a PRF is computed once per key and reused for every prf+ block:
@@ -31,6 +33,7 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_AsLongAndOverflow, PyLong_Check
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.object cimport PyObject, PyTypeObject
 from libc.string cimport memcpy, memset
 
 from ikecore._fast._libcrypto cimport (
@@ -203,6 +206,11 @@ cdef inline int _arg(_Arg *arg, object obj, str name) except -1:
         arg.ptr = <const uchar *>PyBytes_AS_STRING(obj)
         arg.len = <size_t>PyBytes_GET_SIZE(obj)
         return 0
+    # apart, so that the bytes case above is inlined into every caller
+    return _arg_buffer(arg, obj, name)
+
+
+cdef int _arg_buffer(_Arg *arg, object obj, str name) except -1:
     if not PyObject_CheckBuffer(obj):
         raise TypeError(f"{name} must be bytes-like (bytes, bytearray, memoryview), not {type(obj).__name__}")
     try:
@@ -224,6 +232,14 @@ cdef inline void _release(_Arg *args, int count) noexcept:
 
 
 cdef inline int _spi(_Arg *arg, object obj, str name) except -1:
+    if PyBytes_CheckExact(obj) and PyBytes_GET_SIZE(obj) == 8:
+        arg.ptr = <const uchar *>PyBytes_AS_STRING(obj)
+        arg.len = 8
+        return 0
+    return _spi_other(arg, obj, name)
+
+
+cdef int _spi_other(_Arg *arg, object obj, str name) except -1:
     _arg(arg, obj, name)
     if arg.len != 8:
         raise ValueError(f"{name} must be 8 bytes (an IKE SPI), got {arg.len}")
@@ -235,11 +251,15 @@ cdef inline int _spi(_Arg *arg, object obj, str name) except -1:
 cdef struct _Scratch:
     uchar *ptr
     size_t size
+    # [public_from, public_to) holds only public bytes (none unless set), which the wipe skips
+    size_t public_from
+    size_t public_to
     uchar local[STACK_BYTES]
 
 
 cdef inline int _scratch(_Scratch *s, size_t size) except -1:
     s.size = size
+    s.public_from = s.public_to = 0
     if size <= STACK_BYTES:
         s.ptr = s.local
         return 0
@@ -252,7 +272,9 @@ cdef inline int _scratch(_Scratch *s, size_t size) except -1:
 
 cdef inline void _scratch_wipe(_Scratch *s) noexcept:
     if s.size:
-        OPENSSL_cleanse(s.ptr, s.size)
+        if s.public_from:
+            OPENSSL_cleanse(s.ptr, s.public_from)
+        OPENSSL_cleanse(s.ptr + s.public_to, s.size - s.public_to)
         if s.ptr != s.local:
             PyMem_Free(s.ptr)
         s.size = 0
@@ -942,9 +964,60 @@ cdef class _KeySchedule:
                 f"encr_key_len={self.suite.encr_len})")
 
 
-cdef int _suite(_Suite *out, object suite) except -1:
-    """The PRF and key lengths of an IkeSuite, from the record it keeps for this (one attribute
-    read; the suite is duck-typed, the record is the checked part)."""
+cdef extern from "structmember.h":
+    int T_OBJECT_EX
+
+cdef extern from *:
+    """
+    /* The object in the __slots__ member at `offset` of `obj` when it is exactly of `type`, else
+       NULL (an empty slot, or another object put there). A borrowed reference. */
+    static inline PyObject *ikecore_slot_of_type(PyObject *obj, Py_ssize_t offset, PyTypeObject *type)
+    {
+        PyObject *value = *(PyObject **)((char *)obj + offset);
+        return value != NULL && Py_TYPE(value) == type ? value : NULL;
+    }
+    """
+    ctypedef struct PyMemberDef:
+        int type
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
+    PyObject *ikecore_slot_of_type(PyObject *obj, Py_ssize_t offset, PyTypeObject *type)
+
+from types import MemberDescriptorType
+
+# IkeSuite keeps its _KeySchedule in a __slots__ member. ikecore.keys registers the class, and
+# _suite reads that member straight from an IkeSuite (a type comparison and a load) instead of a
+# generic attribute look-up through the type's dictionaries, which cost ~0.01 of a key schedule.
+# Any other object (a subclass, a duck-typed suite) takes the attribute look-up.
+cdef type _suite_type = None
+cdef Py_ssize_t _suite_schedule_offset = 0
+
+
+def _register_suite_type(type cls):
+    """Let the key schedules read ``cls._key_schedule`` from its slot (called by ikecore.keys)."""
+    global _suite_type, _suite_schedule_offset
+    member = cls.__dict__.get("_key_schedule")
+    if type(member) is not MemberDescriptorType or (<PyMemberDescrObject *>member).d_member.type != T_OBJECT_EX:
+        raise TypeError(f"{cls.__name__} must keep _key_schedule in a __slots__ member")
+    _suite_schedule_offset = (<PyMemberDescrObject *>member).d_member.offset
+    _suite_type = cls
+
+
+cdef inline int _suite(_Suite *out, object suite) except -1:
+    """The PRF and key lengths of an IkeSuite, from the record it keeps for this (read from its
+    slot; the suite is duck-typed, the record is the checked part)."""
+    cdef PyObject *record
+    if type(suite) is _suite_type:
+        record = ikecore_slot_of_type(<PyObject *>suite, _suite_schedule_offset,
+                                      <PyTypeObject *>_KeySchedule)
+        if record != NULL:
+            out[0] = (<_KeySchedule>record).suite
+            return 0
+    return _suite_by_attribute(out, suite)
+
+
+cdef int _suite_by_attribute(_Suite *out, object suite) except -1:
     try:
         schedule = suite._key_schedule
     except AttributeError:
@@ -968,6 +1041,10 @@ cdef inline size_t _ike_seed(_Scratch *work, size_t keymat_len, const _Arg *ni, 
     memcpy(seed + ni.len, nr.ptr, nr.len)
     memcpy(seed + ni.len + nr.len, spi_i.ptr, 8)
     memcpy(seed + ni.len + nr.len + 8, spi_r.ptr, 8)
+    # the seed, the prf+ counter after it and the hash padding are public (Ni, Nr and the SPIs
+    # travel in the clear in IKE_SA_INIT, RFC 7296 §1.2): the wipe leaves them out
+    work.public_from = MAX_OUT
+    work.public_to = MAX_OUT + seed_len + 1 + PAD_ROOM
     return seed_len
 
 

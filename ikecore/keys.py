@@ -139,6 +139,10 @@ class IkeSuite:
         raise AssertionError("called for a suite with a field of a wrong type")
 
 
+# the native key schedules read _key_schedule straight from an IkeSuite's slot
+_prf._register_suite_type(IkeSuite)
+
+
 def _encr_error(encr: int, bits: int | None) -> ValueError:
     if encr in _GCM:
         return ValueError(f"AES-GCM needs key_bits 128, 192 or 256, got {bits!r}")

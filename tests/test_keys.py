@@ -284,6 +284,31 @@ def test_suites_pickle_copy_and_replace_with_their_key_schedule() -> None:
     assert "prf=6, integ_key_len=32, encr_key_len=16" in repr(cbc._key_schedule)
 
 
+
+class _SubSuite(IkeSuite):
+    """An IkeSuite subclass: the schedules read its record through the attribute."""
+
+
+def test_the_schedules_read_an_ike_suites_record_from_its_slot_and_others_by_attribute() -> None:
+    # IkeSuite's _key_schedule slot is read directly; a subclass, or a slot holding anything
+    # but a _KeySchedule, takes the checked attribute path
+    args = (b"n" * 32, b"r" * 32, b"g" * 32, b"i" * 8, b"j" * 8)
+    expected = ike_keys_initial(GCM256_SHA256, *args)
+    subclassed = _SubSuite(EncrId.AES_GCM_16, 256, PrfId.HMAC_SHA2_256)
+    assert ike_keys_initial(subclassed, *args) == expected
+    cbc = IkeSuite(EncrId.AES_CBC, 128, PrfId.HMAC_SHA2_384, IntegId.HMAC_SHA2_256_128)
+    assert ike_keys_initial(cbc, *args) != expected
+    object.__setattr__(cbc, "_key_schedule", GCM256_SHA256._key_schedule)
+    assert ike_keys_initial(cbc, *args) == expected
+    object.__setattr__(cbc, "_key_schedule", (5, 0, 36))
+    with pytest.raises(TypeError, match=r"_key_schedule must be an .*_KeySchedule, not tuple"):
+        ike_keys_initial(cbc, *args)
+    object.__delattr__(cbc, "_key_schedule")
+    with pytest.raises(TypeError, match="suite must be an IkeSuite, not IkeSuite"):
+        ike_keys_initial(cbc, *args)
+    with pytest.raises(TypeError, match="must keep _key_schedule in a __slots__ member"):
+        ikecore._fast.prf._register_suite_type(_LooseSuite)
+
 def test_key_records_compare_hash_and_pickle_by_value() -> None:
     args = (b"n" * 32, b"r" * 32, b"g" * 32, b"i" * 8, b"j" * 8)
     keys = ike_keys_initial(GCM256_SHA256, *args)

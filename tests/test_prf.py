@@ -141,6 +141,19 @@ def test_hmac_sha256_prf_plus_keys_of_every_length_class_match_stdlib_hmac(
     assert prf_plus(PrfId.HMAC_SHA2_256, key, seed, 32 * blocks) == expected
 
 
+
+def test_hmac_sha256_prf_plus_every_seed_length_around_the_blocks() -> None:
+    # S | 0x01 (T1) and T(n-1) | S | n (T2, T3, ...: padded apart from T1) end at every byte
+    # position of a hash block, the padding with them; the last block is cut
+    key = bytes(range(32))
+    for seed_len in range(0, 140):
+        seed = bytes((5 * i + seed_len) % 256 for i in range(seed_len))
+        expected, t = b"", b""
+        for n in range(1, 4):
+            t = hmac.digest(key, t + seed + bytes((n,)), "sha256")
+            expected += t
+        assert prf_plus(PrfId.HMAC_SHA2_256, key, seed, 90) == expected[:90], seed_len
+
 def test_hmac_sha256_every_key_length_around_the_block() -> None:
     # every length up to past one block: each byte position of K0 and both XOR pads is covered
     data = bytes(range(77))
