@@ -163,6 +163,12 @@ class IkeMessage(PayloadChain):
         return words[-3] & 0xFF, words[-2]
 
     @property
+    def last_payload_type(self) -> int:
+        """The type of the last payload (SK or SKF in a protected message), read from the
+        index without decoding anything; 0 for a message without payloads."""
+        return self._last()[0]
+
+    @property
     def encrypted(self) -> Encrypted | EncryptedFragment | None:
         """The SK or SKF payload (always the last one), or None."""
         last, _ = self._last()

@@ -134,14 +134,15 @@ class IkeSession:
         # The SK ciphers, made from the record's keys on first use (`_ciphers`).
         self._cipher_in: IkeCipher | None = None
         self._cipher_out: IkeCipher | None = None
-        # RFC 7383 §2.6: incomplete fragmented messages; given up after as long as a
-        # half-open SA may wait (the RFC suggests the initiator's give-up interval).
-        self._reassembly = Reassembly(endpoint.config.half_open_timeout)
+        # RFC 7383 §2.6: incomplete fragmented messages; made at the first fragment (most SAs
+        # never see one, and every container made here is one more for the GC per SA).
+        self._reassembly: Reassembly | None = None
         # When we last heard from the peer (an authentic IKE message or ESP packet): the
         # liveness check waits for `PeerConfig.dpd_delay` of silence.
         self.last_heard: float | None = None
-        # When an automatic rekey was last started: b"" the IKE SA, else a Child SA's SPI.
-        self._rekey_started: dict[bytes, float] = {}
+        # When an automatic rekey was last started: b"" the IKE SA, else a Child SA's SPI
+        # (made at the first one).
+        self._rekey_started: dict[bytes, float] | None = None
         self._close_after_response: tuple[IkeTrigger, str, int | None] | None = None
         # §2.8.2: the SA we made answering the peer's rekey while ours was in flight.
         self.rekey_collision: RekeyCollision | None = None
@@ -156,8 +157,9 @@ class IkeSession:
         # Child SAs the user has not been told about (made in a collision, maybe redundant):
         # they go without an event.
         self.unannounced: set[bytes] = set()
-        # Child SA SPIs the peer deleted before we knew them (their creation still in flight).
-        self._unknown_deletes: deque[bytes] = deque(maxlen=16)
+        # Child SA SPIs the peer deleted before we knew them (their creation still in flight;
+        # made at the first one).
+        self._unknown_deletes: deque[bytes] | None = None
         # Whether the user has heard of this SA: only those get events when they end.
         self.visible = sa.initiator or sa.state not in (
             IkeState.CONNECTING,
@@ -237,12 +239,14 @@ class IkeSession:
             self.emit(ChildSaDeleted(self, child, reason))
 
     def note_unknown_delete(self, spi: bytes) -> None:
+        if self._unknown_deletes is None:
+            self._unknown_deletes = deque(maxlen=16)
         self._unknown_deletes.append(spi)
 
     def deleted_before_known(self, spi: bytes) -> bool:
         """The peer already deleted the Child SA with outbound SPI ``spi`` (we created it and
         its response reached us after the peer's Delete)."""
-        if spi in self._unknown_deletes:
+        if self._unknown_deletes is not None and spi in self._unknown_deletes:
             self._unknown_deletes.remove(spi)
             return True
         return False
@@ -565,7 +569,11 @@ class IkeSession:
         cipher = self._ciphers()[1]
         try:
             if fragment is not None:
-                # RFC 7383 §2.6: None until the last fragment of the message arrives.
+                # RFC 7383 §2.6: None until the last fragment of the message arrives; given
+                # up after as long as a half-open SA may wait (the RFC suggests the
+                # initiator's give-up interval).
+                if self._reassembly is None:
+                    self._reassembly = Reassembly(self.endpoint.config.half_open_timeout)
                 return self._reassembly.add(cipher, message, now)
             return open_message(cipher, message)
         except IntegrityError:
@@ -752,7 +760,7 @@ class IkeSession:
         return due
 
     def _rekey_due(self, key: bytes, scheduled: float) -> float:
-        started = self._rekey_started.get(key)
+        started = None if self._rekey_started is None else self._rekey_started.get(key)
         return scheduled if started is None else max(scheduled, started + _REKEY_RETRY)
 
     def handle_timer(self, now: float) -> None:
@@ -795,6 +803,8 @@ class IkeSession:
             elif action == "expire":
                 self._delete_child(spi, now, "expired")
             else:
+                if self._rekey_started is None:
+                    self._rekey_started = {}
                 self._rekey_started[spi] = now
                 if spi:
                     self.rekey_child_sa(spi, now)
@@ -830,8 +840,7 @@ def _last_payload_type(message: IkeMessage) -> int:
     none. SK or SKF alone is every protected message after IKE_SA_INIT: read from the header."""
     if len(message) == 1:
         return message.next_payload
-    types = message.payload_types
-    return types[-1] if types else 0
+    return message.last_payload_type
 
 
 def _fragment(message: IkeMessage) -> EncryptedFragment | None:

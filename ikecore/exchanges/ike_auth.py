@@ -38,6 +38,7 @@ from ikecore.exchanges.mobike import (
 from ikecore.states import IkeState, IkeTrigger
 from ikecore.wire import (
     Authentication,
+    IdentityCache,
     IDi,
     IDr,
     IkeMessage,
@@ -68,13 +69,42 @@ def _auth_value(
     return psk_auth(prf_id, psk, signed_octets)
 
 
+# Received identities by (ID type, data): a gateway hears the same few peers again and again,
+# and an Identity is immutable, so one object per identity is shared (no enum call, no frozen
+# dataclass built per IKE_AUTH; records and store indexes then compare it by identity first).
+# Emptied when full: anyone can send any identity.
+_received_identities: dict[tuple[int, bytes], Identity] = {}
+_RECEIVED_IDENTITIES_MAX = 256
+
+
 def _identity(payload: IDi | IDr) -> Identity:
+    key = (payload.id_type, payload.data)
+    identity = _received_identities.get(key)
+    if identity is not None:
+        return identity
     try:
-        return Identity(IdType(payload.id_type), payload.data)
+        identity = Identity(IdType(payload.id_type), payload.data)
     except ValueError:
         raise RemoteProtocolError(
             f"unknown ID type {payload.id_type}", NotifyType.AUTHENTICATION_FAILED
         ) from None
+    if len(_received_identities) >= _RECEIVED_IDENTITIES_MAX:
+        _received_identities.clear()
+    _received_identities[key] = identity
+    return identity
+
+
+# Our ID payloads per configured identity (immutable, the same in every IKE_AUTH).
+def _idi(identity: Identity) -> IDi:
+    return IDi(identity.type, identity.data)
+
+
+def _idr(identity: Identity) -> IDr:
+    return IDr(identity.type, identity.data)
+
+
+_our_idi = IdentityCache(_idi)
+_our_idr = IdentityCache(_idr)
 
 
 def _announcements(session: IkeSession, peer: PeerConfig, *, request: bool) -> list[Payload]:
@@ -133,7 +163,7 @@ class IkeAuthInitiator:
     def build_request(self, session: IkeSession, now: float) -> list[Payload]:
         sa, peer, handshake = session.sa, self._peer, session.handshake
         assert sa.keys is not None and sa.transforms is not None and handshake is not None
-        id_i = IDi(peer.local_id.type, peer.local_id.data)
+        id_i = _our_idi(peer.local_id)
         auth = _auth_value(
             sa.transforms.prf,
             peer.psk,
@@ -263,7 +293,7 @@ class IkeAuthResponder:
         sa.remote_id = identity
         sa.local_id = peer.local_id
         received = _remember_peer(session, payloads)
-        id_r = IDr(peer.local_id.type, peer.local_id.data)
+        id_r = _our_idr(peer.local_id)
         our_auth = _auth_value(
             sa.transforms.prf,
             peer.psk,

@@ -92,7 +92,7 @@ _ADDRESS_NOTIFIES = (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class MobikeState:
     """Per session, in memory, what is in flight: the update we sent (the newest wins, §3.5)
     and, while the peer's new address is being checked (§3.7), the check and the (local,
