@@ -65,6 +65,11 @@ __all__ = ["Datagram", "EspState", "IkeEndpoint"]
 _ZERO_SPI = bytes(8)
 _NON_ESP_MARKER = bytes(4)
 _KEEPALIVE = b"\xff"
+# Enum members read for every datagram, bound once (an Enum class attribute read takes the
+# slow path of a metaclass with __getattr__ on CPython 3.11).
+_IKE_SA_INIT = int(ExchangeType.IKE_SA_INIT)
+_AUTHENTICATING = IkeState.AUTHENTICATING
+_DELETED = IkeState.DELETED
 # Store lookups for ESP with an SPI not in memory, per second (and burst): every such packet
 # would otherwise cost a store round trip, which random SPIs from anyone could make for free.
 _ESP_LOADS_PER_SECOND = 1000.0
@@ -358,11 +363,11 @@ class IkeEndpoint:
             return
         session = self._find_session(message, src)
         if session is not None:
-            if session.sa.state != IkeState.DELETED and not session.evicted:
+            if session.sa.state is not _DELETED and not session.evicted:
                 session.receive(message, now, src, dst)
             return
         if (
-            message.exchange == ExchangeType.IKE_SA_INIT
+            message.exchange == _IKE_SA_INIT
             and message.is_initiator
             and not message.is_response
             and message.spi_r == _ZERO_SPI
@@ -542,7 +547,7 @@ class IkeEndpoint:
         self._by_init[(sa.spi_i, src)] = session
         self._half_open.add(session)
         session.receive(message, now, src, dst)
-        if sa.state != IkeState.AUTHENTICATING:
+        if sa.state is not _AUTHENTICATING:
             # Refused (NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD) or dropped: keep no state.
             self.forget(session)
 

@@ -42,6 +42,9 @@ BytesLike = bytes | bytearray | memoryview
 
 _RESPONSE = 0x20  # header flags, RFC 7296 §3.1 (plain ints: IntFlag arithmetic is slow)
 _INITIATOR = 0x08
+# Bound once: an Enum class attribute read takes the slow path of a metaclass with __getattr__.
+_SK = int(PayloadType.SK)
+_SKF = int(PayloadType.SKF)
 
 
 class PayloadChain:
@@ -172,9 +175,9 @@ class IkeMessage(PayloadChain):
     def encrypted(self) -> Encrypted | EncryptedFragment | None:
         """The SK or SKF payload (always the last one), or None."""
         last, _ = self._last()
-        if last == PayloadType.SK:
+        if last == _SK:
             return self.find(Encrypted)
-        if last == PayloadType.SKF:
+        if last == _SKF:
             return self.find(EncryptedFragment)
         return None
 
@@ -184,9 +187,9 @@ class IkeMessage(PayloadChain):
         (RFC 5282 §5.1), with the SKF Fragment Number and Total Fragments (RFC 7383 §2.5).
         Raises LookupError when the message has no encrypted payload."""
         last, offset = self._last()
-        if last == PayloadType.SK:
+        if last == _SK:
             return self._data[: offset + 4]
-        if last == PayloadType.SKF:
+        if last == _SKF:
             return self._data[: offset + 8]
         raise LookupError("message has no encrypted payload")
 

@@ -248,6 +248,12 @@ _ENCR: Final = int(TransformType.ENCR)
 _PRF: Final = int(TransformType.PRF)
 _DH: Final = int(TransformType.DH)
 _ESN: Final = int(TransformType.ESN)
+# Likewise for the other members read per selection (an Enum class attribute read takes the
+# slow path of a metaclass with __getattr__ on CPython 3.11).
+_IKE: Final = int(ProtocolId.IKE)
+_NO_ESN: Final = int(EsnId.NO_ESN)
+_WITH_ESN: Final = int(EsnId.ESN)
+_NO_DH: Final = DhGroup.NONE  # stored in EspTransforms.dh: the member itself
 
 _KNOWN_TYPES: Final = {
     ProtocolId.IKE: frozenset(
@@ -329,12 +335,12 @@ def _select_esp(
         if esn is None:
             return None
         esn_id = esn[1]
-    elif (_ESN, EsnId.NO_ESN, None) in acceptable:
+    elif (_ESN, _NO_ESN, None) in acceptable:
         # A missing ESN transform is read as "no ESN" (what every peer in the field means).
-        esn_id = EsnId.NO_ESN
+        esn_id = _NO_ESN
     else:
         return None
-    dh_id: int = DhGroup.NONE
+    dh_id: int = _NO_DH
     if with_dh:
         # CREATE_CHILD_SA with KE: the group must be one we accept (RFC 7296 §1.3.1).
         chosen = _choose_dh(offered, first, acceptable, prefer_dh)
@@ -346,9 +352,9 @@ def _select_esp(
         groups = {
             transform_id for transform_type, transform_id, _ in offered if transform_type == _DH
         }
-        if groups - {DhGroup.NONE} and DhGroup.NONE not in groups:
+        if groups - {_NO_DH} and _NO_DH not in groups:
             return None
-    key = (encr[1], encr[2], esn_id == EsnId.ESN, dh_id)
+    key = (encr[1], encr[2], esn_id == _WITH_ESN, dh_id)
     choice = _esp_choices.get(key)
     if choice is None:
         choice = _esp_choices[key] = EspTransforms(*key)
@@ -376,7 +382,7 @@ def select_proposal(
         for spec in ours:
             if not offered_types <= _KNOWN_TYPES[spec.protocol]:
                 continue
-            if spec.protocol == ProtocolId.IKE:
+            if spec.protocol == _IKE:
                 ike = _select_ike(offered, spec.acceptable, prefer_dh)
                 if ike is not None and ike.dh in SUPPORTED_GROUPS:
                     return Selection(index, ike=ike)

@@ -62,6 +62,12 @@ __all__ = [
     "peer_rekey_won",
 ]
 
+# Enum members read in every CREATE_CHILD_SA request, bound once: an Enum class attribute
+# read takes the slow path of a metaclass with __getattr__ (0.1-0.3 µs a read on CPython 3.11).
+_IKE = ProtocolId.IKE
+_CLONE_IKE_SA = int(NotifyType.CLONE_IKE_SA)
+_DELETING = IkeState.DELETING
+
 
 def _pfs_group(proposals: tuple[ProposalSpec, ...]) -> int | None:
     for spec in proposals:
@@ -325,15 +331,15 @@ class CreateChildDispatch:
     def process_request(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
     ) -> list[Payload]:
-        if session.state == IkeState.DELETING:
+        if session.state is _DELETING:
             # We are closing this IKE SA: no new SA on it (RFC 7296 §2.25.2, RFC 7791 §5.3).
             raise RemoteProtocolError("IKE SA is being deleted", NotifyType.TEMPORARY_FAILURE)
         sa_payload = require(payloads, SecurityAssociation)
         task: ResponderTask
-        if proposals_for(sa_payload, ProtocolId.IKE):
+        if proposals_for(sa_payload, _IKE):
             # RFC 7791 §5.2: N(CLONE_IKE_SA) counts only in an IKE SA rekey request (with an
             # ESP proposal it is ignored, like any unknown status notify).
-            if find_notify(payloads, NotifyType.CLONE_IKE_SA) is not None:
+            if find_notify(payloads, _CLONE_IKE_SA) is not None:
                 task = CloneIkeResponder()
             else:
                 task = RekeyIkeResponder()
