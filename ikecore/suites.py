@@ -231,12 +231,11 @@ def parse_proposals(text: str, protocol: ProtocolId = ProtocolId.IKE) -> tuple[P
     return tuple(_parse_one(part, protocol) for part in parts)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Selection:
     """The responder's choice: index of the accepted received proposal and its transforms.
 
-    Not frozen (nothing changes it): one is made in every exchange that creates an SA, and a
-    frozen dataclass costs three times as much to build."""
+    Shared between the selections that give the same answer (see `select_proposal`)."""
 
     index: int
     ike: IkeTransforms | None = None
@@ -376,8 +375,39 @@ def select_proposal(
     ``prefer_dh`` is the group of the received KE payload: chosen when acceptable. The caller
     passes only proposals of the protocol it negotiates; ``Selection.index`` points into them.
     """
-    for index, proposal in enumerate(received):
-        offered = [(t.type, t.id, t.key_length) for t in proposal.transforms]
+    offers = tuple([tuple([(t.type, t.id, t.key_length) for t in p.transforms]) for p in received])
+    if not isinstance(ours, tuple):
+        return _select(offers, ours, with_dh, prefer_dh)  # may change: nothing to remember
+    key = (id(ours), offers, with_dh, prefer_dh)
+    known = _selections.get(key)
+    if known is not None and known[0] is ours:
+        return known[1]
+    selection = _select(offers, ours, with_dh, prefer_dh)
+    if len(_selections) >= _SELECTIONS_MAX:
+        _selections.clear()
+    _selections[key] = (ours, selection)
+    return selection
+
+
+# The answers of `select_proposal` per (our proposals: a tuple of frozen specs, found by
+# identity and held so the id stays its own; the offered transforms; the options): a pure
+# function of both, and a gateway hears the same few offers from every peer (a choice costs
+# microseconds, the lookup a fraction). Emptied when full: offers come from anyone.
+_selections: dict[
+    tuple[int, tuple[tuple[_Key, ...], ...], bool | None, int | None],
+    tuple[Sequence[ProposalSpec], Selection | None],
+] = {}
+_SELECTIONS_MAX = 256
+
+
+def _select(
+    offers: tuple[tuple[_Key, ...], ...],
+    ours: Sequence[ProposalSpec],
+    with_dh: bool | None,
+    prefer_dh: int | None,
+) -> Selection | None:
+    for index, offer in enumerate(offers):
+        offered = list(offer)
         offered_types = {key[0] for key in offered}
         for spec in ours:
             if not offered_types <= _KNOWN_TYPES[spec.protocol]:
