@@ -215,11 +215,16 @@ class IkeEndpoint:
         else:
             peer, local = reply_to
             datagram = self._send(raw, local, peer)
-        self._queued_by.setdefault(session, []).append(datagram)
+        queued = self._queued_by.get(session)  # (setdefault would build a list every time)
+        if queued is None:
+            self._queued_by[session] = [datagram]
+        else:
+            queued.append(datagram)
 
     def _send(self, raw: bytes, src: Address, dst: Address) -> Datagram:
         # RFC 3948 §2.2: IKE on the NAT-T port carries the non-ESP marker.
-        if self.config.nat_port in (src[1], dst[1]):
+        nat_port = self.config.nat_port
+        if src[1] == nat_port or dst[1] == nat_port:
             raw = _NON_ESP_MARKER + raw
         datagram = _datagram(raw, src, dst)
         self._outbox.append(datagram)
@@ -349,7 +354,8 @@ class IkeEndpoint:
     def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None:
         """One UDP payload as received on ``dst`` from ``src``."""
         data = bytes(data)
-        if self.config.nat_port in (src[1], dst[1]):
+        nat_port = self.config.nat_port
+        if src[1] == nat_port or dst[1] == nat_port:
             if data == _KEEPALIVE:
                 return  # NAT keepalive (RFC 3948 §2.3): not even liveness
             if data[:4] != _NON_ESP_MARKER:
