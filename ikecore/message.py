@@ -174,7 +174,8 @@ class IkeMessage(PayloadChain):
     def last_payload_type(self) -> int:
         """The type of the last payload (SK or SKF in a protected message), read from the
         index without decoding anything; 0 for a message without payloads."""
-        return self._last()[0]
+        index = self._index
+        return _ENTRY_HEAD.unpack_from(index, len(index) - 12)[0] & 0xFF if index else 0
 
     @property
     def encrypted(self) -> Encrypted | EncryptedFragment | None:

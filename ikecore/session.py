@@ -561,7 +561,7 @@ class IkeSession:
         self.save()
 
     def _open(self, message: IkeMessage, now: float) -> list[Payload] | None:
-        last = _last_payload_type(message)  # read once: SK, SKF or a clear payload
+        last = message.last_payload_type  # read once: SK, SKF or a clear payload
         if message.exchange == _IKE_SA_INIT:
             if last == _SK or last == _SKF:
                 return None
@@ -844,17 +844,9 @@ class IkeSession:
         self.endpoint.forget(self)
 
 
-def _last_payload_type(message: IkeMessage) -> int:
-    """The type of the message's last payload, read from the index (nothing decoded); 0 for
-    none. SK or SKF alone is every protected message after IKE_SA_INIT: read from the header."""
-    if len(message) == 1:
-        return message.next_payload
-    return message.last_payload_type
-
-
 def _fragment(message: IkeMessage) -> EncryptedFragment | None:
     """The message's Encrypted Fragment payload (RFC 7383 §2.5), if it is one."""
-    if _last_payload_type(message) != _SKF:
+    if message.last_payload_type != _SKF:
         return None
     fragment = message.encrypted
     assert isinstance(fragment, EncryptedFragment)
