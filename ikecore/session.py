@@ -140,7 +140,9 @@ class IkeSession:
         self._queue: deque[InitiatorTask] = deque()
         self._outstanding: dict[int, _Outstanding] = {}
         self._responses: dict[int, _CachedResponse] = {}
-        self._answered: set[int] = set()
+        # Peer requests answered ahead of a lower one still open (a window > 1); made at the
+        # first such request (in order, nothing is kept: one set less per SA for the GC).
+        self._answered: set[int] | None = None
         # The SK ciphers, made from the record's keys on first use (`_ciphers`).
         self._cipher_in: IkeCipher | None = None
         self._cipher_out: IkeCipher | None = None
@@ -648,7 +650,9 @@ class IkeSession:
                     self.endpoint.transmit(self, raw, (src, dst))
             return
         lowest = sa.next_peer_request_id
-        if not lowest <= message_id < lowest + sa.local_window or message_id in self._answered:
+        if not lowest <= message_id < lowest + sa.local_window or (
+            self._answered is not None and message_id in self._answered
+        ):
             return
         fatal: int | None = None
         response: list[Payload]
@@ -713,11 +717,17 @@ class IkeSession:
         self, message_id: int, request: bytes, messages: tuple[bytes, ...]
     ) -> None:
         sa = self.sa
-        self._answered.add(message_id)
         self._responses[message_id] = _CachedResponse(request, messages)
-        while sa.next_peer_request_id in self._answered:
-            self._answered.discard(sa.next_peer_request_id)
-            sa.next_peer_request_id += 1
+        answered = self._answered
+        if message_id == sa.next_peer_request_id and not answered:
+            sa.next_peer_request_id += 1  # in order, nothing answered ahead of it: the usual case
+        else:
+            if answered is None:
+                answered = self._answered = set()
+            answered.add(message_id)
+            while sa.next_peer_request_id in answered:
+                answered.discard(sa.next_peer_request_id)
+                sa.next_peer_request_id += 1
         # Keep the responses a peer may still retransmit for: one window back (§2.3).
         # (No list of the stale ones: one container less per request for the GC.)
         horizon = sa.next_peer_request_id - sa.local_window
