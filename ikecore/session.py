@@ -167,8 +167,8 @@ class IkeSession:
         # §2.8.1: per Child SA being rekeyed by both ends, the one the peer's request made.
         self.child_collisions: dict[bytes, ChildCollision] = {}
         # Child SAs the user has not been told about (made in a collision, maybe redundant):
-        # they go without an event.
-        self.unannounced: set[bytes] = set()
+        # they go without an event. Made at the first one (`keep_unannounced`).
+        self.unannounced: set[bytes] | None = None
         # Child SA SPIs the peer deleted before we knew them (their creation still in flight;
         # made at the first one).
         self._unknown_deletes: deque[bytes] | None = None
@@ -241,11 +241,17 @@ class IkeSession:
         for spi, collision in list(self.child_collisions.items()):
             if child.spi_in in (spi, collision.child.spi_in):
                 del self.child_collisions[spi]
-        if child.spi_in in self.unannounced:
+        if self.unannounced is not None and child.spi_in in self.unannounced:
             self.unannounced.discard(child.spi_in)
             return
         if event:
             self.emit(ChildSaDeleted(self, child, reason))
+
+    def keep_unannounced(self, spi_in: bytes) -> None:
+        """The Child SA goes without events (§2.8.1: made in a collision, maybe redundant)."""
+        if self.unannounced is None:
+            self.unannounced = set()
+        self.unannounced.add(spi_in)
 
     def note_unknown_delete(self, spi: bytes) -> None:
         if self._unknown_deletes is None:

@@ -90,7 +90,8 @@ def peer_rekey_won(session: IkeSession, old: ChildSa) -> bool:
     collision = session.child_collisions.pop(old.spi_in, None)
     if collision is None:
         return False
-    session.unannounced.discard(collision.child.spi_in)
+    if session.unannounced is not None:
+        session.unannounced.discard(collision.child.spi_in)
     if old.state == ChildState.REKEYING:
         session.child_transition(old, ChildTrigger.REKEYED)
     session.emit(ChildSaRekeyed(session, old, collision.child))
@@ -227,7 +228,7 @@ class CreateChildInitiator:
         if collision is not None and min(self._ni, nr, *collision.nonces) in (self._ni, nr):
             # §2.8.1: ours holds the lowest nonce, so it is redundant and we close it; the
             # peer, initiator of the survivor, deletes the old Child SA.
-            session.unannounced.add(child.spi_in)
+            session.keep_unannounced(child.spi_in)
             session.child_transition(child, ChildTrigger.DELETE_STARTED)
             session.start(DeleteChildInitiator(child, "redundant"), now)
             peer_rekey_won(session, old)
@@ -309,7 +310,7 @@ class CreateChildResponder:
             # §2.8.1: we are rekeying it too; which replacement survives is known when ours
             # completes. Until then the user hears nothing of this one.
             child.rekeyed_from = old.spi_in
-            session.unannounced.add(child.spi_in)
+            session.keep_unannounced(child.spi_in)
             session.child_collisions[old.spi_in] = ChildCollision(child, (ni, nr))
         else:
             child.rekeyed_from = old.spi_in
