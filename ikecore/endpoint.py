@@ -65,6 +65,11 @@ __all__ = ["Datagram", "EspState", "IkeEndpoint"]
 _ZERO_SPI = bytes(8)
 _NON_ESP_MARKER = bytes(4)
 _KEEPALIVE = b"\xff"
+# Enum members read for every datagram, bound once (an Enum class attribute read takes the
+# slow path of a metaclass with __getattr__ on CPython 3.11).
+_IKE_SA_INIT = int(ExchangeType.IKE_SA_INIT)
+_AUTHENTICATING = IkeState.AUTHENTICATING
+_DELETED = IkeState.DELETED
 # Store lookups for ESP with an SPI not in memory, per second (and burst): every such packet
 # would otherwise cost a store round trip, which random SPIs from anyone could make for free.
 _ESP_LOADS_PER_SECOND = 1000.0
@@ -113,6 +118,21 @@ class Datagram:
     data: bytes
     src: Address
     dst: Address
+
+
+# A frozen dataclass's __init__ sets each field through object.__setattr__; the engine makes one
+# Datagram per message sent, so it fills the slots through their descriptors (the same object,
+# half the cost).
+_new_object = object.__new__
+_set_data, _set_src, _set_dst = (Datagram.__dict__[name].__set__ for name in ("data", "src", "dst"))
+
+
+def _datagram(data: bytes, src: Address, dst: Address) -> Datagram:
+    datagram: Datagram = _new_object(Datagram)
+    _set_data(datagram, data)
+    _set_src(datagram, src)
+    _set_dst(datagram, dst)
+    return datagram
 
 
 class IkeEndpoint:
@@ -203,13 +223,18 @@ class IkeEndpoint:
         else:
             peer, local = reply_to
             datagram = self._send(raw, local, peer)
-        self._queued_by.setdefault(session, []).append(datagram)
+        queued = self._queued_by.get(session)  # (setdefault would build a list every time)
+        if queued is None:
+            self._queued_by[session] = [datagram]
+        else:
+            queued.append(datagram)
 
     def _send(self, raw: bytes, src: Address, dst: Address) -> Datagram:
         # RFC 3948 §2.2: IKE on the NAT-T port carries the non-ESP marker.
-        if self.config.nat_port in (src[1], dst[1]):
+        nat_port = self.config.nat_port
+        if src[1] == nat_port or dst[1] == nat_port:
             raw = _NON_ESP_MARKER + raw
-        datagram = Datagram(raw, src, dst)
+        datagram = _datagram(raw, src, dst)
         self._outbox.append(datagram)
         return datagram
 
@@ -338,7 +363,8 @@ class IkeEndpoint:
     def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None:
         """One UDP payload as received on ``dst`` from ``src``."""
         data = bytes(data)
-        if self.config.nat_port in (src[1], dst[1]):
+        nat_port = self.config.nat_port
+        if src[1] == nat_port or dst[1] == nat_port:
             if data == _KEEPALIVE:
                 return  # NAT keepalive (RFC 3948 §2.3): not even liveness
             if data[:4] != _NON_ESP_MARKER:
@@ -352,11 +378,11 @@ class IkeEndpoint:
             return
         session = self._find_session(message, src)
         if session is not None:
-            if session.sa.state != IkeState.DELETED and not session.evicted:
+            if session.sa.state is not _DELETED and not session.evicted:
                 session.receive(message, now, src, dst)
             return
         if (
-            message.exchange == ExchangeType.IKE_SA_INIT
+            message.exchange == _IKE_SA_INIT
             and message.is_initiator
             and not message.is_response
             and message.spi_r == _ZERO_SPI
@@ -536,7 +562,7 @@ class IkeEndpoint:
         self._by_init[(sa.spi_i, src)] = session
         self._half_open.add(session)
         session.receive(message, now, src, dst)
-        if sa.state != IkeState.AUTHENTICATING:
+        if sa.state is not _AUTHENTICATING:
             # Refused (NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD) or dropped: keep no state.
             self.forget(session)
 
@@ -584,7 +610,7 @@ class IkeEndpoint:
         state = self.reserve_esp(spi_in, 1)
         packet = state.outbound.encapsulate(inner, next_header)
         state.child.seq_out = state.outbound.seq
-        self._outbox.append(Datagram(packet, *self._esp_path(state)))
+        self._outbox.append(_datagram(packet, *self._esp_path(state)))
 
     def send_esp_batch(
         self, spi_in: bytes, inners: list[bytes], next_header: int, now: float
@@ -602,7 +628,7 @@ class IkeEndpoint:
         src, dst = self._esp_path(state)
         start = 0
         for end in ends:
-            self._outbox.append(Datagram(bytes(out[start:end]), src, dst))
+            self._outbox.append(_datagram(bytes(out[start:end]), src, dst))
             start = end
 
     def _esp_path(self, state: EspState) -> tuple[Address, Address]:

@@ -13,6 +13,7 @@ body: ``encode_message(..., [*clear, Encrypted(first, bytes(n))])[:-n]``.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
@@ -42,6 +43,12 @@ BytesLike = bytes | bytearray | memoryview
 
 _RESPONSE = 0x20  # header flags, RFC 7296 §3.1 (plain ints: IntFlag arithmetic is slow)
 _INITIATOR = 0x08
+# Bound once: an Enum class attribute read takes the slow path of a metaclass with __getattr__.
+_SK = int(PayloadType.SK)
+_SKF = int(PayloadType.SKF)
+# One index entry's first two native uint32 words (type | C << 8 | next << 16, offset), read in
+# place: a memoryview cast costs twice as much for the one entry the engine asks about.
+_ENTRY_HEAD = struct.Struct("=II")
 
 
 class PayloadChain:
@@ -157,18 +164,26 @@ class IkeMessage(PayloadChain):
         return len(self._data)
 
     def _last(self) -> tuple[int, int]:
-        if not self._index:
+        index = self._index
+        if not index:
             return 0, 0
-        words = memoryview(self._index).cast("I")
-        return words[-3] & 0xFF, words[-2]
+        word, offset = _ENTRY_HEAD.unpack_from(index, len(index) - 12)
+        return word & 0xFF, offset
+
+    @property
+    def last_payload_type(self) -> int:
+        """The type of the last payload (SK or SKF in a protected message), read from the
+        index without decoding anything; 0 for a message without payloads."""
+        index = self._index
+        return _ENTRY_HEAD.unpack_from(index, len(index) - 12)[0] & 0xFF if index else 0
 
     @property
     def encrypted(self) -> Encrypted | EncryptedFragment | None:
         """The SK or SKF payload (always the last one), or None."""
         last, _ = self._last()
-        if last == PayloadType.SK:
+        if last == _SK:
             return self.find(Encrypted)
-        if last == PayloadType.SKF:
+        if last == _SKF:
             return self.find(EncryptedFragment)
         return None
 
@@ -178,9 +193,9 @@ class IkeMessage(PayloadChain):
         (RFC 5282 §5.1), with the SKF Fragment Number and Total Fragments (RFC 7383 §2.5).
         Raises LookupError when the message has no encrypted payload."""
         last, offset = self._last()
-        if last == PayloadType.SK:
+        if last == _SK:
             return self._data[: offset + 4]
-        if last == PayloadType.SKF:
+        if last == _SKF:
             return self._data[: offset + 8]
         raise LookupError("message has no encrypted payload")
 

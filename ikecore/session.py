@@ -85,6 +85,16 @@ _REKEY_RETRY = 10.0
 _FATAL_NOTIFIES = frozenset({NotifyType.INVALID_SYNTAX, NotifyType.AUTHENTICATION_FAILED})
 # Read for every payload of every message: a plain int compares without an enum lookup.
 _SET_WINDOW_SIZE = int(NotifyType.SET_WINDOW_SIZE)
+# Enum members read for every message, bound once: reading a member off an Enum class takes
+# the slow attribute path of a metaclass with __getattr__ (0.1-0.3 µs a read on CPython 3.11).
+_IKE_SA_INIT = int(ExchangeType.IKE_SA_INIT)
+_IKE_AUTH = int(ExchangeType.IKE_AUTH)
+_SK = int(PayloadType.SK)
+_SKF = int(PayloadType.SKF)
+_CONNECTING = IkeState.CONNECTING
+_ESTABLISHED = IkeState.ESTABLISHED
+_DELETED = IkeState.DELETED
+_HALF_OPEN = (IkeState.CONNECTING, IkeState.AUTHENTICATING)
 
 
 @dataclass(slots=True)
@@ -130,18 +140,21 @@ class IkeSession:
         self._queue: deque[InitiatorTask] = deque()
         self._outstanding: dict[int, _Outstanding] = {}
         self._responses: dict[int, _CachedResponse] = {}
-        self._answered: set[int] = set()
+        # Peer requests answered ahead of a lower one still open (a window > 1); made at the
+        # first such request (in order, nothing is kept: one set less per SA for the GC).
+        self._answered: set[int] | None = None
         # The SK ciphers, made from the record's keys on first use (`_ciphers`).
         self._cipher_in: IkeCipher | None = None
         self._cipher_out: IkeCipher | None = None
-        # RFC 7383 §2.6: incomplete fragmented messages; given up after as long as a
-        # half-open SA may wait (the RFC suggests the initiator's give-up interval).
-        self._reassembly = Reassembly(endpoint.config.half_open_timeout)
+        # RFC 7383 §2.6: incomplete fragmented messages; made at the first fragment (most SAs
+        # never see one, and every container made here is one more for the GC per SA).
+        self._reassembly: Reassembly | None = None
         # When we last heard from the peer (an authentic IKE message or ESP packet): the
         # liveness check waits for `PeerConfig.dpd_delay` of silence.
         self.last_heard: float | None = None
-        # When an automatic rekey was last started: b"" the IKE SA, else a Child SA's SPI.
-        self._rekey_started: dict[bytes, float] = {}
+        # When an automatic rekey was last started: b"" the IKE SA, else a Child SA's SPI
+        # (made at the first one).
+        self._rekey_started: dict[bytes, float] | None = None
         self._close_after_response: tuple[IkeTrigger, str, int | None] | None = None
         # §2.8.2: the SA we made answering the peer's rekey while ours was in flight.
         self.rekey_collision: RekeyCollision | None = None
@@ -154,15 +167,13 @@ class IkeSession:
         # §2.8.1: per Child SA being rekeyed by both ends, the one the peer's request made.
         self.child_collisions: dict[bytes, ChildCollision] = {}
         # Child SAs the user has not been told about (made in a collision, maybe redundant):
-        # they go without an event.
-        self.unannounced: set[bytes] = set()
-        # Child SA SPIs the peer deleted before we knew them (their creation still in flight).
-        self._unknown_deletes: deque[bytes] = deque(maxlen=16)
+        # they go without an event. Made at the first one (`keep_unannounced`).
+        self.unannounced: set[bytes] | None = None
+        # Child SA SPIs the peer deleted before we knew them (their creation still in flight;
+        # made at the first one).
+        self._unknown_deletes: deque[bytes] | None = None
         # Whether the user has heard of this SA: only those get events when they end.
-        self.visible = sa.initiator or sa.state not in (
-            IkeState.CONNECTING,
-            IkeState.AUTHENTICATING,
-        )
+        self.visible = sa.initiator or sa.state not in _HALF_OPEN
 
     def __repr__(self) -> str:
         return f"<IkeSession {self.sa.spi_i.hex()}:{self.sa.spi_r.hex()} {self.sa.state.value}>"
@@ -230,19 +241,27 @@ class IkeSession:
         for spi, collision in list(self.child_collisions.items()):
             if child.spi_in in (spi, collision.child.spi_in):
                 del self.child_collisions[spi]
-        if child.spi_in in self.unannounced:
+        if self.unannounced is not None and child.spi_in in self.unannounced:
             self.unannounced.discard(child.spi_in)
             return
         if event:
             self.emit(ChildSaDeleted(self, child, reason))
 
+    def keep_unannounced(self, spi_in: bytes) -> None:
+        """The Child SA goes without events (§2.8.1: made in a collision, maybe redundant)."""
+        if self.unannounced is None:
+            self.unannounced = set()
+        self.unannounced.add(spi_in)
+
     def note_unknown_delete(self, spi: bytes) -> None:
+        if self._unknown_deletes is None:
+            self._unknown_deletes = deque(maxlen=16)
         self._unknown_deletes.append(spi)
 
     def deleted_before_known(self, spi: bytes) -> bool:
         """The peer already deleted the Child SA with outbound SPI ``spi`` (we created it and
         its response reached us after the peer's Delete)."""
-        if spi in self._unknown_deletes:
+        if self._unknown_deletes is not None and spi in self._unknown_deletes:
             self._unknown_deletes.remove(spi)
             return True
         return False
@@ -453,7 +472,7 @@ class IkeSession:
 
     def _pump(self, now: float) -> None:
         while self._queue and len(self._outstanding) < self.sa.peer_window:
-            if self.sa.state == IkeState.DELETED or self.evicted:
+            if self.sa.state is _DELETED or self.evicted:
                 return
             if self._outstanding and self._waits_for_exclusive():
                 return
@@ -484,7 +503,7 @@ class IkeSession:
             message_id = sa.next_request_id
             sa.next_request_id += 1
         messages = self._build(task.exchange_type, False, message_id, payloads)
-        if task.exchange_type == ExchangeType.IKE_SA_INIT and self.handshake is not None:
+        if task.exchange_type == _IKE_SA_INIT and self.handshake is not None:
             self.handshake.request = messages[0]
         timeout = self.endpoint.config.retransmit_timeout
         self._outstanding[message_id] = _Outstanding(task, messages, 0, now + timeout)
@@ -507,11 +526,11 @@ class IkeSession:
         zero_spi_r: bool = False,
     ) -> tuple[bytes, ...]:
         sa = self.sa
-        if exchange == ExchangeType.IKE_SA_INIT:
+        if exchange == _IKE_SA_INIT:
             raw = build_message(
                 sa.spi_i,
                 bytes(8) if zero_spi_r else sa.spi_r,
-                ExchangeType.IKE_SA_INIT,
+                _IKE_SA_INIT,
                 initiator=sa.initiator,
                 response=response,
                 message_id=message_id,
@@ -564,22 +583,26 @@ class IkeSession:
         self.save()
 
     def _open(self, message: IkeMessage, now: float) -> list[Payload] | None:
-        last = _last_payload_type(message)  # read once: SK, SKF or a clear payload
-        if message.exchange == ExchangeType.IKE_SA_INIT:
-            if last == PayloadType.SK or last == PayloadType.SKF:
+        last = message.last_payload_type  # read once: SK, SKF or a clear payload
+        if message.exchange == _IKE_SA_INIT:
+            if last == _SK or last == _SKF:
                 return None
             return list(message.payloads)
         if self.sa.keys is None:
             return None
-        fragment = _fragment(message) if last == PayloadType.SKF else None
+        fragment = _fragment(message) if last == _SKF else None
         if fragment is not None and not self.fragmentation_negotiated:
             return None  # RFC 7383 §2.4: fragments only once both peers announced them
-        if fragment is None and last != PayloadType.SK:
+        if fragment is None and last != _SK:
             return None
         cipher = self._ciphers()[1]
         try:
             if fragment is not None:
-                # RFC 7383 §2.6: None until the last fragment of the message arrives.
+                # RFC 7383 §2.6: None until the last fragment of the message arrives; given
+                # up after as long as a half-open SA may wait (the RFC suggests the
+                # initiator's give-up interval).
+                if self._reassembly is None:
+                    self._reassembly = Reassembly(self.endpoint.config.half_open_timeout)
                 return self._reassembly.add(cipher, message, now)
             return open_message(cipher, message)
         except IntegrityError:
@@ -614,7 +637,7 @@ class IkeSession:
         self.last_heard = now
         self._note_window(payloads)
         del self._outstanding[message.message_id]
-        if out.task.exchange_type == ExchangeType.IKE_SA_INIT and self.handshake is not None:
+        if out.task.exchange_type == _IKE_SA_INIT and self.handshake is not None:
             self.handshake.response = message.to_bytes()
         try:
             retry = out.task.process_response(self, message, payloads, now)
@@ -647,7 +670,9 @@ class IkeSession:
                     self.endpoint.transmit(self, raw, (src, dst))
             return
         lowest = sa.next_peer_request_id
-        if not lowest <= message_id < lowest + sa.local_window or message_id in self._answered:
+        if not lowest <= message_id < lowest + sa.local_window or (
+            self._answered is not None and message_id in self._answered
+        ):
             return
         fatal: int | None = None
         response: list[Payload]
@@ -666,7 +691,7 @@ class IkeSession:
                 from ikecore.exchanges.rekey_ike import request_on_successor
 
                 request_on_successor(self, payloads, now)
-            if (not sa.initiator and message.exchange == ExchangeType.IKE_AUTH) or (
+            if (not sa.initiator and message.exchange == _IKE_AUTH) or (
                 sa.remote_behind_nat and not sa.local_behind_nat and not _mobike_negotiated(sa)
             ):
                 # §2.23: follow the initiator's move to the NAT-T port, and (the host not
@@ -687,13 +712,13 @@ class IkeSession:
                 if refused.notify_type in _FATAL_NOTIFIES:
                     fatal = refused.notify_type
         refused_init = (
-            message.exchange == ExchangeType.IKE_SA_INIT and sa.state == IkeState.CONNECTING
+            message.exchange == _IKE_SA_INIT and sa.state is _CONNECTING
         )
         # A refused IKE_SA_INIT is answered as HDR(SPIi, 0): the responder keeps nothing (§2.6).
         messages = self._build(
             message.exchange, True, message_id, response, zero_spi_r=refused_init
         )
-        if message.exchange == ExchangeType.IKE_SA_INIT and self.handshake is not None:
+        if message.exchange == _IKE_SA_INIT and self.handshake is not None:
             self.handshake.request = request
             self.handshake.response = messages[0]
         self._remember_response(message_id, request, messages)
@@ -712,15 +737,23 @@ class IkeSession:
         self, message_id: int, request: bytes, messages: tuple[bytes, ...]
     ) -> None:
         sa = self.sa
-        self._answered.add(message_id)
         self._responses[message_id] = _CachedResponse(request, messages)
-        while sa.next_peer_request_id in self._answered:
-            self._answered.discard(sa.next_peer_request_id)
-            sa.next_peer_request_id += 1
+        answered = self._answered
+        if message_id == sa.next_peer_request_id and not answered:
+            sa.next_peer_request_id += 1  # in order, nothing answered ahead of it: the usual case
+        else:
+            if answered is None:
+                answered = self._answered = set()
+            answered.add(message_id)
+            while sa.next_peer_request_id in answered:
+                answered.discard(sa.next_peer_request_id)
+                sa.next_peer_request_id += 1
         # Keep the responses a peer may still retransmit for: one window back (§2.3).
+        # (No list of the stale ones: one container less per request for the GC.)
         horizon = sa.next_peer_request_id - sa.local_window
-        for old in [mid for mid in self._responses if mid < horizon]:
-            del self._responses[old]
+        responses = self._responses
+        while responses and (oldest := min(responses)) < horizon:
+            del responses[oldest]
 
     def _responder_for(self, message: IkeMessage) -> ResponderTask:
         state, exchange = self.sa.state, message.exchange
@@ -743,7 +776,7 @@ class IkeSession:
         or "expire" of the IKE SA (SPI b"") or of a Child SA (its inbound SPI), "liveness"
         (SPI b""). Only on an established SA; an SA being rekeyed is left to its rekey."""
         peer, sa = self.peer, self.sa
-        if peer is None or sa.state != IkeState.ESTABLISHED or sa.established_at is None:
+        if peer is None or sa.state is not _ESTABLISHED or sa.established_at is None:
             return []
         due: list[tuple[float, str, bytes]] = []
         if peer.ike_rekey_time is not None:
@@ -766,7 +799,7 @@ class IkeSession:
         return due
 
     def _rekey_due(self, key: bytes, scheduled: float) -> float:
-        started = self._rekey_started.get(key)
+        started = None if self._rekey_started is None else self._rekey_started.get(key)
         return scheduled if started is None else max(scheduled, started + _REKEY_RETRY)
 
     def handle_timer(self, now: float) -> None:
@@ -807,6 +840,8 @@ class IkeSession:
             elif action == "expire":
                 self._delete_child(spi, now, "expired")
             else:
+                if self._rekey_started is None:
+                    self._rekey_started = {}
                 self._rekey_started[spi] = now
                 if spi:
                     self.rekey_child_sa(spi, now)
@@ -817,7 +852,7 @@ class IkeSession:
         self, trigger: IkeTrigger, reason: str, now: float, notify: int | None = None
     ) -> None:
         """The SA is over: Child SAs and the record go, queued and in-flight tasks abort."""
-        if self.sa.state == IkeState.DELETED:
+        if self.sa.state is _DELETED:
             return
         self.sa.state = ike_transition(self.sa.state, trigger)
         tasks: Iterable[InitiatorTask] = [*self.outstanding_tasks(), *self._queue]
@@ -837,18 +872,9 @@ class IkeSession:
         self.endpoint.forget(self)
 
 
-def _last_payload_type(message: IkeMessage) -> int:
-    """The type of the message's last payload, read from the index (nothing decoded); 0 for
-    none. SK or SKF alone is every protected message after IKE_SA_INIT: read from the header."""
-    if len(message) == 1:
-        return message.next_payload
-    types = message.payload_types
-    return types[-1] if types else 0
-
-
 def _fragment(message: IkeMessage) -> EncryptedFragment | None:
     """The message's Encrypted Fragment payload (RFC 7383 §2.5), if it is one."""
-    if _last_payload_type(message) != PayloadType.SKF:
+    if message.last_payload_type != _SKF:
         return None
     fragment = message.encrypted
     assert isinstance(fragment, EncryptedFragment)

@@ -231,12 +231,11 @@ def parse_proposals(text: str, protocol: ProtocolId = ProtocolId.IKE) -> tuple[P
     return tuple(_parse_one(part, protocol) for part in parts)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Selection:
     """The responder's choice: index of the accepted received proposal and its transforms.
 
-    Not frozen (nothing changes it): one is made in every exchange that creates an SA, and a
-    frozen dataclass costs three times as much to build."""
+    Shared between the selections that give the same answer (see `select_proposal`)."""
 
     index: int
     ike: IkeTransforms | None = None
@@ -248,6 +247,12 @@ _ENCR: Final = int(TransformType.ENCR)
 _PRF: Final = int(TransformType.PRF)
 _DH: Final = int(TransformType.DH)
 _ESN: Final = int(TransformType.ESN)
+# Likewise for the other members read per selection (an Enum class attribute read takes the
+# slow path of a metaclass with __getattr__ on CPython 3.11).
+_IKE: Final = int(ProtocolId.IKE)
+_NO_ESN: Final = int(EsnId.NO_ESN)
+_WITH_ESN: Final = int(EsnId.ESN)
+_NO_DH: Final = DhGroup.NONE  # stored in EspTransforms.dh: the member itself
 
 _KNOWN_TYPES: Final = {
     ProtocolId.IKE: frozenset(
@@ -329,12 +334,12 @@ def _select_esp(
         if esn is None:
             return None
         esn_id = esn[1]
-    elif (_ESN, EsnId.NO_ESN, None) in acceptable:
+    elif (_ESN, _NO_ESN, None) in acceptable:
         # A missing ESN transform is read as "no ESN" (what every peer in the field means).
-        esn_id = EsnId.NO_ESN
+        esn_id = _NO_ESN
     else:
         return None
-    dh_id: int = DhGroup.NONE
+    dh_id: int = _NO_DH
     if with_dh:
         # CREATE_CHILD_SA with KE: the group must be one we accept (RFC 7296 §1.3.1).
         chosen = _choose_dh(offered, first, acceptable, prefer_dh)
@@ -346,9 +351,9 @@ def _select_esp(
         groups = {
             transform_id for transform_type, transform_id, _ in offered if transform_type == _DH
         }
-        if groups - {DhGroup.NONE} and DhGroup.NONE not in groups:
+        if groups - {_NO_DH} and _NO_DH not in groups:
             return None
-    key = (encr[1], encr[2], esn_id == EsnId.ESN, dh_id)
+    key = (encr[1], encr[2], esn_id == _WITH_ESN, dh_id)
     choice = _esp_choices.get(key)
     if choice is None:
         choice = _esp_choices[key] = EspTransforms(*key)
@@ -370,13 +375,44 @@ def select_proposal(
     ``prefer_dh`` is the group of the received KE payload: chosen when acceptable. The caller
     passes only proposals of the protocol it negotiates; ``Selection.index`` points into them.
     """
-    for index, proposal in enumerate(received):
-        offered = [(t.type, t.id, t.key_length) for t in proposal.transforms]
+    offers = tuple([tuple([(t.type, t.id, t.key_length) for t in p.transforms]) for p in received])
+    if not isinstance(ours, tuple):
+        return _select(offers, ours, with_dh, prefer_dh)  # may change: nothing to remember
+    key = (id(ours), offers, with_dh, prefer_dh)
+    known = _selections.get(key)
+    if known is not None and known[0] is ours:
+        return known[1]
+    selection = _select(offers, ours, with_dh, prefer_dh)
+    if len(_selections) >= _SELECTIONS_MAX:
+        _selections.clear()
+    _selections[key] = (ours, selection)
+    return selection
+
+
+# The answers of `select_proposal` per (our proposals: a tuple of frozen specs, found by
+# identity and held so the id stays its own; the offered transforms; the options): a pure
+# function of both, and a gateway hears the same few offers from every peer (a choice costs
+# microseconds, the lookup a fraction). Emptied when full: offers come from anyone.
+_selections: dict[
+    tuple[int, tuple[tuple[_Key, ...], ...], bool | None, int | None],
+    tuple[Sequence[ProposalSpec], Selection | None],
+] = {}
+_SELECTIONS_MAX = 256
+
+
+def _select(
+    offers: tuple[tuple[_Key, ...], ...],
+    ours: Sequence[ProposalSpec],
+    with_dh: bool | None,
+    prefer_dh: int | None,
+) -> Selection | None:
+    for index, offer in enumerate(offers):
+        offered = list(offer)
         offered_types = {key[0] for key in offered}
         for spec in ours:
             if not offered_types <= _KNOWN_TYPES[spec.protocol]:
                 continue
-            if spec.protocol == ProtocolId.IKE:
+            if spec.protocol == _IKE:
                 ike = _select_ike(offered, spec.acceptable, prefer_dh)
                 if ike is not None and ike.dh in SUPPORTED_GROUPS:
                     return Selection(index, ike=ike)

@@ -100,9 +100,13 @@ _SK_HEADER_LENGTH = 4
 _IV_LENGTH = 8
 
 
+# Bound once: an Enum class attribute read takes the slow path of a metaclass with __getattr__.
+_CHACHA20_POLY1305 = int(EncrId.CHACHA20_POLY1305)
+
+
 def aead_algorithm(encr: int) -> Literal["aes-gcm", "chacha20-poly1305"]:
     """The AEAD core's name for an ENCR transform (AES-GCM-8/12/16 or ChaCha20-Poly1305)."""
-    return "chacha20-poly1305" if encr == EncrId.CHACHA20_POLY1305 else "aes-gcm"
+    return "chacha20-poly1305" if encr == _CHACHA20_POLY1305 else "aes-gcm"
 
 
 def ike_cipher(encr: int, key_and_salt: bytes, icv_length: int, iv_counter: int) -> IkeCipher:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from ikecore.config import TrafficSelector
-from ikecore.constants import ExchangeType, NotifyType, ProtocolId
+from ikecore.constants import ExchangeType, NotifyType, PayloadType, ProtocolId
 from ikecore.errors import RemoteProtocolError
 from ikecore.suites import EspTransforms, IkeTransforms, ProposalSpec
 from ikecore.wire import (
@@ -157,8 +157,25 @@ def answer(
     proposal: Proposal, negotiated: IkeTransforms | EspTransforms, spi: bytes
 ) -> SecurityAssociation:
     """The responder's SA payload: the accepted proposal's number, one transform per type."""
+    if not spi:
+        # IKE_SA_INIT's answer carries no SPI: the same payload for every peer that makes the
+        # same choice (payloads are immutable; the negotiated objects are shared per choice).
+        key = (proposal.number, proposal.protocol_id, id(negotiated))
+        entry = _answers_without_spi.get(key)
+        if entry is not None and entry[0] is negotiated:
+            return entry[1]
     transforms = negotiated_wire_transforms(negotiated)
-    return SecurityAssociation((Proposal(proposal.number, proposal.protocol_id, spi, transforms),))
+    made = SecurityAssociation((Proposal(proposal.number, proposal.protocol_id, spi, transforms),))
+    if not spi:
+        if len(_answers_without_spi) >= 256:
+            _answers_without_spi.clear()
+        _answers_without_spi[key] = (negotiated, made)
+    return made
+
+
+_answers_without_spi: dict[
+    tuple[int, int, int], tuple[IkeTransforms | EspTransforms, SecurityAssociation]
+] = {}
 
 
 def proposals_for(sa: SecurityAssociation, protocol: ProtocolId) -> list[Proposal]:
@@ -215,13 +232,34 @@ _NAT_SOURCE = int(NotifyType.NAT_DETECTION_SOURCE_IP)
 _NAT_DESTINATION = int(NotifyType.NAT_DETECTION_DESTINATION_IP)
 
 
+# Notify(protocol 0, no SPI, type, data), as Notify.status makes it, with its slots filled
+# through their descriptors: a frozen dataclass's __init__ pays object.__setattr__ per field,
+# and two of these are made in every IKE_SA_INIT message.
+_new_object = object.__new__
+_set_type, _set_protocol, _set_spi, _set_notify_type, _set_data, _set_critical = (
+    Notify.__dict__[name].__set__
+    for name in ("type", "protocol_id", "spi", "notify_type", "data", "critical")
+)
+_NOTIFY_TYPE = int(PayloadType.NOTIFY)
+
+
+def _status_notify(notify_type: int, data: bytes) -> Notify:
+    notify: Notify = _new_object(Notify)
+    _set_type(notify, _NOTIFY_TYPE)
+    _set_protocol(notify, 0)
+    _set_spi(notify, b"")
+    _set_notify_type(notify, notify_type)
+    _set_data(notify, data)
+    _set_critical(notify, False)
+    return notify
+
+
 def nat_detection_payloads(
     spi_i: bytes, spi_r: bytes, local: tuple[str, int], remote: tuple[str, int]
 ) -> list[Payload]:
-    # Notify(protocol 0, no SPI, type, data): what Notify.status makes, without its extra call.
     return [
-        Notify(0, b"", _NAT_SOURCE, nat_detection_hash(spi_i, spi_r, local)),
-        Notify(0, b"", _NAT_DESTINATION, nat_detection_hash(spi_i, spi_r, remote)),
+        _status_notify(_NAT_SOURCE, nat_detection_hash(spi_i, spi_r, local)),
+        _status_notify(_NAT_DESTINATION, nat_detection_hash(spi_i, spi_r, remote)),
     ]
 
 

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 __all__ = ["accepted_esp_choice", "make_child", "responder_child_choice"]
 
+# Read in every IKE_AUTH, bound once (an Enum class attribute read takes the slow path of a
+# metaclass with __getattr__ on CPython 3.11).
+_ESP = ProtocolId.ESP
+
 
 def make_child(
     session: IkeSession,
@@ -78,7 +82,7 @@ def responder_child_choice(
 
     NO_PROPOSAL_CHOSEN / TS_UNACCEPTABLE as RemoteProtocolError when there is none.
     """
-    offered = proposals_for(require(payloads, SecurityAssociation), ProtocolId.ESP)
+    offered = proposals_for(require(payloads, SecurityAssociation), _ESP)
     selection = select_proposal(offered, esp_proposals, with_dh=with_dh, prefer_dh=prefer_dh)
     if selection is None or selection.esp is None:
         raise RemoteProtocolError("no acceptable ESP proposal", NotifyType.NO_PROPOSAL_CHOSEN)
@@ -111,7 +115,7 @@ def accepted_esp_choice(
     if len(sa_payload.proposals) != 1:
         raise RemoteProtocolError("several proposals in a response", NotifyType.INVALID_SYNTAX)
     proposal = sa_payload.proposals[0]
-    if proposal.protocol_id != ProtocolId.ESP or len(proposal.spi) != 4:
+    if proposal.protocol_id != _ESP or len(proposal.spi) != 4:
         raise RemoteProtocolError("bad ESP proposal in response", NotifyType.INVALID_SYNTAX)
     selection = select_proposal([proposal], offered, with_dh=with_dh)
     if selection is None or selection.esp is None:

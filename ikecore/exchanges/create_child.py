@@ -62,6 +62,12 @@ __all__ = [
     "peer_rekey_won",
 ]
 
+# Enum members read in every CREATE_CHILD_SA request, bound once: an Enum class attribute
+# read takes the slow path of a metaclass with __getattr__ (0.1-0.3 µs a read on CPython 3.11).
+_IKE = ProtocolId.IKE
+_CLONE_IKE_SA = int(NotifyType.CLONE_IKE_SA)
+_DELETING = IkeState.DELETING
+
 
 def _pfs_group(proposals: tuple[ProposalSpec, ...]) -> int | None:
     for spec in proposals:
@@ -84,7 +90,8 @@ def peer_rekey_won(session: IkeSession, old: ChildSa) -> bool:
     collision = session.child_collisions.pop(old.spi_in, None)
     if collision is None:
         return False
-    session.unannounced.discard(collision.child.spi_in)
+    if session.unannounced is not None:
+        session.unannounced.discard(collision.child.spi_in)
     if old.state == ChildState.REKEYING:
         session.child_transition(old, ChildTrigger.REKEYED)
     session.emit(ChildSaRekeyed(session, old, collision.child))
@@ -221,7 +228,7 @@ class CreateChildInitiator:
         if collision is not None and min(self._ni, nr, *collision.nonces) in (self._ni, nr):
             # §2.8.1: ours holds the lowest nonce, so it is redundant and we close it; the
             # peer, initiator of the survivor, deletes the old Child SA.
-            session.unannounced.add(child.spi_in)
+            session.keep_unannounced(child.spi_in)
             session.child_transition(child, ChildTrigger.DELETE_STARTED)
             session.start(DeleteChildInitiator(child, "redundant"), now)
             peer_rekey_won(session, old)
@@ -303,7 +310,7 @@ class CreateChildResponder:
             # §2.8.1: we are rekeying it too; which replacement survives is known when ours
             # completes. Until then the user hears nothing of this one.
             child.rekeyed_from = old.spi_in
-            session.unannounced.add(child.spi_in)
+            session.keep_unannounced(child.spi_in)
             session.child_collisions[old.spi_in] = ChildCollision(child, (ni, nr))
         else:
             child.rekeyed_from = old.spi_in
@@ -325,15 +332,15 @@ class CreateChildDispatch:
     def process_request(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
     ) -> list[Payload]:
-        if session.state == IkeState.DELETING:
+        if session.state is _DELETING:
             # We are closing this IKE SA: no new SA on it (RFC 7296 §2.25.2, RFC 7791 §5.3).
             raise RemoteProtocolError("IKE SA is being deleted", NotifyType.TEMPORARY_FAILURE)
         sa_payload = require(payloads, SecurityAssociation)
         task: ResponderTask
-        if proposals_for(sa_payload, ProtocolId.IKE):
+        if proposals_for(sa_payload, _IKE):
             # RFC 7791 §5.2: N(CLONE_IKE_SA) counts only in an IKE SA rekey request (with an
             # ESP proposal it is ignored, like any unknown status notify).
-            if find_notify(payloads, NotifyType.CLONE_IKE_SA) is not None:
+            if find_notify(payloads, _CLONE_IKE_SA) is not None:
                 task = CloneIkeResponder()
             else:
                 task = RekeyIkeResponder()

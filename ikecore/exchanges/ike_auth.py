@@ -38,6 +38,7 @@ from ikecore.exchanges.mobike import (
 from ikecore.states import IkeState, IkeTrigger
 from ikecore.wire import (
     Authentication,
+    IdentityCache,
     IDi,
     IDr,
     IkeMessage,
@@ -57,6 +58,13 @@ __all__ = ["IkeAuthInitiator", "IkeAuthResponder"]
 # Payloads are immutable: the capability notifies are made once.
 _CLONE_SUPPORTED = Notify.status(NotifyType.CLONE_IKE_SA_SUPPORTED)
 _MOBIKE_SUPPORTED = Notify.status(NotifyType.MOBIKE_SUPPORTED)
+# Enum members read in every handshake, bound once: an Enum class attribute read takes the
+# slow path of a metaclass with __getattr__ (0.1-0.3 µs a read on CPython 3.11).
+_CLONE_ANNOUNCED = int(NotifyType.CLONE_IKE_SA_SUPPORTED)
+_MOBIKE_ANNOUNCED = int(NotifyType.MOBIKE_SUPPORTED)
+_INITIAL_CONTACT = int(NotifyType.INITIAL_CONTACT)
+_SHARED_KEY_MIC = AuthMethod.SHARED_KEY_MIC
+_AUTH_DONE = IkeTrigger.AUTH_DONE
 
 
 def _auth_value(
@@ -68,13 +76,42 @@ def _auth_value(
     return psk_auth(prf_id, psk, signed_octets)
 
 
+# Received identities by (ID type, data): a gateway hears the same few peers again and again,
+# and an Identity is immutable, so one object per identity is shared (no enum call, no frozen
+# dataclass built per IKE_AUTH; records and store indexes then compare it by identity first).
+# Emptied when full: anyone can send any identity.
+_received_identities: dict[tuple[int, bytes], Identity] = {}
+_RECEIVED_IDENTITIES_MAX = 256
+
+
 def _identity(payload: IDi | IDr) -> Identity:
+    key = (payload.id_type, payload.data)
+    identity = _received_identities.get(key)
+    if identity is not None:
+        return identity
     try:
-        return Identity(IdType(payload.id_type), payload.data)
+        identity = Identity(IdType(payload.id_type), payload.data)
     except ValueError:
         raise RemoteProtocolError(
             f"unknown ID type {payload.id_type}", NotifyType.AUTHENTICATION_FAILED
         ) from None
+    if len(_received_identities) >= _RECEIVED_IDENTITIES_MAX:
+        _received_identities.clear()
+    _received_identities[key] = identity
+    return identity
+
+
+# Our ID payloads per configured identity (immutable, the same in every IKE_AUTH).
+def _idi(identity: Identity) -> IDi:
+    return IDi(identity.type, identity.data)
+
+
+def _idr(identity: Identity) -> IDr:
+    return IDr(identity.type, identity.data)
+
+
+_our_idi = IdentityCache(_idi)
+_our_idr = IdentityCache(_idr)
 
 
 def _announcements(session: IkeSession, peer: PeerConfig, *, request: bool) -> list[Payload]:
@@ -116,8 +153,8 @@ def _remember_peer(session: IkeSession, payloads: list[Payload]) -> set[int]:
     every notify IKE_AUTH asks about)."""
     sa = session.sa
     received = {p.notify_type for p in payloads if isinstance(p, Notify)}
-    sa.peer_clone_supported = NotifyType.CLONE_IKE_SA_SUPPORTED in received
-    sa.peer_mobike_supported = NotifyType.MOBIKE_SUPPORTED in received
+    sa.peer_clone_supported = _CLONE_ANNOUNCED in received
+    sa.peer_mobike_supported = _MOBIKE_ANNOUNCED in received
     if sa.peer_mobike_supported:
         remember_auth_addresses(session, payloads, received)
     return received
@@ -133,7 +170,7 @@ class IkeAuthInitiator:
     def build_request(self, session: IkeSession, now: float) -> list[Payload]:
         sa, peer, handshake = session.sa, self._peer, session.handshake
         assert sa.keys is not None and sa.transforms is not None and handshake is not None
-        id_i = IDi(peer.local_id.type, peer.local_id.data)
+        id_i = _our_idi(peer.local_id)
         auth = _auth_value(
             sa.transforms.prf,
             peer.psk,
@@ -149,7 +186,7 @@ class IkeAuthInitiator:
             first_contact.append(Notify.status(NotifyType.INITIAL_CONTACT))
         return [
             id_i,
-            Authentication(AuthMethod.SHARED_KEY_MIC, auth),
+            Authentication(_SHARED_KEY_MIC, auth),
             *first_contact,
             *_announcements(session, peer, request=True),
             offer(peer.esp_proposals, self._spi_in),
@@ -179,12 +216,12 @@ class IkeAuthInitiator:
             sa.keys.sk_pr,
             id_body(id_r),
         )
-        if auth.method != AuthMethod.SHARED_KEY_MIC or not hmac.compare_digest(auth.data, expected):
+        if auth.method != _SHARED_KEY_MIC or not hmac.compare_digest(auth.data, expected):
             self._reject_responder(session, now)
             return
         sa.remote_id = identity
         _remember_peer(session, payloads)
-        session.transition(IkeTrigger.AUTH_DONE)
+        session.transition(_AUTH_DONE)
         session.established(now)
         session.emit(IkeSaEstablished(session))
         error = error_notify(payloads)
@@ -253,7 +290,7 @@ class IkeAuthResponder:
             sa.keys.sk_pi,
             id_body(id_i),
         )
-        if auth.method != AuthMethod.SHARED_KEY_MIC or not hmac.compare_digest(auth.data, expected):
+        if auth.method != _SHARED_KEY_MIC or not hmac.compare_digest(auth.data, expected):
             raise RemoteProtocolError(
                 "initiator's AUTH does not verify", NotifyType.AUTHENTICATION_FAILED
             )
@@ -263,7 +300,7 @@ class IkeAuthResponder:
         sa.remote_id = identity
         sa.local_id = peer.local_id
         received = _remember_peer(session, payloads)
-        id_r = IDr(peer.local_id.type, peer.local_id.data)
+        id_r = _our_idr(peer.local_id)
         our_auth = _auth_value(
             sa.transforms.prf,
             peer.psk,
@@ -274,13 +311,13 @@ class IkeAuthResponder:
         )
         response: list[Payload] = [
             id_r,
-            Authentication(AuthMethod.SHARED_KEY_MIC, our_auth),
+            Authentication(_SHARED_KEY_MIC, our_auth),
             *_announcements(session, peer, request=False),
         ]
-        session.transition(IkeTrigger.AUTH_DONE)
+        session.transition(_AUTH_DONE)
         session.established(now)
         session.emit(IkeSaEstablished(session))
-        if NotifyType.INITIAL_CONTACT in received:
+        if _INITIAL_CONTACT in received:
             # §3.10.1: the initiator has no other IKE SA with us (it restarted): ours with the
             # same identities are stale. They go without a Delete: nobody would answer it.
             for stale in _other_sas_with(session, peer.local_id, identity):

@@ -93,7 +93,7 @@ _ADDRESS_NOTIFIES = (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class MobikeState:
     """Per session, in memory, what is in flight: the update we sent (the newest wins, §3.5)
     and, while the peer's new address is being checked (§3.7), the check and the (local,
@@ -112,9 +112,13 @@ def no_nats_data(source: Address, destination: Address) -> bytes:
     return b"".join(addresses) + source[1].to_bytes(2, "big") + destination[1].to_bytes(2, "big")
 
 
+# Read in every IKE_AUTH, bound once (an Enum class attribute read takes a slow path).
+_NO_NATS_ALLOWED = int(NotifyType.NO_NATS_ALLOWED)
+
+
 def _nat_prohibited(payloads: list[Payload], src: Address, dst: Address) -> bool:
     """§3.9: a NO_NATS_ALLOWED whose addresses are not the IP header's (src, dst)."""
-    no_nats = find_notify(payloads, NotifyType.NO_NATS_ALLOWED)
+    no_nats = find_notify(payloads, _NO_NATS_ALLOWED)
     return no_nats is not None and not hmac.compare_digest(no_nats.data, no_nats_data(src, dst))
 
 

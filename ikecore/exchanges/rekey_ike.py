@@ -63,6 +63,11 @@ __all__ = [
     "yield_to_peer_rekey",
 ]
 
+# Enum members read in every rekey and clone, bound once: an Enum class attribute read takes
+# the slow path of a metaclass with __getattr__ (0.1-0.3 µs a read on CPython 3.11).
+_IKE = ProtocolId.IKE
+_ESTABLISHED = IkeState.ESTABLISHED
+
 
 def derive_rekeyed_sa(
     old: IkeSa,
@@ -101,7 +106,7 @@ def derive_rekeyed_sa(
         initiator=initiator,
         local_address=old.local_address,
         remote_address=old.remote_address,
-        state=IkeState.ESTABLISHED,
+        state=_ESTABLISHED,
         transforms=transforms,
         keys=IkeSaKeys(k.sk_d, k.sk_ai, k.sk_ar, k.sk_ei, k.sk_er, k.sk_pi, k.sk_pr),
         local_id=old.local_id,
@@ -150,7 +155,7 @@ def sa_from_response(
     if len(sa_payload.proposals) != 1:
         raise RemoteProtocolError("several proposals in a response", NotifyType.INVALID_SYNTAX)
     proposal = sa_payload.proposals[0]
-    if proposal.protocol_id != ProtocolId.IKE or len(proposal.spi) != 8:
+    if proposal.protocol_id != _IKE or len(proposal.spi) != 8:
         raise RemoteProtocolError("bad IKE proposal in response", NotifyType.INVALID_SYNTAX)
     selection = select_proposal([proposal], offered)
     if selection is None or selection.ike is None:
@@ -179,7 +184,7 @@ def answer_with_new_sa(
         if session.peer is not None
         else session.endpoint.config.ike_proposals
     )
-    offered = proposals_for(require(payloads, SecurityAssociation), ProtocolId.IKE)
+    offered = proposals_for(require(payloads, SecurityAssociation), _IKE)
     ke = require(payloads, KePayload)
     selection = select_proposal(offered, ours, prefer_dh=ke.group)
     if selection is None or selection.ike is None:

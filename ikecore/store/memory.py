@@ -89,7 +89,11 @@ class MemoryStore:
             self._by_identity[old_identity].discard(key)
         if sa.remote_id is not None:
             self._identity_of[key] = sa.remote_id
-            self._by_identity.setdefault(sa.remote_id, set()).add(key)
+            keys = self._by_identity.get(sa.remote_id)  # (setdefault would build a set each time)
+            if keys is None:
+                self._by_identity[sa.remote_id] = {key}
+            else:
+                keys.add(key)
 
     def _indexed(self, key: SpiPair, sa: IkeSa) -> bool:
         """The indexes already say what a put of ``sa`` would write (same Child SAs, all
