@@ -162,6 +162,25 @@ def test_address_lists_from_the_gateway() -> None:
         peer_clone.announce_addresses(["gateway.example"], 4.0)
 
 
+def test_an_older_address_list_arriving_last_is_answered_but_not_taken() -> None:
+    p = established(endpoint_options={"window_size": 2})
+    assert p.client_sa.sa.peer_window == 2
+    # With a window of two both announcements fly at once; the newer one arrives first:
+    # (the gateway's requests: its first two on this SA)
+    # HDR(#1), SK {N(ADDITIONAL_IP4_ADDRESS 198.51.100.3), N(COOKIE2)}  -->  <--  HDR(#1)
+    # HDR(#0), SK {N(ADDITIONAL_IP4_ADDRESS 198.51.100.2), N(COOKIE2)}  -->  <--  HDR(#0)
+    #   (answered, but the address set stays the newer request's: RFC 4555 §3.6)
+    p.gateway_sa.announce_addresses(["198.51.100.2"], 2.0)
+    p.gateway_sa.announce_addresses(["198.51.100.3"], 2.0)
+    older, newer = p.net.capture(2.0)
+    p.net.deliver([newer, older], 2.0)
+    assert [str(d) for d in p.net.run(2.0)] == ["INFORMATIONAL <-- #1", "INFORMATIONAL <-- #0"]
+    announced = of_type(p.events()[0], PeerAddressesChanged)
+    assert [a.addresses for a in announced] == [(RESPONDER_HOST, "198.51.100.3")]  # type: ignore[attr-defined]
+    assert p.client_sa.peer_addresses == (RESPONDER_HOST, "198.51.100.3")
+    assert p.gateway_sa.state == IkeState.ESTABLISHED
+
+
 def test_mobike_needs_both_announcements() -> None:
     p = established(mobike=False)
     clone, peer_clone = clone_on_both_sides(p, p.client_sa, 1.0)

@@ -99,11 +99,15 @@ class MobikeState:
     and, while the peer's new address is being checked (§3.7), the check and the (local,
     remote) path the Child SAs keep using. Transient: a hand-off or restart mid-update is not
     supported (docs/CLUSTER.md). What outlives the process (the peer's address set, the last
-    update acted on, how the peer saw us, §3.4-§3.8) is in the IKE SA record (`IkeSa`)."""
+    update acted on, how the peer saw us, §3.4-§3.8) is in the IKE SA record (`IkeSa`).
+    ``address_list_id`` is the message ID of the last peer request whose address list we took
+    (§3.6): an older one arriving later (window above one) is answered and ignored. It is
+    transient too: after a hand-off or restart the next list is taken whatever its ID."""
 
     pending_update: UpdateAddressesInitiator | None = None
     pending_check: ReturnRoutabilityCheck | None = None
     esp_path: tuple[Address, Address] | None = None
+    address_list_id: int = -1
 
 
 def no_nats_data(source: Address, destination: Address) -> bytes:
@@ -484,8 +488,10 @@ def mobike_response(
         # §3.5: act only on the newest update (out-of-order requests are just answered).
         sa.mobike_update_id = message.message_id
         _follow_update(session, payloads, src, dst)
-    if kinds & set(_ADDRESS_NOTIFIES):
-        # §3.6: the new list replaces the old one; the IP header's source comes first.
+    if kinds & set(_ADDRESS_NOTIFIES) and message.message_id > session.mobike.address_list_id:
+        # §3.6: the new list replaces the old one (unless a newer request's list came first);
+        # the IP header's source comes first.
+        session.mobike.address_list_id = message.message_id
         sa.peer_addresses = (src[0], *_announced(received))
         session.emit(PeerAddressesChanged(session, sa.peer_addresses))
     answer: list[Payload] = []
