@@ -3,12 +3,13 @@ MOBIKE, a NAT mapping that changes is found by a liveness check and followed (RF
 
 from __future__ import annotations
 
-from engine_harness import INITIATOR_HOST, RESPONDER_HOST, drain, of_type, pair
+from engine_harness import INITIATOR_HOST, RESPONDER_HOST, Network, drain, of_type, pair
 
 from ikecore.constants import ExchangeType
-from ikecore.endpoint import Datagram
+from ikecore.endpoint import Datagram, IkeEndpoint
 from ikecore.events import EspPacketReceived, IkeSaMoved, IkeSaRekeyed
 from ikecore.exchanges.mobike import nat_mapping_probe
+from ikecore.session import IkeSession
 from ikecore.states import IkeState
 
 PUBLIC = "203.0.113.5"
@@ -77,7 +78,6 @@ def test_no_nat_no_float_without_mobike() -> None:
     assert session.sa.remote_address == (RESPONDER_HOST, 500)
 
 
-
 def test_a_changed_nat_mapping_is_found_by_a_liveness_check_and_followed() -> None:
     initiator, responder, peer, net = pair()  # MOBIKE negotiated
     net.hosts[PUBLIC] = initiator
@@ -138,19 +138,22 @@ def test_no_nat_detection_in_liveness_checks_without_a_nat() -> None:
     assert len(net.run(1.0)) == 2  # the empty INFORMATIONAL and its answer, no update
 
 
-def test_a_rekey_by_the_gateway_keeps_the_nat_state_and_the_clients_mapping_checks() -> None:
-    """RFC 4555 across an IKE SA rekey by the responder: the new SA starts on the old SA's
-    path with its NAT-T state; the client, still MOBIKE's initiator (§1.3), goes on checking
-    its NAT mapping (§3.8), the gateway never does; the value to compare with starts afresh
-    (a hash over the new SPIs), so the first check sends one update more, "harmless"."""
-    initiator, responder, peer, net = pair()  # MOBIKE negotiated
+def _behind_nat(**options: object) -> tuple[IkeEndpoint, IkeEndpoint, Network, Nat]:
+    """A client behind a NAT with an IKE SA and its Child SA up, events drained."""
+    initiator, responder, peer, net = pair(**options)
     net.hosts[PUBLIC] = initiator
     nat = Nat()
-    session = initiator.initiate(peer, 0.0)
+    initiator.initiate(peer, 0.0)
     net.run(0.0, nat)
-    (peer_session,) = responder.sessions
-    assert session.sa.local_behind_nat and session.sa.mobike_initiator
     drain(initiator), drain(responder)
+    return initiator, responder, net, nat
+
+
+def _rekeyed_by_the_gateway(
+    initiator: IkeEndpoint, responder: IkeEndpoint, net: Network, nat: Nat
+) -> tuple[IkeSession, IkeSession]:
+    """(the client's new SA, the gateway's) after the gateway rekeyed the IKE SA."""
+    (peer_session,) = responder.sessions
     # HDR(old), SK {SA, Ni, KEi}  <--  -->  HDR(old), SK {SA, Nr, KEr}   (the gateway rekeys)
     # HDR(old), SK {D(IKE)}       <--  -->  HDR(old), SK {}
     peer_session.rekey(1.0)
@@ -158,7 +161,18 @@ def test_a_rekey_by_the_gateway_keeps_the_nat_state_and_the_clients_mapping_chec
     (rekeyed,) = of_type(drain(initiator), IkeSaRekeyed)
     (peer_rekeyed,) = of_type(drain(responder), IkeSaRekeyed)
     assert isinstance(rekeyed, IkeSaRekeyed) and isinstance(peer_rekeyed, IkeSaRekeyed)
-    new, peer_new = rekeyed.new, peer_rekeyed.new
+    return rekeyed.new, peer_rekeyed.new
+
+
+def test_a_rekey_by_the_gateway_keeps_the_nat_state_and_the_clients_mapping_checks() -> None:
+    """RFC 4555 across an IKE SA rekey by the responder: the new SA starts on the old SA's
+    path with its NAT-T state; the client, still MOBIKE's initiator (§1.3), goes on checking
+    its NAT mapping (§3.8), the gateway never does; the value to compare with starts afresh
+    (a hash over the new SPIs), so the first check sends one update more, "harmless"."""
+    initiator, responder, net, nat = _behind_nat()  # MOBIKE negotiated
+    (session,) = initiator.sessions
+    assert session.sa.local_behind_nat and session.sa.mobike_initiator
+    new, peer_new = _rekeyed_by_the_gateway(initiator, responder, net, nat)
     assert peer_new.sa.initiator and not new.sa.initiator  # the I flag: the rekey's initiator
     assert new.sa.mobike_initiator and not peer_new.sa.mobike_initiator
     assert new.sa.local_behind_nat and not new.sa.remote_behind_nat
@@ -184,21 +198,9 @@ def test_without_mobike_the_gateway_follows_a_nat_rebinding_after_it_rekeyed() -
     """RFC 7296 §2.23: the host not behind a NAT follows the peer's NAT mapping from
     authenticated requests. That is the gateway, also on an IKE SA it rekeyed itself, where it
     holds the I flag (§2.18)."""
-    initiator, responder, peer, net = pair(mobike=False)
-    net.hosts[PUBLIC] = initiator
-    nat = Nat()
-    session = initiator.initiate(peer, 0.0)
-    net.run(0.0, nat)
-    (peer_session,) = responder.sessions
-    drain(initiator), drain(responder)
-    # HDR(old), SK {SA, Ni, KEi}  <--  -->  HDR(old), SK {SA, Nr, KEr}   (the gateway rekeys)
-    # HDR(old), SK {D(IKE)}       <--  -->  HDR(old), SK {}
-    peer_session.rekey(1.0)
-    net.run(1.0, nat)
-    (rekeyed,) = of_type(drain(initiator), IkeSaRekeyed)
-    (peer_rekeyed,) = of_type(drain(responder), IkeSaRekeyed)
-    assert isinstance(rekeyed, IkeSaRekeyed) and isinstance(peer_rekeyed, IkeSaRekeyed)
-    new, peer_new = rekeyed.new, peer_rekeyed.new
+    initiator, responder, net, nat = _behind_nat(mobike=False)
+    (session,) = initiator.sessions
+    new, peer_new = _rekeyed_by_the_gateway(initiator, responder, net, nat)
     assert peer_new.sa.initiator and peer_new.sa.remote_behind_nat
     assert new.sa.local_behind_nat and session.state == IkeState.DELETED
     # The NAT reboots; the client's next request comes from a new public port:

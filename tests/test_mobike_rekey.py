@@ -16,6 +16,14 @@ from ikecore.session import IkeSession
 
 NAT_T = 4500
 GATEWAY_SECOND = "198.51.100.2"  # the gateway's second interface
+# The first UPDATE_SA_ADDRESSES of a new SA and its answer, then the gateway's return
+# routability check of the new address and its answer (RFC 4555 §3.5, §3.7).
+FIRST_UPDATE_WITH_CHECK = [
+    "INFORMATIONAL --> #0",
+    "INFORMATIONAL <-- #0",
+    "INFORMATIONAL --> #0",
+    "INFORMATIONAL <-- #0",
+]
 
 
 def mobike_state_on_the_first_sa(p: Pair) -> None:
@@ -88,12 +96,7 @@ def test_a_rekey_by_the_client_keeps_the_mobike_state_and_the_new_sa_moves() -> 
     # the gateway's return routability check (§3.7):  <--  HDR(new, #0), SK {N(COOKIE2)}  -->
     client.update_addresses((INITIATOR_HOST, NAT_T), 3.0)
     flow = p.net.run(3.0)
-    assert [str(d) for d in flow] == [
-        "INFORMATIONAL --> #0",
-        "INFORMATIONAL <-- #0",
-        "INFORMATIONAL --> #0",
-        "INFORMATIONAL <-- #0",
-    ]
+    assert [str(d) for d in flow] == FIRST_UPDATE_WITH_CHECK
     assert flow[0].datagram.src == (INITIATOR_HOST, NAT_T)
     client_events, gateway_events = p.events()
     assert of_type(client_events, IkeSaMoved) and of_type(gateway_events, IkeSaMoved)
@@ -128,12 +131,7 @@ def test_a_rekey_by_the_gateway_keeps_the_client_the_mobike_initiator() -> None:
     (_, gateway_second) = client.peer_addresses
     client.update_addresses((SECOND_HOST, NAT_T), 3.0, remote=(gateway_second, NAT_T))
     flow = p.net.run(3.0)
-    assert [str(d) for d in flow] == [
-        "INFORMATIONAL --> #0",
-        "INFORMATIONAL <-- #0",
-        "INFORMATIONAL --> #0",
-        "INFORMATIONAL <-- #0",
-    ]
+    assert [str(d) for d in flow] == FIRST_UPDATE_WITH_CHECK
     assert flow[0].datagram.dst == (GATEWAY_SECOND, NAT_T)
     assert flow[2].datagram.src == (GATEWAY_SECOND, NAT_T)
     client_events, gateway_events = p.events()

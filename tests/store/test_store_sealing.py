@@ -61,6 +61,22 @@ def _everything_stored(kind: str, location: str) -> bytes:
     return b"".join(client.dump(key) or b"" for key in client.keys("*"))
 
 
+def _put_as_before_the_upgrade(
+    open_store: StoreFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    sas: list[IkeSa],
+    record_format: int,
+) -> None:
+    """Store ``sas`` as the ikecore of ``record_format`` did (the reference encoder's records
+    under that header byte)."""
+    with monkeypatch.context() as before_the_upgrade:
+        before_the_upgrade.setattr(sealing, "_FORMAT", str(record_format).encode())
+        before_the_upgrade.setattr(codec, "encode", lambda sa: reference_encode(sa, record_format))
+        old = open_store("A")
+        for sa in sas:
+            old.put_ike_sa(sa)
+
+
 SALT = slice(12, 44)
 IV = slice(44, 52)
 
@@ -231,12 +247,7 @@ def test_a_store_of_format_2_records_keeps_working_after_the_upgrade(
     sas = [make_sa(n) for n in range(3)]
     for sa in sas:
         sa.mobike_initiator = sa.initiator  # what a format-2 record is read with
-    with monkeypatch.context() as before_the_upgrade:
-        before_the_upgrade.setattr(sealing, "_FORMAT", b"2")
-        before_the_upgrade.setattr(codec, "encode", lambda sa: reference_encode(sa, 2))
-        old = open_store("A")
-        for sa in sas:
-            old.put_ike_sa(sa)
+    _put_as_before_the_upgrade(open_store, monkeypatch, sas, 2)
     assert {_raw_record(kind, location, sa.spis)[:4] for sa in sas} == {b"IKS2"}
     upgraded = open_store("A")
     assert sorted(upgraded.ike_sas(), key=lambda sa: sa.spis) == sorted(sas, key=lambda sa: sa.spis)
@@ -270,12 +281,7 @@ def test_a_store_of_format_3_records_keeps_working_after_the_upgrade(
         sa.peer_addresses = (sa.remote_address[0], f"198.51.100.{n}")
         sa.mobike_update_id = n
         sa.mobike_initiator = sa.initiator
-    with monkeypatch.context() as before_the_upgrade:
-        before_the_upgrade.setattr(sealing, "_FORMAT", b"3")
-        before_the_upgrade.setattr(codec, "encode", lambda sa: reference_encode(sa, 3))
-        old = open_store("A")
-        for sa in sas:
-            old.put_ike_sa(sa)
+    _put_as_before_the_upgrade(open_store, monkeypatch, sas, 3)
     assert {_raw_record(kind, location, sa.spis)[:4] for sa in sas} == {b"IKS3"}
     upgraded = open_store("A")
     first = upgraded.get_ike_sa(*sas[0].spis)
