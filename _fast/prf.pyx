@@ -1227,3 +1227,32 @@ def psk_auth(prf_id, psk, signed_octets) -> bytes:
         _state_wipe(&st)
         OPENSSL_cleanse(pad_key, MAX_OUT)
         OPENSSL_cleanse(out, MAX_OUT)
+
+
+def nat_detection_hash(bytes spi_i not None, bytes spi_r not None, bytes packed_address not None) -> bytes:
+    """SHA-1(SPIi | SPIr | IP | Port) of NAT_DETECTION_*_IP (RFC 7296 §2.23), ``packed_address``
+    being the 4- or 16-byte IP then the port in network order.
+
+    At most 34 bytes: one padded block, one compression (hashlib builds and frees a digest
+    context per hash, most of what 8 hashes per handshake cost).
+    """
+    cdef Py_ssize_t address_len = PyBytes_GET_SIZE(packed_address)
+    cdef uchar block[64 + 16]  # _pad's room
+    cdef SHA_CTX ctx
+    cdef uchar out[20]
+    if PyBytes_GET_SIZE(spi_i) != 8 or PyBytes_GET_SIZE(spi_r) != 8:
+        raise ValueError("spi_i and spi_r must be 8 bytes")
+    if address_len != 6 and address_len != 18:
+        raise ValueError("packed_address must be 6 (IPv4) or 18 (IPv6) bytes")
+    memcpy(block, PyBytes_AS_STRING(spi_i), 8)
+    memcpy(block + 8, PyBytes_AS_STRING(spi_r), 8)
+    memcpy(block + 16, PyBytes_AS_STRING(packed_address), address_len)
+    _pad(PRF_HMAC_SHA1, block, 16 + address_len, 0)
+    SHA1_Init(&ctx)
+    SHA1_Transform(&ctx, block)
+    _put32(out, ctx.h0)
+    _put32(out + 4, ctx.h1)
+    _put32(out + 8, ctx.h2)
+    _put32(out + 12, ctx.h3)
+    _put32(out + 16, ctx.h4)
+    return PyBytes_FromStringAndSize(<char *>out, 20)

@@ -10,12 +10,12 @@ work the same for every exchange.
 from __future__ import annotations
 
 import functools
-import hashlib
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from ikecore._fast.prf import nat_detection_hash as _nat_detection_hash
 from ikecore.config import TrafficSelector
 from ikecore.constants import ExchangeType, NotifyType, PayloadType, ProtocolId
 from ikecore.errors import RemoteProtocolError
@@ -225,7 +225,7 @@ def _packed_address(address: tuple[str, int]) -> bytes:
 
 def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: tuple[str, int]) -> bytes:
     """RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | Port) (RFC 4555 §3.8: with the SA's SPIs)."""
-    return hashlib.sha1(spi_i + spi_r + _packed_address(address)).digest()
+    return _nat_detection_hash(spi_i, spi_r, _packed_address(address))
 
 
 _NAT_SOURCE = int(NotifyType.NAT_DETECTION_SOURCE_IP)
