@@ -221,10 +221,9 @@ class RekeyCollision:
 
 
 def _new_session(session: IkeSession, new_sa: IkeSa, *, visible: bool) -> IkeSession:
-    from ikecore.session import IkeSession
-
     new_sa.rekeyed_from = session.sa.spis
-    successor = IkeSession(session.endpoint, new_sa, session.peer)
+    # The old SA's class (IkeSession), without an import statement run in every rekey.
+    successor = type(session)(session.endpoint, new_sa, session.peer)
     successor.visible = visible
     session.endpoint.adopt(successor)
     successor.save()
