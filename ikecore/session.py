@@ -37,6 +37,7 @@ from ikecore.errors import (
 )
 from ikecore.events import ChildSaDeleted, Event, IkeSaDeleted
 from ikecore.exchanges.base import DropMessage, InitiatorTask, NotifyError, ResponderTask
+from ikecore.exchanges.clone_ike import start_clone
 from ikecore.exchanges.create_child import CreateChildDispatch
 from ikecore.exchanges.ike_auth import IkeAuthResponder
 from ikecore.exchanges.ike_sa_init import Handshake, IkeSaInitResponder
@@ -407,8 +408,6 @@ class IkeSession:
 
         `IkeSaCloned` or `CloneFailed` follows. Raises `CloneRefused` and sends nothing when
         cloning was not negotiated (§5.1) or a refusal of the peer still holds (§5.3)."""
-        from ikecore.exchanges.clone_ike import start_clone
-
         start_clone(self, now)
 
     def update_addresses(

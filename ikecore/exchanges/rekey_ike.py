@@ -100,32 +100,29 @@ def derive_rekeyed_sa(
     # (one native call: SKEYSEED' never becomes a Python object)
     suite = shared_suite(transforms.encr, transforms.key_bits, transforms.prf, None, transforms.dh)
     k = ike_keys_rekey(old.transforms.prf, old.keys.sk_d, suite, g_ir, ni, nr, spi_i, spi_r)
-    return IkeSa(
-        spi_i=spi_i,
-        spi_r=spi_r,
-        initiator=initiator,
-        local_address=old.local_address,
-        remote_address=old.remote_address,
-        state=_ESTABLISHED,
-        transforms=transforms,
-        keys=IkeSaKeys(k.sk_d, k.sk_ai, k.sk_ar, k.sk_ei, k.sk_er, k.sk_pi, k.sk_pr),
-        local_id=old.local_id,
-        remote_id=old.remote_id,
-        peer_name=old.peer_name,
-        local_window=old.local_window,
-        local_clone_supported=old.local_clone_supported,
-        peer_clone_supported=old.peer_clone_supported,
-        local_mobike_supported=old.local_mobike_supported,
-        peer_mobike_supported=old.peer_mobike_supported,
-        peer_fragmentation_supported=old.peer_fragmentation_supported,
-        local_behind_nat=old.local_behind_nat,
-        remote_behind_nat=old.remote_behind_nat,
-        peer_addresses=old.peer_addresses,
-        mobike_initiator=old.mobike_initiator,
-        family=old.family,
-        created_at=now,
-        established_at=now,
-    )
+    # The fields past the five required ones are set one by one: a call with two dozen
+    # keyword arguments costs ~2 µs more than these stores on CPython 3.11 (two per clone).
+    new = IkeSa(spi_i, spi_r, initiator, old.local_address, old.remote_address)
+    new.state = _ESTABLISHED
+    new.transforms = transforms
+    new.keys = IkeSaKeys(k.sk_d, k.sk_ai, k.sk_ar, k.sk_ei, k.sk_er, k.sk_pi, k.sk_pr)
+    new.local_id = old.local_id
+    new.remote_id = old.remote_id
+    new.peer_name = old.peer_name
+    new.local_window = old.local_window
+    new.local_clone_supported = old.local_clone_supported
+    new.peer_clone_supported = old.peer_clone_supported
+    new.local_mobike_supported = old.local_mobike_supported
+    new.peer_mobike_supported = old.peer_mobike_supported
+    new.peer_fragmentation_supported = old.peer_fragmentation_supported
+    new.local_behind_nat = old.local_behind_nat
+    new.remote_behind_nat = old.remote_behind_nat
+    new.peer_addresses = old.peer_addresses
+    new.mobike_initiator = old.mobike_initiator
+    new.family = old.family
+    new.created_at = now
+    new.established_at = now
+    return new
 
 
 def group_for(old: IkeSa, proposals: tuple[ProposalSpec, ...]) -> int:
@@ -221,10 +218,9 @@ class RekeyCollision:
 
 
 def _new_session(session: IkeSession, new_sa: IkeSa, *, visible: bool) -> IkeSession:
-    from ikecore.session import IkeSession
-
     new_sa.rekeyed_from = session.sa.spis
-    successor = IkeSession(session.endpoint, new_sa, session.peer)
+    # The old SA's class (IkeSession), without an import statement run in every rekey.
+    successor = type(session)(session.endpoint, new_sa, session.peer)
     successor.visible = visible
     session.endpoint.adopt(successor)
     successor.save()

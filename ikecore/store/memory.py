@@ -18,6 +18,9 @@ from ikecore.store import MAX_ESN, MAX_SEQ, WriteConflict
 
 __all__ = ["MemoryStore"]
 
+# The Child SA index of a record that has none (no entry is kept for it).
+_NO_SPIS: frozenset[bytes] = frozenset()
+
 
 class MemoryStore:
     """An `SaStore` in memory: nothing survives the process."""
@@ -81,9 +84,14 @@ class MemoryStore:
                 # indexed under its new IKE SA already.
                 if self._by_esp_spi.get(stale) == key:
                     del self._by_esp_spi[stale]
-        self._esp_of[key] = set(sa.child_sas)
-        for spi in sa.child_sas:
-            self._by_esp_spi[spi] = key
+        # A record without Child SAs (a new clone, a rekey's new SA) gets no entry: one set
+        # less per SA.
+        if sa.child_sas:
+            self._esp_of[key] = set(sa.child_sas)
+            for spi in sa.child_sas:
+                self._by_esp_spi[spi] = key
+        elif indexed is not None:
+            del self._esp_of[key]
         old_identity = self._identity_of.pop(key, None)
         if old_identity is not None:
             self._by_identity[old_identity].discard(key)
@@ -101,7 +109,7 @@ class MemoryStore:
         identity = self._identity_of.get(key)
         if not (identity is sa.remote_id or identity == sa.remote_id):
             return False
-        if self._esp_of.get(key) != sa.child_sas.keys():
+        if self._esp_of.get(key, _NO_SPIS) != sa.child_sas.keys():
             return False
         for spi in sa.child_sas:
             if self._by_esp_spi.get(spi) != key:
