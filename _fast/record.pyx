@@ -422,6 +422,17 @@ cdef int _append_bytes(Buffer *buffer, object data, str field, uint8_t *length_o
     return 0
 
 
+cdef int _encode_identity(Buffer *blobs, object identity, uint8_t *type_out,
+                          uint8_t *length_out, str name, str type_name,
+                          str data_name) except -1:
+    """An Identity's type into its IKE block byte, its data into the blobs (length at
+    ``length_out``); the field names come ready-made, so no text is built per record."""
+    _check(identity, &L_IDENTITY, name)
+    _uint(type_out, 1, _get(identity, &L_IDENTITY, ID_TYPE), U8, type_name)
+    _append_bytes(blobs, _get(identity, &L_IDENTITY, ID_DATA), data_name, length_out)
+    return 0
+
+
 cdef int _append_text(Buffer *buffer, object text, str field, uint8_t *length_out) except -1:
     """Appends a text in UTF-8; its length in characters goes to a 16-bit length field."""
     cdef const char *utf8
@@ -530,15 +541,13 @@ cdef tuple _encode(object sa, Buffer *blocks, Buffer *blobs, Buffer *texts):
     local_id = _get(sa, &L_IKE_SA, SA_LOCAL_ID)
     if local_id is not None:
         present |= HAS_LOCAL_ID
-        _check(local_id, &L_IDENTITY, "local_id")
-        _uint(ike + 110, 1, _get(local_id, &L_IDENTITY, ID_TYPE), U8, "local_id.type")
-        _append_bytes(blobs, _get(local_id, &L_IDENTITY, ID_DATA), "local_id.data", ike + 114)
+        _encode_identity(blobs, local_id, ike + 110, ike + 114,
+                         "local_id", "local_id.type", "local_id.data")
     remote_id = _get(sa, &L_IKE_SA, SA_REMOTE_ID)
     if remote_id is not None:
         present |= HAS_REMOTE_ID
-        _check(remote_id, &L_IDENTITY, "remote_id")
-        _uint(ike + 111, 1, _get(remote_id, &L_IDENTITY, ID_TYPE), U8, "remote_id.type")
-        _append_bytes(blobs, _get(remote_id, &L_IDENTITY, ID_DATA), "remote_id.data", ike + 116)
+        _encode_identity(blobs, remote_id, ike + 111, ike + 116,
+                         "remote_id", "remote_id.type", "remote_id.data")
     cdef dict child_sas = _get(sa, &L_IKE_SA, SA_CHILD_SAS)
     _length(ike + 112, len(child_sas), "number of Child SAs")
     _append_text(texts, _get(sa, &L_IKE_SA, SA_STATE)._value_, "state", ike + 118)
