@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+from ikecore.cache import BoundedCache
 from ikecore.constants import DhGroup, EncrId, EsnId, PrfId, ProtocolId, TransformType
 from ikecore.dh import SUPPORTED_GROUPS
 
@@ -379,25 +380,20 @@ def select_proposal(
     if not isinstance(ours, tuple):
         return _select(offers, ours, with_dh, prefer_dh)  # may change: nothing to remember
     key = (id(ours), offers, with_dh, prefer_dh)
-    known = _selections.get(key)
-    if known is not None and known[0] is ours:
-        return known[1]
+    known = _selections.get(key, ours)
+    if known is not None:
+        return known
     selection = _select(offers, ours, with_dh, prefer_dh)
-    if len(_selections) >= _SELECTIONS_MAX:
-        _selections.clear()
-    _selections[key] = (ours, selection)
-    return selection
+    if selection is None:
+        return None  # NO_PROPOSAL_CHOSEN: nothing worth keeping
+    return _selections.put(key, selection, ours)
 
 
 # The answers of `select_proposal` per (our proposals: a tuple of frozen specs, found by
 # identity and held so the id stays its own; the offered transforms; the options): a pure
 # function of both, and a gateway hears the same few offers from every peer (a choice costs
 # microseconds, the lookup a fraction). Emptied when full: offers come from anyone.
-_selections: dict[
-    tuple[int, tuple[tuple[_Key, ...], ...], bool | None, int | None],
-    tuple[Sequence[ProposalSpec], Selection | None],
-] = {}
-_SELECTIONS_MAX = 256
+_selections: BoundedCache[Selection] = BoundedCache()
 
 
 def _select(

@@ -10,11 +10,12 @@ addresses) and the wire form (`ikecore.payloads.TrafficSelector`, packed address
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
-from typing import Generic, Literal, TypeVar
+from collections.abc import Sequence
+from typing import Literal
 
 from ikecore import config
 from ikecore.aead import IkeCipher
+from ikecore.cache import IdentityCache
 from ikecore.constants import EncrId, TsType
 from ikecore.errors import MalformedMessage
 from ikecore.fragmentation import build_protected
@@ -60,7 +61,6 @@ __all__ = [
     "Delete",
     "IDi",
     "IDr",
-    "IdentityCache",
     "IkeCipher",
     "IkeMessage",
     "IkeSuite",
@@ -92,9 +92,6 @@ __all__ = [
     "skeyseed_rekey",
     "wire_transforms",
 ]
-
-K = TypeVar("K")
-V = TypeVar("V")
 
 _SK_HEADER_LENGTH = 4
 _IV_LENGTH = 8
@@ -164,28 +161,6 @@ def open_message(cipher: IkeCipher, message: IkeMessage) -> list[Payload]:
 def id_body(payload: IDi | IDr) -> bytes:
     """RFC 7296 §2.15: IDx' = ID Type | RESERVED | Identification Data (what AUTH MACs)."""
     return bytes((payload.id_type, 0, 0, 0)) + payload.data
-
-
-class IdentityCache(Generic[K, V]):
-    """Immutable payload objects made from configuration objects, found by the identity of
-    the configuration object: hashing a tuple of dataclasses would run each one's Python
-    ``__hash__``. Each entry holds its key object, so that id stays its own; the cache is
-    emptied when it reaches ``size`` entries (a configuration has a handful)."""
-
-    def __init__(self, make: Callable[[K], V], size: int = 256) -> None:
-        self._make = make
-        self._size = size
-        self._entries: dict[int, tuple[K, V]] = {}
-
-    def __call__(self, key: K) -> V:
-        entry = self._entries.get(id(key))
-        if entry is not None and entry[0] is key:
-            return entry[1]
-        made = self._make(key)
-        if len(self._entries) >= self._size:
-            self._entries.clear()
-        self._entries[id(key)] = (key, made)
-        return made
 
 
 def _payload_transforms(transforms: tuple[PolicyTransform, ...]) -> tuple[Transform, ...]:

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from ikecore._fast.prf import nat_detection_hash as _nat_detection_hash
+from ikecore.cache import BoundedCache, IdentityCache
 from ikecore.config import TrafficSelector
 from ikecore.constants import ExchangeType, NotifyType, PayloadType, ProtocolId
 from ikecore.errors import RemoteProtocolError
 from ikecore.suites import EspTransforms, IkeTransforms, ProposalSpec
 from ikecore.wire import (
-    IdentityCache,
     IkeMessage,
     Notify,
     Payload,
@@ -161,21 +161,17 @@ def answer(
         # IKE_SA_INIT's answer carries no SPI: the same payload for every peer that makes the
         # same choice (payloads are immutable; the negotiated objects are shared per choice).
         key = (proposal.number, proposal.protocol_id, id(negotiated))
-        entry = _answers_without_spi.get(key)
-        if entry is not None and entry[0] is negotiated:
-            return entry[1]
+        known = _answers_without_spi.get(key, negotiated)
+        if known is not None:
+            return known
     transforms = negotiated_wire_transforms(negotiated)
     made = SecurityAssociation((Proposal(proposal.number, proposal.protocol_id, spi, transforms),))
     if not spi:
-        if len(_answers_without_spi) >= 256:
-            _answers_without_spi.clear()
-        _answers_without_spi[key] = (negotiated, made)
+        _answers_without_spi.put(key, made, negotiated)
     return made
 
 
-_answers_without_spi: dict[
-    tuple[int, int, int], tuple[IkeTransforms | EspTransforms, SecurityAssociation]
-] = {}
+_answers_without_spi: BoundedCache[SecurityAssociation] = BoundedCache()
 
 
 def proposals_for(sa: SecurityAssociation, protocol: ProtocolId) -> list[Proposal]:

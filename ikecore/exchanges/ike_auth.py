@@ -17,6 +17,7 @@ from __future__ import annotations
 import hmac
 from typing import TYPE_CHECKING
 
+from ikecore.cache import BoundedCache, IdentityCache
 from ikecore.config import Identity, PeerConfig
 from ikecore.constants import AuthMethod, ExchangeType, IdType, NotifyType
 from ikecore.errors import RemoteProtocolError
@@ -38,7 +39,6 @@ from ikecore.exchanges.mobike import (
 from ikecore.states import IkeState, IkeTrigger
 from ikecore.wire import (
     Authentication,
-    IdentityCache,
     IDi,
     IDr,
     IkeMessage,
@@ -80,8 +80,7 @@ def _auth_value(
 # and an Identity is immutable, so one object per identity is shared (no enum call, no frozen
 # dataclass built per IKE_AUTH; records and store indexes then compare it by identity first).
 # Emptied when full: anyone can send any identity.
-_received_identities: dict[tuple[int, bytes], Identity] = {}
-_RECEIVED_IDENTITIES_MAX = 256
+_received_identities: BoundedCache[Identity] = BoundedCache()
 
 
 def _identity(payload: IDi | IDr) -> Identity:
@@ -95,10 +94,7 @@ def _identity(payload: IDi | IDr) -> Identity:
         raise RemoteProtocolError(
             f"unknown ID type {payload.id_type}", NotifyType.AUTHENTICATION_FAILED
         ) from None
-    if len(_received_identities) >= _RECEIVED_IDENTITIES_MAX:
-        _received_identities.clear()
-    _received_identities[key] = identity
-    return identity
+    return _received_identities.put(key, identity)
 
 
 # Our ID payloads per configured identity (immutable, the same in every IKE_AUTH).
