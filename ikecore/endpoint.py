@@ -24,6 +24,7 @@ idea), so a node that loads the SA later starts above anything ever sent.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
 import ipaddress
 import os
@@ -165,6 +166,17 @@ class IkeEndpoint:
         self._esp: dict[bytes, EspState] = {}
         self._events: deque[Event] = deque()
         self._outbox: list[Datagram] = []
+        # Timers: each session's next deadline (`IkeSession.get_timer`) waits in a heap, and
+        # only the sessions that changed since (they sent, saved or received something, or
+        # are new) are asked again, so get_timer and handle_timer do not visit every SA: a
+        # gateway with thousands of SAs calls them after every datagram.
+        self._timer_heap: list[tuple[float, int, IkeSession]] = []
+        self._timer_pushes = 0  # heap tie-breaker: entries never compare sessions
+        self._deadline_of: dict[IkeSession, float | None] = {}
+        self._changed: dict[IkeSession, None] = {}  # ordered: no set iteration order
+        # Each live session's arrival number: timers due together run in this order.
+        self._order_of: dict[IkeSession, int] = {}
+        self._arrivals = 0
         # What each session queued since the last datagrams_to_send: withdrawn if its
         # change cannot be saved (see _evict).
         self._queued_by: dict[IkeSession, list[Datagram]] = {}
@@ -216,6 +228,7 @@ class IkeEndpoint:
         the request's (src, dst)) back where the request came from (§2.11)."""
         if session.evicted:
             return
+        self._changed[session] = None  # a request sent: its retransmission is due
         if path is not None:
             datagram = self._send(raw, *path)
         elif reply_to is None:
@@ -244,6 +257,7 @@ class IkeEndpoint:
         one (`StoreUnavailable`: it may or may not have been made) drops the session from
         this process and withdraws what it queued for the peer; the next datagram for the SA
         loads the durable record again (if this node still owns it)."""
+        self._changed[session] = None  # a state change may move its deadlines
         try:
             self._put(session)
         except WriteConflict:
@@ -280,6 +294,7 @@ class IkeEndpoint:
         sa = session.sa
         if self._sessions.get(sa.local_spi) is session:
             del self._sessions[sa.local_spi]
+        self._untrack(session)
         self._half_open.discard(session)
         if session.init_source is not None:
             self._by_init.pop((sa.spi_i, session.init_source), None)
@@ -297,6 +312,7 @@ class IkeEndpoint:
     def adopt(self, session: IkeSession) -> None:
         """Track a session created by an exchange (the successor of a rekey, a clone)."""
         self._sessions[session.sa.local_spi] = session
+        self._track(session)
 
     def forget(self, session: IkeSession) -> None:
         if session.evicted:
@@ -304,6 +320,7 @@ class IkeEndpoint:
         sa = session.sa
         if self._sessions.get(sa.local_spi) is session:
             del self._sessions[sa.local_spi]
+        self._untrack(session)
         self._half_open.discard(session)
         if session.init_source is not None:
             self._by_init.pop((sa.spi_i, session.init_source), None)
@@ -356,6 +373,7 @@ class IkeEndpoint:
         session = IkeSession(self, sa, peer)
         session.handshake = Handshake()
         self._sessions[spi_i] = session
+        self._track(session)
         session.start(IkeSaInitInitiator(peer), now)
         session.start(IkeAuthInitiator(peer), now)
         return session
@@ -379,6 +397,7 @@ class IkeEndpoint:
         session = self._find_session(message, src)
         if session is not None:
             if session.sa.state is not _DELETED and not session.evicted:
+                self._changed[session] = None  # an answer or a request changes its timers
                 session.receive(message, now, src, dst)
             return
         if (
@@ -441,15 +460,78 @@ class IkeEndpoint:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
-        return min(
-            (t for s in self._sessions.values() if (t := s.get_timer()) is not None), default=None
-        )
+        """The earliest deadline of any session (None: no timer)."""
+        self._reschedule_changed()
+        heap = self._timer_heap
+        while heap:
+            deadline, _, session = heap[0]
+            if self._deadline_of.get(session) != deadline:
+                heapq.heappop(heap)  # superseded by a newer deadline, or the session is gone
+            elif session.get_timer() != deadline:
+                # Moved without a change we track (ESP traffic defers the liveness check).
+                self._schedule(session)
+            else:
+                return deadline
+        return None
 
     def handle_timer(self, now: float) -> None:
-        for session in list(self._sessions.values()):
-            timer = session.get_timer()
-            if timer is not None and timer <= now:
-                session.handle_timer(now)
+        """Run the sessions whose deadline has passed, in the order they came."""
+        self._reschedule_changed()
+        heap = self._timer_heap
+        due: list[IkeSession] = []
+        while heap and heap[0][0] <= now:
+            deadline, _, session = heapq.heappop(heap)
+            if self._deadline_of.get(session) == deadline:
+                del self._deadline_of[session]  # asked again below
+                due.append(session)
+        due.sort(key=self._order_of.__getitem__)
+        for session in due:
+            if session in self._order_of:  # not ended by a timer run before it
+                timer = session.get_timer()
+                if timer is not None and timer <= now:
+                    session.handle_timer(now)
+                self._changed[session] = None
+
+    def _track(self, session: IkeSession) -> None:
+        """A session just put in `_sessions`: its timers are looked at from now on."""
+        self._order_of[session] = self._arrivals
+        self._arrivals += 1
+        self._changed[session] = None
+
+    def _untrack(self, session: IkeSession) -> None:
+        """A session gone from `_sessions`: its heap entries are dropped when they surface."""
+        self._order_of.pop(session, None)
+        self._deadline_of.pop(session, None)
+        self._changed.pop(session, None)
+
+    def _reschedule_changed(self) -> None:
+        changed = self._changed
+        if changed:
+            for session in changed:
+                if session in self._order_of:
+                    self._schedule(session)
+            changed.clear()
+
+    def _schedule(self, session: IkeSession) -> None:
+        deadline = session.get_timer()
+        if session in self._deadline_of and self._deadline_of[session] == deadline:
+            return  # its entry in the heap still stands
+        self._deadline_of[session] = deadline
+        if deadline is None:
+            return
+        heap = self._timer_heap
+        if len(heap) > 2 * len(self._deadline_of) + 64:
+            # Superseded entries wait until they surface; an SA whose deadline keeps moving
+            # (a liveness check deferred by every message) would pile them up: rebuild.
+            heap[:] = [
+                (when, order, live)
+                for order, (live, when) in enumerate(self._deadline_of.items())
+                if when is not None and live is not session
+            ]
+            heapq.heapify(heap)
+            self._timer_pushes = len(heap)
+        self._timer_pushes += 1
+        heapq.heappush(heap, (deadline, self._timer_pushes, session))
 
     # -- demultiplexing ------------------------------------------------------------------------
 
@@ -487,6 +569,7 @@ class IkeEndpoint:
             peer = self.config.peer_for(sa.remote_id)
         session = IkeSession(self, sa, peer)
         self._sessions[sa.local_spi] = session
+        self._track(session)
         for child in sa.child_sas.values():
             self.child_installed(session, child)
         return session
@@ -559,6 +642,7 @@ class IkeEndpoint:
         session.half_open_deadline = now + self.config.half_open_timeout
         session.init_source = src
         self._sessions[sa.spi_r] = session
+        self._track(session)
         self._by_init[(sa.spi_i, src)] = session
         self._half_open.add(session)
         session.receive(message, now, src, dst)
