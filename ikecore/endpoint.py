@@ -174,7 +174,7 @@ class IkeEndpoint:
         self._timer_pushes = 0  # heap tie-breaker: entries never compare sessions
         self._deadline_of: dict[IkeSession, float | None] = {}
         self._changed: dict[IkeSession, None] = {}  # ordered: no set iteration order
-        # Each live session's arrival number: timers due together run in this order.
+        # Each scheduled session's arrival number: timers due together run in this order.
         self._order_of: dict[IkeSession, int] = {}
         self._arrivals = 0
         # What each session queued since the last datagrams_to_send: withdrawn if its
@@ -312,7 +312,7 @@ class IkeEndpoint:
     def adopt(self, session: IkeSession) -> None:
         """Track a session created by an exchange (the successor of a rekey, a clone)."""
         self._sessions[session.sa.local_spi] = session
-        self._track(session)
+        self._changed[session] = None  # its timers are looked at from now on
 
     def forget(self, session: IkeSession) -> None:
         if session.evicted:
@@ -373,7 +373,7 @@ class IkeEndpoint:
         session = IkeSession(self, sa, peer)
         session.handshake = Handshake()
         self._sessions[spi_i] = session
-        self._track(session)
+        self._changed[session] = None
         session.start(IkeSaInitInitiator(peer), now)
         session.start(IkeAuthInitiator(peer), now)
         return session
@@ -492,12 +492,6 @@ class IkeEndpoint:
                     session.handle_timer(now)
                 self._changed[session] = None
 
-    def _track(self, session: IkeSession) -> None:
-        """A session just put in `_sessions`: its timers are looked at from now on."""
-        self._order_of[session] = self._arrivals
-        self._arrivals += 1
-        self._changed[session] = None
-
     def _untrack(self, session: IkeSession) -> None:
         """A session gone from `_sessions`: its heap entries are dropped when they surface."""
         self._order_of.pop(session, None)
@@ -507,12 +501,17 @@ class IkeEndpoint:
     def _reschedule_changed(self) -> None:
         changed = self._changed
         if changed:
+            sessions = self._sessions
             for session in changed:
-                if session in self._order_of:
+                if sessions.get(session.sa.local_spi) is session:  # still ours
                     self._schedule(session)
             changed.clear()
 
     def _schedule(self, session: IkeSession) -> None:
+        if session not in self._order_of:
+            # Numbered when first scheduled: sessions enter `_changed` as they arrive.
+            self._order_of[session] = self._arrivals
+            self._arrivals += 1
         deadline = session.get_timer()
         if session in self._deadline_of and self._deadline_of[session] == deadline:
             return  # its entry in the heap still stands
@@ -569,7 +568,7 @@ class IkeEndpoint:
             peer = self.config.peer_for(sa.remote_id)
         session = IkeSession(self, sa, peer)
         self._sessions[sa.local_spi] = session
-        self._track(session)
+        self._changed[session] = None
         for child in sa.child_sas.values():
             self.child_installed(session, child)
         return session
@@ -642,7 +641,7 @@ class IkeEndpoint:
         session.half_open_deadline = now + self.config.half_open_timeout
         session.init_source = src
         self._sessions[sa.spi_r] = session
-        self._track(session)
+        self._changed[session] = None
         self._by_init[(sa.spi_i, src)] = session
         self._half_open.add(session)
         session.receive(message, now, src, dst)
