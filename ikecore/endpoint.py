@@ -244,21 +244,23 @@ class IkeEndpoint:
         one (`StoreUnavailable`: it may or may not have been made) drops the session from
         this process and withdraws what it queued for the peer; the next datagram for the SA
         loads the durable record again (if this node still owns it)."""
+        sa = session.sa
         try:
-            self._put(session)
+            if self._esp:  # (no native ESP state made yet: no window to copy, no loop)
+                self._copy_replay_windows(sa)
+            self.store.put_ike_sa(sa)
         except WriteConflict:
             self._evict(session, "transferred")
         except StoreUnavailable:
             self._evict(session, "store_unavailable")
 
-    def _put(self, session: IkeSession) -> None:
-        sa = session.sa
+    def _copy_replay_windows(self, sa: IkeSa) -> None:
+        """Into the record: the replay windows of its Child SAs' native ESP state."""
         for spi_in in sa.child_sas:
             state = self._esp.get(spi_in)
             if state is not None:
                 state.child.replay_highest = state.inbound.highest_seq
                 state.child.replay_bitmap = state.inbound.replay_bitmap
-        self.store.put_ike_sa(sa)
 
     def delete_record(self, session: IkeSession) -> None:
         """Remove the record of an SA that ended; if another node owns it, only forget it."""
@@ -411,7 +413,8 @@ class IkeEndpoint:
         if session.busy():
             raise LocalProtocolError("exchanges in flight: hand the IKE SA off when they end")
         try:
-            self._put(session)
+            self._copy_replay_windows(session.sa)
+            self.store.put_ike_sa(session.sa)
         except WriteConflict:
             self._evict(session, "transferred")
             raise

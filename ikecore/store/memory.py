@@ -71,10 +71,15 @@ class MemoryStore:
 
     def put_ike_sa(self, sa: IkeSa) -> None:
         key = (sa.spi_i, sa.spi_r)  # sa.spis, without a property call on every write
-        self._check_owner(key)
-        if self._sas.get(key) is sa and self._indexed(key, sa):
+        # `_check_owner` inline (the engine writes after every exchange): no owner yet is a
+        # new record (or one deleted), which this node creates.
+        owner = self._owners.get(key)
+        if owner is None:
+            self._owners[key] = self._node_id
+        elif owner != self._node_id:
+            raise WriteConflict(f"IKE SA {key[0].hex()}/{key[1].hex()} belongs to {owner}")
+        elif self._sas.get(key) is sa and self._indexed(key, sa):
             return  # the engine changed counters or state of a record held here: nothing to do
-        self._owners.setdefault(key, self._node_id)
         self._sas[key] = sa
         self._unloaded.add(key)
         indexed = self._esp_of.get(key)  # None for a new record: nothing can be stale
