@@ -31,6 +31,7 @@ from array import array
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ikecore.config import Address, EndpointConfig, PeerConfig
 from ikecore.constants import ExchangeType, NotifyType
@@ -59,6 +60,9 @@ from ikecore.wire import (
     build_message,
     parse_message,
 )
+
+if TYPE_CHECKING:
+    from ikecore.exchanges.clone_ike import CloneBackoff
 
 __all__ = ["Datagram", "EspState", "IkeEndpoint"]
 
@@ -178,6 +182,9 @@ class IkeEndpoint:
         self.esp_dropped = 0
         self._esp_load_tokens = _ESP_LOADS_PER_SECOND
         self._esp_load_time: float | None = None
+        # RFC 7791 §5.3: the refusals of our clone requests that still hold (made at the
+        # first refusal, `clone_ike.backoff_for`).
+        self.clone_backoff: CloneBackoff | None = None
 
     # -- services for sessions and exchanges ---------------------------------------------------
 

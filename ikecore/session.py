@@ -540,7 +540,9 @@ class IkeSession:
                 payloads=payloads,
             )
             return (raw,)
-        cipher, _ = self._ciphers()
+        cipher = self._cipher_out
+        if cipher is None:
+            cipher = self._ciphers()[0]
         messages = build_protected(
             cipher,
             sa.spi_i,
@@ -564,8 +566,8 @@ class IkeSession:
         """The largest message before fragmenting (RFC 7383 §2.5.1), or None when
         fragmentation is not negotiated."""
         config = self.endpoint.config
-        if not self.fragmentation_negotiated:
-            return None
+        if not (config.fragmentation and self.sa.peer_fragmentation_supported):
+            return None  # not negotiated (`fragmentation_negotiated`)
         ipv6 = ":" in self.sa.remote_address[0]
         threshold = config.fragment_threshold or (
             DEFAULT_THRESHOLD_IPV6 if ipv6 else DEFAULT_THRESHOLD_IPV4
@@ -598,7 +600,9 @@ class IkeSession:
             return None  # RFC 7383 §2.4: fragments only once both peers announced them
         if fragment is None and last != _SK:
             return None
-        cipher = self._ciphers()[1]
+        cipher = self._cipher_in
+        if cipher is None:
+            cipher = self._ciphers()[1]
         try:
             if fragment is not None:
                 # RFC 7383 §2.6: None until the last fragment of the message arrives; given
