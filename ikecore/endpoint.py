@@ -32,6 +32,7 @@ from array import array
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ikecore.config import Address, EndpointConfig, PeerConfig
 from ikecore.constants import ExchangeType, NotifyType
@@ -60,6 +61,9 @@ from ikecore.wire import (
     build_message,
     parse_message,
 )
+
+if TYPE_CHECKING:
+    from ikecore.exchanges.clone_ike import CloneBackoff
 
 __all__ = ["Datagram", "EspState", "IkeEndpoint"]
 
@@ -190,6 +194,9 @@ class IkeEndpoint:
         self.esp_dropped = 0
         self._esp_load_tokens = _ESP_LOADS_PER_SECOND
         self._esp_load_time: float | None = None
+        # RFC 7791 §5.3: the refusals of our clone requests that still hold (made at the
+        # first refusal, `clone_ike.backoff_for`).
+        self.clone_backoff: CloneBackoff | None = None
 
     # -- services for sessions and exchanges ---------------------------------------------------
 
@@ -258,21 +265,23 @@ class IkeEndpoint:
         this process and withdraws what it queued for the peer; the next datagram for the SA
         loads the durable record again (if this node still owns it)."""
         self._changed[session] = None  # a state change may move its deadlines
+        sa = session.sa
         try:
-            self._put(session)
+            if self._esp:  # (no native ESP state made yet: no window to copy, no loop)
+                self._copy_replay_windows(sa)
+            self.store.put_ike_sa(sa)
         except WriteConflict:
             self._evict(session, "transferred")
         except StoreUnavailable:
             self._evict(session, "store_unavailable")
 
-    def _put(self, session: IkeSession) -> None:
-        sa = session.sa
+    def _copy_replay_windows(self, sa: IkeSa) -> None:
+        """Into the record: the replay windows of its Child SAs' native ESP state."""
         for spi_in in sa.child_sas:
             state = self._esp.get(spi_in)
             if state is not None:
                 state.child.replay_highest = state.inbound.highest_seq
                 state.child.replay_bitmap = state.inbound.replay_bitmap
-        self.store.put_ike_sa(sa)
 
     def delete_record(self, session: IkeSession) -> None:
         """Remove the record of an SA that ended; if another node owns it, only forget it."""
@@ -358,18 +367,14 @@ class IkeEndpoint:
             raise LocalProtocolError("no remote address: set PeerConfig.remote_address")
         local = local or peer.local_address or ("0.0.0.0", 500)
         spi_i = self.allocate_ike_spi()
-        sa = IkeSa(
-            spi_i=spi_i,
-            spi_r=_ZERO_SPI,
-            initiator=True,
-            mobike_initiator=True,
-            local_address=local,
-            remote_address=remote,
-            peer_name=peer.name,
-            local_window=self.config.window_size,
-            created_at=now,
-            family=spi_i.hex(),
-        )
+        # (spi_i, spi_r, initiator, local_address, remote_address), the rest set one by one:
+        # a class called with keyword arguments builds a dict of them (~2 µs on CPython 3.11).
+        sa = IkeSa(spi_i, _ZERO_SPI, True, local, remote)
+        sa.mobike_initiator = True
+        sa.peer_name = peer.name
+        sa.local_window = self.config.window_size
+        sa.created_at = now
+        sa.family = spi_i.hex()
         session = IkeSession(self, sa, peer)
         session.handshake = Handshake()
         self._sessions[spi_i] = session
@@ -430,7 +435,8 @@ class IkeEndpoint:
         if session.busy():
             raise LocalProtocolError("exchanges in flight: hand the IKE SA off when they end")
         try:
-            self._put(session)
+            self._copy_replay_windows(session.sa)
+            self.store.put_ike_sa(session.sa)
         except WriteConflict:
             self._evict(session, "transferred")
             raise
@@ -626,15 +632,10 @@ class IkeEndpoint:
                 )
                 self._send(reply, dst, src)
                 return
-        sa = IkeSa(
-            spi_i=message.spi_i,
-            spi_r=self.allocate_ike_spi(),
-            initiator=False,
-            local_address=dst,
-            remote_address=src,
-            local_window=self.config.window_size,
-            created_at=now,
-        )
+        # Positional, the rest set one by one (see `initiate`).
+        sa = IkeSa(message.spi_i, self.allocate_ike_spi(), False, dst, src)
+        sa.local_window = self.config.window_size
+        sa.created_at = now
         sa.family = sa.spi_r.hex()
         session = IkeSession(self, sa, None)
         session.handshake = Handshake()

@@ -117,62 +117,66 @@ class _CachedResponse:
 class IkeSession:
     """One IKE SA as seen by the engine. Get one from `IkeEndpoint.initiate` or from an event."""
 
+    # State most sessions never set, as class-level defaults (immutable values only): an
+    # assignment on the instance replaces the default for that session, and a session (two
+    # per clone) is not made with two dozen attribute stores.
+    handshake: Handshake | None = None
+    integrity_failures = 0
+    retransmissions = 0
+    cached_answers = 0
+    # When an SA not in use ends by itself: half open (responder), or the peer's redundant
+    # new SA of a rekey collision that the peer may never delete (§2.8.2).
+    half_open_deadline: float | None = None
+    # Dropped from its endpoint without a word to the peer (the SA went to another
+    # cluster node, or a write could not be confirmed): it sends nothing any more.
+    evicted = False
+    # Where the peer's IKE_SA_INIT came from (responder side; the endpoint's index key).
+    init_source: Address | None = None
+    # (source, destination) of the peer request being processed: MOBIKE takes the new
+    # addresses from the IP header (RFC 4555 §3.5).
+    request_path: tuple[Address, Address] | None = None
+    # Peer requests answered ahead of a lower one still open (a window > 1); made at the
+    # first such request (in order, nothing is kept: one set less per SA for the GC).
+    _answered: set[int] | None = None
+    # The SK ciphers, made from the record's keys on first use (`_ciphers`).
+    _cipher_in: IkeCipher | None = None
+    _cipher_out: IkeCipher | None = None
+    # RFC 7383 §2.6: incomplete fragmented messages; made at the first fragment (most SAs
+    # never see one, and every container made here is one more for the GC per SA).
+    _reassembly: Reassembly | None = None
+    # When we last heard from the peer (an authentic IKE message or ESP packet): the
+    # liveness check waits for `PeerConfig.dpd_delay` of silence.
+    last_heard: float | None = None
+    # When an automatic rekey was last started: b"" the IKE SA, else a Child SA's SPI
+    # (made at the first one).
+    _rekey_started: dict[bytes, float] | None = None
+    _close_after_response: tuple[IkeTrigger, str, int | None] | None = None
+    # §2.8.2: the SA we made answering the peer's rekey while ours was in flight.
+    rekey_collision: RekeyCollision | None = None
+    # §2.8.2: on such an SA made by the peer's rekey, the old SA, until the collision is
+    # resolved.
+    collision_parent: IkeSession | None = None
+    # §2.8: after an IKE SA rekey, the SA that took our Child SAs over (a request about
+    # one of them that was sent on this SA before the peer saw the rekey end applies there).
+    successor: IkeSession | None = None
+    # Child SAs the user has not been told about (made in a collision, maybe redundant):
+    # they go without an event. Made at the first one (`keep_unannounced`).
+    unannounced: set[bytes] | None = None
+    # Child SA SPIs the peer deleted before we knew them (their creation still in flight;
+    # made at the first one).
+    _unknown_deletes: deque[bytes] | None = None
+
     def __init__(self, endpoint: IkeEndpoint, sa: IkeSa, peer: PeerConfig | None) -> None:
         self.endpoint = endpoint
         self.sa = sa
         self.peer = peer
-        self.handshake: Handshake | None = None
-        self.integrity_failures = 0
-        self.retransmissions = 0
-        self.cached_answers = 0
-        # When an SA not in use ends by itself: half open (responder), or the peer's redundant
-        # new SA of a rekey collision that the peer may never delete (§2.8.2).
-        self.half_open_deadline: float | None = None
-        # Dropped from its endpoint without a word to the peer (the SA went to another
-        # cluster node, or a write could not be confirmed): it sends nothing any more.
-        self.evicted = False
-        # Where the peer's IKE_SA_INIT came from (responder side; the endpoint's index key).
-        self.init_source: Address | None = None
-        # (source, destination) of the peer request being processed: MOBIKE takes the new
-        # addresses from the IP header (RFC 4555 §3.5).
-        self.request_path: tuple[Address, Address] | None = None
         # RFC 4555 exchanges in flight (transient; what persists is in the record, `IkeSa`).
         self.mobike = MobikeState()
         self._queue: deque[InitiatorTask] = deque()
         self._outstanding: dict[int, _Outstanding] = {}
         self._responses: dict[int, _CachedResponse] = {}
-        # Peer requests answered ahead of a lower one still open (a window > 1); made at the
-        # first such request (in order, nothing is kept: one set less per SA for the GC).
-        self._answered: set[int] | None = None
-        # The SK ciphers, made from the record's keys on first use (`_ciphers`).
-        self._cipher_in: IkeCipher | None = None
-        self._cipher_out: IkeCipher | None = None
-        # RFC 7383 §2.6: incomplete fragmented messages; made at the first fragment (most SAs
-        # never see one, and every container made here is one more for the GC per SA).
-        self._reassembly: Reassembly | None = None
-        # When we last heard from the peer (an authentic IKE message or ESP packet): the
-        # liveness check waits for `PeerConfig.dpd_delay` of silence.
-        self.last_heard: float | None = None
-        # When an automatic rekey was last started: b"" the IKE SA, else a Child SA's SPI
-        # (made at the first one).
-        self._rekey_started: dict[bytes, float] | None = None
-        self._close_after_response: tuple[IkeTrigger, str, int | None] | None = None
-        # §2.8.2: the SA we made answering the peer's rekey while ours was in flight.
-        self.rekey_collision: RekeyCollision | None = None
-        # §2.8.2: on such an SA made by the peer's rekey, the old SA, until the collision is
-        # resolved.
-        self.collision_parent: IkeSession | None = None
-        # §2.8: after an IKE SA rekey, the SA that took our Child SAs over (a request about
-        # one of them that was sent on this SA before the peer saw the rekey end applies there).
-        self.successor: IkeSession | None = None
         # §2.8.1: per Child SA being rekeyed by both ends, the one the peer's request made.
         self.child_collisions: dict[bytes, ChildCollision] = {}
-        # Child SAs the user has not been told about (made in a collision, maybe redundant):
-        # they go without an event. Made at the first one (`keep_unannounced`).
-        self.unannounced: set[bytes] | None = None
-        # Child SA SPIs the peer deleted before we knew them (their creation still in flight;
-        # made at the first one).
-        self._unknown_deletes: deque[bytes] | None = None
         # Whether the user has heard of this SA: only those get events when they end.
         self.visible = sa.initiator or sa.state not in _HALF_OPEN
 
@@ -536,7 +540,9 @@ class IkeSession:
                 payloads=payloads,
             )
             return (raw,)
-        cipher, _ = self._ciphers()
+        cipher = self._cipher_out
+        if cipher is None:
+            cipher = self._ciphers()[0]
         messages = build_protected(
             cipher,
             sa.spi_i,
@@ -560,8 +566,8 @@ class IkeSession:
         """The largest message before fragmenting (RFC 7383 §2.5.1), or None when
         fragmentation is not negotiated."""
         config = self.endpoint.config
-        if not self.fragmentation_negotiated:
-            return None
+        if not (config.fragmentation and self.sa.peer_fragmentation_supported):
+            return None  # not negotiated (`fragmentation_negotiated`)
         ipv6 = ":" in self.sa.remote_address[0]
         threshold = config.fragment_threshold or (
             DEFAULT_THRESHOLD_IPV6 if ipv6 else DEFAULT_THRESHOLD_IPV4
@@ -594,7 +600,9 @@ class IkeSession:
             return None  # RFC 7383 §2.4: fragments only once both peers announced them
         if fragment is None and last != _SK:
             return None
-        cipher = self._ciphers()[1]
+        cipher = self._cipher_in
+        if cipher is None:
+            cipher = self._ciphers()[1]
         try:
             if fragment is not None:
                 # RFC 7383 §2.6: None until the last fragment of the message arrives; given
