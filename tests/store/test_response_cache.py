@@ -6,15 +6,24 @@ survive too, so the window moves past them instead of stalling."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
 from engine_harness import RESPONDER_HOST, counter_random, describe, drain, of_type, pair
-from store_fixtures import SHARED_KINDS, STORE_KEY, StoreFactory
+from store_fixtures import SHARED_KINDS, STORE_KEY, RedisServer, StoreFactory
 
 from ikecore.endpoint import Datagram, IkeEndpoint
-from ikecore.events import ChildSaEstablished, IkeSaCloned, IkeSaMoved, LivenessChecked
-from ikecore.store import MemoryStore, SqliteStore
+from ikecore.events import (
+    ChildSaEstablished,
+    IkeSaCloned,
+    IkeSaDeleted,
+    IkeSaMoved,
+    LivenessChecked,
+)
+from ikecore.store import MemoryStore, RedisStore, SqliteStore
 
 NODE_B_HOST = "198.51.100.2"
 NAT_T = 4500
@@ -245,3 +254,74 @@ def test_a_request_answered_ahead_survives_a_restart_and_the_window_moves_past_i
     assert stored is not None and len(stored.child_sas) == 5
     # The record keeps one window back from #6: the responses to #4 and #5.
     assert stored.responses is not None and sorted(stored.responses) == [4, 5]
+
+
+def test_a_write_made_but_not_confirmed_is_answered_from_the_durable_record(
+    tmp_path: Path,
+) -> None:
+    """StoreUnavailable on a save whose write was in fact made (docs/CLUSTER.md, "When the
+    store does not answer"): here the Redis primary took it but its replica, stopped, never
+    confirmed it (``replicas=1``: WAIT). The session is dropped and its answer withdrawn; the
+    peer's retransmission loads the durable record, which has the request answered, and is
+    answered from its cache instead of being dropped below the window until the peer gives
+    the SA up.
+
+    client                                   node A (Redis primary; its replica stopped)
+    HDR(#2) SK {}  -->                       answered, saved on the primary, not confirmed:
+                                             dropped from memory, the answer withdrawn
+    HDR(#2) (retransmission)  -->            the record loaded (next expected #3, #2 cached)
+                                      <--    HDR(#2) SK {}
+    """
+    no_delay = ("--repl-diskless-sync-delay", "0")
+    primary = RedisServer(tmp_path / "primary", *no_delay)
+    replica = RedisServer(
+        tmp_path / "replica", *no_delay, "--replicaof", "127.0.0.1", str(primary.port)
+    )
+    store = RedisStore(primary.url, "A", STORE_KEY, replicas=1, replica_timeout=1.0)
+    try:
+        deadline = time.monotonic() + 15
+        while replica.client.info("replication").get("master_link_status") != "up":
+            assert time.monotonic() < deadline, "the replica did not link to its primary"
+            time.sleep(0.02)
+        # Its first acknowledgement can take longer than a write may wait: have it now.
+        primary.client.set("linked", 1)
+        assert primary.client.wait(1, 10_000) == 1
+        client, gateway, peer, net = pair()
+        node_a = IkeEndpoint(gateway.config, store, random=counter_random(2))
+        net.hosts[RESPONDER_HOST] = node_a
+        client_sa = client.initiate(peer, 0.0)
+        net.run(0.0)
+        drain(client), drain(node_a)
+        spis = client_sa.sa.spis
+
+        os.kill(replica.process.pid, signal.SIGSTOP)
+        try:
+            client_sa.check_liveness(1.0)
+            assert [str(d) for d in net.run(1.0)] == ["INFORMATIONAL --> #2"]
+        finally:
+            os.kill(replica.process.pid, signal.SIGCONT)
+        (gone,) = of_type(drain(node_a), IkeSaDeleted)
+        assert isinstance(gone, IkeSaDeleted) and gone.reason == "store_unavailable"
+        assert node_a.sessions == []
+        durable = store.get_ike_sa(*spis)
+        assert durable is not None and durable.next_peer_request_id == 3
+        assert durable.responses is not None and 2 in durable.responses
+
+        client.handle_timer(2.0)
+        assert [str(d) for d in net.run(2.0)] == [
+            "INFORMATIONAL --> #2",
+            "INFORMATIONAL <-- #2",
+        ]
+        assert of_type(drain(client), LivenessChecked)
+        (loaded,) = node_a.sessions
+        assert loaded.cached_answers == 1
+        client_sa.check_liveness(3.0)
+        assert [str(d) for d in net.run(3.0)] == [
+            "INFORMATIONAL --> #3",
+            "INFORMATIONAL <-- #3",
+        ]
+        assert loaded.sa.next_peer_request_id == 4
+    finally:
+        store.close()
+        replica.stop()
+        primary.stop()
