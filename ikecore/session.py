@@ -7,9 +7,10 @@ Reliability is the session's job, not the exchanges' (RFC 7296 §2.1-2.3):
 - A request with no response is retransmitted byte for byte (same IV, never re-encrypted) at
   ``retransmit_timeout * retransmit_backoff ** n`` seconds; after ``retransmit_tries``
   retransmissions the SA is given up (`IkeSaDeleted(reason="timeout")`).
-- A peer request inside our window is processed once; its response is cached, and a
-  retransmission of the *same bytes* is answered from the cache before any decryption, so an
-  exchange never runs twice. Anything else outside the window is dropped.
+- A peer request inside our window is processed once; its response is cached (in the record,
+  `IkeSa.responses`: kept across a restart or a cluster hand-off), and a retransmission of the
+  *same bytes* is answered from the cache before any decryption, so an exchange never runs
+  twice. Anything else outside the window is dropped.
 - A message whose ICV fails is counted and dropped: no state changes, no answer.
 - IKE fragmentation (RFC 7383), when both peers announced it: a protected message larger than
   the fragmentation threshold goes out as Encrypted Fragment messages (retransmitted all
