@@ -23,6 +23,7 @@ from ikecore.events import (
     IkeSaMoved,
     LivenessChecked,
 )
+from ikecore.states import IkeState
 from ikecore.store import MemoryStore, RedisStore, SqliteStore
 
 NODE_B_HOST = "198.51.100.2"
@@ -325,3 +326,59 @@ def test_a_write_made_but_not_confirmed_is_answered_from_the_durable_record(
         store.close()
         replica.stop()
         primary.stop()
+
+
+def test_a_lost_fragmented_ike_auth_response_is_sent_again_whole_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """The responder's answer to IKE_AUTH, in Encrypted Fragment messages (RFC 7383), is lost
+    and the responder restarts: the record of the SA it just established holds every
+    fragment. Of the retransmitted request's fragments only fragment 1 asks for them again
+    (RFC 7383 §2.6.1).
+
+    client                              gateway (SQLite store)
+    HDR(#1) SKF(1/n) ... SKF(n/n)  -->  established and saved
+                            X  <--      HDR(#1) SKF(1/m) ... SKF(m/m)  (all lost)
+                                        restart
+    HDR(#1) SKF(1/n) ... SKF(n/n)  -->  SKF(1/n): the SA loaded, the m fragments again;
+                                        the other fragments: nothing
+                               <--      HDR(#1) SKF(1/m) ... SKF(m/m)  (the same bytes)
+    """
+    path = tmp_path / "sa.db"
+    small = {"fragment_threshold": 200}  # the PSK IKE_AUTH (about 300 bytes) in fragments
+    client, gateway, peer, net = pair(endpoint_options=small)
+    node = IkeEndpoint(
+        gateway.config, SqliteStore(path, STORE_KEY, node_id="A"), random=counter_random(2)
+    )
+    net.hosts[RESPONDER_HOST] = node
+    client_sa = client.initiate(peer, 0.0)
+    net.deliver(net.capture(0.0), 0.0)  # IKE_SA_INIT -->
+    net.deliver(net.capture(0.0), 0.0)  # <-- IKE_SA_INIT
+    request = net.capture(0.0)
+    net.deliver(request, 0.0)
+    lost = net.capture(0.0)
+    assert len(request) > 1 and len(lost) > 1
+    assert {str(describe(d)) for d in lost} == {"IKE_AUTH <-- #1"}
+    (established,) = node.sessions
+    assert established.sa.responses is not None
+    assert established.sa.responses[1][1] == tuple(d.data[4:] for d in lost)  # non-ESP marker
+    node.store.close()  # type: ignore[attr-defined]
+
+    restarted_store = SqliteStore(path, STORE_KEY, node_id="A")
+    restarted = IkeEndpoint(gateway.config, restarted_store, random=counter_random(4))
+    net.hosts[RESPONDER_HOST] = restarted
+    client.handle_timer(1.0)
+    again = net.capture(1.0)
+    assert [d.data for d in again] == [d.data for d in request]
+    net.deliver(again[1:], 1.0)  # fragments 2..n: the SA is loaded, nothing is sent
+    assert net.capture(1.0) == []
+    net.deliver(again[:1], 1.0)  # fragment 1: the whole response again, byte for byte
+    answer = net.capture(1.0)
+    assert [d.data for d in answer] == [d.data for d in lost]
+    (loaded,) = restarted.sessions
+    assert loaded.cached_answers == 1 and drain(restarted) == []
+    net.deliver(answer, 1.0)
+    assert client_sa.state == IkeState.ESTABLISHED
+    assert len(client_sa.child_sas) == 1 and len(loaded.child_sas) == 1
+    assert client_sa.child_sas[0].spi_out == loaded.child_sas[0].spi_in
+    restarted_store.close()
