@@ -677,8 +677,7 @@ cdef int _encode_child(object child, Buffer *blocks, Buffer *blobs, Buffer *text
 
 
 cdef int _encode_mobike(object sa, Buffer *blocks, Buffer *blobs, Buffer *texts) except -1:
-    """Format 4's MOBIKE_BLOCK and ADDRESS_LENGTHs, nat_seen_as and the peer addresses (all
-    formats from 3 on)."""
+    """Format 4's MOBIKE_BLOCK and ADDRESS_LENGTHs, nat_seen_as and the peer addresses."""
     cdef uint8_t *block
     cdef Py_ssize_t count, index
     addresses = _get(sa, &L_IKE_SA, SA_PEER_ADDRESSES)
