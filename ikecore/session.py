@@ -7,9 +7,10 @@ Reliability is the session's job, not the exchanges' (RFC 7296 §2.1-2.3):
 - A request with no response is retransmitted byte for byte (same IV, never re-encrypted) at
   ``retransmit_timeout * retransmit_backoff ** n`` seconds; after ``retransmit_tries``
   retransmissions the SA is given up (`IkeSaDeleted(reason="timeout")`).
-- A peer request inside our window is processed once; its response is cached, and a
-  retransmission of the *same bytes* is answered from the cache before any decryption, so an
-  exchange never runs twice. Anything else outside the window is dropped.
+- A peer request inside our window is processed once; its response is cached (in the record,
+  `IkeSa.responses`: kept across a restart or a cluster hand-off), and a retransmission of the
+  *same bytes* is answered from the cache before any decryption, so an exchange never runs
+  twice. Anything else outside the window is dropped.
 - A message whose ICV fails is counted and dropped: no state changes, no answer.
 - IKE fragmentation (RFC 7383), when both peers announced it: a protected message larger than
   the fragmentation threshold goes out as Encrypted Fragment messages (retransmitted all
@@ -106,14 +107,6 @@ class _Outstanding:
     deadline: float
 
 
-@dataclass(slots=True)
-class _CachedResponse:
-    # The request as received: a retransmission is the same bytes (held, not hashed: the
-    # cache keeps one window of messages, and a comparison costs less than a digest).
-    request: bytes
-    messages: tuple[bytes, ...]
-
-
 class IkeSession:
     """One IKE SA as seen by the engine. Get one from `IkeEndpoint.initiate` or from an event."""
 
@@ -135,9 +128,6 @@ class IkeSession:
     # (source, destination) of the peer request being processed: MOBIKE takes the new
     # addresses from the IP header (RFC 4555 §3.5).
     request_path: tuple[Address, Address] | None = None
-    # Peer requests answered ahead of a lower one still open (a window > 1); made at the
-    # first such request (in order, nothing is kept: one set less per SA for the GC).
-    _answered: set[int] | None = None
     # The SK ciphers, made from the record's keys on first use (`_ciphers`).
     _cipher_in: IkeCipher | None = None
     _cipher_out: IkeCipher | None = None
@@ -174,7 +164,6 @@ class IkeSession:
         self.mobike = MobikeState()
         self._queue: deque[InitiatorTask] = deque()
         self._outstanding: dict[int, _Outstanding] = {}
-        self._responses: dict[int, _CachedResponse] = {}
         # §2.8.1: per Child SA being rekeyed by both ends, the one the peer's request made.
         self.child_collisions: dict[bytes, ChildCollision] = {}
         # Whether the user has heard of this SA: only those get events when they end.
@@ -663,23 +652,23 @@ class IkeSession:
         sa = self.sa
         message_id = message.message_id
         request = message.to_bytes()
-        cached = self._responses.get(message_id)
+        # The cache is in the record (`IkeSa.responses`): answered here even after a restart
+        # or on the cluster node that took the SA over. It holds every request answered ahead
+        # of a lower one too, so such a request never reaches the exchange again.
+        responses = sa.responses
+        cached = None if responses is None else responses.get(message_id)
         if cached is not None:
             fragment = _fragment(message)
             # RFC 7383 §2.6.1: of a fragmented request, only fragment 1 asks for the response.
-            if (
-                cached.request == request
-                if fragment is None
-                else fragment.fragment_number == 1
-            ):
+            # (The request is held, not hashed: the cache keeps one window of messages, and a
+            # comparison costs less than a digest.)
+            if cached[0] == request if fragment is None else fragment.fragment_number == 1:
                 self.cached_answers += 1
-                for raw in cached.messages:
+                for raw in cached[1]:
                     self.endpoint.transmit(self, raw, (src, dst))
             return
         lowest = sa.next_peer_request_id
-        if not lowest <= message_id < lowest + sa.local_window or (
-            self._answered is not None and message_id in self._answered
-        ):
+        if not lowest <= message_id < lowest + sa.local_window:
             return
         fatal: int | None = None
         response: list[Payload]
@@ -744,22 +733,24 @@ class IkeSession:
         self, message_id: int, request: bytes, messages: tuple[bytes, ...]
     ) -> None:
         sa = self.sa
-        self._responses[message_id] = _CachedResponse(request, messages)
-        answered = self._answered
-        if message_id == sa.next_peer_request_id and not answered:
-            sa.next_peer_request_id += 1  # in order, nothing answered ahead of it: the usual case
-        else:
-            if answered is None:
-                answered = self._answered = set()
-            answered.add(message_id)
-            while sa.next_peer_request_id in answered:
-                answered.discard(sa.next_peer_request_id)
-                sa.next_peer_request_id += 1
+        responses = sa.responses
+        if responses is None:
+            # Made at the first request answered (many SAs never answer one, as an initiator or
+            # a clone): one container less per SA for the GC.
+            responses = sa.responses = {}
+        responses[message_id] = (request, messages)
+        next_id = sa.next_peer_request_id
+        if message_id == next_id:
+            # Cached responses at or above the next ID are the requests answered ahead of it
+            # (a window > 1): the window moves past them too.
+            next_id += 1
+            while next_id in responses:
+                next_id += 1
+            sa.next_peer_request_id = next_id
         # Keep the responses a peer may still retransmit for: one window back (§2.3).
         # (No list of the stale ones: one container less per request for the GC.)
-        horizon = sa.next_peer_request_id - sa.local_window
-        responses = self._responses
-        while responses and (oldest := min(responses)) < horizon:
+        horizon = next_id - sa.local_window
+        while (oldest := min(responses)) < horizon:
             del responses[oldest]
 
     def _responder_for(self, message: IkeMessage) -> ResponderTask:
