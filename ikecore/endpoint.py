@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ikecore.config import Address, EndpointConfig, PeerConfig
+from ikecore.config import Address, EndpointConfig, Identity, PeerConfig
 from ikecore.constants import ExchangeType, NotifyType
 from ikecore.dh import KeyExchange, key_exchange
 from ikecore.errors import (
@@ -352,6 +352,17 @@ class IkeEndpoint:
     @property
     def sessions(self) -> list[IkeSession]:
         return list(self._sessions.values())
+
+    def sessions_with(self, remote_id: Identity) -> list[IkeSession]:
+        """The sessions held here of the IKE SAs with this authenticated peer, found through
+        the store's identity index instead of a pass over every SA (a gateway checks this for
+        every client that says INITIAL_CONTACT). A store that cannot answer: the pass."""
+        try:
+            records = self.store.find_by_identity(remote_id)
+        except StoreUnavailable:
+            return [s for s in self._sessions.values() if s.sa.remote_id == remote_id]
+        held = [self._sessions.get(sa.local_spi) for sa in records]
+        return [s for s in held if s is not None and s.sa.remote_id == remote_id]
 
     def initiate(
         self,

@@ -116,7 +116,7 @@ def backoff_for(endpoint: IkeEndpoint) -> CloneBackoff:
 
 
 def _live_with_peer(endpoint: IkeEndpoint, remote_id: Identity) -> int:
-    return sum(1 for s in endpoint.sessions if s.sa.remote_id == remote_id and s.sa.state in _LIVE)
+    return sum(1 for s in endpoint.sessions_with(remote_id) if s.sa.state in _LIVE)
 
 
 def _family_members(session: IkeSession) -> list[IkeSa]:
@@ -141,11 +141,13 @@ def family_clone_count(session: IkeSession) -> int:
 
 def _pending_clones(session: IkeSession) -> list[CloneIkeInitiator]:
     """Our clone requests in flight on any SA of the family (they reserve a place)."""
-    family = session.sa.family
+    sa, endpoint = session.sa, session.endpoint
+    # A family shares its peer's identity: only that peer's SAs are looked at.
+    members = endpoint.sessions if sa.remote_id is None else endpoint.sessions_with(sa.remote_id)
     return [
         task
-        for other in session.endpoint.sessions
-        if other.sa.family == family
+        for other in members
+        if other.sa.family == sa.family
         for task in other.outstanding_tasks()
         if isinstance(task, CloneIkeInitiator)
     ]
