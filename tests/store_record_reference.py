@@ -58,7 +58,7 @@ def reference_encode(sa: IkeSa, record_format: int = 5) -> tuple[bytes, bytes]:
             sa.local_window,
             sa.sk_iv,
             sa.created_at,
-            sa.established_at or 0.0,
+            0.0 if sa.established_at is None else sa.established_at,
             bytes(16) if sa.parent is None else b"".join(sa.parent),
             bytes(16) if sa.rekeyed_from is None else b"".join(sa.rekeyed_from),
             sa.local_address[1],
