@@ -414,7 +414,13 @@ class IkeEndpoint:
         if session is not None:
             if session.sa.state is not _DELETED and not session.evicted:
                 self._changed[session] = None  # an answer or a request changes its timers
-                session.receive(message, now, src, dst)
+                try:
+                    session.receive(message, now, src, dst)
+                except StoreUnavailable:
+                    # An SPI claim the store could not make mid-exchange: as with a save it
+                    # cannot confirm, the session goes with what it queued, and the peer's
+                    # retransmission loads the durable record again.
+                    self._evict(session, "store_unavailable")
             return
         if (
             message.exchange == _IKE_SA_INIT
@@ -506,7 +512,11 @@ class IkeEndpoint:
             if session in self._order_of:  # not ended by a timer run before it
                 timer = session.get_timer()
                 if timer is not None and timer <= now:
-                    session.handle_timer(now)
+                    try:
+                        session.handle_timer(now)
+                    except StoreUnavailable:
+                        # As in receive_datagram: the next datagram loads the record again.
+                        self._evict(session, "store_unavailable")
                 self._changed[session] = None
 
     def _untrack(self, session: IkeSession) -> None:
@@ -643,8 +653,12 @@ class IkeEndpoint:
                 )
                 self._send(reply, dst, src)
                 return
+        try:
+            spi_r = self.allocate_ike_spi()
+        except StoreUnavailable:
+            return  # as if lost: the initiator retransmits (§2.1)
         # Positional, the rest set one by one (see `initiate`).
-        sa = IkeSa(message.spi_i, self.allocate_ike_spi(), False, dst, src)
+        sa = IkeSa(message.spi_i, spi_r, False, dst, src)
         sa.local_window = self.config.window_size
         sa.created_at = now
         sa.family = sa.spi_r.hex()
@@ -656,7 +670,11 @@ class IkeEndpoint:
         self._changed[session] = None
         self._by_init[(sa.spi_i, src)] = session
         self._half_open.add(session)
-        session.receive(message, now, src, dst)
+        try:
+            session.receive(message, now, src, dst)
+        except StoreUnavailable:
+            self._evict(session, "store_unavailable")  # as in receive_datagram
+            return
         if sa.state is not _AUTHENTICATING:
             # Refused (NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD) or dropped: keep no state.
             self.forget(session)
