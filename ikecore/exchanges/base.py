@@ -13,7 +13,7 @@ import functools
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 from ikecore._fast.prf import nat_detection_hash as _nat_detection_hash
 from ikecore.cache import BoundedCache, IdentityCache
@@ -47,7 +47,9 @@ __all__ = [
     "narrow",
     "notifies",
     "offer",
+    "payload_kinds",
     "require",
+    "require_kind",
 ]
 
 P = TypeVar("P")
@@ -122,6 +124,24 @@ def require(payloads: Sequence[Payload], kind: type[P]) -> P:
         if isinstance(payload, kind):
             return payload
     raise RemoteProtocolError(f"missing {kind.__name__} payload", NotifyType.INVALID_SYNTAX)
+
+
+PayloadKinds = dict[type, Payload]
+"""The first payload of each class of a message, by class (see `payload_kinds`)."""
+
+
+def payload_kinds(payloads: Sequence[Payload]) -> PayloadKinds:
+    """The first payload of each class, from one walk: an exchange that asks for several
+    (IKE_AUTH: ID, AUTH, SA, TSi, TSr) then looks each up instead of walking again."""
+    return {type(payload): payload for payload in reversed(payloads)}
+
+
+def require_kind(kinds: PayloadKinds, kind: type[P]) -> P:
+    """`require` on a message's `payload_kinds`."""
+    payload = kinds.get(kind)
+    if payload is None:
+        raise RemoteProtocolError(f"missing {kind.__name__} payload", NotifyType.INVALID_SYNTAX)
+    return cast(P, payload)
 
 
 def error_notify(payloads: Sequence[Payload]) -> Notify | None:
