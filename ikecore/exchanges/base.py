@@ -13,7 +13,7 @@ import functools
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ikecore._fast.prf import nat_detection_hash as _nat_detection_hash
 from ikecore.cache import BoundedCache, IdentityCache
@@ -126,8 +126,9 @@ def require(payloads: Sequence[Payload], kind: type[P]) -> P:
     raise RemoteProtocolError(f"missing {kind.__name__} payload", NotifyType.INVALID_SYNTAX)
 
 
-PayloadKinds = dict[type, Payload]
-"""The first payload of each class of a message, by class (see `payload_kinds`)."""
+PayloadKinds = dict[type, Any]
+"""The first payload of each class of a message, by class (see `payload_kinds`): each value
+is an instance of its key, which a dict's type cannot say (so no typing.cast per lookup)."""
 
 
 def payload_kinds(payloads: Sequence[Payload]) -> PayloadKinds:
@@ -138,10 +139,10 @@ def payload_kinds(payloads: Sequence[Payload]) -> PayloadKinds:
 
 def require_kind(kinds: PayloadKinds, kind: type[P]) -> P:
     """`require` on a message's `payload_kinds`."""
-    payload = kinds.get(kind)
+    payload: P | None = kinds.get(kind)
     if payload is None:
         raise RemoteProtocolError(f"missing {kind.__name__} payload", NotifyType.INVALID_SYNTAX)
-    return cast(P, payload)
+    return payload
 
 
 def error_notify(payloads: Sequence[Payload]) -> Notify | None:
