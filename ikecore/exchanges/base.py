@@ -156,8 +156,10 @@ def error_notify(payloads: Sequence[Payload]) -> Notify | None:
 def _offer(specs: Sequence[ProposalSpec], spi: bytes = b"") -> SecurityAssociation:
     return SecurityAssociation(
         tuple(
-            Proposal(number, spec.protocol, spi, wire_transforms(spec.transforms))
-            for number, spec in enumerate(specs, start=1)
+            [
+                Proposal(number, spec.protocol, spi, wire_transforms(spec.transforms))
+                for number, spec in enumerate(specs, start=1)
+            ]
         )
     )
 
