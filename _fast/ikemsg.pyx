@@ -973,6 +973,32 @@ cdef object _chain_payloads(object chain):
     return payloads
 
 
+def status_notify(notify_type, data):
+    """Notify(protocol 0, no SPI, ``notify_type``, ``data``) to send, made as a decoded one is
+    (its slots filled directly): the generated __init__ of the frozen dataclass costs about
+    three times as much, and every IKE_SA_INIT message carries two (NAT detection). The data
+    is checked when encoding, as for any Notify."""
+    _require_bound()
+    if type(notify_type) is not int:
+        raise TypeError(f"notify type must be an int, not {type(notify_type).__name__}")
+    if not 0 <= notify_type <= 0xFFFF:
+        raise ValueError(f"notify type {notify_type} does not fit in 16 bits")
+    if not PyBytes_CheckExact(data):
+        raise TypeError(f"notify data must be bytes, not {type(data).__name__}")
+    cdef unsigned long value = notify_type
+    obj = _new(L_NOTIFY)
+    _put_uint(obj, L_NOTIFY.off[0], 0)
+    _put(obj, L_NOTIFY.off[1], b"")
+    if STATUS_NOTIFY_FIRST <= value < STATUS_NOTIFY_FIRST + STATUS_NOTIFY_COUNT:
+        _put(obj, L_NOTIFY.off[2], _status_notify_types[value - STATUS_NOTIFY_FIRST])
+    else:
+        _put_uint(obj, L_NOTIFY.off[2], value)
+    _put(obj, L_NOTIFY.off[3], data)
+    _put(obj, L_NOTIFY.off[4], False)
+    _put_uint(obj, L_NOTIFY.off[5], PT_NOTIFY)
+    return obj
+
+
 def chain_payloads(chain):
     """Decode every payload of a PayloadChain/IkeMessage once and cache the list in it."""
     _require_bound()

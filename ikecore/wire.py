@@ -36,6 +36,7 @@ from ikecore.message import (
     encode_message,
     parse_message,
     parse_payload_chain,
+    status_notify,
 )
 from ikecore.payloads import (
     Authentication,
@@ -90,6 +91,7 @@ __all__ = [
     "shared_suite",
     "skeyseed",
     "skeyseed_rekey",
+    "status_notify",
     "wire_transforms",
 ]
 

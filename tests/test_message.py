@@ -21,6 +21,7 @@ from ikecore.message import (
     encode_payload_chain,
     parse_message,
     parse_payload_chain,
+    status_notify,
 )
 from ikecore.payloads import (
     Attribute,
@@ -457,3 +458,46 @@ def test_bind_classes_checks_fields_and_keeps_the_bound_ones():
     with pytest.raises(TypeError):
         ikemsg.bind_classes({"Nonce": Nonce}, UnsupportedCriticalPayload)
     assert parse_message(message(40, NONCE)).payloads == [Nonce(bytes(16))]
+
+
+# --- status_notify: the native Notify builder for what the engine sends ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("notify_type", "data"),
+    [
+        (NotifyType.NAT_DETECTION_SOURCE_IP, bytes(range(20))),  # a shared status int
+        (NotifyType.IKEV2_FRAGMENTATION_SUPPORTED, b""),
+        (NotifyType.INVALID_KE_PAYLOAD, b"\x00\x13"),  # an error type
+        (40000, b"\xff" * 5),  # outside the shared status ints
+        (0xFFFF, b"x"),
+    ],
+)
+def test_status_notify_is_the_dataclass_notify(notify_type: int, data: bytes) -> None:
+    made = status_notify(int(notify_type), data)
+    expected = Notify(0, b"", int(notify_type), data)
+    assert type(made) is Notify
+    assert made == expected and hash(made) == hash(expected)
+    assert (made.type, made.protocol_id, made.spi, made.critical) == (41, 0, b"", False)
+    # encoded exactly as the dataclass-built one, and decoded back to an equal payload
+    first, encoded = encode_payload_chain([made])
+    assert (first, encoded) == encode_payload_chain([expected])
+    assert parse_payload_chain(first, encoded).payloads == [expected]
+
+
+@pytest.mark.parametrize(
+    ("notify_type", "data", "error"),
+    [
+        (-1, b"", ValueError),
+        (0x10000, b"", ValueError),
+        (True, b"", TypeError),
+        (16388.0, b"", TypeError),
+        (16388, "text", TypeError),
+        (16388, bytearray(4), TypeError),
+    ],
+)
+def test_status_notify_rejects_bad_arguments(
+    notify_type: object, data: object, error: type
+) -> None:
+    with pytest.raises(error):
+        status_notify(notify_type, data)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from ikecore._fast.prf import nat_detection_hash as _nat_detection_hash
 from ikecore.cache import BoundedCache, IdentityCache
 from ikecore.config import TrafficSelector
-from ikecore.constants import ExchangeType, NotifyType, PayloadType, ProtocolId
+from ikecore.constants import ExchangeType, NotifyType, ProtocolId
 from ikecore.errors import RemoteProtocolError
 from ikecore.suites import EspTransforms, IkeTransforms, ProposalSpec
 from ikecore.wire import (
@@ -31,6 +31,7 @@ from ikecore.wire import (
     TSr,
     negotiated_wire_transforms,
     selectors_to_wire,
+    status_notify,
     wire_transforms,
 )
 
@@ -251,34 +252,12 @@ _NAT_SOURCE = int(NotifyType.NAT_DETECTION_SOURCE_IP)
 _NAT_DESTINATION = int(NotifyType.NAT_DETECTION_DESTINATION_IP)
 
 
-# Notify(protocol 0, no SPI, type, data), as Notify.status makes it, with its slots filled
-# through their descriptors: a frozen dataclass's __init__ pays object.__setattr__ per field,
-# and two of these are made in every IKE_SA_INIT message.
-_new_object = object.__new__
-_set_type, _set_protocol, _set_spi, _set_notify_type, _set_data, _set_critical = (
-    Notify.__dict__[name].__set__
-    for name in ("type", "protocol_id", "spi", "notify_type", "data", "critical")
-)
-_NOTIFY_TYPE = int(PayloadType.NOTIFY)
-
-
-def _status_notify(notify_type: int, data: bytes) -> Notify:
-    notify: Notify = _new_object(Notify)
-    _set_type(notify, _NOTIFY_TYPE)
-    _set_protocol(notify, 0)
-    _set_spi(notify, b"")
-    _set_notify_type(notify, notify_type)
-    _set_data(notify, data)
-    _set_critical(notify, False)
-    return notify
-
-
 def nat_detection_payloads(
     spi_i: bytes, spi_r: bytes, local: tuple[str, int], remote: tuple[str, int]
 ) -> list[Payload]:
     return [
-        _status_notify(_NAT_SOURCE, nat_detection_hash(spi_i, spi_r, local)),
-        _status_notify(_NAT_DESTINATION, nat_detection_hash(spi_i, spi_r, remote)),
+        status_notify(_NAT_SOURCE, nat_detection_hash(spi_i, spi_r, local)),
+        status_notify(_NAT_DESTINATION, nat_detection_hash(spi_i, spi_r, remote)),
     ]
 
 
