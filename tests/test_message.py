@@ -17,10 +17,15 @@ from ikecore import (
 )
 from ikecore.message import (
     IkeMessage,
+    auth_payload,
     encode_message,
     encode_payload_chain,
+    ke_payload,
+    nonce_payload,
     parse_message,
     parse_payload_chain,
+    proposal,
+    sa_payload,
     status_notify,
 )
 from ikecore.payloads import (
@@ -501,3 +506,62 @@ def test_status_notify_rejects_bad_arguments(
 ) -> None:
     with pytest.raises(error):
         status_notify(notify_type, data)  # type: ignore[arg-type]
+
+
+# --- the other native builders: the same payloads as the dataclasses make -------------------------
+
+_TRANSFORMS = (Transform(1, 20, 256), Transform(2, 5), Transform(4, 31))
+
+
+@pytest.mark.parametrize(
+    ("made", "expected"),
+    [
+        (lambda: nonce_payload(bytes(32)), lambda: Nonce(bytes(32))),
+        (lambda: ke_payload(31, bytes(range(32))), lambda: KeyExchange(31, bytes(range(32)))),
+        (
+            lambda: ke_payload(NotifyType.COOKIE, bytes(32)),  # an int subclass is kept as given
+            lambda: KeyExchange(NotifyType.COOKIE, bytes(32)),
+        ),
+        (lambda: auth_payload(2, b"\x01" * 32), lambda: Authentication(2, b"\x01" * 32)),
+        (
+            lambda: proposal(1, 3, b"\xaa" * 4, _TRANSFORMS),
+            lambda: Proposal(1, 3, b"\xaa" * 4, _TRANSFORMS),
+        ),
+        (
+            lambda: sa_payload(
+                (proposal(1, 1, b"", _TRANSFORMS), proposal(2, 1, b"", _TRANSFORMS))
+            ),
+            lambda: SecurityAssociation(
+                (Proposal(1, 1, b"", _TRANSFORMS), Proposal(2, 1, b"", _TRANSFORMS))
+            ),
+        ),
+    ],
+)
+def test_native_builders_make_the_dataclass_payloads(made, expected) -> None:  # type: ignore[no-untyped-def]
+    payload, reference = made(), expected()
+    assert type(payload) is type(reference)
+    assert payload == reference and hash(payload) == hash(reference)
+    assert repr(payload) == repr(reference)
+    if not isinstance(payload, Proposal):
+        assert encode_payload_chain([payload]) == encode_payload_chain([reference])
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: nonce_payload("text"),
+        lambda: nonce_payload(bytearray(16)),
+        lambda: ke_payload("31", bytes(32)),
+        lambda: ke_payload(31, memoryview(bytes(32))),
+        lambda: auth_payload(2.0, bytes(32)),
+        lambda: auth_payload(2, None),
+        lambda: proposal(1, 1, b"", list(_TRANSFORMS)),
+        lambda: proposal(1, None, b"", ()),
+        lambda: proposal("1", 1, b"", ()),
+        lambda: proposal(1, 1, "spi", ()),
+        lambda: sa_payload([]),
+    ],
+)
+def test_native_builders_reject_wrong_types(call) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TypeError):
+        call()

@@ -30,10 +30,12 @@ from ikecore.wire import (
     TSi,
     TSr,
     negotiated_wire_transforms,
+    sa_payload,
     selectors_to_wire,
     status_notify,
     wire_transforms,
 )
+from ikecore.wire import proposal as new_proposal  # `proposal` names a received one below
 
 if TYPE_CHECKING:
     from ikecore.session import IkeSession
@@ -155,10 +157,10 @@ def error_notify(payloads: Sequence[Payload]) -> Notify | None:
 
 
 def _offer(specs: Sequence[ProposalSpec], spi: bytes = b"") -> SecurityAssociation:
-    return SecurityAssociation(
+    return sa_payload(
         tuple(
             [
-                Proposal(number, spec.protocol, spi, wire_transforms(spec.transforms))
+                new_proposal(number, spec.protocol, spi, wire_transforms(spec.transforms))
                 for number, spec in enumerate(specs, start=1)
             ]
         )
@@ -189,7 +191,7 @@ def answer(
         if known is not None:
             return known
     transforms = negotiated_wire_transforms(negotiated)
-    made = SecurityAssociation((Proposal(proposal.number, proposal.protocol_id, spi, transforms),))
+    made = sa_payload((new_proposal(proposal.number, proposal.protocol_id, spi, transforms),))
     if not spi:
         _answers_without_spi.put(key, made, negotiated)
     return made

@@ -46,6 +46,7 @@ from ikecore.wire import (
     Notify,
     Payload,
     SecurityAssociation,
+    auth_payload,
     id_body,
     prf,
     psk_auth,
@@ -183,7 +184,7 @@ class IkeAuthInitiator:
             first_contact.append(Notify.status(NotifyType.INITIAL_CONTACT))
         return [
             id_i,
-            Authentication(_SHARED_KEY_MIC, auth),
+            auth_payload(_SHARED_KEY_MIC, auth),
             *first_contact,
             *_announcements(session, peer, request=True),
             offer(peer.esp_proposals, self._spi_in),
@@ -311,7 +312,7 @@ class IkeAuthResponder:
         )
         response: list[Payload] = [
             id_r,
-            Authentication(_SHARED_KEY_MIC, our_auth),
+            auth_payload(_SHARED_KEY_MIC, our_auth),
             *_announcements(session, peer, request=False),
         ]
         session.transition(_AUTH_DONE)

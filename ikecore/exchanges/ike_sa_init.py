@@ -45,6 +45,8 @@ from ikecore.wire import (
     Payload,
     SecurityAssociation,
     ike_keys_initial,
+    ke_payload,
+    nonce_payload,
     shared_suite,
 )
 from ikecore.wire import (
@@ -149,8 +151,8 @@ class IkeSaInitInitiator:
             payloads.append(Notify.status(NotifyType.COOKIE, self._cookie))
         payloads += [
             offer(self._peer.ike_proposals),
-            KePayload(self._group, self._key_exchange.public_data),
-            Nonce(self._ni),
+            ke_payload(self._group, self._key_exchange.public_data),
+            nonce_payload(self._ni),
         ]
         if session.endpoint.config.nat_detection:
             payloads += nat_detection_payloads(
@@ -260,8 +262,8 @@ class IkeSaInitResponder:
         session.handshake.ni, session.handshake.nr = ni, nr
         response: list[Payload] = [
             answer(offered[selection.index], transforms, b""),
-            KePayload(transforms.dh, key_exchange.public_data),
-            Nonce(nr),
+            ke_payload(transforms.dh, key_exchange.public_data),
+            nonce_payload(nr),
         ]
         if nat is not None:
             # §2.23: NAT detection is answered when the initiator asked for it.
