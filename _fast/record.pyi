@@ -4,5 +4,5 @@ def encode(sa: IkeSa) -> tuple[bytes, bytes]: ...
 def decode(
     public: bytes | bytearray | memoryview,
     secret: bytes | bytearray | memoryview,
-    record_format: int = 4,
+    record_format: int = 5,
 ) -> IkeSa: ...

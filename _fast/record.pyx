@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The binary encoding of `IkeSa` records in the persistent stores (record format 4; formats 2
-and 3 are still read).
+"""The binary encoding of `IkeSa` records in the persistent stores (record format 5; formats 2,
+3 and 4 are still read).
 
 A record is encoded into two byte strings: the *public* part (everything but key material,
 stored in the clear but authenticated) and the *secret* part (the IKE SA's SK_* keys and
@@ -14,8 +14,10 @@ Public part::
     IKE SA fixed block (IKE_BLOCK below)
     per Child SA: its fixed block (CHILD_BLOCK), then one TS_BLOCK per traffic selector
     format 3: the MOBIKE block (MOBIKE_BLOCK), then one ADDRESS_LENGTH per peer address
+    format 5: the response cache (CACHE_BLOCK), then per response its RESPONSE_BLOCK and one
+        MESSAGE_LENGTH per message
     byte strings: the local and remote identity data, then each Child SA's replay bitmap,
-        then (format 3) nat_seen_as
+        then (format 3) nat_seen_as, then (format 5) per response the request and its messages
     text (UTF-8, to the end): IKE SA state, local host, remote host, peer name, family, then
         per Child SA its state and the start and end of each traffic selector, then (format 3)
         each of peer_addresses
@@ -38,6 +40,12 @@ The fixed blocks, in Python ``struct`` notation (big-endian, no padding)::
         | length of nat_seen_as | number of peer addresses
     ADDRESS_LENGTH ">H"                                        (2 bytes, format 3)
         length of one of peer_addresses
+    CACHE_BLOCK ">I"                                           (4 bytes, format 5)
+        number of cached responses
+    RESPONSE_BLOCK ">IIH"                                      (10 bytes, format 5)
+        message ID | length of the request | number of messages
+    MESSAGE_LENGTH ">I"                                        (4 bytes, format 5)
+        length of one message of the response
 
 Format 3 is format 2 with the MOBIKE state of RFC 4555 added after everything else of each
 section (so the format-2 part of a format-3 record is laid out exactly as before): the peer's
@@ -53,7 +61,19 @@ by the responder no longer tells apart from the I flag). Formats 2 and 3 never s
 records decode with it equal to ``initiator``, which it was unless the responder had rekeyed
 the SA (or the gateway cloned it) since the first IKE SA.
 
-The fixed blocks carry every length: of each byte string in bytes, of each text in characters
+Format 5 is format 4 with the response cache (`IkeSa.responses`, RFC 7296 §2.1, §2.2) added
+after everything else of each section, as format 3 added the MOBIKE state: so that a restarted
+node, or the cluster node that takes the SA over, answers a retransmitted request with the
+response sent before instead of dropping it (and, with a window > 1, knows which requests were
+answered ahead of a lower one). Per response: its message ID, the request as received and our
+response, one message or its Encrypted Fragment messages (RFC 7383), in the order of the
+dictionary. These are IKE messages as sent on the wire (SK payloads sealed under the IKE SA's
+keys, or a clear IKE_SA_INIT), so they belong in the public part; their lengths are 32-bit, as
+the IKE header's Length field (RFC 7296 §3.1). No cache and an empty one are both stored as no
+response and read back as None; formats 2, 3 and 4 decode with None.
+
+The fixed blocks carry every length: of each byte string in bytes (16-bit but for the
+messages of the response cache), of each text in characters
 (all texts are encoded at once), of each key. Optional values have a presence bit and a zero
 placeholder; ``key_bits`` 0 means "no Key Length attribute" (no transform is negotiated with
 0). States are stored by their names, so adding a state does not renumber old records.
@@ -127,6 +147,9 @@ cdef enum:
     TS_BLOCK = 9
     MOBIKE_BLOCK = 13
     ADDRESS_LENGTH = 2
+    CACHE_BLOCK = 4
+    RESPONSE_BLOCK = 10
+    MESSAGE_LENGTH = 4
     # MOBIKE_BLOCK flags
     HAS_MOBIKE_UPDATE_ID = 1
     MOBIKE_INITIATOR = 2
@@ -194,7 +217,7 @@ cdef enum:
     SA_LOCAL_CLONE_SUPPORTED,  # ... the other IKE_BLOCK flags after it, in their bit order
     SA_PEER_ADDRESSES = SA_LOCAL_CLONE_SUPPORTED + 7, SA_MOBIKE_UPDATE_ID, SA_NAT_SEEN_AS,
     SA_MOBIKE_INITIATOR, SA_PARENT, SA_FAMILY, SA_REKEYED_FROM, SA_CREATED_AT,
-    SA_ESTABLISHED_AT, SA_CHILD_SAS
+    SA_ESTABLISHED_AT, SA_CHILD_SAS, SA_RESPONSES
 cdef enum:
     CHILD_SPI_IN, CHILD_SPI_OUT, CHILD_INITIATOR_SLOT, CHILD_TRANSFORMS, CHILD_KEY_IN,
     CHILD_KEY_OUT, CHILD_LOCAL_TS, CHILD_REMOTE_TS, CHILD_STATE, CHILD_SEQ_OUT,
@@ -246,7 +269,7 @@ _bind(&L_IKE_SA, IkeSa, (
     "keys", "local_id", "remote_id", "peer_name", "next_request_id", "next_peer_request_id",
     "peer_window", "local_window", "sk_iv", *_IKE_FLAGS[1:], "peer_addresses",
     "mobike_update_id", "nat_seen_as", "mobike_initiator", "parent", "family",
-    "rekeyed_from", "created_at", "established_at", "child_sas",
+    "rekeyed_from", "created_at", "established_at", "child_sas", "responses",
 ))
 _bind(&L_CHILD_SA, ChildSa, (
     "spi_in", "spi_out", "initiator", "transforms", "key_in", "key_out", "local_ts",
@@ -422,6 +445,18 @@ cdef int _append_bytes(Buffer *buffer, object data, str field, uint8_t *length_o
     return 0
 
 
+cdef int _append_message(Buffer *buffer, object data, str field, uint8_t *length_out) except -1:
+    """Appends an IKE message of the response cache; its length goes to a 32-bit field."""
+    cdef const uint8_t *start
+    cdef Py_ssize_t length
+    _view(data, field, &start, &length)
+    if <uint64_t>length > U32:
+        raise ValueError(f"IKE SA record field out of range: {field} is {length} long")
+    _store(length_out, 4, length)
+    memcpy(_grow(buffer, length), start, length)
+    return 0
+
+
 cdef int _encode_identity(Buffer *blobs, object identity, uint8_t *type_out,
                           uint8_t *length_out, str name, str type_name,
                           str data_name) except -1:
@@ -569,6 +604,7 @@ cdef tuple _encode(object sa, Buffer *blocks, Buffer *blobs, Buffer *texts):
     for child in child_sas.values():
         _encode_child(child, blocks, blobs, texts, secret)
     _encode_mobike(sa, blocks, blobs, texts)
+    _encode_responses(sa, blocks, blobs)
 
     public = PyBytes_FromStringAndSize(NULL, blocks.length + blobs.length + texts.length)
     block = <uint8_t *>PyBytes_AS_STRING(public)
@@ -651,7 +687,7 @@ cdef int _encode_mobike(object sa, Buffer *blocks, Buffer *blobs, Buffer *texts)
     count = PyTuple_GET_SIZE(addresses)
     if count > U16:
         raise ValueError(f"IKE SA record field out of range: {count} peer_addresses")
-    block = _grow(blocks, MOBIKE_BLOCK + ADDRESS_LENGTH * count)  # blocks grows no more
+    block = _grow(blocks, MOBIKE_BLOCK + ADDRESS_LENGTH * count)  # filled before it grows
     memset(block, 0, MOBIKE_BLOCK)
     update_id = _get(sa, &L_IKE_SA, SA_MOBIKE_UPDATE_ID)
     # -1: no update acted on yet (no message ID is negative).
@@ -668,15 +704,50 @@ cdef int _encode_mobike(object sa, Buffer *blocks, Buffer *blobs, Buffer *texts)
     return 0
 
 
+cdef int _encode_responses(object sa, Buffer *blocks, Buffer *blobs) except -1:
+    """Format 5's CACHE_BLOCK, RESPONSE_BLOCKs and MESSAGE_LENGTHs; the requests and messages
+    into the byte strings."""
+    cdef uint8_t *block
+    cdef Py_ssize_t count, index
+    responses = _get(sa, &L_IKE_SA, SA_RESPONSES)
+    if responses is None:
+        memset(_grow(blocks, CACHE_BLOCK), 0, CACHE_BLOCK)
+        return 0
+    if type(responses) is not dict:
+        raise TypeError(f"IKE SA record field responses must be a dict or None, not "
+                        f"{type(responses).__name__}")
+    _uint(_grow(blocks, CACHE_BLOCK), 4, len(responses), U32, "number of responses")
+    for message_id, response in (<dict>responses).items():
+        if not (PyTuple_Check(response) and PyTuple_GET_SIZE(response) == 2
+                and PyTuple_Check(response[1])):
+            raise TypeError("IKE SA record field responses must hold (request, messages) "
+                            "tuples, messages a tuple")
+        messages = response[1]
+        count = PyTuple_GET_SIZE(messages)
+        if count > U16:
+            raise ValueError(f"IKE SA record field out of range: a response of {count} "
+                             "messages")
+        # Filled before blocks grows again (only the byte strings grow below).
+        block = _grow(blocks, RESPONSE_BLOCK + MESSAGE_LENGTH * count)
+        _uint(block, 4, message_id, U32, "responses message ID")
+        _append_message(blobs, response[0], "responses request", block + 4)
+        _store(block + 8, 2, count)
+        for index in range(count):
+            _append_message(blobs, messages[index], "responses message",
+                            block + RESPONSE_BLOCK + MESSAGE_LENGTH * index)
+    return 0
+
+
 # --- decoding -------------------------------------------------------------------------------
 
-def decode(public, secret, int record_format=4):
-    """The `IkeSa` encoded by `encode` as (``public``, ``secret``) in ``record_format`` (4, or
-    3 or 2 as written before: what they did not store gets its default); MalformedMessage for
-    anything else."""
+def decode(public, secret, int record_format=5):
+    """The `IkeSa` encoded by `encode` as (``public``, ``secret``) in ``record_format`` (5, or
+    4, 3 or 2 as written before: what they did not store gets its default); MalformedMessage
+    for anything else."""
     cdef Py_buffer public_view, secret_view
-    if record_format < 2 or record_format > 4:
-        raise ValueError(f"record format {record_format}: only formats 2, 3 and 4 are decoded")
+    if record_format < 2 or record_format > 5:
+        raise ValueError(f"record format {record_format}: only formats 2, 3, 4 and 5 are "
+                         "decoded")
     PyObject_GetBuffer(public, &public_view, PyBUF_SIMPLE)
     try:
         PyObject_GetBuffer(secret, &secret_view, PyBUF_SIMPLE)
@@ -702,6 +773,7 @@ cdef object _decode(const uint8_t *public, Py_ssize_t public_length, const uint8
                     Py_ssize_t secret_length, int record_format):
     cdef Py_ssize_t offset, blocks_end, text_at, blob_at, key_at, text_pos, index
     cdef Py_ssize_t mobike_at = 0, address_count = 0
+    cdef Py_ssize_t cache_at = 0, response_count = 0, response_index, message_count
     cdef object update_id = -1  # a Python int: -1 is "none", not 2^64 - 1
     cdef Py_ssize_t blob_total, text_total, key_total, ike_key_total
     cdef Py_ssize_t child_count, selector_count, child_index, selector_index, length
@@ -709,6 +781,7 @@ cdef object _decode(const uint8_t *public, Py_ssize_t public_length, const uint8
     cdef uint8_t flags, present
     cdef str text
     cdef bint with_mobike = record_format >= 3
+    cdef bint with_responses = record_format >= 5
 
     # The fixed blocks first: they give every length of what follows them.
     if public_length < IKE_BLOCK:
@@ -751,6 +824,23 @@ cdef object _decode(const uint8_t *public, Py_ssize_t public_length, const uint8
         for index in range(address_count):
             text_total += _load(public + offset + ADDRESS_LENGTH * index, 2)
         offset += ADDRESS_LENGTH * address_count
+    if with_responses:
+        if offset + CACHE_BLOCK > public_length:
+            raise MalformedMessage("stored SA record ends inside a fixed block", offset)
+        cache_at = offset
+        response_count = _load(public + offset, 4)
+        offset += CACHE_BLOCK
+        for response_index in range(response_count):
+            if offset + RESPONSE_BLOCK > public_length:
+                raise MalformedMessage("stored SA record ends inside a fixed block", offset)
+            blob_total += _load(public + offset + 4, 4)
+            message_count = _load(public + offset + 8, 2)
+            offset += RESPONSE_BLOCK
+            if offset + MESSAGE_LENGTH * message_count > public_length:
+                raise MalformedMessage("stored SA record ends inside a fixed block", offset)
+            for index in range(message_count):
+                blob_total += _load(public + offset + MESSAGE_LENGTH * index, 4)
+            offset += MESSAGE_LENGTH * message_count
     blocks_end = offset
     text_at = offset + blob_total
     if text_at > public_length:
@@ -835,12 +925,34 @@ cdef object _decode(const uint8_t *public, Py_ssize_t public_length, const uint8
             update_id = _load(block + 1, 8)
         length = _load(block + 9, 2)
         nat_seen_as = _bytes(public + blob_at, length)
+        blob_at += length
         values = []
         for index in range(address_count):
             length = _load(block + MOBIKE_BLOCK + ADDRESS_LENGTH * index, 2)
             values.append(text[text_pos : text_pos + length])
             text_pos += length
         peer_addresses = tuple(values)
+
+    # The response cache (format 5 on), after the MOBIKE state; before: none.
+    responses = None
+    if response_count:
+        responses = {}
+        offset = cache_at + CACHE_BLOCK
+        for response_index in range(response_count):
+            block = public + offset
+            message_count = _load(block + 8, 2)
+            length = _load(block + 4, 4)
+            request = _bytes(public + blob_at, length)
+            blob_at += length
+            values = []
+            for index in range(message_count):
+                length = _load(block + RESPONSE_BLOCK + MESSAGE_LENGTH * index, 4)
+                values.append(_bytes(public + blob_at, length))
+                blob_at += length
+            responses[_load(block, 4)] = (request, tuple(values))
+            offset += RESPONSE_BLOCK + MESSAGE_LENGTH * message_count
+        if len(responses) != response_count:
+            raise MalformedMessage("stored SA record has two responses with one message ID")
 
     return _make(&L_IKE_SA, (
         _bytes(public, 8),
@@ -876,6 +988,7 @@ cdef object _decode(const uint8_t *public, Py_ssize_t public_length, const uint8
         _load_double(public + 58),
         _load_double(public + 66) if present & HAS_ESTABLISHED_AT else None,
         children,
+        responses,
     ))
 
 

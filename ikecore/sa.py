@@ -2,8 +2,10 @@
 
 These records are everything a store keeps (DESIGN.md, issue "SA stores"): a session can be
 rebuilt from an `IkeSa` alone, on this process after a restart or on another cluster node.
-Transient things (retransmission timers, the response cache, exchanges in flight, native
-cipher objects) live in `IkeSession` and are rebuilt from the record.
+That includes the responses the peer may still retransmit a request for (RFC 7296 §2.1, §2.2:
+a retransmission is answered from them, never processed twice, on whichever node serves the
+SA). Transient things (retransmission timers, exchanges in flight, native cipher objects) live
+in `IkeSession` and are rebuilt from the record.
 
 `to_dict` gives JSON-compatible values (bytes as hex) with the key material in its own
 ``"keys"`` entry, so that a store can seal exactly that part at rest; `from_dict` is its
@@ -21,10 +23,14 @@ from ikecore.errors import MalformedMessage
 from ikecore.states import ChildState, IkeState
 from ikecore.suites import EspTransforms, IkeTransforms
 
-__all__ = ["ChildSa", "IkeSa", "IkeSaKeys", "SpiPair"]
+__all__ = ["CachedResponse", "ChildSa", "IkeSa", "IkeSaKeys", "SpiPair"]
 
 SpiPair = tuple[bytes, bytes]
 """(SPIi, SPIr) of an IKE SA, 8 bytes each, as in the IKE header."""
+
+CachedResponse = tuple[bytes, tuple[bytes, ...]]
+"""(request, messages): a peer request as received (a retransmission is the same bytes) and
+our response to it, one message or its Encrypted Fragment messages (RFC 7383)."""
 
 
 @dataclass(slots=True, repr=False)
@@ -143,6 +149,12 @@ class IkeSa:
     rekey's initiator), it never changes along the series, nor for a clone (docs/CLONE.md); it
     decides who chooses the addresses of the IPsec SAs (§2.1, §3.5) and who checks NAT
     mappings (§3.8).
+
+    ``responses`` is the response cache (RFC 7296 §2.1, §2.2), by message ID: our responses
+    to the peer's requests one window below ``next_peer_request_id`` and up, a retransmission
+    of which is answered with the same bytes. Those at or above ``next_peer_request_id`` are
+    the requests answered ahead of a lower one still open (a window > 1). None until the
+    first request is answered (an SA that never answers one has no container for it).
     """
 
     spi_i: bytes
@@ -178,6 +190,7 @@ class IkeSa:
     created_at: float = 0.0
     established_at: float | None = None
     child_sas: dict[bytes, ChildSa] = field(default_factory=dict)
+    responses: dict[int, CachedResponse] | None = None
 
     @property
     def spis(self) -> SpiPair:
@@ -229,6 +242,12 @@ class IkeSa:
             "created_at": self.created_at,
             "established_at": self.established_at,
             "child_sas": [child.to_dict() for child in self.child_sas.values()],
+            "responses": None
+            if self.responses is None
+            else [
+                [message_id, request.hex(), [raw.hex() for raw in messages]]
+                for message_id, (request, messages) in self.responses.items()
+            ],
         }
 
     @classmethod
@@ -273,6 +292,8 @@ class IkeSa:
                 if data["established_at"] is None
                 else float(data["established_at"]),
                 child_sas={child.spi_in: child for child in children},
+                # Absent from a dict written before the cache was kept: none.
+                responses=_responses_from_list(data.get("responses")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedMessage(f"unreadable IKE SA record: {exc}") from None
@@ -305,6 +326,15 @@ def _address(data: list[Any]) -> Address:
 
 def _opt_bytes(data: str | None) -> bytes | None:
     return None if data is None else bytes.fromhex(data)
+
+
+def _responses_from_list(data: list[Any] | None) -> dict[int, CachedResponse] | None:
+    if data is None:
+        return None
+    return {
+        int(message_id): (bytes.fromhex(request), tuple(bytes.fromhex(raw) for raw in messages))
+        for message_id, request, messages in data
+    }
 
 
 def _opt_pair(data: list[str] | None) -> SpiPair | None:

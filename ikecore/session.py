@@ -7,9 +7,10 @@ Reliability is the session's job, not the exchanges' (RFC 7296 §2.1-2.3):
 - A request with no response is retransmitted byte for byte (same IV, never re-encrypted) at
   ``retransmit_timeout * retransmit_backoff ** n`` seconds; after ``retransmit_tries``
   retransmissions the SA is given up (`IkeSaDeleted(reason="timeout")`).
-- A peer request inside our window is processed once; its response is cached, and a
-  retransmission of the *same bytes* is answered from the cache before any decryption, so an
-  exchange never runs twice. Anything else outside the window is dropped.
+- A peer request inside our window is processed once; its response is cached (in the record,
+  `IkeSa.responses`: kept across a restart or a cluster hand-off), and a retransmission of the
+  *same bytes* is answered from the cache before any decryption, so an exchange never runs
+  twice. Anything else outside the window is dropped.
 - A message whose ICV fails is counted and dropped: no state changes, no answer.
 - IKE fragmentation (RFC 7383), when both peers announced it: a protected message larger than
   the fragmentation threshold goes out as Encrypted Fragment messages (retransmitted all
@@ -106,73 +107,65 @@ class _Outstanding:
     deadline: float
 
 
-@dataclass(slots=True)
-class _CachedResponse:
-    # The request as received: a retransmission is the same bytes (held, not hashed: the
-    # cache keeps one window of messages, and a comparison costs less than a digest).
-    request: bytes
-    messages: tuple[bytes, ...]
-
-
 class IkeSession:
     """One IKE SA as seen by the engine. Get one from `IkeEndpoint.initiate` or from an event."""
+
+    # State most sessions never set, as class-level defaults (immutable values only): an
+    # assignment on the instance replaces the default for that session, and a session (two
+    # per clone) is not made with two dozen attribute stores.
+    handshake: Handshake | None = None
+    integrity_failures = 0
+    retransmissions = 0
+    cached_answers = 0
+    # When an SA not in use ends by itself: half open (responder), or the peer's redundant
+    # new SA of a rekey collision that the peer may never delete (§2.8.2).
+    half_open_deadline: float | None = None
+    # Dropped from its endpoint without a word to the peer (the SA went to another
+    # cluster node, or a write could not be confirmed): it sends nothing any more.
+    evicted = False
+    # Where the peer's IKE_SA_INIT came from (responder side; the endpoint's index key).
+    init_source: Address | None = None
+    # (source, destination) of the peer request being processed: MOBIKE takes the new
+    # addresses from the IP header (RFC 4555 §3.5).
+    request_path: tuple[Address, Address] | None = None
+    # The SK ciphers, made from the record's keys on first use (`_ciphers`).
+    _cipher_in: IkeCipher | None = None
+    _cipher_out: IkeCipher | None = None
+    # RFC 7383 §2.6: incomplete fragmented messages; made at the first fragment (most SAs
+    # never see one, and every container made here is one more for the GC per SA).
+    _reassembly: Reassembly | None = None
+    # When we last heard from the peer (an authentic IKE message or ESP packet): the
+    # liveness check waits for `PeerConfig.dpd_delay` of silence.
+    last_heard: float | None = None
+    # When an automatic rekey was last started: b"" the IKE SA, else a Child SA's SPI
+    # (made at the first one).
+    _rekey_started: dict[bytes, float] | None = None
+    _close_after_response: tuple[IkeTrigger, str, int | None] | None = None
+    # §2.8.2: the SA we made answering the peer's rekey while ours was in flight.
+    rekey_collision: RekeyCollision | None = None
+    # §2.8.2: on such an SA made by the peer's rekey, the old SA, until the collision is
+    # resolved.
+    collision_parent: IkeSession | None = None
+    # §2.8: after an IKE SA rekey, the SA that took our Child SAs over (a request about
+    # one of them that was sent on this SA before the peer saw the rekey end applies there).
+    successor: IkeSession | None = None
+    # Child SAs the user has not been told about (made in a collision, maybe redundant):
+    # they go without an event. Made at the first one (`keep_unannounced`).
+    unannounced: set[bytes] | None = None
+    # Child SA SPIs the peer deleted before we knew them (their creation still in flight;
+    # made at the first one).
+    _unknown_deletes: deque[bytes] | None = None
 
     def __init__(self, endpoint: IkeEndpoint, sa: IkeSa, peer: PeerConfig | None) -> None:
         self.endpoint = endpoint
         self.sa = sa
         self.peer = peer
-        self.handshake: Handshake | None = None
-        self.integrity_failures = 0
-        self.retransmissions = 0
-        self.cached_answers = 0
-        # When an SA not in use ends by itself: half open (responder), or the peer's redundant
-        # new SA of a rekey collision that the peer may never delete (§2.8.2).
-        self.half_open_deadline: float | None = None
-        # Dropped from its endpoint without a word to the peer (the SA went to another
-        # cluster node, or a write could not be confirmed): it sends nothing any more.
-        self.evicted = False
-        # Where the peer's IKE_SA_INIT came from (responder side; the endpoint's index key).
-        self.init_source: Address | None = None
-        # (source, destination) of the peer request being processed: MOBIKE takes the new
-        # addresses from the IP header (RFC 4555 §3.5).
-        self.request_path: tuple[Address, Address] | None = None
         # RFC 4555 exchanges in flight (transient; what persists is in the record, `IkeSa`).
         self.mobike = MobikeState()
         self._queue: deque[InitiatorTask] = deque()
         self._outstanding: dict[int, _Outstanding] = {}
-        self._responses: dict[int, _CachedResponse] = {}
-        # Peer requests answered ahead of a lower one still open (a window > 1); made at the
-        # first such request (in order, nothing is kept: one set less per SA for the GC).
-        self._answered: set[int] | None = None
-        # The SK ciphers, made from the record's keys on first use (`_ciphers`).
-        self._cipher_in: IkeCipher | None = None
-        self._cipher_out: IkeCipher | None = None
-        # RFC 7383 §2.6: incomplete fragmented messages; made at the first fragment (most SAs
-        # never see one, and every container made here is one more for the GC per SA).
-        self._reassembly: Reassembly | None = None
-        # When we last heard from the peer (an authentic IKE message or ESP packet): the
-        # liveness check waits for `PeerConfig.dpd_delay` of silence.
-        self.last_heard: float | None = None
-        # When an automatic rekey was last started: b"" the IKE SA, else a Child SA's SPI
-        # (made at the first one).
-        self._rekey_started: dict[bytes, float] | None = None
-        self._close_after_response: tuple[IkeTrigger, str, int | None] | None = None
-        # §2.8.2: the SA we made answering the peer's rekey while ours was in flight.
-        self.rekey_collision: RekeyCollision | None = None
-        # §2.8.2: on such an SA made by the peer's rekey, the old SA, until the collision is
-        # resolved.
-        self.collision_parent: IkeSession | None = None
-        # §2.8: after an IKE SA rekey, the SA that took our Child SAs over (a request about
-        # one of them that was sent on this SA before the peer saw the rekey end applies there).
-        self.successor: IkeSession | None = None
         # §2.8.1: per Child SA being rekeyed by both ends, the one the peer's request made.
         self.child_collisions: dict[bytes, ChildCollision] = {}
-        # Child SAs the user has not been told about (made in a collision, maybe redundant):
-        # they go without an event. Made at the first one (`keep_unannounced`).
-        self.unannounced: set[bytes] | None = None
-        # Child SA SPIs the peer deleted before we knew them (their creation still in flight;
-        # made at the first one).
-        self._unknown_deletes: deque[bytes] | None = None
         # Whether the user has heard of this SA: only those get events when they end.
         self.visible = sa.initiator or sa.state not in _HALF_OPEN
 
@@ -536,7 +529,9 @@ class IkeSession:
                 payloads=payloads,
             )
             return (raw,)
-        cipher, _ = self._ciphers()
+        cipher = self._cipher_out
+        if cipher is None:
+            cipher = self._ciphers()[0]
         messages = build_protected(
             cipher,
             sa.spi_i,
@@ -560,8 +555,8 @@ class IkeSession:
         """The largest message before fragmenting (RFC 7383 §2.5.1), or None when
         fragmentation is not negotiated."""
         config = self.endpoint.config
-        if not self.fragmentation_negotiated:
-            return None
+        if not (config.fragmentation and self.sa.peer_fragmentation_supported):
+            return None  # not negotiated (`fragmentation_negotiated`)
         ipv6 = ":" in self.sa.remote_address[0]
         threshold = config.fragment_threshold or (
             DEFAULT_THRESHOLD_IPV6 if ipv6 else DEFAULT_THRESHOLD_IPV4
@@ -594,7 +589,9 @@ class IkeSession:
             return None  # RFC 7383 §2.4: fragments only once both peers announced them
         if fragment is None and last != _SK:
             return None
-        cipher = self._ciphers()[1]
+        cipher = self._cipher_in
+        if cipher is None:
+            cipher = self._ciphers()[1]
         try:
             if fragment is not None:
                 # RFC 7383 §2.6: None until the last fragment of the message arrives; given
@@ -655,23 +652,23 @@ class IkeSession:
         sa = self.sa
         message_id = message.message_id
         request = message.to_bytes()
-        cached = self._responses.get(message_id)
+        # The cache is in the record (`IkeSa.responses`): answered here even after a restart
+        # or on the cluster node that took the SA over. It holds every request answered ahead
+        # of a lower one too, so such a request never reaches the exchange again.
+        responses = sa.responses
+        cached = None if responses is None else responses.get(message_id)
         if cached is not None:
             fragment = _fragment(message)
             # RFC 7383 §2.6.1: of a fragmented request, only fragment 1 asks for the response.
-            if (
-                cached.request == request
-                if fragment is None
-                else fragment.fragment_number == 1
-            ):
+            # (The request is held, not hashed: the cache keeps one window of messages, and a
+            # comparison costs less than a digest.)
+            if cached[0] == request if fragment is None else fragment.fragment_number == 1:
                 self.cached_answers += 1
-                for raw in cached.messages:
+                for raw in cached[1]:
                     self.endpoint.transmit(self, raw, (src, dst))
             return
         lowest = sa.next_peer_request_id
-        if not lowest <= message_id < lowest + sa.local_window or (
-            self._answered is not None and message_id in self._answered
-        ):
+        if not lowest <= message_id < lowest + sa.local_window:
             return
         fatal: int | None = None
         response: list[Payload]
@@ -736,22 +733,24 @@ class IkeSession:
         self, message_id: int, request: bytes, messages: tuple[bytes, ...]
     ) -> None:
         sa = self.sa
-        self._responses[message_id] = _CachedResponse(request, messages)
-        answered = self._answered
-        if message_id == sa.next_peer_request_id and not answered:
-            sa.next_peer_request_id += 1  # in order, nothing answered ahead of it: the usual case
-        else:
-            if answered is None:
-                answered = self._answered = set()
-            answered.add(message_id)
-            while sa.next_peer_request_id in answered:
-                answered.discard(sa.next_peer_request_id)
-                sa.next_peer_request_id += 1
+        responses = sa.responses
+        if responses is None:
+            # Made at the first request answered (many SAs never answer one, as an initiator or
+            # a clone): one container less per SA for the GC.
+            responses = sa.responses = {}
+        responses[message_id] = (request, messages)
+        next_id = sa.next_peer_request_id
+        if message_id == next_id:
+            # Cached responses at or above the next ID are the requests answered ahead of it
+            # (a window > 1): the window moves past them too.
+            next_id += 1
+            while next_id in responses:
+                next_id += 1
+            sa.next_peer_request_id = next_id
         # Keep the responses a peer may still retransmit for: one window back (§2.3).
         # (No list of the stale ones: one container less per request for the GC.)
-        horizon = sa.next_peer_request_id - sa.local_window
-        responses = self._responses
-        while responses and (oldest := min(responses)) < horizon:
+        horizon = next_id - sa.local_window
+        while (oldest := min(responses)) < horizon:
             del responses[oldest]
 
     def _responder_for(self, message: IkeMessage) -> ResponderTask:

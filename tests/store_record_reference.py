@@ -1,7 +1,7 @@
-"""An independent encoder of record formats 4, 3 and 2 (the layout in _fast/record.pyx, written
-with the stdlib ``struct`` module): the oracle of the compiled codec's differential test, and
-the writer of format-3 and format-2 records as the ikecore before format 4 and 3 wrote them.
-Encoding only; decoding is checked by round trips and by the golden record."""
+"""An independent encoder of record formats 5, 4, 3 and 2 (the layout in _fast/record.pyx,
+written with the stdlib ``struct`` module): the oracle of the compiled codec's differential
+test, and the writer of format-4, 3 and 2 records as the ikecore before format 5, 4 and 3 wrote
+them. Encoding only; decoding is checked by round trips and by the golden records."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ CHILD_BLOCK = struct.Struct(">4s4sBHHHQQd4sBBHHHH")
 TS_BLOCK = struct.Struct(">BHHHH")
 MOBIKE_BLOCK = struct.Struct(">BQHH")
 ADDRESS_LENGTH = struct.Struct(">H")
+CACHE_BLOCK = struct.Struct(">I")
+RESPONSE_BLOCK = struct.Struct(">IIH")
+MESSAGE_LENGTH = struct.Struct(">I")
 IKE_FLAGS = (
     "initiator",
     "local_clone_supported",
@@ -27,9 +30,9 @@ IKE_FLAGS = (
 IKE_SA_KEYS = ("sk_d", "sk_ai", "sk_ar", "sk_ei", "sk_er", "sk_pi", "sk_pr")
 
 
-def reference_encode(sa: IkeSa, record_format: int = 4) -> tuple[bytes, bytes]:
-    """(public, secret) of ``sa`` in record format 4, 3 (without the MOBIKE role) or 2
-    (without the MOBIKE fields)."""
+def reference_encode(sa: IkeSa, record_format: int = 5) -> tuple[bytes, bytes]:
+    """(public, secret) of ``sa`` in record format 5, 4 (without the response cache), 3 (also
+    without the MOBIKE role) or 2 (without the MOBIKE fields)."""
     transforms, keys, local_id, remote_id = sa.transforms, sa.keys, sa.local_id, sa.remote_id
     optional = (transforms, keys, local_id, remote_id, sa.parent, sa.rekeyed_from)
     present = sum(1 << bit for bit, value in enumerate(optional) if value is not None)
@@ -55,7 +58,7 @@ def reference_encode(sa: IkeSa, record_format: int = 4) -> tuple[bytes, bytes]:
             sa.local_window,
             sa.sk_iv,
             sa.created_at,
-            sa.established_at or 0.0,
+            0.0 if sa.established_at is None else sa.established_at,
             bytes(16) if sa.parent is None else b"".join(sa.parent),
             bytes(16) if sa.rekeyed_from is None else b"".join(sa.rekeyed_from),
             sa.local_address[1],
@@ -103,7 +106,7 @@ def reference_encode(sa: IkeSa, record_format: int = 4) -> tuple[bytes, bytes]:
         # Format 3: the MOBIKE state after everything else of each section; format 4: the
         # MOBIKE role as flag 2 of its block.
         update_id = sa.mobike_update_id
-        role = 2 if record_format == 4 and sa.mobike_initiator else 0
+        role = 2 if record_format >= 4 and sa.mobike_initiator else 0
         blocks.append(
             MOBIKE_BLOCK.pack(
                 (update_id != -1) | role,
@@ -117,4 +120,12 @@ def reference_encode(sa: IkeSa, record_format: int = 4) -> tuple[bytes, bytes]:
         texts += sa.peer_addresses
     else:
         assert record_format == 2
+    if record_format >= 5:
+        # Format 5: the response cache after the MOBIKE state, its messages' lengths 32-bit.
+        responses = sa.responses or {}
+        blocks.append(CACHE_BLOCK.pack(len(responses)))
+        for message_id, (request, messages) in responses.items():
+            blocks.append(RESPONSE_BLOCK.pack(message_id, len(request), len(messages)))
+            blocks += [MESSAGE_LENGTH.pack(len(message)) for message in messages]
+            blobs += (request, *messages)
     return b"".join(blocks + blobs) + "".join(texts).encode(), b"".join(secret)

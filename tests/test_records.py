@@ -137,6 +137,18 @@ def test_records_round_trip_through_json() -> None:
     sa.nat_seen_as = bytes(range(20))
     sa.mobike_initiator = not sa.initiator  # the other end rekeyed the SA (RFC 4555 §1.3)
     assert IkeSa.from_dict(json.loads(json.dumps(sa.to_dict()))) == sa
+    # The response cache (RFC 7296 §2.1): none, then a response and a fragmented one.
+    assert again.responses is None and data["responses"] is None
+    sa.responses = {4: (b"\x01request", (b"\x02response",)), 5: (b"\x03", (b"\x04", b"\x05"))}
+    data = json.loads(json.dumps(sa.to_dict()))
+    assert data["responses"] == [
+        [4, b"\x01request".hex(), [b"\x02response".hex()]],
+        [5, "03", ["04", "05"]],
+    ]
+    assert IkeSa.from_dict(data) == sa
+    # A dict written before the cache was kept reads as none.
+    del data["responses"]
+    assert IkeSa.from_dict(data).responses is None
 
 
 @pytest.mark.parametrize(
@@ -150,6 +162,9 @@ def test_records_round_trip_through_json() -> None:
         lambda d: d.update(nat_seen_as="not hex"),
         lambda d: d.pop("mobike_update_id"),
         lambda d: d.pop("mobike_initiator"),
+        lambda d: d.update(responses=[[1, "zz", []]]),
+        lambda d: d.update(responses=[[1, "00"]]),
+        lambda d: d.update(responses=[["one", "00", ["00"]]]),
     ],
 )
 def test_unreadable_records_raise_malformed(damage: object) -> None:

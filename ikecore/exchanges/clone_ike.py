@@ -18,7 +18,6 @@ NO_ADDITIONAL_SAS (§5.3). Every choice RFC 7791 leaves open is in docs/CLONE.md
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -108,19 +107,16 @@ class CloneBackoff:
             self.exhausted[sa.remote_id] = _live_with_peer(session.endpoint, sa.remote_id)
 
 
-_backoffs: weakref.WeakKeyDictionary[IkeEndpoint, CloneBackoff] = weakref.WeakKeyDictionary()
-
-
 def backoff_for(endpoint: IkeEndpoint) -> CloneBackoff:
-    """The endpoint's `CloneBackoff` (made on first use; it lives as long as the endpoint)."""
-    backoff = _backoffs.get(endpoint)
+    """The endpoint's `CloneBackoff`, made at its first refusal (until then no refusal holds)."""
+    backoff = endpoint.clone_backoff
     if backoff is None:
-        backoff = _backoffs[endpoint] = CloneBackoff()
+        backoff = endpoint.clone_backoff = CloneBackoff()
     return backoff
 
 
 def _live_with_peer(endpoint: IkeEndpoint, remote_id: Identity) -> int:
-    return sum(1 for s in endpoint.sessions if s.sa.remote_id == remote_id and s.sa.state in _LIVE)
+    return sum(1 for s in endpoint.sessions_with(remote_id) if s.sa.state in _LIVE)
 
 
 def _family_members(session: IkeSession) -> list[IkeSa]:
@@ -145,11 +141,13 @@ def family_clone_count(session: IkeSession) -> int:
 
 def _pending_clones(session: IkeSession) -> list[CloneIkeInitiator]:
     """Our clone requests in flight on any SA of the family (they reserve a place)."""
-    family = session.sa.family
+    sa, endpoint = session.sa, session.endpoint
+    # A family shares its peer's identity: only that peer's SAs are looked at.
+    members = endpoint.sessions if sa.remote_id is None else endpoint.sessions_with(sa.remote_id)
     return [
         task
-        for other in session.endpoint.sessions
-        if other.sa.family == family
+        for other in members
+        if other.sa.family == sa.family
         for task in other.outstanding_tasks()
         if isinstance(task, CloneIkeInitiator)
     ]
@@ -169,7 +167,9 @@ def start_clone(session: IkeSession, now: float) -> None:
     if not sa.clone_negotiated:
         # §5.1: "the IKE SA MUST NOT be cloned" unless both sent CLONE_IKE_SA_SUPPORTED.
         raise CloneRefused("NOT_NEGOTIATED")
-    backoff_for(session.endpoint).check(session, now)
+    backoff = session.endpoint.clone_backoff
+    if backoff is not None:
+        backoff.check(session, now)
     peer = session.peer
     if peer is None:
         raise LocalProtocolError("no peer configuration for this SA")
@@ -182,7 +182,8 @@ def start_clone(session: IkeSession, now: float) -> None:
 
 def _new_clone(session: IkeSession, clone_sa: IkeSa) -> IkeSession:
     """Track the clone as a session of its own; the parent's state does not change."""
-    clone_sa.parent = session.sa.spis
+    parent = session.sa
+    clone_sa.parent = (parent.spi_i, parent.spi_r)  # parent.spis, without a property call
     # The parent's class is IkeSession: naming it so spares an import statement run in every
     # clone (session.py imports this module, so it cannot be imported at the top; an import
     # in the body costs ~1.5 µs a run on CPython 3.11).

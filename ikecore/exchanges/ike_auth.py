@@ -135,9 +135,11 @@ def _other_sas_with(
     session: IkeSession, local_id: Identity, remote_id: Identity | None
 ) -> list[IkeSession]:
     """The endpoint's other live IKE SAs between these identities (clones included)."""
+    endpoint = session.endpoint
+    candidates = endpoint.sessions if remote_id is None else endpoint.sessions_with(remote_id)
     return [
         other
-        for other in session.endpoint.sessions
+        for other in candidates
         if other is not session
         and other.sa.state != IkeState.DELETED
         and other.sa.local_id == local_id

@@ -1,7 +1,8 @@
-"""The binary encoding of `IkeSa` records in the persistent stores (record format 4; formats 3
-and 2, written before the MOBIKE role and the MOBIKE fields were stored, are still read).
+"""The binary encoding of `IkeSa` records in the persistent stores (record format 5; formats 4,
+3 and 2, written before the response cache, the MOBIKE role and the MOBIKE fields were stored,
+are still read).
 
-``encode(sa) -> (public, secret)`` (format 4) and ``decode(public, secret, record_format=4)
+``encode(sa) -> (public, secret)`` (format 5) and ``decode(public, secret, record_format=5)
 -> IkeSa`` are compiled
 (``ikecore._fast.record``); the byte format is described in ``_fast/record.pyx``.
 """

@@ -36,7 +36,9 @@ class MemoryStore:
         self._esp_spis: set[bytes] = set()
         self._by_esp_spi: dict[bytes, SpiPair] = {}
         self._esp_of: dict[SpiPair, set[bytes]] = {}
-        self._by_identity: dict[Identity, set[SpiPair]] = {}
+        # Keyed by (ID type, data), the Identity's fields: a tuple of an int and bytes hashes
+        # in C, an Identity (a dataclass) through a Python __hash__, on every new record.
+        self._by_identity: dict[tuple[int, bytes], set[SpiPair]] = {}
         self._identity_of: dict[SpiPair, Identity] = {}
 
     def claim_ike_spi(self, spi: bytes) -> bool:
@@ -71,10 +73,15 @@ class MemoryStore:
 
     def put_ike_sa(self, sa: IkeSa) -> None:
         key = (sa.spi_i, sa.spi_r)  # sa.spis, without a property call on every write
-        self._check_owner(key)
-        if self._sas.get(key) is sa and self._indexed(key, sa):
+        # `_check_owner` inline (the engine writes after every exchange): no owner yet is a
+        # new record (or one deleted), which this node creates.
+        owner = self._owners.get(key)
+        if owner is None:
+            self._owners[key] = self._node_id
+        elif owner != self._node_id:
+            raise WriteConflict(f"IKE SA {key[0].hex()}/{key[1].hex()} belongs to {owner}")
+        elif self._sas.get(key) is sa and self._indexed(key, sa):
             return  # the engine changed counters or state of a record held here: nothing to do
-        self._owners.setdefault(key, self._node_id)
         self._sas[key] = sa
         self._unloaded.add(key)
         indexed = self._esp_of.get(key)  # None for a new record: nothing can be stale
@@ -94,12 +101,13 @@ class MemoryStore:
             del self._esp_of[key]
         old_identity = self._identity_of.pop(key, None)
         if old_identity is not None:
-            self._by_identity[old_identity].discard(key)
-        if sa.remote_id is not None:
-            self._identity_of[key] = sa.remote_id
-            keys = self._by_identity.get(sa.remote_id)  # (setdefault would build a set each time)
-            if keys is None:
-                self._by_identity[sa.remote_id] = {key}
+            self._by_identity[old_identity.type, old_identity.data].discard(key)
+        remote_id = sa.remote_id
+        if remote_id is not None:
+            self._identity_of[key] = remote_id
+            keys = self._by_identity.get((remote_id.type, remote_id.data))
+            if keys is None:  # (setdefault would build a set each time)
+                self._by_identity[remote_id.type, remote_id.data] = {key}
             else:
                 keys.add(key)
 
@@ -109,10 +117,14 @@ class MemoryStore:
         identity = self._identity_of.get(key)
         if not (identity is sa.remote_id or identity == sa.remote_id):
             return False
-        if self._esp_of.get(key, _NO_SPIS) != sa.child_sas.keys():
+        # The same SPIs: as many, each indexed (a set compared with a dict's keys view takes
+        # the slow path of a reflected comparison).
+        indexed = self._esp_of.get(key, _NO_SPIS)
+        if len(indexed) != len(sa.child_sas):
             return False
+        by_esp_spi = self._by_esp_spi
         for spi in sa.child_sas:
-            if self._by_esp_spi.get(spi) != key:
+            if spi not in indexed or by_esp_spi.get(spi) != key:
                 return False
         return True
 
@@ -139,7 +151,8 @@ class MemoryStore:
         return sa
 
     def find_by_identity(self, remote_id: Identity) -> list[IkeSa]:
-        return [self._sas[key] for key in sorted(self._by_identity.get(remote_id, ()))]
+        keys = self._by_identity.get((remote_id.type, remote_id.data), ())
+        return [self._sas[key] for key in sorted(keys)]
 
     def delete_ike_sa(self, spi_i: bytes, spi_r: bytes) -> None:
         key = (spi_i, spi_r)
@@ -154,7 +167,7 @@ class MemoryStore:
                 self._seq_reserved.pop(spi, None)
         identity = self._identity_of.pop(key, None)
         if identity is not None:
-            self._by_identity[identity].discard(key)
+            self._by_identity[identity.type, identity.data].discard(key)
         if sa is not None:
             self._ike_spis.discard(sa.local_spi)
 

@@ -5,17 +5,20 @@ A sealed record is one byte string::
     "IKS" | format (1) | key id (8) | salt (32) | IV (8) | public length (4) | public
           | ciphertext | ICV (16)
 
-*format* is the record format, ``"4"``: *public* and the plaintext of *ciphertext* are the two
+*format* is the record format, ``"5"``: *public* and the plaintext of *ciphertext* are the two
 parts of `ikecore.store.codec` (compiled: ``_fast/record.pyx``; everything but key material;
 the IKE SA's and every Child SA's keys). The *ciphertext* is AES-256-GCM over the keys alone;
 the AAD is everything before the ciphertext plus the SPI pair the record is stored under, so
 every field is authenticated and a record copied under another SPI pair does not open.
 
-Records are written in format 4. Format 3 (the same without the MOBIKE role,
+Records are written in format 5. Format 4 (the same without the response cache,
+`IkeSa.responses`, read as none), format 3 (also without the MOBIKE role,
 `IkeSa.mobike_initiator`, read as the I flag's) and format 2 (without any MOBIKE state: the peer's
 address set, the last UPDATE_SA_ADDRESSES acted on, the NAT value of §3.8) are still read, the
 missing fields defaulted, so a store written before keeps working after an upgrade; such a
-record is rewritten in format 4 the next time its SA is saved.
+record is rewritten in format 5 the next time its SA is saved. (An SA loaded from a record of
+format 4 or before has no cached response: a retransmission of the request it answered last is
+dropped, as it was before format 5.)
 
 Format 1 (JSON of `IkeSa.to_dict`, written before the binary codec) is not read: such records
 existed only in test and demo stores, and opening one raises `MalformedMessage` naming the
@@ -53,9 +56,9 @@ from ikecore.store import codec
 __all__ = ["RecordSealer"]
 
 _MAGIC = b"IKS"
-_FORMAT = b"4"
+_FORMAT = b"5"
 # The formats `open` reads, by their header byte (see the module docstring).
-_READABLE_FORMATS = {b"2": 2, b"3": 3, b"4": 4}
+_READABLE_FORMATS = {b"2": 2, b"3": 3, b"4": 4, b"5": 5}
 _KEY_ID_LEN = 8
 _SALT_LEN = 32
 _IV_LEN = 8
@@ -138,7 +141,7 @@ class RecordSealer:
             # Format 1 (JSON) is not read: see the module docstring.
             raise MalformedMessage(
                 f"stored SA record of format {record[3:4]!r}; this ikecore reads formats "
-                f"b'2', b'3' and {_FORMAT!r} (recreate the store)",
+                f"b'2', b'3', b'4' and {_FORMAT!r} (recreate the store)",
                 3,
             )
         if record[_KEY_ID_AT:_SALT_AT] != self._key_id:

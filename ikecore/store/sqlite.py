@@ -130,6 +130,31 @@ class _Transaction:
             raise self._errors.mapped(exc) from None
 
 
+# How often a new store file's switch to WAL is tried again after another connection's (see
+# _enter_wal_mode); each retry first waits, up to the busy timeout, for that connection.
+_WAL_ATTEMPTS = 20
+
+
+def _enter_wal_mode(db: sqlite3.Connection) -> None:
+    """PRAGMA journal_mode=WAL, also when other processes open the same new file at once.
+
+    Switching a file from the rollback journal to WAL needs an exclusive lock, and when
+    another connection holds a lock at that moment (its own switch, its schema transaction)
+    SQLite answers "database is locked" at once, without waiting out the busy timeout. BEGIN
+    IMMEDIATE does wait for it; once that connection is done, the switch is tried again (a
+    file already in WAL mode makes the pragma a read)."""
+    for _ in range(_WAL_ATTEMPTS):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):  # SQLITE_BUSY's message; anything else is real
+                raise
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("ROLLBACK")
+    db.execute("PRAGMA journal_mode=WAL")  # the last try: its error is the caller's
+
+
 @dataclass(slots=True)
 class _Seen:
     """A record as this object last read or wrote it: what its compare-and-set expects."""
@@ -157,7 +182,7 @@ class SqliteStore:
             self._db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
         try:
             with self._errors:
-                self._db.execute("PRAGMA journal_mode=WAL")
+                _enter_wal_mode(self._db)
                 self._db.execute("PRAGMA synchronous=FULL")
             self._write = _Transaction(self._db, self._errors)
             with self._write:

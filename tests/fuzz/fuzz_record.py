@@ -1,13 +1,14 @@
 """Mutation fuzzing of the store record decoder (`ikecore._fast.record.decode`, record formats
-3 and 2).
+5, 4, 3 and 2).
 
 Records are read back only after the sealer has authenticated them, but the decoder is native
 code and a writer bug or a record of another format must still end in `MalformedMessage`,
 never a crash, another exception type or a partial record. Each input is a valid record
-(public and secret part, from `store_fixtures.make_sa`, with and without MOBIKE state; format
-3 from the codec, format 2 from `store_record_reference`) with 1-4 random byte changes,
-truncations or insertions in one part, decoded in its own format or, one time in five, in
-the other; what still decodes must encode back to bytes that decode to the same record.
+(public and secret part, from `store_fixtures.make_sa`, with and without MOBIKE state and a
+response cache; format 5 from the codec, formats 4, 3 and 2 from `store_record_reference`) with
+1-4 random byte changes, truncations or insertions in one part, decoded in its own format or,
+one time in five, in another; what still decodes must encode back to bytes that decode to the
+same record.
 
     python tests/fuzz/fuzz_record.py [COUNT] [SEED]    # default 200,000 inputs, seed 0; -1: forever
 
@@ -54,8 +55,15 @@ def main() -> int:
         sa.nat_seen_as = bytes([n]) * 20
     for sa in records[1::2]:
         sa.mobike_initiator = not sa.initiator  # the responder rekeyed (RFC 4555 §1.3)
-    seeds = [(4, encode(sa)) for sa in records]
-    seeds += [(f, reference_encode(sa, f)) for f in (2, 3) for sa in records]
+    for n, sa in enumerate(records[::3]):
+        # The response cache (format 5): one window back and a request answered ahead, one
+        # response in Encrypted Fragment messages (RFC 7383).
+        sa.responses = {
+            n: (bytes([n]) * 40, (bytes([n + 1]) * 60,)),
+            n + 2: (bytes([n + 2]) * 30, (bytes([n + 3]) * 50, bytes([n + 4]) * 20)),
+        }
+    seeds = [(5, encode(sa)) for sa in records]
+    seeds += [(f, reference_encode(sa, f)) for f in (2, 3, 4) for sa in records]
     decoded = 0
     for _ in range(count) if count >= 0 else itertools.count():
         record_format, (public, secret) = rng.choice(seeds)
@@ -64,7 +72,7 @@ def main() -> int:
         else:
             secret = mutate(rng, secret)
         if rng.random() < 0.2:
-            record_format = rng.choice([2, 3, 4])  # read as another format
+            record_format = rng.choice([2, 3, 4, 5])  # read as another format
         try:
             record = decode(public, secret, record_format)
         except MalformedMessage:

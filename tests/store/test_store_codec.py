@@ -1,10 +1,11 @@
 """The binary record encoding (ikecore.store.codec = the compiled ikecore._fast.record, record
-format 4, and formats 3 and 2 as written before): every IkeSa round-trips exactly, its bytes
+format 5, and formats 4, 3 and 2 as written before): every IkeSa round-trips exactly, its bytes
 are those of an independent struct-based encoder (tests/store_record_reference.py) and of
 golden records (format 2 written before the codec was compiled, read with the MOBIKE fields
-defaulted; format 3, read with the MOBIKE role of the I flag), values that do not fit are
-refused when written, and bytes that are not a record are MalformedMessage in any format,
-never another exception or a half-read record."""
+defaulted; format 3, read with the MOBIKE role of the I flag; format 4, read without a response
+cache; format 5 with one), values that do not fit are refused when written, and bytes that are
+not a record are MalformedMessage in any format, never another exception or a half-read
+record."""
 
 from __future__ import annotations
 
@@ -18,7 +19,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from store_fixtures import STORE_KEY, add_child, make_sa
-from store_record_reference import CHILD_BLOCK, IKE_BLOCK, TS_BLOCK, reference_encode
+from store_record_reference import (
+    ADDRESS_LENGTH,
+    CHILD_BLOCK,
+    IKE_BLOCK,
+    MOBIKE_BLOCK,
+    TS_BLOCK,
+    reference_encode,
+)
 
 from ikecore.config import Identity, TrafficSelector
 from ikecore.constants import DhGroup, EncrId, IdType, PrfId
@@ -40,6 +48,12 @@ ipv6 = st.tuples(*[st.integers(0, 0xFFFF)] * 8).map(lambda t: ":".join(f"{x:x}" 
 addresses = st.one_of(ipv4, ipv6)
 pairs = st.tuples(st.binary(min_size=8, max_size=8), st.binary(min_size=8, max_size=8))
 keys = st.binary(min_size=0, max_size=80)
+# The response cache (format 5): by 32-bit message ID, the request and its response's
+# messages (one, or Encrypted Fragments; none only in a record not made by the engine).
+messages = st.binary(max_size=120)
+responses = st.none() | st.dictionaries(
+    u32, st.tuples(messages, st.lists(messages, max_size=3).map(tuple)), min_size=1, max_size=4
+)
 
 
 @st.composite
@@ -111,6 +125,7 @@ def ike_sas(draw: st.DrawFn) -> IkeSa:
         peer_addresses=tuple(draw(st.lists(addresses | text, max_size=4))),
         mobike_update_id=draw(st.just(-1) | u64),
         nat_seen_as=draw(st.sampled_from([b"", bytes(20)]) | st.binary(max_size=40)),
+        responses=draw(responses),
     )
     # Every boolean field, as the record class declares them: a new one must round-trip too.
     for flag in (field.name for field in dataclasses.fields(IkeSa) if field.type == "bool"):
@@ -147,9 +162,10 @@ def test_format_2_records_read_with_the_mobike_fields_defaulted(sa: IkeSa) -> No
         mobike_update_id=-1,
         nat_seen_as=b"",
         mobike_initiator=sa.initiator,
+        responses=None,
     )
     assert codec.decode(*written_before, 2) == defaults
-    # Read as format 3 it is refused or another record, never this one with its MOBIKE state.
+    # Read as format 5 it is refused or another record, never this one with its MOBIKE state.
     try:
         misread = codec.decode(*written_before)
     except MalformedMessage:
@@ -165,20 +181,47 @@ def test_format_3_records_read_with_the_mobike_role_of_the_i_flag(sa: IkeSa) -> 
     the SA since the first IKE SA of its series, RFC 4555 §1.3)."""
     written_before = reference_encode(sa, 3)
     assert codec.decode(*written_before, 3) == dataclasses.replace(
-        sa, mobike_initiator=sa.initiator
+        sa, mobike_initiator=sa.initiator, responses=None
     )
     # The same bytes as format 4 but for the role's flag.
-    public, secret = codec.encode(sa)
+    public, secret = reference_encode(sa, 4)
     assert secret == written_before[1] and len(public) == len(written_before[0])
     pairs = zip(public, written_before[0], strict=True)
     differing = [at for at, (a, b) in enumerate(pairs) if a != b]
     assert len(differing) == int(sa.mobike_initiator)
 
 
+def _blocks_end(sa: IkeSa) -> int:
+    """Where the fixed blocks of format 4 end in ``sa``'s public part (format 5's response
+    cache blocks start there)."""
+    selectors = sum(len(c.local_ts) + len(c.remote_ts) for c in sa.child_sas.values())
+    return (
+        IKE_BLOCK.size
+        + len(sa.child_sas) * CHILD_BLOCK.size
+        + selectors * TS_BLOCK.size
+        + MOBIKE_BLOCK.size
+        + len(sa.peer_addresses) * ADDRESS_LENGTH.size
+    )
+
+
+@settings(max_examples=40)
+@given(ike_sas())
+def test_format_4_records_read_without_a_response_cache(sa: IkeSa) -> None:
+    """What the ikecore before format 5 wrote reads back with everything but the response
+    cache, which format 4 never stored."""
+    written_before = reference_encode(sa, 4)
+    assert codec.decode(*written_before, 4) == dataclasses.replace(sa, responses=None)
+    # Without a cache, format 5 is format 4 with a zero response count after its blocks.
+    public, secret = codec.encode(dataclasses.replace(sa, responses=None))
+    at = _blocks_end(sa)
+    assert secret == written_before[1]
+    assert public == written_before[0][:at] + bytes(4) + written_before[0][at:]
+
+
 def test_decode_names_the_formats_it_reads() -> None:
     public, secret = codec.encode(make_sa(1))
-    for unknown in (1, 5):
-        with pytest.raises(ValueError, match="formats 2, 3 and 4"):
+    for unknown in (1, 6):
+        with pytest.raises(ValueError, match="formats 2, 3, 4 and 5"):
             codec.decode(public, secret, unknown)
 
 
@@ -228,13 +271,17 @@ GOLDEN_SECRET = bytes.fromhex(
 def test_a_record_written_before_the_codec_was_compiled_reads_the_same() -> None:
     assert codec.decode(GOLDEN_PUBLIC, GOLDEN_SECRET, 2) == golden_sa()
     assert reference_encode(golden_sa(), 2) == (GOLDEN_PUBLIC, GOLDEN_SECRET)
-    # Written again, it is format 3: the same blocks, an empty MOBIKE block after them.
+    # Written again, it is format 5: the same blocks, an empty MOBIKE block (format 3) and an
+    # empty response cache (format 5) after them.
     public, secret = codec.encode(golden_sa())
     # The fixed blocks: the IKE SA's, then two Child SAs with one selector each way.
     blocks_end = IKE_BLOCK.size + 2 * (CHILD_BLOCK.size + 2 * TS_BLOCK.size)
     empty_mobike = b"\0" * 13
+    empty_cache = b"\0" * 4
     assert secret == GOLDEN_SECRET
-    assert public == GOLDEN_PUBLIC[:blocks_end] + empty_mobike + GOLDEN_PUBLIC[blocks_end:]
+    assert public == (
+        GOLDEN_PUBLIC[:blocks_end] + empty_mobike + empty_cache + GOLDEN_PUBLIC[blocks_end:]
+    )
     assert codec.decode(public, secret) == golden_sa()
 
 
@@ -273,10 +320,14 @@ def test_a_format_3_record_reads_and_writes_the_same() -> None:
     assert not golden_sa_3().initiator and not golden_sa_3().mobike_initiator
     assert codec.decode(GOLDEN_3_PUBLIC, GOLDEN_SECRET, 3) == golden_sa_3()
     assert codec.decode(GOLDEN_3_PUBLIC, GOLDEN_SECRET, 4) == golden_sa_3()
-    assert codec.encode(golden_sa_3()) == (GOLDEN_3_PUBLIC, GOLDEN_SECRET)
+    assert reference_encode(golden_sa_3(), 4) == (GOLDEN_3_PUBLIC, GOLDEN_SECRET)
+    # Format 5 without a cache: the same bytes with a zero response count after the blocks.
+    at = _blocks_end(golden_sa_3())
+    format_5 = GOLDEN_3_PUBLIC[:at] + bytes(4) + GOLDEN_3_PUBLIC[at:]
+    assert codec.encode(golden_sa_3()) == (format_5, GOLDEN_SECRET)
     sealer = RecordSealer(STORE_KEY)
     record = sealer.seal(golden_sa_3())
-    assert record[:4] == b"IKS4"
+    assert record[:4] == b"IKS5"
     assert sealer.open(record, *golden_sa_3().spis) == golden_sa_3()
 
 
@@ -293,7 +344,83 @@ def test_format_4_stores_the_mobike_role_in_the_mobike_flags() -> None:
         assert public[16] & 1 == initiator
         assert public[blocks_end] == 1 | (2 if mobike_initiator else 0)
         assert codec.decode(public, secret) == sa
-        assert codec.decode(public, secret, 3).mobike_initiator == initiator
+        assert codec.decode(*reference_encode(sa, 4), 3).mobike_initiator == initiator
+
+
+def golden_sa_5() -> IkeSa:
+    """golden_sa_3() with a response cache of format 5: the response to request #9 (one
+    message) and, answered before it and kept in that order, #7's (two Encrypted Fragment
+    messages, RFC 7383)."""
+    sa = golden_sa_3()
+    sa.responses = {
+        9: (b"\x11" * 4, (b"\x22" * 3,)),
+        7: (b"\x33" * 2, (b"\x44" * 3, b"\x55" * 2)),
+    }
+    return sa
+
+
+# The format-5 encoding of golden_sa_5(), by the reference encoder when format 5 was made.
+GOLDEN_5_PUBLIC = bytes.fromhex(
+    "11000000000000072200000000000007065b001401000005001f000000000000000300000000000000020000"
+    "0001000000010000000000000002408f780000000000408f7c0000000000000102030405060708090a0b0c0d"
+    "0e0f0000000000000000000000000000000001f411940003000200000013000b000c00090009001000200020"
+    "0020002000200020002040000071800000710200140100000000000000000000070000000000000000408f48"
+    "00000000000000000001010000000900240024000000ffff0008000a060000ffff0008000a40000063800000"
+    "630400140100000000000000000000070000000000000000408f480000000000400000710101000900070024"
+    "00241101f41194000a000e060000ffff0008000a010000000100000009001400030009000b000c0000000200"
+    "00000900000004000100000003000000070000000200020000000300000002636c69656e7437406578616d70"
+    "6c652e6f7267400000000000000005a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3111111112222223333"
+    "444444555545535441424c49534845443139382e35312e3130302e313139322e302e322e38636c69656e7473"
+    "2dc3bc31313030303030303030303030303037494e5354414c4c454431302e302e302e3031302e302e302e32"
+    "353531302e312e302e3031302e312e302e32353552454b45594544323030313a6462383a3a323030313a6462"
+    "383a3a6666666631302e312e302e3031302e312e302e3235353139322e302e322e38323030313a6462383a3a"
+    "383139382e35312e3130302ec3bc"
+)
+
+
+def test_a_format_5_record_reads_and_writes_the_same() -> None:
+    assert codec.encode(golden_sa_5()) == (GOLDEN_5_PUBLIC, GOLDEN_SECRET)
+    decoded = codec.decode(GOLDEN_5_PUBLIC, GOLDEN_SECRET)
+    assert decoded == golden_sa_5()
+    assert decoded.responses is not None and list(decoded.responses) == [9, 7]
+    # The cache is public (IKE messages as sent): the secret part is format 4's, and the cache
+    # sits after everything else of the blocks and of the byte strings.
+    at = _blocks_end(golden_sa_5())
+    assert GOLDEN_5_PUBLIC[at : at + 4] == (2).to_bytes(4, "big")
+    assert b"\x11" * 4 + b"\x22" * 3 + b"\x33" * 2 + b"\x44" * 3 + b"\x55" * 2 in GOLDEN_5_PUBLIC
+    sealer = RecordSealer(STORE_KEY)
+    record = sealer.seal(golden_sa_5())
+    assert record[:4] == b"IKS5"
+    assert sealer.open(record, *golden_sa_5().spis) == golden_sa_5()
+
+
+def test_responses_longer_than_64_kib_keep_their_length() -> None:
+    """Message lengths in the cache are 32-bit, as the IKE header's Length field (RFC 7296
+    §3.1), not bounded by the 16-bit lengths of the other byte strings."""
+    sa = make_sa(6)
+    big = bytes(range(256)) * 300  # 76,800 bytes
+    sa.responses = {2: (big[:70_000], (big, b"\x01"))}
+    public, secret = codec.encode(sa)
+    assert codec.decode(public, secret) == sa
+    sealer = RecordSealer(STORE_KEY)
+    assert sealer.open(sealer.seal(sa), *sa.spis) == sa
+
+
+def test_an_empty_response_cache_reads_back_as_none() -> None:
+    sa = make_sa(6)
+    sa.responses = {}
+    assert codec.decode(*codec.encode(sa)).responses is None
+    assert codec.encode(sa) == codec.encode(make_sa(6))
+
+
+def test_two_responses_with_one_message_id_are_malformed() -> None:
+    sa = make_sa(6)
+    sa.responses = {5: (b"a", (b"b",)), 6: (b"a", (b"b",))}
+    public, secret = codec.encode(sa)
+    at = _blocks_end(sa) + 4 + 10 + 4  # the second RESPONSE_BLOCK's message ID
+    assert public[at : at + 4] == (6).to_bytes(4, "big")
+    with pytest.raises(MalformedMessage, match="two responses with one message ID"):
+        codec.decode(public[:at] + (5).to_bytes(4, "big") + public[at + 4 :], secret)
 
 
 @st.composite
@@ -313,10 +440,10 @@ def mutated(draw: st.DrawFn, data: bytes) -> bytes:
 
 
 def _decodes_whole_or_is_malformed(public: bytes, secret: bytes) -> None:
-    """decode (as format 2 and as format 3) raises MalformedMessage, or returns a complete
-    record: every field is there (re-encoding reads them all) and it round-trips (bytes
-    compared: NaN != NaN)."""
-    for record_format in (2, 3, 4):
+    """decode (as each format) raises MalformedMessage, or returns a complete record: every
+    field is there (re-encoding reads them all) and it round-trips (bytes compared:
+    NaN != NaN)."""
+    for record_format in (2, 3, 4, 5):
         try:
             sa = codec.decode(public, secret, record_format)
         except MalformedMessage:
@@ -332,7 +459,7 @@ def test_random_bytes_are_malformed(public: bytes, secret: bytes) -> None:
 
 
 @settings(max_examples=60)
-@given(st.data(), ike_sas(), st.booleans(), st.sampled_from([2, 3, 4]))
+@given(st.data(), ike_sas(), st.booleans(), st.sampled_from([2, 3, 4, 5]))
 def test_mutated_records_are_malformed_or_whole(
     data: st.DataObject, sa: IkeSa, in_secret: bool, record_format: int
 ) -> None:
@@ -379,7 +506,7 @@ def _with_complemented_keys(sa: IkeSa) -> IkeSa:
 
 
 def test_the_codec_knows_every_field_of_the_records() -> None:
-    """Format 4 stores exactly these fields: one added to a record class must be added to
+    """Format 5 stores exactly these fields: one added to a record class must be added to
     _fast/record.pyx too (and the record format raised), or a store would drop it."""
     stored = {
         IkeSa: "spi_i spi_r initiator local_address remote_address state transforms keys "
@@ -387,7 +514,7 @@ def test_the_codec_knows_every_field_of_the_records() -> None:
         "local_window sk_iv local_clone_supported peer_clone_supported local_mobike_supported "
         "peer_mobike_supported peer_fragmentation_supported local_behind_nat remote_behind_nat "
         "peer_addresses mobike_update_id nat_seen_as mobike_initiator parent family rekeyed_from "
-        "created_at established_at child_sas",
+        "created_at established_at child_sas responses",
         ChildSa: "spi_in spi_out initiator transforms key_in key_out local_ts remote_ts state "
         "seq_out replay_highest replay_bitmap created_at rekeyed_from",
         IkeSaKeys: "sk_d sk_ai sk_ar sk_ei sk_er sk_pi sk_pr",
@@ -430,6 +557,18 @@ def test_values_that_do_not_fit_are_refused_when_written() -> None:
     sa.peer_addresses = ("192.0.2.1",) * 2**16
     with pytest.raises(ValueError, match="out of range: 65536 peer_addresses"):
         codec.encode(sa)
+    sa = make_sa(1)
+    sa.responses = {2**32: (b"", (b"",))}  # message IDs are 32-bit (RFC 7296 §3.1)
+    with pytest.raises(ValueError, match="out of range: responses message ID"):
+        codec.encode(sa)
+    sa = make_sa(1)
+    sa.responses = {-1: (b"", (b"",))}
+    with pytest.raises(ValueError, match="out of range: responses message ID"):
+        codec.encode(sa)
+    sa = make_sa(1)
+    sa.responses = {1: (b"", (b"",) * 2**16)}  # RFC 7383 §2.5: at most 65535 fragments
+    with pytest.raises(ValueError, match="out of range: a response of 65536 messages"):
+        codec.encode(sa)
 
 
 def test_values_of_the_wrong_type_are_refused_by_name() -> None:
@@ -461,6 +600,23 @@ def test_values_of_the_wrong_type_are_refused_by_name() -> None:
     sa.mobike_update_id = 1.0  # type: ignore[assignment]
     with pytest.raises(TypeError, match="mobike_update_id must be an int"):
         codec.encode(sa)
+    sa = make_sa(1)
+    sa.responses = [(1, b"", (b"",))]  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="responses must be a dict or None, not list"):
+        codec.encode(sa)
+    wrong_entries = [
+        ({"1": (b"", (b"",))}, "responses message ID must be an int"),
+        ({1: [b"", (b"",)]}, r"responses must hold \(request, messages\) tuples"),
+        ({1: (b"", (b"",), b"")}, r"responses must hold \(request, messages\) tuples"),
+        ({1: (b"", [b""])}, r"responses must hold \(request, messages\) tuples"),
+        ({1: ("request", (b"",))}, "responses request must be bytes"),
+        ({1: (b"", (b"", "message"))}, "responses message must be bytes"),
+    ]
+    for cache, message in wrong_entries:
+        sa = make_sa(1)
+        sa.responses = cache  # type: ignore[assignment]
+        with pytest.raises(TypeError, match=message):
+            codec.encode(sa)
     # Only the record classes themselves: a subclass may hold fields the format does not.
     sa = make_sa(1)
     sa.remote_id = type("MoreIdentity", (Identity,), {})(IdType.FQDN, b"x")
@@ -472,6 +628,7 @@ def test_values_of_the_wrong_type_are_refused_by_name() -> None:
 
 def test_every_truncation_or_extension_is_malformed() -> None:
     sa = make_sa(2)
+    sa.responses = {1: (b"request", (b"fragment 1", b"fragment 2"))}
     public, secret = codec.encode(sa)
     for length in range(len(public)):
         with pytest.raises(MalformedMessage):

@@ -243,7 +243,7 @@ def test_a_store_of_format_2_records_keeps_working_after_the_upgrade(
 ) -> None:
     """Records the ikecore before format 3 wrote (format 2: the reference encoder's, under the
     header byte "2") are read with the MOBIKE fields defaulted; an SA saved again is
-    written in format 4, with its MOBIKE state."""
+    written in format 5, with its MOBIKE state."""
     sas = [make_sa(n) for n in range(3)]
     for sa in sas:
         sa.mobike_initiator = sa.initiator  # what a format-2 record is read with
@@ -257,12 +257,12 @@ def test_a_store_of_format_2_records_keeps_working_after_the_upgrade(
     spi_in = next(iter(sas[1].child_sas))
     found = upgraded.find_by_esp_spi(spi_in)
     assert found is not None and found.spis == sas[1].spis
-    # The SA goes on (RFC 4555 state arrives) and is saved again: now a format-4 record.
+    # The SA goes on (RFC 4555 state arrives) and is saved again: now a format-5 record.
     first.peer_addresses = ("192.0.2.1", "2001:db8::1")
     first.mobike_update_id = 6
     first.nat_seen_as = bytes(range(20))
     upgraded.put_ike_sa(first)
-    assert _raw_record(kind, location, first.spis)[:4] == b"IKS4"
+    assert _raw_record(kind, location, first.spis)[:4] == b"IKS5"
     assert _raw_record(kind, location, sas[2].spis)[:4] == b"IKS2"  # untouched: still read
     again = open_store("A")
     assert again.get_ike_sa(*first.spis) == first
@@ -274,7 +274,7 @@ def test_a_store_of_format_3_records_keeps_working_after_the_upgrade(
     kind: str, location: str, open_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Records the ikecore before format 4 wrote (with the MOBIKE state, without the MOBIKE
-    role) are read with the role of the I flag; saved again, they are format 4 and keep a
+    role) are read with the role of the I flag; saved again, they are format 5 and keep a
     role that differs from the I flag (the responder rekeyed the SA, RFC 4555 §1.3)."""
     sas = [make_sa(n) for n in range(2)]
     for n, sa in enumerate(sas):
@@ -289,9 +289,34 @@ def test_a_store_of_format_3_records_keeps_working_after_the_upgrade(
     assert upgraded.get_ike_sa(*sas[1].spis) == sas[1]
     first.initiator = not first.initiator  # a rekey by the other end: the I flag moves
     upgraded.put_ike_sa(first)
-    assert _raw_record(kind, location, first.spis)[:4] == b"IKS4"
+    assert _raw_record(kind, location, first.spis)[:4] == b"IKS5"
     again = open_store("A").get_ike_sa(*first.spis)
     assert again == first and again.mobike_initiator != again.initiator
+
+
+@shared
+def test_a_store_of_format_4_records_keeps_working_after_the_upgrade(
+    kind: str, location: str, open_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records the ikecore before format 5 wrote (without the response cache) are read with
+    none; saved again with a response, they are format 5 and keep it."""
+    sas = [make_sa(n) for n in range(2)]
+    for sa in sas:
+        sa.mobike_initiator = not sa.initiator  # format 4 keeps the role apart from the I flag
+    _put_as_before_the_upgrade(open_store, monkeypatch, sas, 4)
+    assert {_raw_record(kind, location, sa.spis)[:4] for sa in sas} == {b"IKS4"}
+    upgraded = open_store("A")
+    first = upgraded.get_ike_sa(*sas[0].spis)
+    assert first is not None and first == sas[0] and first.responses is None
+    assert upgraded.get_ike_sa(*sas[1].spis) == sas[1]
+    # The peer's request #2 is answered (RFC 7296 §2.2: the response is kept for it).
+    first.responses = {2: (b"request #2", (b"response #2",))}
+    first.next_peer_request_id = 3
+    upgraded.put_ike_sa(first)
+    assert _raw_record(kind, location, first.spis)[:4] == b"IKS5"
+    assert _raw_record(kind, location, sas[1].spis)[:4] == b"IKS4"  # untouched: still read
+    again = open_store("A").get_ike_sa(*first.spis)
+    assert again == first and again.responses == {2: (b"request #2", (b"response #2",))}
 
 
 def test_open_store_urls(tmp_path: Path, redis_url: str) -> None:

@@ -4,7 +4,9 @@ not a database, a corrupt one, an unknown schema: StoreError. No sqlite3 excepti
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
@@ -147,3 +149,34 @@ def test_record_read_while_its_child_sa_is_indexed_under_another_resumes_above_i
     assert loaded.child_sas[moved_spi].seq_out == moved_limit
     assert loaded.child_sas[kept_spi].seq_out == kept_limit
     store.close()
+
+
+def _open_and_put(path: Path, barrier: Barrier, results: multiprocessing.Queue, n: int) -> None:
+    barrier.wait()  # all openers at once, on a file none of them has set up yet
+    try:
+        store = SqliteStore(path, STORE_KEY)
+        store.put_ike_sa(make_sa(n))
+        store.close()
+        results.put("ok")
+    except StoreError as exc:
+        results.put(str(exc))
+
+
+def test_processes_opening_one_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    # Gateway nodes started together on a new store file: each switches it to WAL mode and
+    # creates the schema. SQLite refuses a concurrent switch at once ("database is locked",
+    # without the busy timeout); before the fix most runs failed within the first 10 rounds.
+    fork = multiprocessing.get_context("fork")
+    for round_number in range(30):
+        path = tmp_path / f"{round_number}.db"
+        barrier, results = fork.Barrier(3), fork.Queue()
+        openers = [
+            fork.Process(target=_open_and_put, args=(path, barrier, results, n)) for n in range(3)
+        ]
+        for opener in openers:
+            opener.start()
+        outcomes = [results.get(timeout=60) for _ in openers]
+        for opener in openers:
+            opener.join(10)
+        assert outcomes == ["ok"] * 3, f"round {round_number}: {outcomes}"
+        assert len(SqliteStore(path, STORE_KEY).ike_sas()) == 3
