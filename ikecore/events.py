@@ -49,6 +49,14 @@ class IkeSaEstablished(Event):
 
     session: IkeSession
 
+    # Made in every handshake: stored through the slot's member descriptor (the generated
+    # __init__ of a frozen dataclass calls object.__setattr__, about twice the cost).
+    def __init__(self, session: IkeSession) -> None:
+        _set_established_session(self, session)
+
+
+_set_established_session = IkeSaEstablished.__dict__["session"].__set__
+
 
 @dataclass(frozen=True, slots=True)
 class IkeSaDeleted(Event):
@@ -112,6 +120,15 @@ class ChildSaEstablished(Event):
 
     session: IkeSession
     child: ChildSa
+
+    # As IkeSaEstablished's, made in every handshake.
+    def __init__(self, session: IkeSession, child: ChildSa) -> None:
+        _set_child_session(self, session)
+        _set_child(self, child)
+
+
+_set_child_session = ChildSaEstablished.__dict__["session"].__set__
+_set_child = ChildSaEstablished.__dict__["child"].__set__
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,20 +22,32 @@ from ikecore.constants import PayloadType
 from ikecore.payloads import (
     PAYLOAD_CLASSES,
     PAYLOAD_TYPE_OF,
+    Authentication,
     Encrypted,
     EncryptedFragment,
+    KeyExchange,
+    Nonce,
     Notify,
     Payload,
+    Proposal,
+    SecurityAssociation,
+    Transform,
     UnsupportedCriticalPayload,
 )
 
 __all__ = [
     "IkeMessage",
     "PayloadChain",
+    "auth_payload",
     "encode_message",
     "encode_payload_chain",
+    "ke_payload",
+    "nonce_payload",
     "parse_message",
     "parse_payload_chain",
+    "proposal",
+    "sa_payload",
+    "status_notify",
 ]
 
 P = TypeVar("P")
@@ -226,6 +238,23 @@ parse_message: Callable[[BytesLike], IkeMessage] = _ikemsg.parse_message
 # inner chain; ``first_type`` is the SK payload's Next Payload, ``base_offset`` is added to
 # error offsets (where the plaintext sits in the message). Same errors as parse_message.
 parse_payload_chain: Callable[..., PayloadChain] = _ikemsg.parse_payload_chain
+
+
+# status_notify(notify_type, data) -> Notify: Notify(protocol 0, no SPI, notify_type, data) to
+# send, built natively (its slots filled as decoding fills them: a third of what the frozen
+# dataclass's __init__ costs; two are made per IKE_SA_INIT message). TypeError / ValueError for
+# a notify type that is not an int of 16 bits or data that is not bytes.
+status_notify: Callable[[int, bytes], Notify] = _ikemsg.status_notify
+
+# The other payloads the engine sends in every handshake, built natively the same way, with the
+# dataclass's arguments (TypeError for an argument of the wrong type): Nonce(data),
+# KeyExchange(group, data), Authentication(method, data), Proposal(number, protocol_id, spi,
+# transforms), SecurityAssociation(proposals).
+nonce_payload: Callable[[bytes], Nonce] = _ikemsg.nonce_payload
+ke_payload: Callable[[int, bytes], KeyExchange] = _ikemsg.ke_payload
+auth_payload: Callable[[int, bytes], Authentication] = _ikemsg.auth_payload
+proposal: Callable[[int, int, bytes, tuple[Transform, ...]], Proposal] = _ikemsg.proposal
+sa_payload: Callable[[tuple[Proposal, ...]], SecurityAssociation] = _ikemsg.sa_payload
 
 
 def encode_payload_chain(payloads: list[Payload] | tuple[Payload, ...]) -> tuple[int, bytes]:

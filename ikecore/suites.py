@@ -376,14 +376,22 @@ def select_proposal(
     ``prefer_dh`` is the group of the received KE payload: chosen when acceptable. The caller
     passes only proposals of the protocol it negotiates; ``Selection.index`` points into them.
     """
-    offers = tuple([tuple([(t.type, t.id, t.key_length) for t in p.transforms]) for p in received])
     if not isinstance(ours, tuple):
-        return _select(offers, ours, with_dh, prefer_dh)  # may change: nothing to remember
-    key = (id(ours), offers, with_dh, prefer_dh)
+        # may change: nothing to remember
+        return _select(_offered_keys(received), ours, with_dh, prefer_dh)
+    # The cache key, flat (it is made for every SA payload received; a tuple per transform
+    # and per proposal would cost a third more): the options, then per received proposal its
+    # transform count and each transform's type, id and key length.
+    flat: list[int | bool | None] = [id(ours), with_dh, prefer_dh]
+    for proposal in received:
+        flat.append(len(proposal.transforms))
+        for t in proposal.transforms:
+            flat += (t.type, t.id, t.key_length)
+    key = tuple(flat)
     known = _selections.get(key, ours)
     if known is not None:
         return known
-    selection = _select(offers, ours, with_dh, prefer_dh)
+    selection = _select(_offered_keys(received), ours, with_dh, prefer_dh)
     if selection is None:
         return None  # NO_PROPOSAL_CHOSEN: nothing worth keeping
     return _selections.put(key, selection, ours)
@@ -394,6 +402,10 @@ def select_proposal(
 # function of both, and a gateway hears the same few offers from every peer (a choice costs
 # microseconds, the lookup a fraction). Emptied when full: offers come from anyone.
 _selections: BoundedCache[Selection] = BoundedCache()
+
+
+def _offered_keys(received: Sequence[ProposalLike]) -> tuple[tuple[_Key, ...], ...]:
+    return tuple([tuple([(t.type, t.id, t.key_length) for t in p.transforms]) for p in received])
 
 
 def _select(

@@ -33,9 +33,15 @@ from ikecore.keys import (
 )
 from ikecore.message import (
     IkeMessage,
+    auth_payload,
     encode_message,
+    ke_payload,
+    nonce_payload,
     parse_message,
     parse_payload_chain,
+    proposal,
+    sa_payload,
+    status_notify,
 )
 from ikecore.payloads import (
     Authentication,
@@ -73,6 +79,7 @@ __all__ = [
     "TSi",
     "TSr",
     "aead_algorithm",
+    "auth_payload",
     "build_message",
     "child_keys",
     "id_body",
@@ -80,16 +87,21 @@ __all__ = [
     "ike_keys",
     "ike_keys_initial",
     "ike_keys_rekey",
+    "ke_payload",
     "negotiated_wire_transforms",
+    "nonce_payload",
     "open_message",
     "parse_message",
     "prf",
+    "proposal",
     "psk_auth",
+    "sa_payload",
     "selectors_from_wire",
     "selectors_to_wire",
     "shared_suite",
     "skeyseed",
     "skeyseed_rekey",
+    "status_notify",
     "wire_transforms",
 ]
 

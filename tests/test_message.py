@@ -17,10 +17,16 @@ from ikecore import (
 )
 from ikecore.message import (
     IkeMessage,
+    auth_payload,
     encode_message,
     encode_payload_chain,
+    ke_payload,
+    nonce_payload,
     parse_message,
     parse_payload_chain,
+    proposal,
+    sa_payload,
+    status_notify,
 )
 from ikecore.payloads import (
     Attribute,
@@ -457,3 +463,105 @@ def test_bind_classes_checks_fields_and_keeps_the_bound_ones():
     with pytest.raises(TypeError):
         ikemsg.bind_classes({"Nonce": Nonce}, UnsupportedCriticalPayload)
     assert parse_message(message(40, NONCE)).payloads == [Nonce(bytes(16))]
+
+
+# --- status_notify: the native Notify builder for what the engine sends ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("notify_type", "data"),
+    [
+        (NotifyType.NAT_DETECTION_SOURCE_IP, bytes(range(20))),  # a shared status int
+        (NotifyType.IKEV2_FRAGMENTATION_SUPPORTED, b""),
+        (NotifyType.INVALID_KE_PAYLOAD, b"\x00\x13"),  # an error type
+        (40000, b"\xff" * 5),  # outside the shared status ints
+        (0xFFFF, b"x"),
+    ],
+)
+def test_status_notify_is_the_dataclass_notify(notify_type: int, data: bytes) -> None:
+    made = status_notify(int(notify_type), data)
+    expected = Notify(0, b"", int(notify_type), data)
+    assert type(made) is Notify
+    assert made == expected and hash(made) == hash(expected)
+    assert (made.type, made.protocol_id, made.spi, made.critical) == (41, 0, b"", False)
+    # encoded exactly as the dataclass-built one, and decoded back to an equal payload
+    first, encoded = encode_payload_chain([made])
+    assert (first, encoded) == encode_payload_chain([expected])
+    assert parse_payload_chain(first, encoded).payloads == [expected]
+
+
+@pytest.mark.parametrize(
+    ("notify_type", "data", "error"),
+    [
+        (-1, b"", ValueError),
+        (0x10000, b"", ValueError),
+        (True, b"", TypeError),
+        (16388.0, b"", TypeError),
+        (16388, "text", TypeError),
+        (16388, bytearray(4), TypeError),
+    ],
+)
+def test_status_notify_rejects_bad_arguments(
+    notify_type: object, data: object, error: type
+) -> None:
+    with pytest.raises(error):
+        status_notify(notify_type, data)  # type: ignore[arg-type]
+
+
+# --- the other native builders: the same payloads as the dataclasses make -------------------------
+
+_TRANSFORMS = (Transform(1, 20, 256), Transform(2, 5), Transform(4, 31))
+
+
+@pytest.mark.parametrize(
+    ("made", "expected"),
+    [
+        (lambda: nonce_payload(bytes(32)), lambda: Nonce(bytes(32))),
+        (lambda: ke_payload(31, bytes(range(32))), lambda: KeyExchange(31, bytes(range(32)))),
+        (
+            lambda: ke_payload(NotifyType.COOKIE, bytes(32)),  # an int subclass is kept as given
+            lambda: KeyExchange(NotifyType.COOKIE, bytes(32)),
+        ),
+        (lambda: auth_payload(2, b"\x01" * 32), lambda: Authentication(2, b"\x01" * 32)),
+        (
+            lambda: proposal(1, 3, b"\xaa" * 4, _TRANSFORMS),
+            lambda: Proposal(1, 3, b"\xaa" * 4, _TRANSFORMS),
+        ),
+        (
+            lambda: sa_payload(
+                (proposal(1, 1, b"", _TRANSFORMS), proposal(2, 1, b"", _TRANSFORMS))
+            ),
+            lambda: SecurityAssociation(
+                (Proposal(1, 1, b"", _TRANSFORMS), Proposal(2, 1, b"", _TRANSFORMS))
+            ),
+        ),
+    ],
+)
+def test_native_builders_make_the_dataclass_payloads(made, expected) -> None:  # type: ignore[no-untyped-def]
+    payload, reference = made(), expected()
+    assert type(payload) is type(reference)
+    assert payload == reference and hash(payload) == hash(reference)
+    assert repr(payload) == repr(reference)
+    if not isinstance(payload, Proposal):
+        assert encode_payload_chain([payload]) == encode_payload_chain([reference])
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: nonce_payload("text"),
+        lambda: nonce_payload(bytearray(16)),
+        lambda: ke_payload("31", bytes(32)),
+        lambda: ke_payload(31, memoryview(bytes(32))),
+        lambda: auth_payload(2.0, bytes(32)),
+        lambda: auth_payload(2, None),
+        lambda: proposal(1, 1, b"", list(_TRANSFORMS)),
+        lambda: proposal(1, None, b"", ()),
+        lambda: proposal("1", 1, b"", ()),
+        lambda: proposal(1, 1, "spi", ()),
+        lambda: sa_payload([]),
+    ],
+)
+def test_native_builders_reject_wrong_types(call) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TypeError):
+        call()

@@ -13,12 +13,12 @@ import functools
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ikecore._fast.prf import nat_detection_hash as _nat_detection_hash
 from ikecore.cache import BoundedCache, IdentityCache
 from ikecore.config import TrafficSelector
-from ikecore.constants import ExchangeType, NotifyType, PayloadType, ProtocolId
+from ikecore.constants import ExchangeType, NotifyType, ProtocolId
 from ikecore.errors import RemoteProtocolError
 from ikecore.suites import EspTransforms, IkeTransforms, ProposalSpec
 from ikecore.wire import (
@@ -30,9 +30,12 @@ from ikecore.wire import (
     TSi,
     TSr,
     negotiated_wire_transforms,
+    sa_payload,
     selectors_to_wire,
+    status_notify,
     wire_transforms,
 )
+from ikecore.wire import proposal as new_proposal  # `proposal` names a received one below
 
 if TYPE_CHECKING:
     from ikecore.session import IkeSession
@@ -47,7 +50,9 @@ __all__ = [
     "narrow",
     "notifies",
     "offer",
+    "payload_kinds",
     "require",
+    "require_kind",
 ]
 
 P = TypeVar("P")
@@ -124,6 +129,25 @@ def require(payloads: Sequence[Payload], kind: type[P]) -> P:
     raise RemoteProtocolError(f"missing {kind.__name__} payload", NotifyType.INVALID_SYNTAX)
 
 
+PayloadKinds = dict[type, Any]
+"""The first payload of each class of a message, by class (see `payload_kinds`): each value
+is an instance of its key, which a dict's type cannot say (so no typing.cast per lookup)."""
+
+
+def payload_kinds(payloads: Sequence[Payload]) -> PayloadKinds:
+    """The first payload of each class, from one walk: an exchange that asks for several
+    (IKE_AUTH: ID, AUTH, SA, TSi, TSr) then looks each up instead of walking again."""
+    return {type(payload): payload for payload in reversed(payloads)}
+
+
+def require_kind(kinds: PayloadKinds, kind: type[P]) -> P:
+    """`require` on a message's `payload_kinds`."""
+    payload: P | None = kinds.get(kind)
+    if payload is None:
+        raise RemoteProtocolError(f"missing {kind.__name__} payload", NotifyType.INVALID_SYNTAX)
+    return payload
+
+
 def error_notify(payloads: Sequence[Payload]) -> Notify | None:
     """The first error notify (type < 16384, RFC 7296 §3.10.1) of a response."""
     for payload in payloads:
@@ -133,10 +157,12 @@ def error_notify(payloads: Sequence[Payload]) -> Notify | None:
 
 
 def _offer(specs: Sequence[ProposalSpec], spi: bytes = b"") -> SecurityAssociation:
-    return SecurityAssociation(
+    return sa_payload(
         tuple(
-            Proposal(number, spec.protocol, spi, wire_transforms(spec.transforms))
-            for number, spec in enumerate(specs, start=1)
+            [
+                new_proposal(number, spec.protocol, spi, wire_transforms(spec.transforms))
+                for number, spec in enumerate(specs, start=1)
+            ]
         )
     )
 
@@ -165,7 +191,7 @@ def answer(
         if known is not None:
             return known
     transforms = negotiated_wire_transforms(negotiated)
-    made = SecurityAssociation((Proposal(proposal.number, proposal.protocol_id, spi, transforms),))
+    made = sa_payload((new_proposal(proposal.number, proposal.protocol_id, spi, transforms),))
     if not spi:
         _answers_without_spi.put(key, made, negotiated)
     return made
@@ -228,34 +254,12 @@ _NAT_SOURCE = int(NotifyType.NAT_DETECTION_SOURCE_IP)
 _NAT_DESTINATION = int(NotifyType.NAT_DETECTION_DESTINATION_IP)
 
 
-# Notify(protocol 0, no SPI, type, data), as Notify.status makes it, with its slots filled
-# through their descriptors: a frozen dataclass's __init__ pays object.__setattr__ per field,
-# and two of these are made in every IKE_SA_INIT message.
-_new_object = object.__new__
-_set_type, _set_protocol, _set_spi, _set_notify_type, _set_data, _set_critical = (
-    Notify.__dict__[name].__set__
-    for name in ("type", "protocol_id", "spi", "notify_type", "data", "critical")
-)
-_NOTIFY_TYPE = int(PayloadType.NOTIFY)
-
-
-def _status_notify(notify_type: int, data: bytes) -> Notify:
-    notify: Notify = _new_object(Notify)
-    _set_type(notify, _NOTIFY_TYPE)
-    _set_protocol(notify, 0)
-    _set_spi(notify, b"")
-    _set_notify_type(notify, notify_type)
-    _set_data(notify, data)
-    _set_critical(notify, False)
-    return notify
-
-
 def nat_detection_payloads(
     spi_i: bytes, spi_r: bytes, local: tuple[str, int], remote: tuple[str, int]
 ) -> list[Payload]:
     return [
-        _status_notify(_NAT_SOURCE, nat_detection_hash(spi_i, spi_r, local)),
-        _status_notify(_NAT_DESTINATION, nat_detection_hash(spi_i, spi_r, remote)),
+        status_notify(_NAT_SOURCE, nat_detection_hash(spi_i, spi_r, local)),
+        status_notify(_NAT_DESTINATION, nat_detection_hash(spi_i, spi_r, remote)),
     ]
 
 

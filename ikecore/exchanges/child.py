@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ikecore.config import TrafficSelector
 from ikecore.constants import NotifyType, ProtocolId
 from ikecore.errors import RemoteProtocolError
-from ikecore.exchanges.base import narrow, proposals_for, require
+from ikecore.exchanges.base import PayloadKinds, narrow, proposals_for, require_kind
 from ikecore.sa import ChildSa
 from ikecore.suites import EspTransforms, ProposalSpec, select_proposal
 from ikecore.wire import (
-    Payload,
     Proposal,
     SecurityAssociation,
     TSi,
@@ -56,21 +54,15 @@ def make_child(
     length = transforms.encr_key_length
     keys = child_keys(sa.transforms.prf, sa.keys.sk_d, ni, nr, length, 0, g_ir)
     key_in, key_out = (keys.encr_r, keys.encr_i) if initiator else (keys.encr_i, keys.encr_r)
-    return ChildSa(
-        spi_in=spi_in,
-        spi_out=spi_out,
-        initiator=initiator,
-        transforms=transforms,
-        key_in=key_in,
-        key_out=key_out,
-        local_ts=local_ts,
-        remote_ts=remote_ts,
-        created_at=now,
-    )
+    # Positional, the rest by attribute: a class call's keywords go through a dict to
+    # __init__ (~2 µs more per Child SA on CPython 3.11).
+    child = ChildSa(spi_in, spi_out, initiator, transforms, key_in, key_out, local_ts, remote_ts)
+    child.created_at = now
+    return child
 
 
 def responder_child_choice(
-    payloads: Sequence[Payload],
+    kinds: PayloadKinds,
     esp_proposals: tuple[ProposalSpec, ...],
     local_ts: tuple[TrafficSelector, ...],
     remote_ts: tuple[TrafficSelector, ...],
@@ -82,15 +74,15 @@ def responder_child_choice(
 
     NO_PROPOSAL_CHOSEN / TS_UNACCEPTABLE as RemoteProtocolError when there is none.
     """
-    offered = proposals_for(require(payloads, SecurityAssociation), _ESP)
+    offered = proposals_for(require_kind(kinds, SecurityAssociation), _ESP)
     selection = select_proposal(offered, esp_proposals, with_dh=with_dh, prefer_dh=prefer_dh)
     if selection is None or selection.esp is None:
         raise RemoteProtocolError("no acceptable ESP proposal", NotifyType.NO_PROPOSAL_CHOSEN)
     proposal = offered[selection.index]
     if len(proposal.spi) != 4:
         raise RemoteProtocolError("ESP proposal SPI is not 4 bytes", NotifyType.INVALID_SYNTAX)
-    ts_i = selectors_from_wire(require(payloads, TSi).selectors)
-    ts_r = selectors_from_wire(require(payloads, TSr).selectors)
+    ts_i = selectors_from_wire(require_kind(kinds, TSi).selectors)
+    ts_r = selectors_from_wire(require_kind(kinds, TSr).selectors)
     # TSi describes the initiator's side: our remote; TSr our local side.
     narrowed_i = narrow(ts_i, remote_ts)
     narrowed_r = narrow(ts_r, local_ts)
@@ -102,7 +94,7 @@ def responder_child_choice(
 
 
 def accepted_esp_choice(
-    payloads: Sequence[Payload],
+    kinds: PayloadKinds,
     offered: tuple[ProposalSpec, ...],
     our_ts_i: tuple[TrafficSelector, ...],
     our_ts_r: tuple[TrafficSelector, ...],
@@ -111,7 +103,7 @@ def accepted_esp_choice(
 ) -> tuple[bytes, EspTransforms, tuple[TrafficSelector, ...], tuple[TrafficSelector, ...]]:
     """The initiator's check of the responder's Child SA answer: one proposal from our offer,
     selectors inside what we proposed. Returns (responder's SPI, transforms, TSi, TSr)."""
-    sa_payload = require(payloads, SecurityAssociation)
+    sa_payload = require_kind(kinds, SecurityAssociation)
     if len(sa_payload.proposals) != 1:
         raise RemoteProtocolError("several proposals in a response", NotifyType.INVALID_SYNTAX)
     proposal = sa_payload.proposals[0]
@@ -122,8 +114,8 @@ def accepted_esp_choice(
         raise RemoteProtocolError(
             "responder chose what we did not offer", NotifyType.NO_PROPOSAL_CHOSEN
         )
-    ts_i = selectors_from_wire(require(payloads, TSi).selectors)
-    ts_r = selectors_from_wire(require(payloads, TSr).selectors)
+    ts_i = selectors_from_wire(require_kind(kinds, TSi).selectors)
+    ts_r = selectors_from_wire(require_kind(kinds, TSr).selectors)
     # The responder may only narrow (§2.9): every returned selector must lie inside ours.
     if narrow(ts_i, our_ts_i) != ts_i or narrow(ts_r, our_ts_r) != ts_r or not ts_i or not ts_r:
         raise RemoteProtocolError("responder widened the selectors", NotifyType.TS_UNACCEPTABLE)

@@ -29,6 +29,7 @@ from ikecore.exchanges.base import (
     first_of,
     new_nonce,
     offer,
+    payload_kinds,
     proposals_for,
     require,
     ts_payloads,
@@ -177,7 +178,7 @@ class CreateChildInitiator:
             return
         try:
             spi_out, transforms, ts_i, ts_r = accepted_esp_choice(
-                payloads,
+                payload_kinds(payloads),
                 self._proposals,
                 self._local_ts,
                 self._remote_ts,
@@ -268,7 +269,7 @@ class CreateChildResponder:
         ke = first_of(payloads, KePayload)
         ni = require(payloads, Nonce).data
         proposal, transforms, ts_i, ts_r = responder_child_choice(
-            payloads,
+            payload_kinds(payloads),
             peer.esp_proposals,
             peer.local_ts,
             peer.remote_ts,

@@ -25,9 +25,10 @@ from ikecore.events import ChildSaEstablished, ChildSaFailed, IkeSaEstablished
 from ikecore.exchanges.base import (
     answer,
     error_notify,
-    first_of,
+    notifies,
     offer,
-    require,
+    payload_kinds,
+    require_kind,
     ts_payloads,
 )
 from ikecore.exchanges.child import accepted_esp_choice, make_child, responder_child_choice
@@ -45,6 +46,7 @@ from ikecore.wire import (
     Notify,
     Payload,
     SecurityAssociation,
+    auth_payload,
     id_body,
     prf,
     psk_auth,
@@ -146,16 +148,16 @@ def _other_sas_with(
     ]
 
 
-def _remember_peer(session: IkeSession, payloads: list[Payload]) -> set[int]:
-    """Note what the peer announced; returns the notify types of its message (one pass for
-    every notify IKE_AUTH asks about)."""
+def _remember_peer(session: IkeSession, received: list[Notify]) -> set[int]:
+    """Note what the peer announced (``received``: the notifies of its message); returns
+    their types (one pass for every notify IKE_AUTH asks about)."""
     sa = session.sa
-    received = {p.notify_type for p in payloads if isinstance(p, Notify)}
-    sa.peer_clone_supported = _CLONE_ANNOUNCED in received
-    sa.peer_mobike_supported = _MOBIKE_ANNOUNCED in received
+    notify_types = {n.notify_type for n in received}
+    sa.peer_clone_supported = _CLONE_ANNOUNCED in notify_types
+    sa.peer_mobike_supported = _MOBIKE_ANNOUNCED in notify_types
     if sa.peer_mobike_supported:
-        remember_auth_addresses(session, payloads, received)
-    return received
+        remember_auth_addresses(session, received, notify_types)
+    return notify_types
 
 
 class IkeAuthInitiator:
@@ -184,7 +186,7 @@ class IkeAuthInitiator:
             first_contact.append(Notify.status(NotifyType.INITIAL_CONTACT))
         return [
             id_i,
-            Authentication(_SHARED_KEY_MIC, auth),
+            auth_payload(_SHARED_KEY_MIC, auth),
             *first_contact,
             *_announcements(session, peer, request=True),
             offer(peer.esp_proposals, self._spi_in),
@@ -196,12 +198,14 @@ class IkeAuthInitiator:
     ) -> None:
         sa, peer, handshake = session.sa, self._peer, session.handshake
         assert sa.keys is not None and sa.transforms is not None and handshake is not None
-        auth = first_of(payloads, Authentication)
-        if auth is None:
-            error = error_notify(payloads)
+        kinds = payload_kinds(payloads)
+        received = notifies(payloads)
+        error = error_notify(received)
+        if Authentication not in kinds:
             notify = NotifyType.AUTHENTICATION_FAILED if error is None else error.notify_type
             raise RemoteProtocolError(f"IKE_AUTH refused: {notify}", notify)
-        id_r = require(payloads, IDr)
+        auth = require_kind(kinds, Authentication)
+        id_r = require_kind(kinds, IDr)
         identity = _identity(id_r)
         if peer.remote_id is not None and identity != peer.remote_id:
             self._reject_responder(session, now)
@@ -218,19 +222,18 @@ class IkeAuthInitiator:
             self._reject_responder(session, now)
             return
         sa.remote_id = identity
-        _remember_peer(session, payloads)
+        _remember_peer(session, received)
         session.transition(_AUTH_DONE)
         session.established(now)
         session.emit(IkeSaEstablished(session))
-        error = error_notify(payloads)
-        if error is not None or first_of(payloads, SecurityAssociation) is None:
+        if error is not None or SecurityAssociation not in kinds:
             session.endpoint.release_esp_spi(self._spi_in)
             refusal = None if error is None else error.notify_type
             session.emit(ChildSaFailed(session, refusal, "refused in IKE_AUTH"))
             return
         try:
             spi_out, transforms, ts_i, ts_r = accepted_esp_choice(
-                payloads, peer.esp_proposals, peer.local_ts, peer.remote_ts, with_dh=None
+                kinds, peer.esp_proposals, peer.local_ts, peer.remote_ts, with_dh=None
             )
         except RemoteProtocolError as refused:
             session.endpoint.release_esp_spi(self._spi_in)
@@ -272,8 +275,10 @@ class IkeAuthResponder:
     ) -> list[Payload]:
         sa, handshake = session.sa, session.handshake
         assert sa.keys is not None and sa.transforms is not None and handshake is not None
-        id_i = require(payloads, IDi)
-        auth = require(payloads, Authentication)
+        kinds = payload_kinds(payloads)
+        received = notifies(payloads)
+        id_i = require_kind(kinds, IDi)
+        auth = require_kind(kinds, Authentication)
         identity = _identity(id_i)
         peer = session.endpoint.config.peer_for(identity)
         if peer is None:
@@ -292,12 +297,12 @@ class IkeAuthResponder:
             raise RemoteProtocolError(
                 "initiator's AUTH does not verify", NotifyType.AUTHENTICATION_FAILED
             )
-        refuse_unexpected_nat(session, peer, payloads)  # RFC 4555 §3.9
+        refuse_unexpected_nat(session, peer, received)  # RFC 4555 §3.9
         session.peer = peer
         sa.peer_name = peer.name
         sa.remote_id = identity
         sa.local_id = peer.local_id
-        received = _remember_peer(session, payloads)
+        notify_types = _remember_peer(session, received)
         id_r = _our_idr(peer.local_id)
         our_auth = _auth_value(
             sa.transforms.prf,
@@ -309,22 +314,22 @@ class IkeAuthResponder:
         )
         response: list[Payload] = [
             id_r,
-            Authentication(_SHARED_KEY_MIC, our_auth),
+            auth_payload(_SHARED_KEY_MIC, our_auth),
             *_announcements(session, peer, request=False),
         ]
         session.transition(_AUTH_DONE)
         session.established(now)
         session.emit(IkeSaEstablished(session))
-        if _INITIAL_CONTACT in received:
+        if _INITIAL_CONTACT in notify_types:
             # §3.10.1: the initiator has no other IKE SA with us (it restarted): ours with the
             # same identities are stale. They go without a Delete: nobody would answer it.
             for stale in _other_sas_with(session, peer.local_id, identity):
                 stale.terminate(IkeTrigger.FAILED, "initial_contact", now)
-        if first_of(payloads, SecurityAssociation) is None:
+        if SecurityAssociation not in kinds:
             return response
         try:
             proposal, transforms, ts_i, ts_r = responder_child_choice(
-                payloads, peer.esp_proposals, peer.local_ts, peer.remote_ts, with_dh=None
+                kinds, peer.esp_proposals, peer.local_ts, peer.remote_ts, with_dh=None
             )
         except RemoteProtocolError as refused:
             # §1.2: the IKE SA stands; only the Child SA is refused, in this same response.

@@ -12,6 +12,7 @@ Both sides then derive the IKE SA keys (§2.14):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ from ikecore.exchanges.base import (
     find_notify,
     nat_detection_payloads,
     new_nonce,
+    notifies,
     offer,
     proposals_for,
     require,
@@ -43,6 +45,8 @@ from ikecore.wire import (
     Payload,
     SecurityAssociation,
     ike_keys_initial,
+    ke_payload,
+    nonce_payload,
     shared_suite,
 )
 from ikecore.wire import (
@@ -117,7 +121,7 @@ def _single_choice(sa: SecurityAssociation, ours: tuple[ProposalSpec, ...]) -> I
     return selection.ike
 
 
-def _announces_fragmentation(payloads: list[Payload]) -> bool:
+def _announces_fragmentation(payloads: Sequence[Payload]) -> bool:
     return find_notify(payloads, _FRAGMENTATION_ANNOUNCED) is not None
 
 
@@ -147,8 +151,8 @@ class IkeSaInitInitiator:
             payloads.append(Notify.status(NotifyType.COOKIE, self._cookie))
         payloads += [
             offer(self._peer.ike_proposals),
-            KePayload(self._group, self._key_exchange.public_data),
-            Nonce(self._ni),
+            ke_payload(self._group, self._key_exchange.public_data),
+            nonce_payload(self._ni),
         ]
         if session.endpoint.config.nat_detection:
             payloads += nat_detection_payloads(
@@ -161,14 +165,15 @@ class IkeSaInitInitiator:
     def process_response(
         self, session: IkeSession, message: IkeMessage, payloads: list[Payload], now: float
     ) -> Retry | None:
-        cookie = find_notify(payloads, _COOKIE)
+        received = notifies(payloads)  # walked once, then each question walks these only
+        cookie = find_notify(received, _COOKIE)
         if cookie is not None:
             if self._cookie_retries >= _MAX_COOKIE_RETRIES:
                 raise RemoteProtocolError("responder keeps demanding a COOKIE", NotifyType.COOKIE)
             self._cookie_retries += 1
             self._cookie = cookie.data
             return Retry(self.build_request(session, now))
-        invalid_ke = find_notify(payloads, _INVALID_KE_PAYLOAD)
+        invalid_ke = find_notify(received, _INVALID_KE_PAYLOAD)
         if invalid_ke is not None:
             wanted = int.from_bytes(invalid_ke.data[:2], "big") if len(invalid_ke.data) >= 2 else 0
             if wanted not in self._groups or wanted == self._group:
@@ -177,7 +182,7 @@ class IkeSaInitInitiator:
                 )
             self._group = wanted
             return Retry(self.build_request(session, now))
-        error = error_notify(payloads)
+        error = error_notify(received)
         if error is not None:
             raise RemoteProtocolError(
                 f"IKE_SA_INIT refused: {error.notify_type}", error.notify_type
@@ -200,8 +205,8 @@ class IkeSaInitInitiator:
         sa = session.sa
         sa.spi_r = message.spi_r
         # RFC 7383 §2.3: remembered per SA; used when we announced it too.
-        sa.peer_fragmentation_supported = _announces_fragmentation(payloads)
-        nat = detect_nat(payloads, sa.spi_i, sa.spi_r, sa.local_address, sa.remote_address)
+        sa.peer_fragmentation_supported = _announces_fragmentation(received)
+        nat = detect_nat(received, sa.spi_i, sa.spi_r, sa.local_address, sa.remote_address)
         if nat is not None:
             sa.local_behind_nat, sa.remote_behind_nat = nat
         sa.transforms = transforms
@@ -257,8 +262,8 @@ class IkeSaInitResponder:
         session.handshake.ni, session.handshake.nr = ni, nr
         response: list[Payload] = [
             answer(offered[selection.index], transforms, b""),
-            KePayload(transforms.dh, key_exchange.public_data),
-            Nonce(nr),
+            ke_payload(transforms.dh, key_exchange.public_data),
+            nonce_payload(nr),
         ]
         if nat is not None:
             # §2.23: NAT detection is answered when the initiator asked for it.

@@ -120,7 +120,7 @@ def no_nats_data(source: Address, destination: Address) -> bytes:
 _NO_NATS_ALLOWED = int(NotifyType.NO_NATS_ALLOWED)
 
 
-def _nat_prohibited(payloads: list[Payload], src: Address, dst: Address) -> bool:
+def _nat_prohibited(payloads: Sequence[Payload], src: Address, dst: Address) -> bool:
     """§3.9: a NO_NATS_ALLOWED whose addresses are not the IP header's (src, dst)."""
     no_nats = find_notify(payloads, _NO_NATS_ALLOWED)
     return no_nats is not None and not hmac.compare_digest(no_nats.data, no_nats_data(src, dst))
@@ -188,7 +188,7 @@ def auth_address_notifies(session: IkeSession, peer: PeerConfig, *, request: boo
 
 
 def remember_auth_addresses(
-    session: IkeSession, payloads: list[Payload], notify_types: set[int] | None = None
+    session: IkeSession, payloads: Sequence[Payload], notify_types: set[int] | None = None
 ) -> None:
     """§3.4: "The recipient stores this information, but no other action is taken".
     ``notify_types``: those of the message, when the caller read them already (IKE_AUTH
@@ -201,7 +201,9 @@ def remember_auth_addresses(
     session.sa.peer_addresses = (session.sa.remote_address[0], *_announced(received))
 
 
-def refuse_unexpected_nat(session: IkeSession, peer: PeerConfig, payloads: list[Payload]) -> None:
+def refuse_unexpected_nat(
+    session: IkeSession, peer: PeerConfig, payloads: Sequence[Payload]
+) -> None:
     """§3.9 for the first IKE_AUTH request: a NAT rewrote what NO_NATS_ALLOWED names. Answered
     UNEXPECTED_NAT_DETECTED (to where the request came from); the half-made SA goes."""
     path = session.request_path
