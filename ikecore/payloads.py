@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ikecore.constants import NotifyType, PayloadType, TsType
@@ -59,16 +58,6 @@ __all__ = [
 ]
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# The payloads the engine itself builds in every handshake (SA, KE, Nonce, AUTH) have their
-# own __init__, storing each field through its slot's member descriptor: the generated one of
-# a frozen dataclass calls object.__setattr__ per field, a third of a handshake's payload
-# building on CPython 3.11. The setters are bound below, once the classes exist.
-_Setter = Callable[[object, object], None]
-
-
-def _slot_setters(cls: type, *names: str) -> tuple[_Setter, ...]:
-    return tuple(cls.__dict__[name].__set__ for name in names)
 
 
 class UnsupportedCriticalPayload(RemoteProtocolError):
@@ -123,15 +112,6 @@ class Proposal:
     spi: bytes
     transforms: tuple[Transform, ...]
 
-    def __init__(
-        self, number: int, protocol_id: int, spi: bytes, transforms: tuple[Transform, ...]
-    ) -> None:
-        set_number, set_protocol_id, set_spi, set_transforms = _PROPOSAL_SETTERS
-        set_number(self, number)
-        set_protocol_id(self, protocol_id)
-        set_spi(self, spi)
-        set_transforms(self, transforms)
-
 
 @dataclass(frozen=True, slots=True)
 class SecurityAssociation:
@@ -140,12 +120,6 @@ class SecurityAssociation:
     type: int = field(default=PayloadType.SA.value, init=False, repr=False)
     proposals: tuple[Proposal, ...]
     critical: bool = False
-
-    def __init__(self, proposals: tuple[Proposal, ...], critical: bool = False) -> None:
-        set_type, set_proposals, set_critical = _SA_SETTERS
-        set_type(self, _SA)
-        set_proposals(self, proposals)
-        set_critical(self, critical)
 
 
 # --- simple payloads ------------------------------------------------------------------------------
@@ -159,13 +133,6 @@ class KeyExchange:
     group: int
     data: bytes
     critical: bool = False
-
-    def __init__(self, group: int, data: bytes, critical: bool = False) -> None:
-        set_type, set_group, set_data, set_critical = _KE_SETTERS
-        set_type(self, _KE)
-        set_group(self, group)
-        set_data(self, data)
-        set_critical(self, critical)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,13 +184,6 @@ class Authentication:
     data: bytes
     critical: bool = False
 
-    def __init__(self, method: int, data: bytes, critical: bool = False) -> None:
-        set_type, set_method, set_data, set_critical = _AUTH_SETTERS
-        set_type(self, _AUTH)
-        set_method(self, method)
-        set_data(self, data)
-        set_critical(self, critical)
-
 
 @dataclass(frozen=True, slots=True)
 class Nonce:
@@ -232,22 +192,6 @@ class Nonce:
     type: int = field(default=PayloadType.NONCE.value, init=False, repr=False)
     data: bytes
     critical: bool = False
-
-    def __init__(self, data: bytes, critical: bool = False) -> None:
-        set_type, set_data, set_critical = _NONCE_SETTERS
-        set_type(self, _NONCE)
-        set_data(self, data)
-        set_critical(self, critical)
-
-
-_SA, _KE, _AUTH, _NONCE = (
-    PayloadType.SA.value, PayloadType.KE.value, PayloadType.AUTH.value, PayloadType.NONCE.value
-)
-_PROPOSAL_SETTERS = _slot_setters(Proposal, "number", "protocol_id", "spi", "transforms")
-_SA_SETTERS = _slot_setters(SecurityAssociation, "type", "proposals", "critical")
-_KE_SETTERS = _slot_setters(KeyExchange, "type", "group", "data", "critical")
-_AUTH_SETTERS = _slot_setters(Authentication, "type", "method", "data", "critical")
-_NONCE_SETTERS = _slot_setters(Nonce, "type", "data", "critical")
 
 
 # --- Notify (RFC 7296 §3.10) ----------------------------------------------------------------------

@@ -36,8 +36,7 @@ from ikecore.exchanges.rekey_ike import answer_with_new_sa, group_for, sa_from_r
 from ikecore.sa import IkeSa, SpiPair
 from ikecore.states import IkeState
 from ikecore.suites import ProposalSpec
-from ikecore.wire import IkeMessage, Nonce, Notify, Payload
-from ikecore.wire import KeyExchange as KePayload
+from ikecore.wire import IkeMessage, Nonce, Notify, Payload, ke_payload, nonce_payload
 
 if TYPE_CHECKING:
     from ikecore.endpoint import IkeEndpoint
@@ -226,8 +225,8 @@ class CloneIkeInitiator:
         return [
             _CLONE_IKE_SA,
             offer(self._proposals, self._spi),
-            Nonce(self.ni),
-            KePayload(self._group, self._key_exchange.public_data),
+            nonce_payload(self.ni),
+            ke_payload(self._group, self._key_exchange.public_data),
         ]
 
     def process_response(

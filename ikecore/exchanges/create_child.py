@@ -47,6 +47,8 @@ from ikecore.wire import (
     Notify,
     Payload,
     SecurityAssociation,
+    ke_payload,
+    nonce_payload,
 )
 from ikecore.wire import (
     KeyExchange as KePayload,
@@ -129,10 +131,10 @@ class CreateChildInitiator:
         if self._rekey is not None:
             # §1.3.3: REKEY_SA names the SA being replaced by our inbound SPI.
             payloads.append(Notify.rekey_sa(ProtocolId.ESP, self._rekey.spi_in))
-        payloads += [offer(self._proposals, self._spi_in), Nonce(self._ni)]
+        payloads += [offer(self._proposals, self._spi_in), nonce_payload(self._ni)]
         if self._group is not None:
             self._key_exchange = session.endpoint.new_key_exchange(self._group)
-            payloads.append(KePayload(self._group, self._key_exchange.public_data))
+            payloads.append(ke_payload(self._group, self._key_exchange.public_data))
         payloads += ts_payloads(self._local_ts, self._remote_ts)
         return payloads
 
@@ -288,7 +290,7 @@ class CreateChildResponder:
             key_exchange = session.endpoint.new_key_exchange(transforms.dh)
             # RFC 6989 §2.5: INVALID_SYNTAX, and the IKE SA goes (the session does that).
             g_ir = key_exchange.shared_secret(ke.data)
-            response_ke = [KePayload(transforms.dh, key_exchange.public_data)]
+            response_ke = [ke_payload(transforms.dh, key_exchange.public_data)]
         nr = new_nonce(session)
         spi_in = session.endpoint.allocate_esp_spi()
         child = make_child(
@@ -320,7 +322,7 @@ class CreateChildResponder:
             session.emit(ChildSaRekeyed(session, old, child))
         return [
             answer(proposal, transforms, spi_in),
-            Nonce(nr),
+            nonce_payload(nr),
             *response_ke,
             *ts_payloads(ts_i, ts_r),
         ]

@@ -43,6 +43,8 @@ from ikecore.wire import (
     Payload,
     SecurityAssociation,
     ike_keys_rekey,
+    ke_payload,
+    nonce_payload,
     shared_suite,
 )
 from ikecore.wire import (
@@ -204,8 +206,8 @@ def answer_with_new_sa(
     )
     return new_sa, nr, [
         answer(proposal, selection.ike, spi_r),
-        Nonce(nr),
-        KePayload(selection.ike.dh, key_exchange.public_data),
+        nonce_payload(nr),
+        ke_payload(selection.ike.dh, key_exchange.public_data),
     ]
 
 
@@ -296,8 +298,8 @@ class RekeyIkeInitiator:
         self._key_exchange = session.endpoint.new_key_exchange(self._group)
         return [
             offer(self._proposals, self._spi),
-            Nonce(self._ni),
-            KePayload(self._group, self._key_exchange.public_data),
+            nonce_payload(self._ni),
+            ke_payload(self._group, self._key_exchange.public_data),
         ]
 
     def _give_up(self, session: IkeSession, notify: int | None, now: float) -> None:
