@@ -11,10 +11,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from cluster_harness import NODE_B_HOST, Cluster, cluster
 from engine_harness import (
     INITIATOR_HOST,
     RESPONDER_HOST,
-    Network,
     counter_random,
     describe,
     drain,
@@ -38,9 +38,8 @@ from ikecore.exchanges.base import nat_detection_hash
 from ikecore.sa import IkeSa
 from ikecore.session import IkeSession
 from ikecore.states import IkeState
-from ikecore.store import MemoryStore, SaStore, SqliteStore, StoreUnavailable, WriteConflict
+from ikecore.store import MemoryStore, SqliteStore, StoreUnavailable, WriteConflict
 
-NODE_B_HOST = "198.51.100.2"
 NAT_T = 4500
 PING = b"\x45" + bytes(19)
 
@@ -52,35 +51,6 @@ def esp_seq(datagram: Datagram) -> int:
 
 def received(events: list[Event]) -> list[EspPacketReceived]:
     return [e for e in events if isinstance(e, EspPacketReceived)]
-
-
-@dataclasses.dataclass
-class Cluster:
-    client: IkeEndpoint
-    node_a: IkeEndpoint
-    node_b: IkeEndpoint
-    store_a: SaStore
-    store_b: SaStore
-    net: Network
-    client_sa: IkeSession
-    a_sa: IkeSession
-
-
-def cluster(open_store: StoreFactory, **config: object) -> Cluster:
-    """A client with an IKE SA (and its Child SA) to node A; node B idle; one shared store."""
-    client, gateway, peer, net = pair(endpoint_options=config)
-    store_a = open_store("A")
-    # A memory store is one object: node B gets a view of it that writes as "B".
-    store_b = store_a.node("B") if isinstance(store_a, MemoryStore) else open_store("B")
-    node_a = IkeEndpoint(gateway.config, store_a, random=counter_random(2))
-    node_b = IkeEndpoint(gateway.config, store_b, random=counter_random(3))
-    net.hosts[RESPONDER_HOST] = node_a
-    net.hosts[NODE_B_HOST] = node_b
-    client_sa = client.initiate(peer, 0.0)
-    net.run(0.0)
-    (a_sa,) = node_a.sessions
-    drain(client), drain(node_a)
-    return Cluster(client, node_a, node_b, store_a, store_b, net, client_sa, a_sa)
 
 
 @pytest.mark.parametrize("kind", ["memory", *SHARED_KINDS])

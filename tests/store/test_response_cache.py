@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cluster_harness import NODE_B_HOST, cluster
 from engine_harness import RESPONDER_HOST, counter_random, describe, drain, of_type, pair
 from store_fixtures import SHARED_KINDS, STORE_KEY, RedisServer, StoreFactory
 
@@ -24,9 +25,8 @@ from ikecore.events import (
     LivenessChecked,
 )
 from ikecore.states import IkeState
-from ikecore.store import MemoryStore, RedisStore, SqliteStore
+from ikecore.store import RedisStore, SqliteStore
 
-NODE_B_HOST = "198.51.100.2"
 NAT_T = 4500
 
 
@@ -48,17 +48,9 @@ def test_a_response_lost_before_a_hand_off_is_sent_again_by_the_new_node(
                                    <--  the same bytes A sent, from the record's cache
     HDR(#3) SK {N(COOKIE2)} (the client's check of B's address, RFC 4555 §3.7)  -->  <--
     """
-    client, gateway, peer, net = pair()
-    store_a = open_store("A")
-    store_b = store_a.node("B") if isinstance(store_a, MemoryStore) else open_store("B")
-    node_a = IkeEndpoint(gateway.config, store_a, random=counter_random(2))
-    node_b = IkeEndpoint(gateway.config, store_b, random=counter_random(3))
-    net.hosts[RESPONDER_HOST] = node_a
-    net.hosts[NODE_B_HOST] = node_b
-    client_sa = client.initiate(peer, 0.0)
-    net.run(0.0)
-    (a_sa,) = node_a.sessions
-    drain(client), drain(node_a)
+    c = cluster(open_store)
+    client, node_a, node_b, store_b, net = c.client, c.node_a, c.node_b, c.store_b, c.net
+    client_sa, a_sa = c.client_sa, c.a_sa
 
     client_sa.create_child_sa(1.0)
     (request,) = net.capture(1.0)

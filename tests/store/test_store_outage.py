@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from engine_harness import (
     RESPONDER_HOST,
+    Network,
     counter_random,
     drain,
     of_type,
@@ -22,6 +23,7 @@ from engine_harness import (
 )
 from store_fixtures import STORE_KEY
 
+from ikecore.config import PeerConfig
 from ikecore.endpoint import IkeEndpoint
 from ikecore.events import ChildSaEstablished, IkeSaDeleted, IkeSaEstablished
 from ikecore.states import IkeState
@@ -53,13 +55,19 @@ def gateway_store(tmp_path: Path) -> Iterator[tuple[SqliteStore, _WriteLock]]:
     store.close()
 
 
+def _gateway_on(store: SqliteStore) -> tuple[IkeEndpoint, IkeEndpoint, PeerConfig, Network]:
+    """A client and a gateway whose SAs live in ``store``."""
+    client, gateway, peer, net = pair()
+    node = IkeEndpoint(gateway.config, store, random=counter_random(2))
+    net.hosts[RESPONDER_HOST] = node
+    return client, node, peer, net
+
+
 def test_an_ike_sa_init_that_cannot_claim_an_spi_is_as_if_lost(
     gateway_store: tuple[SqliteStore, _WriteLock],
 ) -> None:
     store, lock = gateway_store
-    client, gateway, peer, net = pair()
-    node = IkeEndpoint(gateway.config, store, random=counter_random(2))
-    net.hosts[RESPONDER_HOST] = node
+    client, node, peer, net = _gateway_on(store)
     lock.hold()
     # IKE_SA_INIT -->  (the gateway cannot claim its SPI: no answer, nothing kept)
     session = client.initiate(peer, 0.0)
@@ -77,9 +85,7 @@ def test_a_request_that_cannot_claim_an_spi_drops_the_session_until_the_retransm
     gateway_store: tuple[SqliteStore, _WriteLock],
 ) -> None:
     store, lock = gateway_store
-    client, gateway, peer, net = pair()
-    node = IkeEndpoint(gateway.config, store, random=counter_random(2))
-    net.hosts[RESPONDER_HOST] = node
+    client, node, peer, net = _gateway_on(store)
     session = client.initiate(peer, 0.0)
     net.run(0.0)
     drain(node)
